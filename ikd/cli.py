@@ -1,0 +1,167 @@
+"""The `ikd` command line. User mistakes print one line (`ikd: error: …`) and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ikd.config import PRESETS, Config, load_config
+from ikd.errors import UserError
+
+log = logging.getLogger("ikd")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    # Overrides may stand anywhere among the options: collect the key=value pairs argparse left.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [item for item in extra if item.startswith("-") or "=" not in item]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = [*getattr(args, "overrides", []), *extra]
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return args.handler(args) or 0
+    except UserError as error:
+        print(f"ikd: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ikd: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ikd",
+        description="IdentityKD: person recognition from mmWave-radar gait, distilled from a frozen face teacher.",
+        epilog="Config overrides are dotted key=value pairs, e.g. radar.num_chirps=100 dsp.image_size=64.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(handler=lambda _: parser.print_help())
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="the main job on a preset (today: synthetic walkers and their spectrogram previews)",
+        description="Run the main job on a preset. Until the dataset, training and study stages "
+        "land, it simulates the preset's first walkers and renders their micro-Doppler previews.",
+    )
+    _common(run)
+    run.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: runs/<preset>)"
+    )
+    run.set_defaults(handler=_run)
+
+    data = commands.add_parser("data", help="captures and datasets").add_subparsers(
+        title="data commands", metavar="COMMAND", required=True
+    )
+    simulate = data.add_parser(
+        "simulate",
+        help="write synthetic walks as DCA1000 .bin captures plus metadata.json",
+        description="Simulate the preset's walkers with the exact FMCW path and write them as a capture "
+        "folder laid out like a real recording (see README). Size it with overrides, e.g. "
+        "synthetic.num_identities=4 synthetic.walks_per_identity=2.",
+    )
+    _common(simulate)
+    simulate.add_argument(
+        "--out", type=Path, default=None, help="capture folder (default: captures/<preset>)"
+    )
+    simulate.set_defaults(handler=_simulate)
+
+    preview = data.add_parser(
+        "preview",
+        help="PNG previews of micro-Doppler spectrograms (grid + one labelled plot)",
+        description="Render spectrograms of a capture folder, or of synthetic walks simulated in-stream "
+        "when no folder is given.",
+    )
+    _common(preview)
+    preview.add_argument(
+        "--captures", type=Path, default=None, help="capture folder with metadata.json"
+    )
+    preview.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: previews/<preset>)"
+    )
+    preview.add_argument(
+        "--identities", type=int, default=6, help="rows: first N identities (default 6)"
+    )
+    preview.add_argument("--walks", type=int, default=4, help="columns: first N walks (default 4)")
+    preview.set_defaults(handler=_preview)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--preset", choices=list(PRESETS), default="laptop", help="sizes (default: laptop)"
+    )
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    config = load_config(args.preset, args.overrides)
+    log.info("config %s (preset %s)", config.hash(), config.preset)
+    return config
+
+
+def _run(args: argparse.Namespace) -> None:
+    config = _config(args)
+    out = args.out or Path("runs") / config.preset
+    identities = min(6, config.synthetic.num_identities)
+    walks = min(4, config.synthetic.walks_per_identity)
+    _render(config, None, out / "preview", identities, walks, f"synthetic, {config.preset} preset")
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from ikd.radar.captures import simulate_captures
+
+    config = _config(args)
+    simulate_captures(config, args.out or Path("captures") / config.preset)
+
+
+def _preview(args: argparse.Namespace) -> None:
+    from ikd.radar.captures import read_metadata
+
+    config = _config(args)
+    title = f"synthetic, {config.preset} preset"
+    if args.captures is not None:
+        radar, _ = read_metadata(args.captures)
+        config = dataclasses.replace(config, radar=radar)
+        title = str(args.captures)
+    if args.identities < 1 or args.walks < 1:
+        raise UserError("--identities and --walks must be ≥ 1")
+    out = args.out or Path("previews") / config.preset
+    _render(config, args.captures, out, args.identities, args.walks, title)
+
+
+def _render(
+    config: Config, captures: Path | None, out: Path, identities: int, walks: int, title: str
+) -> None:
+    from tqdm import tqdm
+
+    from ikd.radar.captures import iter_walk_windows
+    from ikd.radar.preview import render_previews
+
+    start = time.perf_counter()
+    stream = iter_walk_windows(config, captures, identities, walks)
+    results = list(tqdm(stream, desc="spectrograms", unit="walk"))
+    failed = [w for w in results if w.error]
+    if len(failed) == len(results):
+        raise UserError(f"every walk failed; first: {failed[0].error}")
+    paths = render_previews(results, config, out, title)
+    windows = sum(len(w.images) for w in results)
+    log.info(
+        "%d walks (%d gait windows, %d failed) in %.1f s → %s",
+        len(results),
+        windows,
+        len(failed),
+        time.perf_counter() - start,
+        ", ".join(map(str, paths)),
+    )

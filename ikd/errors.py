@@ -1,0 +1,13 @@
+"""Errors caused by user input. The CLI prints these as one line, without a traceback."""
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for or handed over (config, paths, files)."""
+
+
+class ConfigError(UserError, ValueError):
+    """An unknown key, a value of the wrong type, or an inconsistent configuration."""
+
+
+class CaptureError(UserError, ValueError):
+    """A radar capture that cannot be used: truncated, mis-sized, or holding NaNs."""

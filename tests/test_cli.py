@@ -1,0 +1,78 @@
+"""The command line: help, the data commands end to end on tiny sizes, one-line user errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ikd.cli import main
+
+TINY = ["--preset", "smoke", "synthetic.num_identities=2", "synthetic.walks_per_identity=2"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ikd", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_python_dash_m_prints_help():
+    result = _run("--help")
+    assert result.returncode == 0 and "data" in result.stdout and "run" in result.stdout
+
+
+def test_overrides_may_come_before_options(tmp_path):
+    assert (
+        main(
+            [
+                "run",
+                "synthetic.num_identities=2",
+                "--preset",
+                "smoke",
+                "synthetic.walks_per_identity=1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+
+
+def test_a_user_mistake_is_one_line_without_traceback():
+    result = _run("run", "--preset", "smoke", "radar.num_chirp=3")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == [
+        "ikd: error: unknown config key 'radar.num_chirp'; did you mean 'radar.num_chirps'?"
+    ]
+
+
+def test_simulate_then_preview_a_capture_folder(tmp_path):
+    captures = tmp_path / "captures"
+    assert main(["data", "simulate", *TINY, "--out", str(captures)]) == 0
+    metadata = json.loads((captures / "metadata.json").read_text())
+    assert metadata["source"]["synthetic"] and len(metadata["captures"]) == 4
+    assert all((captures / c["file"]).stat().st_size > 0 for c in metadata["captures"])
+    out = tmp_path / "preview"
+    assert main(["data", "preview", "--captures", str(captures), *TINY, "--out", str(out)]) == 0
+    for name in ("grid.png", "spectrogram.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_renders_the_preview(tmp_path):
+    assert main(["run", *TINY, "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "preview" / "grid.png").exists()
+
+
+def test_preview_of_a_folder_without_metadata_is_a_user_error(tmp_path, capsys):
+    assert main(["data", "preview", "--captures", str(tmp_path), "--preset", "smoke"]) == 2
+    assert "metadata.json: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["data", "simulate"], ["data", "preview"], ["run"]])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0 and "--preset" in capsys.readouterr().out

@@ -1,0 +1,97 @@
+import dataclasses
+import logging
+
+import pytest
+
+from ikd.config import PRESETS, Config, apply_overrides, dotted_keys, load_config
+from ikd.errors import ConfigError
+
+
+def test_defaults_are_the_papers_radar_reading():
+    radar = Config().radar
+    assert radar.num_samples == 256 and radar.num_chirps == 200
+    assert radar.range_resolution_m == pytest.approx(0.195, abs=1e-3)
+    assert radar.velocity_resolution_m_s == pytest.approx(0.06, abs=2e-3)
+    assert radar.max_velocity_m_s == pytest.approx(5.9, abs=0.05)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_loads_and_round_trips_through_a_dict(preset):
+    config = load_config(preset, warn=False)
+    assert config.preset == preset
+    assert Config.from_dict(config.to_dict()) == config
+
+
+def test_an_unknown_key_names_the_nearest_valid_one():
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'radar.num_chirp'; did you mean 'radar.num_chirps'"
+    ):
+        load_config("smoke", ["radar.num_chirp=100"])
+    with pytest.raises(ConfigError, match="did you mean 'dsp'"):
+        Config.from_dict({"dps": {}})
+
+
+def test_an_unknown_preset_is_refused():
+    with pytest.raises(ConfigError, match="did you mean 'laptop'"):
+        load_config("lapton")
+
+
+def test_overrides_parse_by_field_type_and_survive_a_round_trip():
+    config = load_config(
+        "smoke",
+        ["radar.num_chirps=48", "dsp.dynamic_range_db=35.5", "synthetic.seed=7"],
+        warn=False,
+    )
+    assert config.radar.num_chirps == 48 and isinstance(config.radar.num_chirps, int)
+    assert config.dsp.dynamic_range_db == 35.5
+    assert Config.from_dict(config.to_dict()) == config
+    again = apply_overrides(
+        load_config("smoke", warn=False),
+        {"radar.num_chirps": 48, "dsp.dynamic_range_db": 35.5, "synthetic.seed": 7},
+    )
+    assert again == config and again.hash() == config.hash()
+
+
+def test_a_value_of_the_wrong_type_is_refused():
+    with pytest.raises(ConfigError, match="expected int"):
+        load_config("smoke", ["radar.num_chirps=many"])
+    with pytest.raises(ConfigError, match="expected int"):
+        Config.from_dict({"radar": {"num_chirps": "64"}})
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config("smoke", ["radar.num_chirps"])
+
+
+def test_inconsistent_settings_are_refused():
+    with pytest.raises(ConfigError, match="do not fit"):
+        load_config("smoke", ["radar.num_chirps=400"])
+    with pytest.raises(ConfigError, match="window_frames"):
+        load_config("smoke", ["dsp.window_frames=500"])
+
+
+def test_the_hash_is_stable_and_sensitive():
+    a, b = load_config("smoke", warn=False), load_config("smoke", warn=False)
+    assert a.hash() == b.hash() and len(a.hash()) == 12
+    assert load_config("smoke", ["synthetic.seed=1"], warn=False).hash() != a.hash()
+
+
+def test_configs_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Config().radar.num_chirps = 3  # type: ignore[misc]
+
+
+def test_reduced_presets_say_so(caplog):
+    with caplog.at_level(logging.INFO, logger="ikd.config"):
+        load_config("laptop")
+    assert "radar.num_chirps 200 → 64" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ikd.config"):
+        load_config("paper")
+    assert "coarsely" not in caplog.text
+
+
+def test_every_dotted_key_is_overridable():
+    for key in dotted_keys():
+        if key == "preset":
+            continue
+        value = getattr(getattr(Config(), key.split(".")[0]), key.split(".")[1])
+        assert apply_overrides(Config(), {key: value}) == Config()

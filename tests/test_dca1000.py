@@ -1,0 +1,119 @@
+"""DCA1000 .bin layout, round trip, and clear errors for bad captures."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ikd.errors import CaptureError
+from ikd.radar.captures import capture_windows_batch, read_metadata, simulate_captures
+from ikd.radar.dca1000 import quantize, read_bin, write_bin
+
+
+def _cube(shape=(3, 4, 2, 8), seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.integers(-32767, 32768, shape) + 1j * rng.integers(-32767, 32768, shape)).astype(
+        np.complex64
+    )
+
+
+def test_round_trip_is_bit_exact(tmp_path):
+    cube = _cube()
+    write_bin(tmp_path / "a.bin", cube)
+    back = read_bin(tmp_path / "a.bin", *cube.shape)
+    assert back.dtype == np.complex64 and np.array_equal(back, cube)
+
+
+def test_words_follow_the_two_lane_layout(tmp_path):
+    cube = np.zeros((1, 1, 2, 4), np.complex64)
+    cube[0, 0, 0] = [1 + 5j, 2 + 6j, 3 + 7j, 4 + 8j]
+    cube[0, 0, 1] = [9 + 13j, 10 + 14j, 11 + 15j, 12 + 16j]
+    write_bin(tmp_path / "a.bin", cube)
+    words = np.fromfile(tmp_path / "a.bin", dtype="<i2")
+    # I0 I1 Q0 Q1 I2 I3 Q2 Q3 for rx 0, then rx 1.
+    assert words.tolist() == [1, 2, 5, 6, 3, 4, 7, 8, 9, 10, 13, 14, 11, 12, 15, 16]
+
+
+def test_a_truncated_file_names_itself_and_what_was_expected(tmp_path):
+    cube = _cube()
+    path = tmp_path / "walk.bin"
+    write_bin(path, cube)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(
+        CaptureError, match=r"walk\.bin: expected 768 bytes \(3 frames .*found 668 bytes.*truncated"
+    ):
+        read_bin(path, *cube.shape)
+
+
+def test_a_wrong_frame_count_is_reported(tmp_path):
+    cube = _cube()
+    write_bin(tmp_path / "a.bin", cube)
+    with pytest.raises(
+        CaptureError, match=r"a\.bin: expected 1024 bytes \(4 frames.*\(3\.00 frames"
+    ):
+        read_bin(tmp_path / "a.bin", 4, *cube.shape[1:])
+
+
+def test_a_missing_file_is_a_capture_error(tmp_path):
+    with pytest.raises(CaptureError, match=r"nothere\.bin: cannot read"):
+        read_bin(tmp_path / "nothere.bin", 1, 1, 1, 2)
+
+
+def test_nan_samples_are_refused_and_nothing_is_written(tmp_path):
+    cube = _cube()
+    cube[1, 2, 0, 3] = np.nan
+    with pytest.raises(CaptureError, match="NaN"):
+        write_bin(tmp_path / "a.bin", cube)
+    assert not list(tmp_path.iterdir())
+
+
+def test_quantize_maps_full_scale_to_int16():
+    cube = np.array([0.5 + 0.25j, 4.0 - 4.0j, 10.0 + 0j], np.complex64)
+    counts = quantize(cube, full_scale=4.0)
+    assert counts.tolist() == [4096 + 2048j, 32767 - 32767j, 32767 + 0j]
+
+
+def test_a_batch_reports_bad_captures_and_goes_on(tmp_path, smoke):
+    config = smoke.__class__.from_dict(
+        {
+            **smoke.to_dict(),
+            "synthetic": {
+                **smoke.to_dict()["synthetic"],
+                "num_identities": 2,
+                "walks_per_identity": 2,
+            },
+        }
+    )
+    simulate_captures(config, tmp_path, progress=False)
+    radar, captures = read_metadata(tmp_path)
+    assert radar == config.radar and len(captures) == 4
+    bad = tmp_path / captures[1]["file"]
+    bad.write_bytes(bad.read_bytes()[:1000])
+    batch = {
+        "path": np.array([str(tmp_path / c["file"]) for c in captures], dtype=object),
+        "identity": np.array([c["identity"] for c in captures]),
+        "walk": np.array([c["walk"] for c in captures]),
+        "num_frames": np.array([c["num_frames"] for c in captures]),
+    }
+    out = capture_windows_batch(batch, config)
+    errors = [e for e in out["error"] if e]
+    assert len(errors) == 1 and captures[1]["file"] in errors[0] and "truncated" in errors[0]
+    good = out["error"] == ""
+    windows_per_walk = (config.num_frames - config.dsp.window_frames) // config.dsp.hop_frames + 1
+    assert good.sum() == 3 * windows_per_walk
+    assert out["spectrogram"].shape[1:] == (3, config.dsp.image_size, config.dsp.image_size)
+
+
+def test_metadata_errors_are_clear(tmp_path):
+    with pytest.raises(CaptureError, match=r"metadata\.json: no such file"):
+        read_metadata(tmp_path)
+    (tmp_path / "metadata.json").write_text(
+        json.dumps({"format": "ikd-captures/1", "radar": {"num_chirp": 3}, "captures": []})
+    )
+    with pytest.raises(CaptureError, match="did you mean 'num_chirps'"):
+        read_metadata(tmp_path)
+    (tmp_path / "metadata.json").write_text(
+        json.dumps({"format": "ikd-captures/1", "radar": {}, "captures": [{"file": "a.bin"}]})
+    )
+    with pytest.raises(CaptureError, match="capture #0 lacks identity, walk, num_frames"):
+        read_metadata(tmp_path)
