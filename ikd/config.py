@@ -16,7 +16,6 @@ import difflib
 import hashlib
 import json
 import logging
-import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -129,6 +128,47 @@ class DSPConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, the paper's §4.1 defaults: Adam, lr 1e-4, MultiStepLR, 200 epochs, batch 128."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 1e-4
+    lr_milestones: tuple[int, ...] = (100, 150)  # MultiStepLR; the paper gives no milestones
+    lr_decay: float = 0.1
+    seed: int = 0  # initialisation, data order and face-view choice; the dataset split is fixed
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, "train.epochs must be ≥ 1")
+        _require(
+            self.batch_size >= 2, "train.batch_size must be ≥ 2 (contrastive losses need pairs)"
+        )
+        _require(self.lr > 0, "train.lr must be > 0")
+        _require(
+            list(self.lr_milestones) == sorted(self.lr_milestones),
+            "train.lr_milestones must ascend",
+        )
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """IdentityKD's symbols with the paper's values (§3.4, §4.1; DESIGN.md §5)."""
+
+    gamma: float = 0.8  # γ: weight of L_st against L_sp in L_cs (eq. 11)
+    tau: float = 5.0  # τ: contrast temperature as printed (DESIGN.md §5 explains why it is tuned)
+    lambda1: float = 0.5  # λ1: margin scaling, m_i = (λ1 + A_i)·m0 (eq. 12)
+    lambda2: float = 0.4  # λ2: regularisation scaling, β_i = (λ2 + A_i)·β0 (eq. 13)
+    margin0: float = 8 / 255  # m0, CFA's base margin
+    beta0: float = 6.0  # β0, CFA's base regularisation weight
+    delta1: float = 1.0  # δ1: weight of L_cs (eq. 15); the paper leaves it open
+    delta2: float = 1.0  # δ2: weight of L_KD (eq. 15); the paper leaves it open
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.gamma <= 1, "distill.gamma must lie in [0, 1]")
+        _require(self.tau > 0, "distill.tau must be > 0")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of a job; written next to everything it produces."""
 
@@ -136,6 +176,8 @@ class Config:
     radar: RadarConfig = field(default_factory=RadarConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     dsp: DSPConfig = field(default_factory=DSPConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         _require(
@@ -180,6 +222,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "synthetic.walks_per_identity": 20,
         "dsp.hop_frames": 8,  # 8 windows per 4 s walk → 5760 windows in all
         "dsp.image_size": 32,
+        "train.epochs": 10,
+        "train.lr_milestones": (6, 8),
     },
     "smoke": {
         "radar.num_samples": 128,
@@ -190,6 +234,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dsp.window_frames": 32,
         "dsp.hop_frames": 16,
         "dsp.image_size": 32,
+        "train.epochs": 1,
+        "train.batch_size": 16,
+        "train.lr_milestones": (),
     },
 }
 
@@ -285,6 +332,10 @@ def _split(item: str) -> tuple[str, str]:
 
 def _resolve(key: str) -> tuple[list[str], Any]:
     keys = dotted_keys()
+    if key == "preset":
+        raise ConfigError(
+            "the preset is chosen with --preset (or load_config's preset), not an override"
+        )
     if key not in keys:
         raise ConfigError(f"unknown config key {key!r}{_suggest(key, keys)}")
     return key.split(".")[:-1], keys[key]
@@ -301,7 +352,7 @@ def _parse(value: Any, kind: Any, key: str) -> Any:
             return lowered in {"true", "1", "yes"}
         if kind in (int, float, str):
             return kind(value)
-        return json.loads(value)
+        return json.loads(value)  # tuples: radar-style lists such as [100, 150]
     except ValueError:
         raise ConfigError(f"{key}={value!r}: expected {getattr(kind, '__name__', kind)}") from None
 
@@ -327,9 +378,11 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
 def _check_type(value: Any, kind: Any, key: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    base = typing.get_origin(kind) or kind
-    if isinstance(base, type) and not isinstance(base, types.GenericAlias):
-        ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
-        if not ok:
-            raise ConfigError(f"{key}: expected {base.__name__}, got {value!r}")
-    return value
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = {a for a in typing.get_args(kind) if a is not Ellipsis}
+        return tuple(_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")

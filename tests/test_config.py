@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import logging
 
 import pytest
@@ -52,6 +53,24 @@ def test_overrides_parse_by_field_type_and_survive_a_round_trip():
     assert again == config and again.hash() == config.hash()
 
 
+def test_a_json_round_trip_is_exact_tuples_included():
+    config = load_config("laptop", ["train.lr_milestones=[3, 5]"], warn=False)
+    assert config.train.lr_milestones == (3, 5)
+    assert Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_the_papers_training_defaults():
+    config = Config()
+    assert (config.train.epochs, config.train.batch_size, config.train.lr) == (200, 128, 1e-4)
+    assert (config.distill.gamma, config.distill.tau) == (0.8, 5.0)
+    assert (config.distill.lambda1, config.distill.lambda2) == (0.5, 0.4)
+
+
+def test_the_preset_is_not_an_override():
+    with pytest.raises(ConfigError, match="--preset"):
+        load_config("smoke", ["preset=paper"])
+
+
 def test_a_value_of_the_wrong_type_is_refused():
     with pytest.raises(ConfigError, match="expected int"):
         load_config("smoke", ["radar.num_chirps=many"])
@@ -59,6 +78,8 @@ def test_a_value_of_the_wrong_type_is_refused():
         Config.from_dict({"radar": {"num_chirps": "64"}})
     with pytest.raises(ConfigError, match="key=value"):
         load_config("smoke", ["radar.num_chirps"])
+    with pytest.raises(ConfigError, match=r"lr_milestones\[0\]: expected int"):
+        load_config("smoke", ["train.lr_milestones=[1.5]"])
 
 
 def test_inconsistent_settings_are_refused():
