@@ -44,7 +44,9 @@ def one_walk(config: Config, exact: bool, identity: int = 1, walk: int = 0) -> d
         profiles = synthesize_range_profiles(scene, radar, bins, rng)
     times["synthesis"] = time.process_time() - start
     start = time.process_time()
-    images, _ = dsp.spectrogram_windows(dsp.walk_spectrogram(profiles, config), config)
+    images, _ = dsp.spectrogram_windows(
+        dsp.walk_spectrogram(profiles, radar, config.dsp), radar, config.dsp
+    )
     np.ascontiguousarray(images)  # materialise the three channels, as a dataset writer would
     times["dsp"] = time.process_time() - start
     times["total"] = sum(times.values())
@@ -94,11 +96,11 @@ def main() -> None:
             f"| {label} (n={repeats}) | {t['scene']:.3f} | {t['synthesis']:.3f} | {t['dsp']:.3f} "
             f"| **{t['total']:.3f}** | {memory:.0f} MiB |"
         )
-    windows = (paper.num_frames - paper.dsp.window_frames) // paper.dsp.hop_frames + 1
+    windows = dsp.num_windows(paper.num_frames, paper.dsp)
     print(
         f"\npaper: {paper.radar.num_chirps} chirps × {paper.radar.num_rx} rx, "
         f"{windows} windows of {paper.dsp.image_size}²; laptop: {laptop.radar.num_chirps} chirps, "
-        f"{(laptop.num_frames - laptop.dsp.window_frames) // laptop.dsp.hop_frames + 1} windows of "
+        f"{dsp.num_windows(laptop.num_frames, laptop.dsp)} windows of "
         f"{laptop.dsp.image_size}²"
     )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 import time
@@ -14,9 +13,11 @@ from ikd.config import PRESETS, Config, load_config
 from ikd.errors import UserError
 
 log = logging.getLogger("ikd")
+_LARGE = 2 * 2**30  # bytes of captures written without --force
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `ikd` command line; returns the exit status."""
     parser = _parser()
     # Overrides may stand anywhere among the options: collect the key=value pairs argparse left.
     args, extra = parser.parse_known_args(argv)
@@ -33,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args) or 0
     except UserError as error:
         print(f"ikd: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # an unwritable output folder, a full disk, a path that is a file
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"ikd: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ikd: interrupted", file=sys.stderr)
@@ -75,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--out", type=Path, default=None, help="capture folder (default: captures/<preset>)"
     )
+    simulate.add_argument(
+        "--force", action="store_true", help=f"write even when it takes over {_LARGE // 2**30} GiB"
+    )
     simulate.set_defaults(handler=_simulate)
 
     preview = data.add_parser(
@@ -103,6 +111,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--preset", choices=list(PRESETS), default="laptop", help="sizes (default: laptop)"
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -120,23 +131,26 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> None:
-    from ikd.radar.captures import simulate_captures
+    from ikd.radar.captures import capture_folder_bytes, simulate_captures
 
     config = _config(args)
-    simulate_captures(config, args.out or Path("captures") / config.preset)
+    size = capture_folder_bytes(config)
+    if size > _LARGE and not args.force:
+        raise UserError(
+            f"these captures would take {size / 2**30:.1f} GiB; pass --force, or simulate fewer "
+            "(synthetic.num_identities=4 synthetic.walks_per_identity=2). Datasets never need them: "
+            "they simulate in-stream."
+        )
+    out = (args.out or Path("captures") / config.preset).resolve()
+    log.info("writing %.2f GiB of captures to %s", size / 2**30, out)
+    simulate_captures(config, out)
 
 
 def _preview(args: argparse.Namespace) -> None:
-    from ikd.radar.captures import read_metadata
-
     config = _config(args)
-    title = f"synthetic, {config.preset} preset"
-    if args.captures is not None:
-        radar, _ = read_metadata(args.captures)
-        config = dataclasses.replace(config, radar=radar)
-        title = str(args.captures)
     if args.identities < 1 or args.walks < 1:
         raise UserError("--identities and --walks must be ≥ 1")
+    title = str(args.captures) if args.captures else f"synthetic, {config.preset} preset"
     out = args.out or Path("previews") / config.preset
     _render(config, args.captures, out, args.identities, args.walks, title)
 
@@ -146,16 +160,17 @@ def _render(
 ) -> None:
     from tqdm import tqdm
 
-    from ikd.radar.captures import iter_walk_windows
+    from ikd.radar.captures import iter_walk_windows, read_metadata
     from ikd.radar.preview import render_previews
 
     start = time.perf_counter()
+    radar = read_metadata(captures)[0] if captures else config.radar
     stream = iter_walk_windows(config, captures, identities, walks)
     results = list(tqdm(stream, desc="spectrograms", unit="walk"))
     failed = [w for w in results if w.error]
     if len(failed) == len(results):
         raise UserError(f"every walk failed; first: {failed[0].error}")
-    paths = render_previews(results, config, out, title)
+    paths = render_previews(results, radar, config.dsp, out.resolve(), title)
     windows = sum(len(w.images) for w in results)
     log.info(
         "%d walks (%d gait windows, %d failed) in %.1f s → %s",

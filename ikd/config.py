@@ -16,6 +16,8 @@ import difflib
 import hashlib
 import json
 import logging
+import math
+import numbers
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +51,14 @@ class RadarConfig:
     mount_height_m: float = 1.5  # the paper's tripod height
 
     def __post_init__(self) -> None:
+        for name in (
+            "start_frequency_hz",
+            "slope_hz_per_s",
+            "sample_rate_hz",
+            "chirp_period_s",
+            "frame_period_s",
+        ):
+            _require(getattr(self, name) > 0, f"radar.{name} must be > 0")
         _require(self.num_samples >= 8, "radar.num_samples must be ≥ 8")
         _require(self.num_chirps >= 8, "radar.num_chirps must be ≥ 8")
         _require(self.num_rx >= 1, "radar.num_rx must be ≥ 1")
@@ -100,7 +110,10 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         _require(self.num_identities >= 2, "synthetic.num_identities must be ≥ 2")
         _require(self.walks_per_identity >= 1, "synthetic.walks_per_identity must be ≥ 1")
-        _require(self.walk_duration_s > 0, "synthetic.walk_duration_s must be > 0")
+        # The synthetic room is ~9 m deep: longer walks would leave the range band (scene.py).
+        _require(
+            0 < self.walk_duration_s <= 4.5, "synthetic.walk_duration_s must lie in (0, 4.5] s"
+        )
         _require(self.adc_full_scale > 0, "synthetic.adc_full_scale must be > 0")
 
 
@@ -110,6 +123,7 @@ class DSPConfig:
 
     range_min_m: float = 0.8  # the walker's range band; bins outside it are never computed
     range_max_m: float = 9.5
+    track_half_width_m: float = 0.8  # STFT only ±this around the walker's strongest bin (0: all)
     doppler_window: int = 0  # chirps per STFT window; 0 = all chirps of a frame (paper's v_res)
     dynamic_range_db: float = 40.0  # spectrogram clipped this far below its peak
     window_frames: int = 64  # one gait sample: 64 frames ≈ 2.1 s ≈ two gait cycles
@@ -120,6 +134,7 @@ class DSPConfig:
         _require(
             0 <= self.range_min_m < self.range_max_m, "dsp: need 0 ≤ range_min_m < range_max_m"
         )
+        _require(self.track_half_width_m >= 0, "dsp.track_half_width_m must be ≥ 0")
         _require(self.doppler_window >= 0, "dsp.doppler_window must be ≥ 0")
         _require(self.dynamic_range_db > 0, "dsp.dynamic_range_db must be > 0")
         _require(self.window_frames >= 2, "dsp.window_frames must be ≥ 2")
@@ -166,6 +181,8 @@ class DistillConfig:
     def __post_init__(self) -> None:
         _require(0 <= self.gamma <= 1, "distill.gamma must lie in [0, 1]")
         _require(self.tau > 0, "distill.tau must be > 0")
+        for name in ("lambda1", "lambda2", "margin0", "beta0", "delta1", "delta2"):
+            _require(getattr(self, name) >= 0, f"distill.{name} must be ≥ 0")
 
 
 @dataclass(frozen=True)
@@ -193,6 +210,10 @@ class Config:
             f"dsp.window_frames={self.dsp.window_frames} exceeds the {self.num_frames} frames of a "
             f"{self.synthetic.walk_duration_s:g} s walk",
         )
+        _require(
+            all(0 < m < self.train.epochs for m in self.train.lr_milestones),
+            f"train.lr_milestones {self.train.lr_milestones} must lie inside (0, train.epochs={self.train.epochs})",
+        )
 
     @property
     def num_frames(self) -> int:
@@ -204,8 +225,12 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Config:
-        """Build a config from nested mappings; unknown keys raise naming the nearest valid one."""
-        return _build(cls, data, prefix="")
+        """Rebuild a resolved config from nested mappings (e.g. a run's config.json).
+
+        Unknown keys raise naming the nearest valid one; missing keys take the paper's defaults.
+        `preset` is only a label here: to apply a preset's sizes use `load_config`.
+        """
+        return build(cls, data)
 
     def hash(self) -> str:
         """A short stable hash of the resolved config (12 hex digits)."""
@@ -261,7 +286,7 @@ def load_config(
     config = apply_overrides(config, overrides)
     notes = reductions(config)
     if warn and notes:
-        log.info(
+        log.warning(
             "%s preset samples more coarsely than the paper: %s", config.preset, "; ".join(notes)
         )
     return config
@@ -288,6 +313,10 @@ def reductions(config: Config) -> list[str]:
         ours, theirs = getattr(config.radar, name), getattr(paper.radar, name)
         if ours != theirs:
             notes.append(f"radar.{name} {theirs:g} → {ours:g}")
+    if config.radar.range_resolution_m > paper.radar.range_resolution_m * 1.001:
+        notes.append(
+            f"range resolution {paper.radar.range_resolution_m:.3f} → {config.radar.range_resolution_m:.3f} m"
+        )
     if config.radar.velocity_resolution_m_s > paper.radar.velocity_resolution_m_s * 1.001:
         notes.append(
             f"velocity resolution {paper.radar.velocity_resolution_m_s:.3f} → "
@@ -357,6 +386,11 @@ def _parse(value: Any, kind: Any, key: str) -> Any:
         raise ConfigError(f"{key}={value!r}: expected {getattr(kind, '__name__', kind)}") from None
 
 
+def build(cls: type, data: Mapping[str, Any]) -> Any:
+    """Strictly build any config dataclass (a section such as `RadarConfig`, or `Config`)."""
+    return _build(cls, data, prefix="")
+
+
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
@@ -376,13 +410,19 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
 
 
 def _check_type(value: Any, kind: Any, key: str) -> Any:
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
+    if kind is int and isinstance(value, numbers.Integral):
+        return int(value)  # numpy integers from Tune / Optuna included
+    if kind is float and isinstance(value, numbers.Real):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if typing.get_origin(kind) is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         (item,) = {a for a in typing.get_args(kind) if a is not Ellipsis}
         return tuple(_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value))
-    if isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool)):
+    if isinstance(value, kind):
         return value
     raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")

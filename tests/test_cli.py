@@ -76,3 +76,21 @@ def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
     assert exit_info.value.code == 0 and "--preset" in capsys.readouterr().out
+
+
+def test_simulate_refuses_a_huge_folder_without_force(tmp_path, capsys):
+    assert main(["data", "simulate", "--preset", "laptop", "--out", str(tmp_path)]) == 2
+    assert "GiB; pass --force" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_verbose_is_accepted_after_the_command(tmp_path):
+    assert main(["run", *TINY, "-v", "--out", str(tmp_path)]) == 0
+
+
+def test_an_output_path_that_is_a_file_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = _run("run", *TINY, "--out", str(blocker))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("ikd: error: ")

@@ -2,6 +2,7 @@ import dataclasses
 import json
 import logging
 
+import numpy as np
 import pytest
 
 from ikd.config import PRESETS, Config, apply_overrides, dotted_keys, load_config
@@ -103,7 +104,7 @@ def test_configs_are_frozen():
 def test_reduced_presets_say_so(caplog):
     with caplog.at_level(logging.INFO, logger="ikd.config"):
         load_config("laptop")
-    assert "radar.num_chirps 200 → 64" in caplog.text
+    assert "radar.num_chirps 200 → 64" in caplog.text and "WARNING" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="ikd.config"):
         load_config("paper")
@@ -111,8 +112,50 @@ def test_reduced_presets_say_so(caplog):
 
 
 def test_every_dotted_key_is_overridable():
-    for key in dotted_keys():
+    """Each key takes a different valid value and the value lands where the key says."""
+    base = load_config("laptop", warn=False)
+    for key, kind in dotted_keys().items():
         if key == "preset":
             continue
-        value = getattr(getattr(Config(), key.split(".")[0]), key.split(".")[1])
-        assert apply_overrides(Config(), {key: value}) == Config()
+        section, name = key.split(".")
+        old = getattr(getattr(base, section), name)
+        if kind is int:
+            candidates = [old + 1, old - 1]
+        elif kind is float:
+            candidates = [old * 0.9, old * 1.1, 0.5]
+        else:  # tuple[int, ...]
+            candidates = [(*old, old[-1] + 1) if old else (1,), old[:-1]]
+        landed = False
+        for value in candidates:
+            try:
+                config = apply_overrides(base, {key: value})
+            except ConfigError:
+                continue
+            assert getattr(getattr(config, section), name) == value != old
+            landed = True
+            break
+        assert landed, key
+
+
+def test_numpy_scalars_from_tuners_are_accepted():
+    config = apply_overrides(
+        load_config("smoke", warn=False),
+        {"radar.num_chirps": np.int64(48), "distill.tau": np.float32(0.5)},
+    )
+    assert config.radar.num_chirps == 48 and type(config.radar.num_chirps) is int
+    assert type(config.distill.tau) is float
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "radar.sample_rate_hz=0",
+        "synthetic.walk_duration_s=inf",
+        "distill.tau=nan",
+        "train.epochs=3",
+        "distill.delta1=-1",
+    ],
+)
+def test_impossible_values_are_config_errors(override):
+    with pytest.raises(ConfigError):
+        load_config("laptop", [override])

@@ -5,9 +5,17 @@ import json
 import numpy as np
 import pytest
 
+from ikd.config import apply_overrides
 from ikd.errors import CaptureError
-from ikd.radar.captures import capture_windows_batch, read_metadata, simulate_captures
+from ikd.radar.captures import (
+    capture_windows_batch,
+    iter_walk_windows,
+    read_metadata,
+    simulate_captures,
+)
 from ikd.radar.dca1000 import quantize, read_bin, write_bin
+from ikd.radar.dsp import num_windows, walk_spectrogram
+from ikd.radar.simulate import simulate_walk
 
 
 def _cube(shape=(3, 4, 2, 8), seed=0):
@@ -95,12 +103,11 @@ def test_a_batch_reports_bad_captures_and_goes_on(tmp_path, smoke):
         "walk": np.array([c["walk"] for c in captures]),
         "num_frames": np.array([c["num_frames"] for c in captures]),
     }
-    out = capture_windows_batch(batch, config)
+    out = capture_windows_batch(batch, config=config)
     errors = [e for e in out["error"] if e]
     assert len(errors) == 1 and captures[1]["file"] in errors[0] and "truncated" in errors[0]
     good = out["error"] == ""
-    windows_per_walk = (config.num_frames - config.dsp.window_frames) // config.dsp.hop_frames + 1
-    assert good.sum() == 3 * windows_per_walk
+    assert good.sum() == 3 * num_windows(config.num_frames, config.dsp)
     assert out["spectrogram"].shape[1:] == (3, config.dsp.image_size, config.dsp.image_size)
 
 
@@ -116,4 +123,59 @@ def test_metadata_errors_are_clear(tmp_path):
         json.dumps({"format": "ikd-captures/1", "radar": {}, "captures": [{"file": "a.bin"}]})
     )
     with pytest.raises(CaptureError, match="capture #0 lacks identity, walk, num_frames"):
+        read_metadata(tmp_path)
+
+
+def test_an_exported_capture_reads_back_as_the_in_stream_exact_walk(tmp_path, smoke):
+    """simulate → quantise → .bin → read → DSP equals the in-stream exact path (16 counts per σ)."""
+    config = apply_overrides(
+        smoke, {"synthetic.num_identities": 2, "synthetic.walks_per_identity": 1}
+    )
+    simulate_captures(config, tmp_path, progress=False)
+    (from_file,) = [w for w in iter_walk_windows(config, tmp_path, 2, 1) if w.identity == 1]
+    in_stream = walk_spectrogram(simulate_walk(config, 1, 0, exact=True), config.radar, config.dsp)
+    scale = config.synthetic.adc_full_scale / 32767  # counts → noise σ
+    assert np.allclose(
+        from_file.spectrogram * scale, in_stream, rtol=0.02, atol=0.02 * in_stream.max()
+    )
+
+
+def test_a_real_folder_at_another_frame_rate_is_accepted(tmp_path):
+    radar = {"frame_period_s": 0.1, "num_chirps": 64}
+    entry = {"file": "a.bin", "identity": 3, "walk": 0, "num_frames": 40, "person": "alice"}
+    (tmp_path / "metadata.json").write_text(
+        json.dumps({"format": "ikd-captures/1", "radar": radar, "captures": [entry]})
+    )
+    parsed, captures = read_metadata(tmp_path)
+    assert parsed.frame_period_s == 0.1 and captures == [entry]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ([], "format must be"),
+        ({"format": "ikd-captures/1", "captures": {}}, "must be a list"),
+        (
+            {
+                "format": "ikd-captures/1",
+                "captures": [{"file": "a", "identity": "alice", "walk": 0, "num_frames": 3}],
+            },
+            "identity must be an integer",
+        ),
+        (
+            {
+                "format": "ikd-captures/1",
+                "captures": [{"file": "a", "identity": 0, "walk": 0, "num_frames": 0}],
+            },
+            "num_frames must be an integer ≥ 1",
+        ),
+        (
+            {"format": "ikd-captures/1", "radar": {"sample_rate_hz": 0}, "captures": []},
+            "sample_rate_hz must be > 0",
+        ),
+    ],
+)
+def test_malformed_metadata_is_a_capture_error(tmp_path, metadata, message):
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(CaptureError, match=message):
         read_metadata(tmp_path)

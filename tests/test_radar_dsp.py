@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from ikd.config import load_config
+from ikd.errors import CaptureError
 from ikd.radar import dsp
 from ikd.radar.simulate import point_scene, simulate_walk, synthesize_adc, synthesize_range_profiles
 
@@ -95,7 +96,7 @@ def test_gait_windows_overlap_and_have_the_preset_shape(smoke):
         .random((smoke.radar.num_chirps, smoke.num_frames))
         .astype(np.float32)
     )
-    images, centres = dsp.spectrogram_windows(spectrogram, smoke)
+    images, centres = dsp.spectrogram_windows(spectrogram, smoke.radar, smoke.dsp)
     expected = (smoke.num_frames - smoke.dsp.window_frames) // smoke.dsp.hop_frames + 1
     size = smoke.dsp.image_size
     assert images.shape == (expected, 3, size, size) and images.dtype == np.float32
@@ -107,5 +108,56 @@ def test_gait_windows_overlap_and_have_the_preset_shape(smoke):
 def test_non_finite_profiles_are_refused(smoke):
     profiles = np.zeros((smoke.num_frames, smoke.radar.num_chirps, 1, 4), np.complex64)
     profiles[3, 2, 0, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        dsp.walk_spectrogram(profiles, smoke)
+    with pytest.raises(CaptureError, match="NaN"):
+        dsp.walk_spectrogram(profiles, smoke.radar, smoke.dsp)
+
+
+def test_a_walk_shorter_than_one_window_is_a_capture_error(smoke):
+    with pytest.raises(CaptureError, match="shorter than one 32-bin gait window"):
+        dsp.spectrogram_windows(np.ones((32, 20), np.float32), smoke.radar, smoke.dsp)
+
+
+def test_the_slow_time_phase_of_a_receding_point_advances_by_4pi_v_tc_over_lambda(config):
+    """Pins the physical sign independently of the DSP: R grows, so the phase 4πR/λ grows."""
+    radar = config.radar
+    profiles = _profiles(config, SPEED, exact=True)
+    bins = dsp.range_band(radar, config.dsp)
+    peak = round(RANGE_M / radar.range_resolution_m) - bins.start
+    step = np.angle(profiles[0, 1:, 0, peak] * profiles[0, :-1, 0, peak].conj())
+    assert np.allclose(
+        step, 4 * np.pi * SPEED * radar.chirp_period_s / radar.wavelength_m, atol=0.02
+    )
+
+
+def test_the_walker_band_follows_a_moving_point(config):
+    radar = config.radar
+    profiles = dsp.remove_static_clutter(_profiles(config, SPEED * 3, exact=False))
+    band = dsp.walker_band(dsp.range_time_map(profiles), half_width=2)
+    bins = dsp.range_band(radar, config.dsp)
+    times = np.arange(config.num_frames) * radar.frame_period_s
+    truth = np.round((RANGE_M + SPEED * 3 * times) / radar.range_resolution_m) - bins.start
+    assert band.shape == (config.num_frames, 5)
+    assert np.all((band[:, 0] <= truth) & (truth <= band[:, -1]))
+    assert band[-1, 2] > band[0, 2]  # it moved with the point
+
+
+def test_tracking_the_walker_raises_the_spectrogram_contrast():
+    """Summing noise-only range bins lifts the floor; the tracked band does not."""
+    base = load_config("laptop", warn=False)
+    profiles = simulate_walk(base, 2, 0)
+    contrast = {}
+    for width in (0.0, 0.8):
+        config = load_config("laptop", [f"dsp.track_half_width_m={width}"], warn=False)
+        spectrogram = dsp.walk_spectrogram(profiles, config.radar, config.dsp)
+        contrast[width] = np.median(spectrogram.max(axis=0) / np.median(spectrogram, axis=0))
+    assert contrast[0.8] > 1.4 * contrast[0.0]
+
+
+def test_shrinking_averages_areas_and_enlarging_interpolates():
+    shrink = dsp.resize_matrix(64, 32)
+    assert np.allclose(shrink.sum(axis=1), 1)
+    checkerboard = np.tile([0.0, 1.0], 32)
+    assert np.allclose(shrink @ checkerboard, 0.5)  # no aliasing
+    grow = dsp.resize_matrix(4, 8)
+    assert np.allclose(grow.sum(axis=1), 1)
+    assert np.allclose(grow @ np.arange(4.0), np.clip((np.arange(8) + 0.5) / 2 - 0.5, 0, 3))

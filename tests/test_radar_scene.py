@@ -1,7 +1,5 @@
 """Walker kinematics sanity, and identity really living in the synthetic signal."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -53,17 +51,24 @@ def test_walking_toward_the_radar_reduces_the_range():
         assert (ranges[1] < ranges[0]) == walk.toward
 
 
+def _velocity_profile(spectrogram):
+    """Time-averaged Doppler magnitude above the noise floor, normalised: which speeds the body shows."""
+    profile = spectrogram.mean(axis=1)
+    profile = np.clip(profile - np.median(profile), 0, None)
+    return profile / profile.sum()
+
+
 def test_two_identities_differ_more_than_two_walks_of_one():
-    """Nearest-centroid over time-averaged Doppler profiles of toward walks: identity lives in the signal."""
+    """Nearest-centroid over velocity profiles of toward walks: identity lives in the signal."""
     config = load_config("laptop", warn=False)
     identities, walks = range(4), (0, 2, 4, 6)  # toward walks only: direction is a nuisance
     features = {}
     for identity in identities:
         for walk in walks:
-            spectrogram = dsp.walk_spectrogram(simulate_walk(config, identity, walk), config)
-            features[identity, walk] = dsp.decibel_scale(
-                spectrogram, config.dsp.dynamic_range_db
-            ).mean(axis=1)
+            spectrogram = dsp.walk_spectrogram(
+                simulate_walk(config, identity, walk), config.radar, config.dsp
+            )
+            features[identity, walk] = _velocity_profile(spectrogram)
     within, between, correct = [], [], 0
     for (identity, walk), feature in features.items():
         centroids = {
@@ -76,13 +81,41 @@ def test_two_identities_differ_more_than_two_walks_of_one():
         correct += min(distances, key=distances.get) == identity
         within.append(distances[identity])
         between.extend(d for other, d in distances.items() if other != identity)
-    assert np.mean(within) < 0.6 * np.mean(between)
+    assert np.mean(within) < 0.5 * np.mean(between)
     assert correct / len(features) >= 0.75  # chance is 0.25
 
 
-def test_identity_parameters_change_the_spectrogram():
-    config = load_config("smoke", warn=False)
-    a = dsp.walk_spectrogram(simulate_walk(config, 0, 0, noise=False), config)
-    b = dsp.walk_spectrogram(simulate_walk(config, 1, 0, noise=False), config)
-    assert a.shape == b.shape and not np.allclose(a, b)
-    assert dataclasses.asdict(draw_identity(0, 0)) != dataclasses.asdict(draw_identity(0, 1))
+def test_legs_and_arms_swing_in_antiphase():
+    person, walk = draw_identity(0, 2), draw_walk(0, 2, 0)
+    times = np.linspace(0.0, 2 * gait_cycle_s(person, walk), 400)
+    joints = joint_positions(person, walk, times)
+    direction = joints["base"][-1] - joints["base"][0]
+    direction /= np.linalg.norm(direction)
+
+    def swing(joint):
+        return (joints[joint] - joints["base"]) @ direction
+
+    assert np.corrcoef(swing("left_ankle"), swing("right_ankle"))[0, 1] < -0.8
+    assert np.corrcoef(swing("left_hand"), swing("right_hand"))[0, 1] < -0.8
+    assert np.corrcoef(swing("left_hand"), swing("left_ankle"))[0, 1] < -0.5  # arm against leg
+
+
+def test_leg_length_follows_the_leg_proportion():
+    person = draw_identity(0, 7)
+    joints = joint_positions(person, draw_walk(0, 7, 0), np.array([0.0]))
+    thigh = np.linalg.norm(joints["left_knee"] - joints["left_hip"])
+    shank = np.linalg.norm(joints["left_ankle"] - joints["left_knee"])
+    assert thigh + shank == pytest.approx(person.leg_length_m, rel=1e-9)
+
+
+def test_every_walk_stays_inside_the_range_band():
+    config = load_config("paper", ["synthetic.walk_duration_s=4.5"], warn=False)
+    times = np.linspace(0.0, 4.5, 10)
+    for identity in range(config.synthetic.num_identities):
+        for index in (0, 1):
+            body = body_scatterers(draw_identity(0, identity), draw_walk(0, identity, index), times)
+            ranges = np.linalg.norm(body.centre - [0.0, 0.0, config.radar.mount_height_m], axis=-1)
+            assert (
+                config.dsp.range_min_m + 0.3 < ranges.min()
+                and ranges.max() < config.dsp.range_max_m - 0.3
+            )

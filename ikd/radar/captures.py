@@ -3,14 +3,15 @@
 A capture folder holds DCA1000 `.bin` files and one `metadata.json`:
 
     {"format": "ikd-captures/1",
-     "radar": {...RadarConfig fields...},
+     "radar": {...RadarConfig fields; missing ones take the defaults...},
      "captures": [{"file": "id000_walk000.bin", "identity": 0, "walk": 0, "num_frames": 121,
                    ...any further labels...}, ...]}
 
 Synthetic captures written by `ikd data simulate` have exactly the layout a real recording
-session should have. The batch functions are shaped ``fn(batch: dict[str, np.ndarray]) ->
-dict[str, np.ndarray]`` so Ray Data can map them; a capture that fails yields one row whose
-`error` names the file and what was wrong, and the batch goes on.
+session should have. The batch functions are shaped ``fn(batch: dict[str, np.ndarray], *,
+config) -> dict[str, np.ndarray]``: bind the config (``functools.partial`` or Ray Data's
+``fn_kwargs``) and Ray Data can map them. A capture that fails yields one row whose `error` names
+the file and what was wrong, and the batch goes on.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ikd.config import Config, RadarConfig
+from ikd.config import Config, DSPConfig, RadarConfig, build, reductions
 from ikd.errors import CaptureError, ConfigError
-from ikd.radar.dca1000 import quantize, read_bin, write_bin
+from ikd.radar.dca1000 import expected_bytes, quantize, read_bin, write_bin
 from ikd.radar.dsp import range_band, range_fft, spectrogram_windows, walk_spectrogram
 from ikd.radar.scene import draw_walk
 from ikd.radar.simulate import simulate_adc, simulate_walk
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 METADATA = "metadata.json"
 FORMAT = "ikd-captures/1"
 REQUIRED = ("file", "identity", "walk", "num_frames")
+COLUMNS = ("identity", "walk", "window", "centre_time_s", "spectrogram", "error")
 
 
 @dataclass(frozen=True)
@@ -49,30 +51,54 @@ class WalkWindows:
     walk: int
     spectrogram: np.ndarray  # (D, T) the whole walk's merged micro-Doppler magnitudes
     images: np.ndarray  # (W, 3, H, H) float32 in [0, 1]
-    centre_time_s: np.ndarray  # (W,)
+    centre_time_s: np.ndarray  # (W,) s from the walk's first chirp
     error: str = ""
 
 
-def simulate_captures(config: Config, folder: str | os.PathLike, *, progress: bool = True) -> Path:
-    """Write the preset's synthetic walks as DCA1000 captures plus `metadata.json`.
+def capture_folder_bytes(config: Config) -> int:
+    """Disk space `simulate_captures` needs for the config's walks."""
+    synthetic, radar = config.synthetic, config.radar
+    walks = synthetic.num_identities * synthetic.walks_per_identity
+    return walks * expected_bytes(
+        config.num_frames, radar.num_chirps, radar.num_rx, radar.num_samples
+    )
 
-    Uses the exact ADC path, quantised with `synthetic.adc_full_scale`. Returns the metadata path.
+
+def simulate_captures(config: Config, folder: str | os.PathLike, *, progress: bool = True) -> Path:
+    """Write the config's synthetic walks as DCA1000 captures plus `metadata.json`.
+
+    Uses the exact ADC path, quantised with `synthetic.adc_full_scale`. The metadata is rewritten
+    after every capture, so an interrupted run leaves a valid folder. Returns the metadata path.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    synthetic, radar = config.synthetic, config.radar
+    synthetic = config.synthetic
+    metadata: dict[str, Any] = {
+        "format": FORMAT,
+        "radar": dataclasses.asdict(config.radar),
+        "source": {
+            "synthetic": True,
+            "preset": config.preset,
+            "config_hash": config.hash(),
+            "seed": synthetic.seed,
+            "reduced_from_paper": reductions(config),
+        },
+        "captures": [],
+    }
+    path = folder / METADATA
     pairs = [
         (i, w) for i in range(synthetic.num_identities) for w in range(synthetic.walks_per_identity)
     ]
-    entries = []
     for identity, walk_index in tqdm(
         pairs, desc="simulate captures", unit="walk", disable=not progress
     ):
-        walk = draw_walk(synthetic.seed, identity, walk_index)
-        cube = quantize(simulate_adc(config, identity, walk_index), synthetic.adc_full_scale)
         name = f"id{identity:03d}_walk{walk_index:03d}.bin"
-        write_bin(folder / name, cube)
-        entries.append(
+        write_bin(
+            folder / name,
+            quantize(simulate_adc(config, identity, walk_index), synthetic.adc_full_scale),
+        )
+        walk = draw_walk(synthetic.seed, identity, walk_index)
+        metadata["captures"].append(
             {
                 "file": name,
                 "identity": identity,
@@ -82,25 +108,17 @@ def simulate_captures(config: Config, folder: str | os.PathLike, *, progress: bo
                 "snr_db": round(walk.snr_db, 3),
             }
         )
-    metadata = {
-        "format": FORMAT,
-        "radar": dataclasses.asdict(radar),
-        "source": {
-            "synthetic": True,
-            "preset": config.preset,
-            "config_hash": config.hash(),
-            "seed": synthetic.seed,
-        },
-        "captures": entries,
-    }
-    path = folder / METADATA
-    path.write_text(json.dumps(metadata, indent=2))
-    log.info("wrote %d captures and %s", len(entries), path)
+        path.write_text(json.dumps(metadata, indent=2))
+    log.info("wrote %d captures and %s", len(pairs), path)
     return path
 
 
 def read_metadata(folder: str | os.PathLike) -> tuple[RadarConfig, list[dict[str, Any]]]:
-    """The radar settings and capture list of a capture folder (strictly validated)."""
+    """The radar settings and capture list of a capture folder, strictly validated.
+
+    Raises:
+        CaptureError: a missing or malformed metadata.json, naming the file and the problem.
+    """
     path = Path(folder) / METADATA
     try:
         metadata = json.loads(path.read_text())
@@ -108,57 +126,82 @@ def read_metadata(folder: str | os.PathLike) -> tuple[RadarConfig, list[dict[str
         raise CaptureError(
             f"{path}: no such file; a capture folder needs a {METADATA} (see README)"
         ) from None
+    except OSError as error:
+        raise CaptureError(f"{path}: cannot read ({error.strerror})") from None
     except json.JSONDecodeError as error:
         raise CaptureError(f"{path}: not valid JSON ({error})") from None
-    if metadata.get("format") != FORMAT:
-        raise CaptureError(f"{path}: format must be {FORMAT!r}, found {metadata.get('format')!r}")
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        found = metadata.get("format") if isinstance(metadata, dict) else type(metadata).__name__
+        raise CaptureError(f"{path}: format must be {FORMAT!r}, found {found!r}")
     try:
-        radar = Config.from_dict({"radar": metadata.get("radar", {})}).radar
+        radar = build(RadarConfig, metadata.get("radar", {}))
     except ConfigError as error:
-        raise CaptureError(f"{path}: {error}") from None
+        raise CaptureError(f"{path}: radar: {error}") from None
     captures = metadata.get("captures", [])
+    if not isinstance(captures, list):
+        raise CaptureError(f"{path}: 'captures' must be a list")
     for number, entry in enumerate(captures):
+        if not isinstance(entry, dict):
+            raise CaptureError(f"{path}: capture #{number} must be an object")
         missing = [key for key in REQUIRED if key not in entry]
         if missing:
             raise CaptureError(f"{path}: capture #{number} lacks {', '.join(missing)}")
+        for key, low in (("identity", 0), ("walk", 0), ("num_frames", 1)):
+            if not isinstance(entry[key], int) or isinstance(entry[key], bool) or entry[key] < low:
+                raise CaptureError(
+                    f"{path}: capture #{number}: {key} must be an integer ≥ {low}, got {entry[key]!r}"
+                )
     return radar, captures
 
 
-def capture_windows_batch(batch: dict[str, np.ndarray], config: Config) -> dict[str, np.ndarray]:
+def capture_windows_batch(batch: dict[str, np.ndarray], *, config: Config) -> dict[str, np.ndarray]:
     """Real or exported captures → gait images. `config.radar` must be the folder's radar.
 
     Args:
-        batch: columns `path` (str), `identity`, `walk`, `num_frames` (int), one row per capture.
+        batch: one row per capture: `path` (str), `identity`, `walk`, `num_frames` (int).
 
     Returns:
-        One row per gait window (see `windows_to_batch`), or one error row per bad capture.
+        Rows of `windows_to_batch`: one per gait window, or one error row per bad capture.
     """
-    return windows_to_batch(_windows(batch, config, _capture_profiles(batch, config)))
+    return windows_to_batch(
+        _windows(
+            batch, config.radar, config.dsp, _capture_profiles(batch, config.radar, config.dsp)
+        )
+    )
 
 
-def walk_windows_batch(batch: dict[str, np.ndarray], config: Config) -> dict[str, np.ndarray]:
+def walk_windows_batch(batch: dict[str, np.ndarray], *, config: Config) -> dict[str, np.ndarray]:
     """Synthetic walks simulated in-stream with the fast path → gait images.
 
     Args:
-        batch: columns `identity` and `walk` (int), one row per walk.
+        batch: one row per walk: `identity` and `walk` (int).
+
+    Returns:
+        Rows of `windows_to_batch`.
     """
-    return windows_to_batch(_windows(batch, config, _synthetic_profiles(batch, config)))
+    return windows_to_batch(
+        _windows(batch, config.radar, config.dsp, _synthetic_profiles(batch, config))
+    )
 
 
 def windows_to_batch(walks: Iterable[WalkWindows]) -> dict[str, np.ndarray]:
-    """Flatten walks into rows: identity, walk, window, centre_time_s, spectrogram, error."""
+    """Flatten walks into rows (N of them).
+
+    Returns:
+        `identity`, `walk`, `window` (N,) int64; `centre_time_s` (N,) float64 (NaN on error
+        rows); `spectrogram` (N, 3, H, H) float32 gait images in [0, 1] (zeros on error rows);
+        `error` (N,) str, empty when the row is good.
+    """
     walks = list(walks)
     size = next((w.images.shape[-1] for w in walks if w.images.size), 1)
-    columns: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("identity", "walk", "window", "centre_time_s", "spectrogram", "error")
-    }
+    columns: dict[str, list[np.ndarray]] = {key: [] for key in COLUMNS}
     for w in walks:
-        count = len(w.images) if not w.error else 1
-        images = w.images if not w.error else np.zeros((1, 3, size, size), np.float32)
+        count = 1 if w.error else len(w.images)
         columns["identity"].append(np.full(count, w.identity, np.int64))
         columns["walk"].append(np.full(count, w.walk, np.int64))
         columns["window"].append(np.arange(count, dtype=np.int64))
-        columns["centre_time_s"].append(w.centre_time_s if not w.error else np.full(1, np.nan))
+        columns["centre_time_s"].append(np.full(1, np.nan) if w.error else w.centre_time_s)
+        images = np.zeros((1, 3, size, size), np.float32) if w.error else w.images
         columns["spectrogram"].append(np.ascontiguousarray(images, dtype=np.float32))
         columns["error"].append(np.full(count, w.error, dtype=object))
     return {key: np.concatenate(values) for key, values in columns.items()}
@@ -167,7 +210,10 @@ def windows_to_batch(walks: Iterable[WalkWindows]) -> dict[str, np.ndarray]:
 def iter_walk_windows(
     config: Config, folder: str | os.PathLike | None, num_identities: int, num_walks: int
 ) -> Iterator[WalkWindows]:
-    """Windows of the first identities' first walks: simulated in-stream, or from a capture folder."""
+    """Windows of the first identities' first walks: simulated in-stream, or from a capture folder.
+
+    For a folder, the radar settings come from its metadata; `config` gives the DSP.
+    """
     if folder is None:
         identities = np.arange(min(num_identities, config.synthetic.num_identities))
         walks = np.arange(min(num_walks, config.synthetic.walks_per_identity))
@@ -175,10 +221,9 @@ def iter_walk_windows(
             "identity": np.repeat(identities, len(walks)),
             "walk": np.tile(walks, len(identities)),
         }
-        yield from _windows(rows, config, _synthetic_profiles(rows, config))
+        yield from _windows(rows, config.radar, config.dsp, _synthetic_profiles(rows, config))
         return
     radar, captures = read_metadata(folder)
-    config = dataclasses.replace(config, radar=radar)
     identities = sorted({c["identity"] for c in captures})[:num_identities]
     chosen = [
         c
@@ -188,14 +233,14 @@ def iter_walk_windows(
         )[:num_walks]
     ]
     if not chosen:
-        raise CaptureError(f"{folder}: {METADATA} lists no captures")
+        raise CaptureError(f"{Path(folder) / METADATA} lists no captures")
     batch = {
         "path": np.array([str(Path(folder) / c["file"]) for c in chosen], dtype=object),
         "identity": np.array([c["identity"] for c in chosen]),
         "walk": np.array([c["walk"] for c in chosen]),
         "num_frames": np.array([c["num_frames"] for c in chosen]),
     }
-    yield from _windows(batch, config, _capture_profiles(batch, config))
+    yield from _windows(batch, radar, config.dsp, _capture_profiles(batch, radar, config.dsp))
 
 
 def _synthetic_profiles(
@@ -204,8 +249,10 @@ def _synthetic_profiles(
     return lambda row: simulate_walk(config, int(batch["identity"][row]), int(batch["walk"][row]))
 
 
-def _capture_profiles(batch: dict[str, np.ndarray], config: Config) -> Callable[[int], np.ndarray]:
-    radar, bins = config.radar, range_band(config.radar, config.dsp)
+def _capture_profiles(
+    batch: dict[str, np.ndarray], radar: RadarConfig, dsp: DSPConfig
+) -> Callable[[int], np.ndarray]:
+    bins = range_band(radar, dsp)
 
     def profiles(row: int) -> np.ndarray:
         frames = int(batch["num_frames"][row])
@@ -218,27 +265,27 @@ def _capture_profiles(batch: dict[str, np.ndarray], config: Config) -> Callable[
 
 
 def _windows(
-    batch: dict[str, np.ndarray], config: Config, profiles: Callable[[int], np.ndarray]
+    batch: dict[str, np.ndarray],
+    radar: RadarConfig,
+    dsp: DSPConfig,
+    profiles: Callable[[int], np.ndarray],
 ) -> Iterator[WalkWindows]:
     for row in range(len(batch["identity"])):
         identity, walk = int(batch["identity"][row]), int(batch["walk"][row])
         source = (
-            batch["path"][row] if "path" in batch else f"synthetic identity {identity} walk {walk}"
+            str(batch["path"][row])
+            if "path" in batch
+            else f"synthetic identity {identity} walk {walk}"
         )
         try:
-            spectrogram = walk_spectrogram(profiles(row), config)
-            images, centres = spectrogram_windows(spectrogram, config)
+            spectrogram = walk_spectrogram(profiles(row), radar, dsp)
+            images, centres = spectrogram_windows(spectrogram, radar, dsp)
         except CaptureError as error:
-            yield _failed(identity, walk, str(error))
-        except ValueError as error:
-            yield _failed(identity, walk, f"{source}: {error}")
+            message = str(error) if str(error).startswith(source) else f"{source}: {error}"
+            log.warning("skipping %s", message)
+            empty = np.zeros((0, 0), np.float32)
+            yield WalkWindows(
+                identity, walk, empty, np.zeros((0, 3, 1, 1), np.float32), np.zeros(0), message
+            )
         else:
             yield WalkWindows(identity, walk, spectrogram, images, centres)
-
-
-def _failed(identity: int, walk: int, message: str) -> WalkWindows:
-    log.warning("skipping %s", message)
-    empty = np.zeros((0, 0), np.float32)
-    return WalkWindows(
-        identity, walk, empty, np.zeros((0, 3, 1, 1), np.float32), np.zeros(0), message
-    )

@@ -1,9 +1,15 @@
-"""Micro-Doppler DSP: ADC cube → range profiles → clutter removal → STFT → gait images.
+"""Micro-Doppler DSP: ADC cube → range profiles → clutter removal → range-time map → STFT in the
+walker's range band → merged spectrogram → gait images.
 
 Pure, vectorised numpy/scipy (DESIGN.md §2). Shapes: F frames, C chirps per frame, A receive
-antennas, S ADC samples per chirp, R kept range bins, D Doppler bins, T spectrogram time bins,
-W gait windows, H image side. Velocities are radial speeds *toward* the radar (approaching > 0,
-receding < 0), m/s.
+antennas, S ADC samples per chirp, R kept range bins, B bins of the walker's band, D Doppler
+bins, T spectrogram time bins, W gait windows, H image side. Velocities are radial speeds
+*toward* the radar (approaching > 0, receding < 0), m/s.
+
+Sign convention: the beat signal is TX·conj(RX), so the slow-time phase of a scatterer is
++4πR/λ and a receding scatterer has a positive slow-time frequency (TI's convention: its demo
+reports positive radial velocity for targets moving away). The spectrogram's rows are flipped
+so that approach speed increases with the row index.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from ikd.config import Config, DSPConfig, RadarConfig
+from ikd.config import DSPConfig, RadarConfig
+from ikd.errors import CaptureError
 
 
 def hann(length: int) -> np.ndarray:
@@ -21,11 +28,26 @@ def hann(length: int) -> np.ndarray:
 
 
 def range_band(radar: RadarConfig, dsp: DSPConfig) -> slice:
-    """Range-FFT bins [first, stop) covering the walker band [range_min_m, range_max_m]."""
+    """Range-FFT bins [first, stop) covering [range_min_m, range_max_m]; bin k lies at k·Δr m."""
     resolution = radar.range_resolution_m
     first = max(int(np.floor(dsp.range_min_m / resolution)), 0)
     stop = min(int(np.ceil(dsp.range_max_m / resolution)) + 1, radar.num_samples)
     return slice(first, stop)
+
+
+def doppler_length(radar: RadarConfig, dsp: DSPConfig) -> int:
+    """L, chirps per STFT segment (`dsp.doppler_window`, 0 meaning a whole frame)."""
+    return dsp.doppler_window or radar.num_chirps
+
+
+def columns_per_frame(radar: RadarConfig, dsp: DSPConfig) -> int:
+    """Spectrogram time bins per radar frame, C // L."""
+    return radar.num_chirps // doppler_length(radar, dsp)
+
+
+def num_windows(num_frames: int, dsp: DSPConfig) -> int:
+    """Gait windows cut from a walk of `num_frames` frames."""
+    return max((num_frames - dsp.window_frames) // dsp.hop_frames + 1, 0)
 
 
 def range_fft(cube: np.ndarray, bins: slice) -> np.ndarray:
@@ -33,7 +55,7 @@ def range_fft(cube: np.ndarray, bins: slice) -> np.ndarray:
 
     Args:
         cube: (F, C, A, S) complex ADC samples.
-        bins: range bins to keep (see `range_band`); bin k is at k·c·fs / (2·slope·S) m.
+        bins: range bins to keep (see `range_band`).
 
     Returns:
         (F, C, A, R) complex64 range profiles.
@@ -51,7 +73,31 @@ def remove_static_clutter(profiles: np.ndarray) -> np.ndarray:
     return profiles - profiles.mean(axis=(0, 1), keepdims=True)
 
 
-def micro_doppler(profiles: np.ndarray, window: int = 0) -> np.ndarray:
+def range_time_map(profiles: np.ndarray) -> np.ndarray:
+    """Power per frame and range bin, summed over chirps and antennas: (F, C, A, R) → (F, R)."""
+    return np.einsum("fcar,fcar->fr", profiles, profiles.conj()).real.astype(np.float32)
+
+
+def walker_band(power: np.ndarray, half_width: int) -> np.ndarray:
+    """The walker's range bins per frame: the strongest bin, median-filtered over 5 frames.
+
+    Args:
+        power: (F, R) range-time map, clutter removed.
+        half_width: bins kept either side of the track.
+
+    Returns:
+        (F, B) bin indices, B = 2·half_width + 1 (fewer if R is smaller), inside [0, R).
+    """
+    num_bins = power.shape[1]
+    width = min(2 * half_width + 1, num_bins)
+    track = ndimage.median_filter(power.argmax(axis=1), size=5, mode="nearest")
+    first = np.clip(track - half_width, 0, num_bins - width)
+    return first[:, None] + np.arange(width)
+
+
+def micro_doppler(
+    profiles: np.ndarray, window: int = 0, band: np.ndarray | None = None
+) -> np.ndarray:
     """STFT over slow time per range bin and antenna, magnitudes summed over both.
 
     Each frame's C chirps are cut into C // L non-overlapping Hann-windowed segments of L chirps
@@ -61,19 +107,21 @@ def micro_doppler(profiles: np.ndarray, window: int = 0) -> np.ndarray:
     Args:
         profiles: (F, C, A, R) complex range profiles, static clutter removed.
         window: L, chirps per STFT segment.
+        band: (F, B) range bins to use in each frame (see `walker_band`); all R when None.
 
     Returns:
         (D, T) float32 merged spectrogram, D = L Doppler bins ordered by increasing approach
         speed (see `velocity_axis`), T = F·(C // L) time bins.
     """
+    if band is not None:
+        profiles = np.take_along_axis(profiles, band[:, None, None, :], axis=3)
     num_frames, num_chirps, num_rx, num_bins = profiles.shape
     length = window or num_chirps
     segments = num_chirps // length
     slow = profiles[:, : segments * length].reshape(num_frames * segments, length, num_rx, num_bins)
-    spectrum = np.fft.fft(slow * hann(length)[:, None, None], axis=1)  # (T, L, A, R)
+    spectrum = scipy.fft.fft(slow * hann(length)[:, None, None], axis=1)  # (T, L, A, B)
     merged = np.abs(spectrum).sum(axis=(2, 3), dtype=np.float32)  # (T, L)
-    # Slow-time frequency f = 2·(dR/dt)/λ is positive when receding: reverse so rows ascend
-    # in approach speed v = −λf/2.
+    # Receding → positive slow-time frequency f; rows ascend in approach speed v = −λf/2.
     return np.fft.fftshift(merged, axes=1)[:, ::-1].T.copy()
 
 
@@ -93,8 +141,27 @@ def decibel_scale(spectrograms: np.ndarray, dynamic_range_db: float) -> np.ndarr
     )
 
 
+def resize_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """(size_out, size_in) linear map: area average when shrinking (no aliasing), linear
+    interpolation between pixel centres when enlarging. Rows sum to 1."""
+    if size_out <= size_in:
+        edges = np.linspace(0, size_in, size_out + 1)
+        left, right = edges[:-1, None], edges[1:, None]
+        pixels = np.arange(size_in)[None, :]
+        overlap = np.clip(np.minimum(right, pixels + 1) - np.maximum(left, pixels), 0, None)
+        return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+    centres = np.clip((np.arange(size_out) + 0.5) * size_in / size_out - 0.5, 0, size_in - 1)
+    below = np.floor(centres).astype(int)
+    above = np.minimum(below + 1, size_in - 1)
+    fraction = centres - below
+    matrix = np.zeros((size_out, size_in), np.float32)
+    np.add.at(matrix, (np.arange(size_out), below), 1 - fraction)
+    np.add.at(matrix, (np.arange(size_out), above), fraction)
+    return matrix
+
+
 def to_images(spectrograms: np.ndarray, dynamic_range_db: float, size: int) -> np.ndarray:
-    """`decibel_scale`, then resize to size × size.
+    """`decibel_scale`, then resize to size × size (`resize_matrix` on each axis).
 
     Args:
         spectrograms: (..., D, T) non-negative magnitudes.
@@ -104,8 +171,8 @@ def to_images(spectrograms: np.ndarray, dynamic_range_db: float, size: int) -> n
         students are ImageNet-shaped CNNs).
     """
     scaled = decibel_scale(spectrograms, dynamic_range_db)
-    zoom = (1,) * (scaled.ndim - 2) + (size / scaled.shape[-2], size / scaled.shape[-1])
-    resized = np.clip(ndimage.zoom(scaled, zoom, order=1, mode="nearest", grid_mode=True), 0, 1)
+    rows, columns = resize_matrix(scaled.shape[-2], size), resize_matrix(scaled.shape[-1], size)
+    resized = rows @ scaled @ columns.T  # (..., H, H)
     return np.broadcast_to(resized[..., None, :, :], (*resized.shape[:-2], 3, size, size))
 
 
@@ -114,31 +181,44 @@ def gait_windows(spectrogram: np.ndarray, length: int, hop: int) -> tuple[np.nda
 
     Returns:
         The windows (a strided view) and each window's first time bin, (W,).
+
+    Raises:
+        CaptureError: the walk is shorter than one window.
     """
     if spectrogram.shape[-1] < length:
-        raise ValueError(
-            f"a walk of {spectrogram.shape[-1]} time bins is shorter than one {length}-bin window"
+        raise CaptureError(
+            f"a walk of {spectrogram.shape[-1]} time bins is shorter than one {length}-bin gait window"
         )
     views = np.lib.stride_tricks.sliding_window_view(spectrogram, length, axis=-1)  # (D, T', L)
     starts = np.arange(0, views.shape[1], hop)
     return views[:, starts].transpose(1, 0, 2), starts
 
 
-def walk_spectrogram(profiles: np.ndarray, config: Config) -> np.ndarray:
-    """Range profiles of one walk (F, C, A, R) → its merged micro-Doppler spectrogram (D, T)."""
+def walk_spectrogram(profiles: np.ndarray, radar: RadarConfig, dsp: DSPConfig) -> np.ndarray:
+    """Range profiles of one walk (F, C, A, R) → its merged micro-Doppler spectrogram (D, T).
+
+    Raises:
+        CaptureError: the profiles hold NaN or infinite values.
+    """
     if not np.isfinite(profiles).all():
-        raise ValueError("range profiles hold NaN or infinite values")
-    return micro_doppler(remove_static_clutter(profiles), config.dsp.doppler_window)
+        raise CaptureError("range profiles hold NaN or infinite values")
+    profiles = remove_static_clutter(profiles)
+    band = None
+    if dsp.track_half_width_m > 0:
+        half_width = int(np.ceil(dsp.track_half_width_m / radar.range_resolution_m))
+        band = walker_band(range_time_map(profiles), half_width)
+    return micro_doppler(profiles, dsp.doppler_window, band)
 
 
-def spectrogram_windows(spectrogram: np.ndarray, config: Config) -> tuple[np.ndarray, np.ndarray]:
+def spectrogram_windows(
+    spectrogram: np.ndarray, radar: RadarConfig, dsp: DSPConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """A walk's (D, T) spectrogram → gait images and their centre times.
 
     Returns:
         (W, 3, H, H) float32 images in [0, 1] and (W,) window centre times, s from the first chirp.
     """
-    radar, dsp = config.radar, config.dsp
-    per_frame = radar.num_chirps // (dsp.doppler_window or radar.num_chirps)
+    per_frame = columns_per_frame(radar, dsp)
     windows, starts = gait_windows(
         spectrogram, dsp.window_frames * per_frame, dsp.hop_frames * per_frame
     )

@@ -14,9 +14,12 @@ control points that depend on the relative velocity RV = v / Ht (Ht = thigh + sh
 Differences from the MIT-licensed Python port (cidcom/human-walking-radar-simulator), written
 afresh and vectorised over time: the upper arm has its own length (the port's radar step uses the
 thigh length for it), the walker advances RLc·Ht metres per cycle (the port advances RLc metres),
-the pelvic list amplitude is a2 = 1.66·RV degrees (a few degrees, as in measured gait; the port's
-0.01·RV degrees is negligible), and sagittal chains are composed as planar angles (hip, knee and
+the pelvic list amplitude is a2 = 1.0·RV degrees, so Boulic's curve (which spans ±2·a2) gives the
+±3° of measured pelvic obliquity (the port's 0.01·RV degrees is negligible), thigh and shank scale
+with the person's leg proportion, and sagittal chains are composed as planar angles (hip, knee and
 ankle all rotate about the same axis). Translations are in units of Ht, as Boulic normalises them.
+Like the port, the model has no ground contact: the swing toe dips up to ~15 cm below the floor
+plane, which moves it a few millimetres in range — far below a range bin.
 
 Identity lives in per-person parameters drawn by `draw_identity`; each walk draws nuisances with
 `draw_walk`. Both are pure functions of (seed, identity, walk) and were fixed before any method
@@ -96,7 +99,7 @@ class Walk:
     speed_jitter: float  # multiplies the identity's speed
     snr_db: float  # per-ADC-sample SNR of a broadside torso at 3 m
     phase0: float  # gait phase at t = 0
-    clutter_xy_m: tuple[tuple[float, float], ...]  # static reflectors on the floor plane
+    clutter_xy_m: tuple[tuple[float, float], ...]  # static reflectors (furniture, 0.75 m high)
     clutter_rcs_m2: tuple[float, ...]
 
 
@@ -126,7 +129,7 @@ def draw_identity(seed: int, index: int) -> Identity:
         index=index,
         height_m=float(rng.uniform(1.55, 1.95)),
         leg_fraction=float(0.491 * rng.uniform(0.96, 1.04)),
-        speed_m_s=float(rng.uniform(0.95, 1.65)),
+        speed_m_s=float(rng.uniform(0.95, 1.55)),
         stride_scale=float(rng.uniform(0.88, 1.12)),
         arm_swing=float(rng.uniform(0.5, 1.5)),
         torso_sway=float(rng.uniform(0.5, 1.6)),
@@ -147,11 +150,12 @@ def draw_walk(seed: int, identity: int, index: int) -> Walk:
         identity=identity,
         index=index,
         toward=toward,
-        start_range_m=float(rng.uniform(6.6, 7.4) if toward else rng.uniform(1.4, 2.0)),
+        # ≤ 1.61 m/s for ≤ 4.5 s: walks stay inside 1.4–8.6 m, the DSP's band with margin.
+        start_range_m=float(rng.uniform(8.0, 8.6) if toward else rng.uniform(1.4, 2.0)),
         heading_rad=float(np.deg2rad(rng.uniform(-12.0, 12.0))),
         lateral_offset_m=float(rng.uniform(-0.5, 0.5)),
         speed_jitter=float(rng.uniform(0.96, 1.04)),
-        snr_db=float(rng.uniform(-12.0, 0.0)),
+        snr_db=float(rng.uniform(-4.0, 6.0)),  # torso at 3 m; ~16–26 dB in the spectrogram at 8 m
         phase0=float(rng.uniform(0.0, 1.0)),
         clutter_xy_m=tuple(
             (float(r * np.sin(a)), float(r * np.cos(a)))
@@ -176,6 +180,7 @@ def joint_positions(identity: Identity, walk: Walk, times: np.ndarray) -> dict[s
     times = np.asarray(times, dtype=np.float64)
     speed = identity.speed_m_s * walk.speed_jitter
     height, leg = identity.height_m, identity.leg_length_m
+    leg_scale = identity.leg_fraction / (THIGH + SHANK)  # thigh + shank = the leg length
     rv = speed / leg
     if not 0.5 <= rv <= 3.0:
         raise ValueError(f"relative velocity {rv:.2f} outside Boulic's walking range [0.5, 3]")
@@ -191,7 +196,7 @@ def joint_positions(identity: Identity, walk: Walk, times: np.ndarray) -> dict[s
     lateral = leg * -0.032 * sway * np.sin(2 * np.pi * (right - 0.1))
     surge = leg * -0.021 * np.sin(2 * np.pi * (2 * right + 2 * (0.625 - duty)))
     tilt = np.deg2rad(-2.0 + 2.0 * np.sin(2 * np.pi * (2 * right - 0.1)))
-    pelvic_list = np.deg2rad(sway * _pelvic_list(right, 1.66 * rv))
+    pelvic_list = np.deg2rad(sway * _pelvic_list(right, 1.0 * rv))
     torsion = np.deg2rad(-4.0 * rv * sway * np.cos(2 * np.pi * right))
     thorax = np.deg2rad(sway * curves.thorax(right))
     pelvis_rotation = _rot_z(torsion) @ _rot_x(pelvic_list)
@@ -207,8 +212,8 @@ def joint_positions(identity: Identity, walk: Walk, times: np.ndarray) -> dict[s
         shank_angle = thigh_angle - np.deg2rad(gain * identity.knee_flex * curves.knee(side_phase))
         foot_angle = shank_angle + np.deg2rad(curves.ankle(side_phase))
         hip = _vec(0.0 * times, sign * HIP_HALF * height + 0.0 * times, 0.0 * times)
-        knee = hip + THIGH * height * _sagittal(thigh_angle, down=True)
-        ankle = knee + SHANK * height * _sagittal(shank_angle, down=True)
+        knee = hip + THIGH * leg_scale * height * _sagittal(thigh_angle, down=True)
+        ankle = knee + SHANK * leg_scale * height * _sagittal(shank_angle, down=True)
         toe = ankle + FOOT * height * _sagittal(foot_angle, down=False)
         for name, point in (("hip", hip), ("knee", knee), ("ankle", ankle), ("toe", toe)):
             joints[f"{side}_{name}"] = _apply(pelvis_rotation, point)

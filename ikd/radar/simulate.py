@@ -20,7 +20,7 @@ w = ½ − ¼e^{+j2πs/S} − ¼e^{−j2πs/S}, bin k of the windowed FFT of one
 and sin(ω_b/2 − πj/S) = sin(ω_b/2)cos(πj/S) − cos(ω_b/2)sin(πj/S): per (chirp, scatterer, bin)
 only one multiply-add and a reciprocal, no transcendental. Noise after that FFT is exactly
 ½Z_k − ¼Z_{k−1} − ¼Z_{k+1} with Z white of variance S per bin. The two paths agree to float
-precision (tests/test_radar_simulate.py).
+precision (tests/test_radar_dsp.py).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Scene:
         direction_cosine: (M, P) cosine of the angle to the RX array axis.
         static_range_m, static_amplitude, static_direction_cosine: (Q,) static clutter.
         num_frames, num_chirps: F and C.
-        snr: whether thermal noise is added.
+        noise: whether thermal noise is added.
     """
 
     range_m: np.ndarray
