@@ -56,11 +56,13 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="the main job on a preset (today: synthetic walkers and their spectrogram previews)",
-        description="Run the main job on a preset. Until the dataset, training and study stages "
-        "land, it simulates the preset's first walkers and renders their micro-Doppler previews.",
+        help="the main job on a preset (today: spectrogram previews, then the dataset and its report)",
+        description="Run the main job on a preset. Until the training and study stages land, it "
+        "renders micro-Doppler previews of the first walkers, then builds (or resumes, or confirms) "
+        "the paired face–gait dataset with Ray Data and writes its report.",
     )
     _common(run)
+    _ray_options(run)
     run.add_argument(
         "--out", type=Path, default=None, help="output folder (default: runs/<preset>)"
     )
@@ -103,7 +105,49 @@ def _parser() -> argparse.ArgumentParser:
     )
     preview.add_argument("--walks", type=int, default=4, help="columns: first N walks (default 4)")
     preview.set_defaults(handler=_preview)
+
+    build = data.add_parser(
+        "build",
+        help="build the paired face–gait Parquet dataset with Ray Data (resumable, idempotent)",
+        description="Captures (synthetic in-stream, or data.captures=FOLDER) → gait windows + faces → "
+        "teacher outputs for K views → Parquet under data.root, split by walk. Re-running a finished "
+        "build does nothing; an interrupted one resumes at its first unfinished stage.",
+    )
+    _common(build)
+    _ray_options(build)
+    build.set_defaults(handler=_build)
+
+    report = data.add_parser(
+        "report",
+        help="counts, dropped records and a PNG of paired samples of a built dataset",
+        description="Write report.md and samples.png into the dataset folder and print the report.",
+    )
+    _common(report)
+    report.add_argument(
+        "--dataset", type=Path, default=None, help="dataset folder (default: the config's)"
+    )
+    report.set_defaults(handler=_report)
+
+    teacher = commands.add_parser("teacher", help="the frozen FaceNet teacher").add_subparsers(
+        title="teacher commands", metavar="COMMAND", required=True
+    )
+    train = teacher.add_parser(
+        "train",
+        help="train the teacher on the dataset's training faces (when no VGGFace2 weights are cached)",
+        description="Builds the dataset's pairs stage if needed, then resolves the teacher: the cached "
+        "VGGFace2 backbone, or InceptionResnetV1 trained on the training split's faces only; then fits "
+        "the linear identity classifier (early-stopped on val) and records the teacher's provenance.",
+    )
+    _common(train)
+    _ray_options(train)
+    train.set_defaults(handler=_teacher_train)
     return parser
+
+
+def _ray_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)"
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -125,9 +169,47 @@ def _config(args: argparse.Namespace) -> Config:
 def _run(args: argparse.Namespace) -> None:
     config = _config(args)
     out = args.out or Path("runs") / config.preset
-    identities = min(6, config.synthetic.num_identities)
-    walks = min(4, config.synthetic.walks_per_identity)
-    _render(config, None, out / "preview", identities, walks, f"synthetic, {config.preset} preset")
+    captures = Path(config.data.captures) if config.data.captures else None
+    title = str(captures) if captures else f"synthetic, {config.preset} preset"
+    _render(config, captures, out / "preview", 6, 4, title)
+    folder = _build_dataset(config, args, "views")
+    _print_report(folder)
+
+
+def _build(args: argparse.Namespace) -> None:
+    _build_dataset(_config(args), args, "views")
+
+
+def _teacher_train(args: argparse.Namespace) -> None:
+    from ikd.models.teacher import read_teacher_info
+
+    folder = _build_dataset(_config(args), args, "teacher")
+    info = read_teacher_info(folder / "teacher")
+    log.info("teacher: %s; face accuracy %.3f on val", info.source, info.face_accuracy_val)
+
+
+def _report(args: argparse.Namespace) -> None:
+    from ikd.data.dataset import dataset_folder
+
+    _print_report(args.dataset or dataset_folder(_config(args)))
+
+
+def _build_dataset(config: Config, args: argparse.Namespace, stop_after: str) -> Path:
+    from ikd.data.pipeline import build_dataset, init_ray
+
+    init_ray(args.num_cpus)
+    start = time.perf_counter()
+    folder = build_dataset(config, stop_after=stop_after)
+    log.info("%s in %.0f s", folder, time.perf_counter() - start)
+    return folder
+
+
+def _print_report(folder: Path) -> None:
+    from ikd.data.report import write_report
+
+    markdown, png = write_report(folder)
+    print(markdown.read_text())
+    log.info("report: %s, %s", markdown, png)
 
 
 def _simulate(args: argparse.Namespace) -> None:

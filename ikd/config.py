@@ -143,6 +143,67 @@ class DSPConfig:
 
 
 @dataclass(frozen=True)
+class FaceConfig:
+    """Webcam faces paired with gait windows (face/)."""
+
+    image_size: int = 160  # the paper's MTCNN crops; InceptionResnetV1 accepts down to 80
+    frame_rate_hz: float = 30.0  # the webcam beside the radar (synthetic walks)
+    views: int = 4  # K augmented views per face whose teacher outputs the dataset stores
+
+    def __post_init__(self) -> None:
+        _require(
+            self.image_size >= 80,
+            "face.image_size must be ≥ 80 (InceptionResnetV1's smallest input)",
+        )
+        _require(self.frame_rate_hz > 0, "face.frame_rate_hz must be > 0")
+        _require(self.views >= 1, "face.views must be ≥ 1")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """The frozen FaceNet teacher (models/teacher.py) and its linear identity classifier."""
+
+    source: str = "auto"  # auto | pretrained (VGGFace2 from the torch hub cache) | trained (ours)
+    epochs: int = 30  # training the backbone on the training faces, when not pretrained
+    batch_size: int = 64
+    lr: float = 1e-3
+    classifier_epochs: int = 500  # full-batch steps on frozen embeddings, early-stopped on val
+    classifier_lr: float = 1e-2
+    classifier_weight_decay: float = 1e-3  # keeps the teacher's logits soft for vanilla KD
+    classifier_patience: int = 25
+
+    def __post_init__(self) -> None:
+        _require(
+            self.source in ("auto", "pretrained", "trained"),
+            "teacher.source must be auto, pretrained or trained",
+        )
+        for name in ("epochs", "batch_size", "classifier_epochs", "classifier_patience"):
+            _require(getattr(self, name) >= 1, f"teacher.{name} must be ≥ 1")
+        for name in ("lr", "classifier_lr"):
+            _require(getattr(self, name) > 0, f"teacher.{name} must be > 0")
+        _require(self.classifier_weight_decay >= 0, "teacher.classifier_weight_decay must be ≥ 0")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the dataset lives and how walks are split (DESIGN.md §4)."""
+
+    root: str = "datasets"  # datasets live in <root>/<preset>-<data hash>; relative to the CWD
+    captures: str = ""  # a real capture folder (README); empty: synthetic walkers in-stream
+    split_seed: int = 0  # the split is a pure function of this and the walk list
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        _require(
+            self.val_fraction > 0
+            and self.test_fraction > 0
+            and self.val_fraction + self.test_fraction < 1,
+            "data: need 0 < val_fraction, 0 < test_fraction and val_fraction + test_fraction < 1",
+        )
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimisation, the paper's §4.1 defaults: Adam, lr 1e-4, MultiStepLR, 200 epochs, batch 128."""
 
@@ -193,6 +254,9 @@ class Config:
     radar: RadarConfig = field(default_factory=RadarConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     dsp: DSPConfig = field(default_factory=DSPConfig)
+    face: FaceConfig = field(default_factory=FaceConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
 
@@ -234,8 +298,19 @@ class Config:
 
     def hash(self) -> str:
         """A short stable hash of the resolved config (12 hex digits)."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return _digest(self.to_dict())
+
+    def data_hash(self) -> str:
+        """Hash of what the dataset depends on (not training): names and keys the dataset."""
+        return _digest({k: v for k, v in self.to_dict().items() if k in DATA_SECTIONS})
+
+
+DATA_SECTIONS = ("preset", "radar", "synthetic", "dsp", "face", "teacher", "data")
+
+
+def _digest(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 # Presets change sizes only; methods and code paths are identical (DESIGN.md §1). Radar
@@ -247,6 +322,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "synthetic.walks_per_identity": 20,
         "dsp.hop_frames": 8,  # 8 windows per 4 s walk → 5760 windows in all
         "dsp.image_size": 32,
+        "face.image_size": 80,
+        "teacher.epochs": 6,
         "train.epochs": 10,
         "train.lr_milestones": (6, 8),
     },
@@ -259,6 +336,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dsp.window_frames": 32,
         "dsp.hop_frames": 16,
         "dsp.image_size": 32,
+        "face.image_size": 80,
+        "face.views": 2,
+        "teacher.epochs": 1,
+        "teacher.classifier_epochs": 50,
         "train.epochs": 1,
         "train.batch_size": 16,
         "train.lr_milestones": (),

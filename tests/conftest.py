@@ -10,6 +10,18 @@ def smoke() -> Config:
     return load_config("smoke", warn=False)
 
 
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray with 2 CPUs for every test that needs it (each start costs seconds)."""
+    import ray
+
+    from ikd.data.pipeline import init_ray
+
+    init_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
 def pytest_collection_modifyitems(config, items):
     """GPU tests are the only ones that may be skipped: without CUDA they are."""
     import torch

@@ -26,7 +26,8 @@ def test_overrides_may_come_before_options(tmp_path):
     assert (
         main(
             [
-                "run",
+                "data",
+                "preview",
                 "synthetic.num_identities=2",
                 "--preset",
                 "smoke",
@@ -61,9 +62,20 @@ def test_simulate_then_preview_a_capture_folder(tmp_path):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_run_renders_the_preview(tmp_path):
-    assert main(["run", *TINY, "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "preview" / "grid.png").exists()
+@pytest.mark.slow
+def test_run_renders_previews_then_builds_and_reports_the_dataset(ray_session, tmp_path, capsys):
+    overrides = [
+        "--preset",
+        "smoke",
+        "synthetic.num_identities=2",
+        "synthetic.walks_per_identity=3",
+        f"data.root={tmp_path / 'datasets'}",
+    ]
+    assert main(["run", *overrides, "--out", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "preview" / "grid.png").exists()
+    (dataset,) = (tmp_path / "datasets").iterdir()
+    assert (dataset / "manifest.json").exists() and (dataset / "samples.png").exists()
+    assert "# Dataset smoke-" in capsys.readouterr().out
 
 
 def test_preview_of_a_folder_without_metadata_is_a_user_error(tmp_path, capsys):
@@ -71,7 +83,17 @@ def test_preview_of_a_folder_without_metadata_is_a_user_error(tmp_path, capsys):
     assert "metadata.json: no such file" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["data", "simulate"], ["data", "preview"], ["run"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["data", "simulate"],
+        ["data", "preview"],
+        ["data", "build"],
+        ["data", "report"],
+        ["teacher", "train"],
+        ["run"],
+    ],
+)
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -85,12 +107,12 @@ def test_simulate_refuses_a_huge_folder_without_force(tmp_path, capsys):
 
 
 def test_verbose_is_accepted_after_the_command(tmp_path):
-    assert main(["run", *TINY, "-v", "--out", str(tmp_path)]) == 0
+    assert main(["data", "preview", *TINY, "-v", "--out", str(tmp_path)]) == 0
 
 
 def test_an_output_path_that_is_a_file_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = _run("run", *TINY, "--out", str(blocker))
+    result = _run("data", "preview", *TINY, "--out", str(blocker))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("ikd: error: ")

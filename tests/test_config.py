@@ -119,7 +119,9 @@ def test_every_dotted_key_is_overridable():
             continue
         section, name = key.split(".")
         old = getattr(getattr(base, section), name)
-        if kind is int:
+        if kind is str:
+            candidates = ["pretrained", "elsewhere"]
+        elif kind is int:
             candidates = [old + 1, old - 1]
         elif kind is float:
             candidates = [old * 0.9, old * 1.1, 0.5]

@@ -179,3 +179,15 @@ def test_malformed_metadata_is_a_capture_error(tmp_path, metadata, message):
     (tmp_path / "metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(CaptureError, match=message):
         read_metadata(tmp_path)
+
+
+def test_error_rows_have_the_same_shapes_as_good_rows(smoke, tmp_path):
+    batch = {
+        "path": np.array([str(tmp_path / "missing.bin")], dtype=object),
+        "identity": np.array([0]),
+        "walk": np.array([0]),
+        "num_frames": np.array([smoke.num_frames]),
+    }
+    out = capture_windows_batch(batch, config=smoke)
+    size = smoke.dsp.image_size
+    assert out["spectrogram"].shape == (1, 3, size, size) and "missing.bin" in out["error"][0]

@@ -5,7 +5,11 @@ A capture folder holds DCA1000 `.bin` files and one `metadata.json`:
     {"format": "ikd-captures/1",
      "radar": {...RadarConfig fields; missing ones take the defaults...},
      "captures": [{"file": "id000_walk000.bin", "identity": 0, "walk": 0, "num_frames": 121,
+                   "frames": "frames/id000_walk000", "frame_rate_hz": 30.0, "frame_offset_s": 0.0,
                    ...any further labels...}, ...]}
+
+`frames` is the capture's webcam folder: images sorted by name are video frames 0, 1, … at
+`frame_rate_hz`, frame 0 taken `frame_offset_s` after the radar's first chirp.
 
 Synthetic captures written by `ikd data simulate` have exactly the layout a real recording
 session should have. The batch functions are shaped ``fn(batch: dict[str, np.ndarray], *,
@@ -29,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ikd.config import Config, DSPConfig, RadarConfig, build, reductions
+from ikd.data import schema
 from ikd.errors import CaptureError, ConfigError
 from ikd.radar.dca1000 import expected_bytes, quantize, read_bin, write_bin
 from ikd.radar.dsp import range_band, range_fft, spectrogram_windows, walk_spectrogram
@@ -40,7 +45,14 @@ log = logging.getLogger(__name__)
 METADATA = "metadata.json"
 FORMAT = "ikd-captures/1"
 REQUIRED = ("file", "identity", "walk", "num_frames")
-COLUMNS = ("identity", "walk", "window", "centre_time_s", "spectrogram", "error")
+COLUMNS = (
+    schema.IDENTITY,
+    schema.WALK,
+    schema.WINDOW,
+    schema.CENTRE_TIME,
+    schema.SPECTROGRAM,
+    schema.ERROR,
+)
 
 
 @dataclass(frozen=True)
@@ -64,11 +76,14 @@ def capture_folder_bytes(config: Config) -> int:
     )
 
 
-def simulate_captures(config: Config, folder: str | os.PathLike, *, progress: bool = True) -> Path:
+def simulate_captures(
+    config: Config, folder: str | os.PathLike, *, webcam: bool = True, progress: bool = True
+) -> Path:
     """Write the config's synthetic walks as DCA1000 captures plus `metadata.json`.
 
-    Uses the exact ADC path, quantised with `synthetic.adc_full_scale`. The metadata is rewritten
-    after every capture, so an interrupted run leaves a valid folder. Returns the metadata path.
+    Uses the exact ADC path, quantised with `synthetic.adc_full_scale`, and writes the webcam's
+    frames beside each capture as JPEGs (`face.frame_rate_hz`). The metadata is rewritten after
+    every capture, so an interrupted run leaves a valid folder. Returns the metadata path.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -98,19 +113,41 @@ def simulate_captures(config: Config, folder: str | os.PathLike, *, progress: bo
             quantize(simulate_adc(config, identity, walk_index), synthetic.adc_full_scale),
         )
         walk = draw_walk(synthetic.seed, identity, walk_index)
-        metadata["captures"].append(
-            {
-                "file": name,
-                "identity": identity,
-                "walk": walk_index,
-                "num_frames": config.num_frames,
-                "direction": "toward" if walk.toward else "away",
-                "snr_db": round(walk.snr_db, 3),
+        entry = {
+            "file": name,
+            "identity": identity,
+            "walk": walk_index,
+            "num_frames": config.num_frames,
+        }
+        if webcam:
+            frames = Path("frames") / name.removesuffix(".bin")
+            _write_webcam(config, identity, walk_index, folder / frames)
+            entry |= {
+                "frames": frames.as_posix(),
+                "frame_rate_hz": config.face.frame_rate_hz,
+                "frame_offset_s": 0.0,
             }
-        )
+        entry |= {"direction": "toward" if walk.toward else "away", "snr_db": round(walk.snr_db, 3)}
+        metadata["captures"].append(entry)
         path.write_text(json.dumps(metadata, indent=2))
     log.info("wrote %d captures and %s", len(pairs), path)
     return path
+
+
+def _write_webcam(config: Config, identity: int, walk: int, folder: Path) -> None:
+    from PIL import Image
+
+    from ikd.face.synthetic import draw_face, frame_seed, webcam_frame
+
+    folder.mkdir(parents=True, exist_ok=True)
+    seed = config.synthetic.seed
+    face = draw_face(seed, identity)
+    walk_phase = np.random.default_rng([seed, identity, walk, 4]).random()
+    duration = config.num_frames * config.radar.frame_period_s
+    for frame in range(int(duration * config.face.frame_rate_hz) + 1):
+        rng = np.random.default_rng(frame_seed(seed, identity, walk, frame))
+        image = webcam_frame(face, rng, frame / config.face.frame_rate_hz, walk_phase)
+        Image.fromarray(image).save(folder / f"{frame:06d}.jpg", quality=92)
 
 
 def read_metadata(folder: str | os.PathLike) -> tuple[RadarConfig, list[dict[str, Any]]]:
@@ -163,10 +200,9 @@ def capture_windows_batch(batch: dict[str, np.ndarray], *, config: Config) -> di
     Returns:
         Rows of `windows_to_batch`: one per gait window, or one error row per bad capture.
     """
+    profiles = _capture_profiles(batch, config.radar, config.dsp)
     return windows_to_batch(
-        _windows(
-            batch, config.radar, config.dsp, _capture_profiles(batch, config.radar, config.dsp)
-        )
+        _windows(batch, config.radar, config.dsp, profiles), config.dsp.image_size
     )
 
 
@@ -179,31 +215,31 @@ def walk_windows_batch(batch: dict[str, np.ndarray], *, config: Config) -> dict[
     Returns:
         Rows of `windows_to_batch`.
     """
+    profiles = _synthetic_profiles(batch, config)
     return windows_to_batch(
-        _windows(batch, config.radar, config.dsp, _synthetic_profiles(batch, config))
+        _windows(batch, config.radar, config.dsp, profiles), config.dsp.image_size
     )
 
 
-def windows_to_batch(walks: Iterable[WalkWindows]) -> dict[str, np.ndarray]:
-    """Flatten walks into rows (N of them).
+def windows_to_batch(walks: Iterable[WalkWindows], image_size: int) -> dict[str, np.ndarray]:
+    """Flatten walks into rows (N of them); every batch has the same column shapes, error rows
+    included, so Ray Data can concatenate them.
 
     Returns:
         `identity`, `walk`, `window` (N,) int64; `centre_time_s` (N,) float64 (NaN on error
         rows); `spectrogram` (N, 3, H, H) float32 gait images in [0, 1] (zeros on error rows);
         `error` (N,) str, empty when the row is good.
     """
-    walks = list(walks)
-    size = next((w.images.shape[-1] for w in walks if w.images.size), 1)
     columns: dict[str, list[np.ndarray]] = {key: [] for key in COLUMNS}
     for w in walks:
         count = 1 if w.error else len(w.images)
-        columns["identity"].append(np.full(count, w.identity, np.int64))
-        columns["walk"].append(np.full(count, w.walk, np.int64))
-        columns["window"].append(np.arange(count, dtype=np.int64))
-        columns["centre_time_s"].append(np.full(1, np.nan) if w.error else w.centre_time_s)
-        images = np.zeros((1, 3, size, size), np.float32) if w.error else w.images
-        columns["spectrogram"].append(np.ascontiguousarray(images, dtype=np.float32))
-        columns["error"].append(np.full(count, w.error, dtype=object))
+        columns[schema.IDENTITY].append(np.full(count, w.identity, np.int64))
+        columns[schema.WALK].append(np.full(count, w.walk, np.int64))
+        columns[schema.WINDOW].append(np.arange(count, dtype=np.int64))
+        columns[schema.CENTRE_TIME].append(np.full(1, np.nan) if w.error else w.centre_time_s)
+        images = np.zeros((1, 3, image_size, image_size), np.float32) if w.error else w.images
+        columns[schema.SPECTROGRAM].append(np.ascontiguousarray(images, dtype=np.float32))
+        columns[schema.ERROR].append(np.full(count, w.error, dtype=object))
     return {key: np.concatenate(values) for key, values in columns.items()}
 
 

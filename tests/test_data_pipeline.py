@@ -1,0 +1,146 @@
+"""The Ray Data pipeline end to end on the smoke preset (one shared local Ray with 2 CPUs)."""
+
+import json
+import time
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+
+from ikd.config import apply_overrides, load_config
+from ikd.data import schema
+from ikd.data.dataset import DATA, MANIFEST, PAIRS, TEACHER, PairedDataset, read_manifest
+from ikd.errors import UserError
+from ikd.radar.captures import read_metadata, simulate_captures
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(ray_session, tmp_path_factory):
+    from ikd.data.pipeline import build_dataset
+
+    root = tmp_path_factory.mktemp("datasets")
+    config = load_config("smoke", [f"data.root={root}"], warn=False)
+    start = time.perf_counter()
+    folder = build_dataset(config, progress=False)
+    return config, folder, time.perf_counter() - start
+
+
+def test_the_smoke_preset_builds_end_to_end_in_well_under_a_minute(built):
+    config, folder, seconds = built
+    assert seconds < 60
+    manifest = read_manifest(folder)
+    assert manifest["status"] == "complete" and manifest["data_hash"] == config.data_hash()
+    assert manifest["teacher"]["source"].startswith("trained")  # no VGGFace2 weights here
+    assert (
+        manifest["counts"]["total"] + len(manifest["dropped"]) == 4 * 6 * 2
+    )  # 4 ids × 6 walks × 2 windows
+    assert manifest["shapes"] == {
+        "spectrogram_size": 32,
+        "face_size": 80,
+        "views": 2,
+        "num_identities": 4,
+    }
+
+
+def test_splits_are_by_walk_and_every_identity_is_in_every_split(built):
+    _, folder, _ = built
+    table = (
+        pads.dataset(folder / DATA, format="parquet")
+        .to_table(columns=["identity", "walk", "split"])
+        .to_pylist()
+    )
+    split_of = {}
+    for row in table:
+        split_of.setdefault((row["identity"], row["walk"]), set()).add(row["split"])
+    assert all(len(splits) == 1 for splits in split_of.values())  # no walk in two splits
+    for identity in range(4):
+        assert {s for (i, _), ss in split_of.items() if i == identity for s in ss} == set(
+            schema.SPLITS
+        )
+
+
+def test_both_readers_yield_identical_samples(built):
+    from ikd.data.pipeline import read_split
+
+    _, folder, _ = built
+    for split in ("train", "val"):
+        plain = PairedDataset(folder, split)
+        rows = read_split(folder, split).take_all()
+        assert len(rows) == len(plain) > 0
+        for index in (0, len(plain) - 1):
+            for name, value in rows[index].items():
+                assert np.array_equal(value, plain[index][name].numpy()), (split, index, name)
+    sample = plain[0]
+    assert sample["spectrogram"].shape == (3, 32, 32) and sample["teacher_logits"].shape == (2, 4)
+
+
+def test_a_finished_build_is_a_no_op(built):
+    from ikd.data.pipeline import build_dataset
+
+    config, folder, _ = built
+    before = (folder / MANIFEST).stat().st_mtime_ns
+    start = time.perf_counter()
+    assert build_dataset(config, progress=False) == folder
+    assert time.perf_counter() - start < 5 and (folder / MANIFEST).stat().st_mtime_ns == before
+
+
+def test_an_interrupted_build_resumes_at_its_first_unfinished_stage(built):
+    import shutil
+
+    from ikd.data.pipeline import build_dataset
+
+    config, folder, _ = built
+    pairs_done = (folder / PAIRS / "_DONE.json").stat().st_mtime_ns
+    teacher = (folder / TEACHER / "teacher.json").read_text()
+    expected = PairedDataset(folder, "test")[0]
+    (folder / MANIFEST).unlink()
+    shutil.rmtree(folder / DATA)  # as if killed during the views stage
+    build_dataset(config, progress=False)
+    assert (folder / PAIRS / "_DONE.json").stat().st_mtime_ns == pairs_done
+    assert (folder / TEACHER / "teacher.json").read_text() == teacher
+    again = PairedDataset(folder, "test")[0]
+    assert all(np.array_equal(again[k].numpy(), expected[k].numpy()) for k in expected)
+
+
+def test_a_real_capture_folder_skips_bad_records_and_names_them(ray_session, tmp_path):
+    from ikd.data.pipeline import build_dataset
+
+    captures = tmp_path / "captures"
+    config = load_config(
+        "smoke",
+        ["synthetic.num_identities=2", "synthetic.walks_per_identity=6", f"data.root={tmp_path}"],
+        warn=False,
+    )
+    simulate_captures(config, captures, progress=False)
+    _, entries = read_metadata(captures)
+    truncated = captures / entries[1]["file"]
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    frames = sorted((captures / entries[2]["frames"]).iterdir())
+    for frame in frames:
+        frame.write_bytes(b"garbage")  # every frame of one walk unreadable
+    real = apply_overrides(config, {"data.captures": str(captures)})
+    folder = build_dataset(real, progress=False)
+    manifest = read_manifest(folder)
+    errors = [d["error"] for d in manifest["dropped"]]
+    assert any(entries[1]["file"] in e and "truncated" in e for e in errors)
+    assert any("unreadable frame" in e for e in errors)
+    assert not manifest["synthetic"] and manifest["counts"]["total"] > 0
+    json.dumps(manifest)  # the manifest is plain JSON
+
+
+def test_a_build_whose_every_record_fails_is_one_clear_error(ray_session, tmp_path):
+    from ikd.data.pipeline import build_dataset
+
+    captures = tmp_path / "captures"
+    config = load_config(
+        "smoke",
+        ["synthetic.num_identities=2", "synthetic.walks_per_identity=3", f"data.root={tmp_path}"],
+        warn=False,
+    )
+    simulate_captures(config, captures, webcam=False, progress=False)
+    for capture in captures.glob("*.bin"):
+        capture.write_bytes(b"")
+    with pytest.raises(UserError, match=r"every record failed; first: .*expected"):
+        build_dataset(apply_overrides(config, {"data.captures": str(captures)}), progress=False)
