@@ -8,6 +8,7 @@ import pytest
 from ikd.config import apply_overrides
 from ikd.errors import CaptureError
 from ikd.radar.captures import (
+    capture_rows,
     capture_windows_batch,
     iter_walk_windows,
     read_metadata,
@@ -97,12 +98,7 @@ def test_a_batch_reports_bad_captures_and_goes_on(tmp_path, smoke):
     assert radar == config.radar and len(captures) == 4
     bad = tmp_path / captures[1]["file"]
     bad.write_bytes(bad.read_bytes()[:1000])
-    batch = {
-        "path": np.array([str(tmp_path / c["file"]) for c in captures], dtype=object),
-        "identity": np.array([c["identity"] for c in captures]),
-        "walk": np.array([c["walk"] for c in captures]),
-        "num_frames": np.array([c["num_frames"] for c in captures]),
-    }
+    batch = capture_rows(tmp_path, captures)
     out = capture_windows_batch(batch, config=config)
     errors = [e for e in out["error"] if e]
     assert len(errors) == 1 and captures[1]["file"] in errors[0] and "truncated" in errors[0]

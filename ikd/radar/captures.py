@@ -270,13 +270,20 @@ def iter_walk_windows(
     ]
     if not chosen:
         raise CaptureError(f"{Path(folder) / METADATA} lists no captures")
-    batch = {
-        "path": np.array([str(Path(folder) / c["file"]) for c in chosen], dtype=object),
-        "identity": np.array([c["identity"] for c in chosen]),
-        "walk": np.array([c["walk"] for c in chosen]),
-        "num_frames": np.array([c["num_frames"] for c in chosen]),
-    }
+    batch = capture_rows(folder, chosen)
     yield from _windows(batch, radar, config.dsp, _capture_profiles(batch, radar, config.dsp))
+
+
+def capture_rows(
+    folder: str | os.PathLike, captures: list[dict[str, Any]]
+) -> dict[str, np.ndarray]:
+    """Metadata entries → the input columns of `capture_windows_batch`, one row per capture."""
+    return {
+        schema.PATH: np.array([str(Path(folder) / c["file"]) for c in captures], dtype=object),
+        schema.IDENTITY: np.array([c["identity"] for c in captures], np.int64),
+        schema.WALK: np.array([c["walk"] for c in captures], np.int64),
+        schema.NUM_FRAMES: np.array([c["num_frames"] for c in captures], np.int64),
+    }
 
 
 def _synthetic_profiles(
@@ -291,9 +298,9 @@ def _capture_profiles(
     bins = range_band(radar, dsp)
 
     def profiles(row: int) -> np.ndarray:
-        frames = int(batch["num_frames"][row])
+        frames = int(batch[schema.NUM_FRAMES][row])
         cube = read_bin(
-            batch["path"][row], frames, radar.num_chirps, radar.num_rx, radar.num_samples
+            batch[schema.PATH][row], frames, radar.num_chirps, radar.num_rx, radar.num_samples
         )
         return range_fft(cube, bins)
 
@@ -309,8 +316,8 @@ def _windows(
     for row in range(len(batch["identity"])):
         identity, walk = int(batch["identity"][row]), int(batch["walk"][row])
         source = (
-            str(batch["path"][row])
-            if "path" in batch
+            str(batch[schema.PATH][row])
+            if schema.PATH in batch
             else f"synthetic identity {identity} walk {walk}"
         )
         try:

@@ -1,0 +1,91 @@
+"""Column names and encodings of the paired face–gait dataset: the one place that defines them.
+
+Arrays are stored as raw little-endian bytes (Arrow `binary`) so any Parquet reader, with or
+without Ray, can decode them; their shapes live in the dataset's manifest (`Shapes`).
+
+- spectrogram: (H, H) uint8 = round(255·x) of the gait image x ∈ [0, 1]; readers return
+  float32 (3, H, H), the channel replicated (the students are ImageNet-shaped CNNs).
+- face: (3, S, S) uint8 RGB, the aligned face crop at the gait window's centre time.
+- teacher_embedding: (K, 512) float32, L2-normalised FaceNet embeddings of K views of the face
+  (view 0 unaugmented, views 1… augmented).
+- teacher_logits: (K, N) float32, the teacher's linear identity classifier on those embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PATH = "path"  # input rows of real captures: the .bin file
+NUM_FRAMES = "num_frames"  # … and its radar frames
+IDENTITY = "identity"
+WALK = "walk"
+WINDOW = "window"
+SPLIT = "split"
+KEY = "key"  # identity·10⁶ + walk·10³ + window: a stable order for every reader
+CENTRE_TIME = "centre_time_s"
+SPECTROGRAM = "spectrogram"
+FACE = "face"
+ERROR = "error"
+TEACHER_EMBEDDING = "teacher_embedding"
+TEACHER_LOGITS = "teacher_logits"
+
+SPLITS = ("train", "val", "test")
+EMBEDDING_DIM = 512
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """Array shapes of one dataset (written to its manifest)."""
+
+    spectrogram_size: int  # H
+    face_size: int  # S
+    views: int  # K
+    num_identities: int  # N
+
+    def decode_spectrogram(self, blobs: list[bytes]) -> np.ndarray:
+        """(B,) bytes → (B, 3, H, H) float32 in [0, 1]."""
+        images = _stack(blobs, np.uint8, (self.spectrogram_size, self.spectrogram_size))
+        return np.repeat(images[:, None].astype(np.float32) / 255.0, 3, axis=1)
+
+    def decode_face(self, blobs: list[bytes]) -> np.ndarray:
+        """(B,) bytes → (B, 3, S, S) uint8."""
+        return _stack(blobs, np.uint8, (3, self.face_size, self.face_size))
+
+    def decode_embedding(self, blobs: list[bytes]) -> np.ndarray:
+        """(B,) bytes → (B, K, 512) float32."""
+        return _stack(blobs, "<f4", (self.views, EMBEDDING_DIM))
+
+    def decode_logits(self, blobs: list[bytes]) -> np.ndarray:
+        """(B,) bytes → (B, K, N) float32."""
+        return _stack(blobs, "<f4", (self.views, self.num_identities))
+
+
+def row_key(identity: np.ndarray, walk: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """The `key` column, (B,) int64."""
+    return (
+        np.asarray(identity, np.int64) * 1_000_000
+        + np.asarray(walk, np.int64) * 1_000
+        + np.asarray(window, np.int64)
+    )
+
+
+def encode_spectrogram(images: np.ndarray) -> np.ndarray:
+    """(B, 3, H, H) float gait images in [0, 1] → (B,) bytes of (H, H) uint8 (channel 0)."""
+    return encode(np.clip(np.rint(images[:, 0] * 255), 0, 255).astype(np.uint8))
+
+
+def encode(arrays: np.ndarray) -> np.ndarray:
+    """(B, ...) array → (B,) object array of little-endian bytes."""
+    little = arrays.astype(arrays.dtype.newbyteorder("<"), copy=False)
+    out = np.empty(len(arrays), dtype=object)
+    out[:] = [np.ascontiguousarray(a).tobytes() for a in little]
+    return out
+
+
+def _stack(blobs: list[bytes], dtype: str | type, shape: tuple[int, ...]) -> np.ndarray:
+    flat = np.frombuffer(b"".join(blobs), dtype=dtype)
+    return flat.reshape(len(blobs), *shape).astype(
+        np.dtype(dtype).newbyteorder("=")
+    )  # a writable copy
