@@ -109,7 +109,10 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         _require(self.num_identities >= 2, "synthetic.num_identities must be ≥ 2")
-        _require(self.walks_per_identity >= 1, "synthetic.walks_per_identity must be ≥ 1")
+        _require(
+            1 <= self.walks_per_identity < 1000,
+            "synthetic.walks_per_identity must lie in [1, 1000)",
+        )
         # The synthetic room is ~9 m deep: longer walks would leave the range band (scene.py).
         _require(
             0 < self.walk_duration_s <= 4.5, "synthetic.walk_duration_s must lie in (0, 4.5] s"
@@ -148,7 +151,7 @@ class FaceConfig:
 
     image_size: int = 160  # the paper's MTCNN crops; InceptionResnetV1 accepts down to 80
     frame_rate_hz: float = 30.0  # the webcam beside the radar (synthetic walks)
-    views: int = 4  # K augmented views per face whose teacher outputs the dataset stores
+    views: int = 4  # K augmented views per face whose teacher outputs the dataset stores (≤ 1024)
 
     def __post_init__(self) -> None:
         _require(
@@ -156,7 +159,7 @@ class FaceConfig:
             "face.image_size must be ≥ 80 (InceptionResnetV1's smallest input)",
         )
         _require(self.frame_rate_hz > 0, "face.frame_rate_hz must be > 0")
-        _require(self.views >= 1, "face.views must be ≥ 1")
+        _require(1 <= self.views <= 1024, "face.views must lie in [1, 1024]")
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ class TeacherConfig:
     classifier_lr: float = 1e-2
     classifier_weight_decay: float = 1e-3  # keeps the teacher's logits soft for vanilla KD
     classifier_patience: int = 25
+    seed: int = 0  # the teacher's initialisation and augmentation order
 
     def __post_init__(self) -> None:
         _require(
@@ -302,10 +306,16 @@ class Config:
 
     def data_hash(self) -> str:
         """Hash of what the dataset depends on (not training): names and keys the dataset."""
-        return _digest({k: v for k, v in self.to_dict().items() if k in DATA_SECTIONS})
+        sections = {k: v for k, v in self.to_dict().items() if k in DATA_SECTIONS and k != "data"}
+        data = {
+            k: v for k, v in self.to_dict()["data"].items() if k != "root"
+        }  # moving keeps the name
+        return _digest({"format": DATA_FORMAT, **sections, "data": data})
 
 
 DATA_SECTIONS = ("preset", "radar", "synthetic", "dsp", "face", "teacher", "data")
+# Bump when the code changes what a dataset holds (generator, DSP, schema): old datasets rebuild.
+DATA_FORMAT = 1
 
 
 def _digest(data: Any) -> str:

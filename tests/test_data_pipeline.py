@@ -21,7 +21,7 @@ def built(ray_session, tmp_path_factory):
     from ikd.data.pipeline import build_dataset
 
     root = tmp_path_factory.mktemp("datasets")
-    config = load_config("smoke", [f"data.root={root}"], warn=False)
+    config = load_config("smoke", [f"data.root={root}", "teacher.source=trained"], warn=False)
     start = time.perf_counter()
     folder = build_dataset(config, progress=False)
     return config, folder, time.perf_counter() - start
@@ -65,14 +65,21 @@ def test_both_readers_yield_identical_samples(built):
     from ikd.data.pipeline import read_split
 
     _, folder, _ = built
-    for split in ("train", "val"):
+    for split in schema.SPLITS:
         plain = PairedDataset(folder, split)
         rows = read_split(folder, split).take_all()
-        assert len(rows) == len(plain) > 0
-        for index in (0, len(plain) - 1):
-            for name, value in rows[index].items():
-                assert np.array_equal(value, plain[index][name].numpy()), (split, index, name)
-    sample = plain[0]
+        assert [int(r["key"]) for r in rows] == [int(plain[i]["key"]) for i in range(len(plain))]
+        for index, row in enumerate(rows):
+            sample = plain[index]
+            assert set(row) == set(sample) == set(schema.SAMPLE_COLUMNS)
+            for name, value in row.items():
+                value, expected = np.asarray(value), sample[name].numpy()
+                assert value.dtype == expected.dtype and np.array_equal(value, expected), (
+                    split,
+                    index,
+                    name,
+                )
+    sample = PairedDataset(folder, "train")[0]
     assert sample["spectrogram"].shape == (3, 32, 32) and sample["teacher_logits"].shape == (2, 4)
 
 
@@ -102,6 +109,35 @@ def test_an_interrupted_build_resumes_at_its_first_unfinished_stage(built):
     assert (folder / TEACHER / "teacher.json").read_text() == teacher
     again = PairedDataset(folder, "test")[0]
     assert all(np.array_equal(again[k].numpy(), expected[k].numpy()) for k in expected)
+
+
+def test_views_made_by_another_teacher_are_rebuilt(built):
+    from ikd.data.pipeline import build_dataset
+
+    config, folder, _ = built
+    marker = json.loads((folder / DATA / "_DONE.json").read_text())
+    (folder / DATA / "_DONE.json").write_text(
+        json.dumps({**marker, "classifier_sha256": "another"})
+    )
+    (folder / MANIFEST).unlink()
+    build_dataset(config, progress=False)
+    assert json.loads((folder / DATA / "_DONE.json").read_text()) == marker
+
+
+def test_a_capture_folder_with_another_radar_names_the_overrides(ray_session, tmp_path):
+    from ikd.data.pipeline import build_dataset
+
+    config = load_config(
+        "smoke",
+        ["synthetic.num_identities=2", "synthetic.walks_per_identity=3", f"data.root={tmp_path}"],
+        warn=False,
+    )
+    simulate_captures(config, tmp_path / "captures", webcam=False, progress=False)
+    other = apply_overrides(
+        load_config("laptop", warn=False), {"data.captures": str(tmp_path / "captures")}
+    )
+    with pytest.raises(UserError, match=r"radar differs.*radar\.num_chirps=32"):
+        build_dataset(other, progress=False)
 
 
 def test_a_real_capture_folder_skips_bad_records_and_names_them(ray_session, tmp_path):

@@ -54,3 +54,22 @@ def test_a_nan_spectrogram_is_dropped_and_named(smoke, monkeypatch):
     assert out["error"].tolist() == [
         "synthetic identity 2 walk 1: range profiles hold NaN or infinite values"
     ]
+
+
+def test_windows_become_stored_rows_with_their_walks_split():
+    batch = {
+        schema.IDENTITY: np.array([1, 1]),
+        schema.WALK: np.array([2, 3]),
+        schema.WINDOW: np.array([0, 4]),
+        schema.CENTRE_TIME: np.array([1.0, 2.0]),
+        schema.SPECTROGRAM: np.full((2, 3, 4, 4), 0.5, np.float32),
+        schema.FACE: np.zeros((2, 3, 2, 2), np.uint8),
+        schema.ERROR: np.array(["", "no face"], dtype=object),
+    }
+    rows = schema.to_storage(batch, splits={(1, 2): "train", (1, 3): "test"})
+    assert rows[schema.KEY].tolist() == [1_002_000, 1_003_004]
+    assert rows[schema.SPLIT].tolist() == ["train", "test"] and rows[schema.ERROR].tolist() == [
+        "",
+        "no face",
+    ]
+    assert rows[schema.SPECTROGRAM][0] == bytes([128] * 16) and len(rows[schema.FACE][1]) == 12

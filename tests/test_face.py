@@ -9,7 +9,7 @@ from PIL import Image
 from ikd.config import apply_overrides
 from ikd.data import schema
 from ikd.face import synthetic
-from ikd.face.pairs import RealFaces, synthetic_faces_batch
+from ikd.face.pairs import RealFaces, synthetic_faces_batch, synthetic_pairs_batch
 from ikd.radar.captures import walk_windows_batch
 
 
@@ -97,3 +97,10 @@ def test_the_face_size_must_fit_inception_resnet(smoke):
 
     with pytest.raises(ConfigError, match="≥ 80"):
         apply_overrides(smoke, {"face.image_size": 64})
+
+
+def test_synthetic_pairs_are_windows_plus_faces_in_one_step(smoke):
+    walks = {"identity": np.array([0]), "walk": np.array([1])}
+    pairs = synthetic_pairs_batch(walks, config=smoke)
+    alone = synthetic_faces_batch(walk_windows_batch(walks, config=smoke), config=smoke)
+    assert all(np.array_equal(pairs[k], alone[k]) for k in pairs)

@@ -77,6 +77,7 @@ def test_without_weights_the_teacher_is_trained_and_frozen(tmp_path, monkeypatch
         tmp_path / "t", {"train": _faces(8), "val": _faces(4, seed=1)}, 2, tiny, progress=False
     )
     assert info.source.startswith("trained") and (tmp_path / "t" / "backbone.pt").exists()
+    assert info.backbone_path == "backbone.pt"  # relative: the dataset folder can move
     loaded = Teacher.load(tmp_path / "t")
     loaded.train()
     assert not loaded.training and not loaded.backbone.training
@@ -124,3 +125,14 @@ def test_teacher_views_store_k_views_with_view_zero_unaugmented(tmp_path, monkey
     reference, _ = Teacher.load(tmp_path / "t")(standardize(torch.from_numpy(faces)))
     assert np.allclose(embedding[:, 0], reference.numpy(), atol=1e-5)
     assert not np.allclose(embedding[:, 1], embedding[:, 0])
+
+
+def test_a_tampered_backbone_is_refused(tmp_path, monkeypatch, tiny):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    prepare_teacher(
+        tmp_path / "t", {"train": _faces(8), "val": _faces(4, seed=1)}, 2, tiny, progress=False
+    )
+    with open(tmp_path / "t" / "backbone.pt", "ab") as handle:
+        handle.write(b"x")
+    with pytest.raises(UserError, match="hash differs"):
+        Teacher.load(tmp_path / "t")

@@ -27,6 +27,7 @@ from ikd.errors import UserError
 MANIFEST = "manifest.json"
 PAIRS, TEACHER, DATA = "pairs", "teacher", "data"
 DONE = "_DONE.json"
+TIMINGS = "timings.json"
 
 
 def dataset_folder(config: Config) -> Path:
@@ -35,8 +36,22 @@ def dataset_folder(config: Config) -> Path:
 
 
 def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
-    path = Path(folder) / MANIFEST
+    return read_json(Path(folder) / MANIFEST)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file's content, or None when it does not exist."""
+    path = Path(path)
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_json(path: str | os.PathLike, content: Any) -> None:
+    """Write JSON atomically (a temporary file, then a rename): a killed build leaves no half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(content, indent=2))
+    os.replace(partial, path)
 
 
 def shapes_of(manifest: dict[str, Any]) -> schema.Shapes:
@@ -58,13 +73,17 @@ def decode_batch(batch: dict[str, Any], shapes: schema.Shapes) -> dict[str, np.n
 
 
 def read_split_table(
-    folder: str | os.PathLike, split: str, columns: list[str] | None = None
+    folder: str | os.PathLike, split: str, columns: list[str] | None = None, stage: str = DATA
 ) -> dict[str, np.ndarray]:
-    """One split of the finished dataset as numpy columns, sorted by key."""
+    """One split's good rows of a stage (`data`, or `pairs` for the faces) as numpy columns,
+    sorted by key."""
     if split not in schema.SPLITS:
         raise UserError(f"unknown split {split!r}; choose from {schema.SPLITS}")
-    table = pads.dataset(Path(folder) / DATA, format="parquet").to_table(
-        columns=columns, filter=pads.field(schema.SPLIT) == split
+    where = pads.field(schema.SPLIT) == split
+    if stage == PAIRS:
+        where = where & (pads.field(schema.ERROR) == "")
+    table = pads.dataset(Path(folder) / stage, format="parquet").to_table(
+        columns=columns, filter=where
     )
     table = table.sort_by(schema.KEY) if schema.KEY in table.column_names else table
     return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
@@ -79,16 +98,7 @@ class PairedDataset(Dataset):
         if manifest is None or manifest.get("status") != "complete":
             raise UserError(f"{self.folder}: not a finished dataset (run `ikd data build`)")
         self.shapes = shapes_of(manifest)
-        columns = [
-            schema.KEY,
-            schema.IDENTITY,
-            schema.WALK,
-            schema.WINDOW,
-            schema.SPECTROGRAM,
-            schema.TEACHER_EMBEDDING,
-            schema.TEACHER_LOGITS,
-        ]
-        self.columns = read_split_table(self.folder, split, columns)
+        self.columns = read_split_table(self.folder, split, list(schema.SAMPLE_COLUMNS))
 
     def __len__(self) -> int:
         return len(self.columns[schema.KEY])

@@ -19,11 +19,13 @@ split, every dropped record and why, and per-stage wall times.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import dataclasses
 import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +42,24 @@ from ikd.data.dataset import (
     MANIFEST,
     PAIRS,
     TEACHER,
+    TIMINGS,
     dataset_folder,
     decode_batch,
     read_manifest,
     shapes_of,
+    write_json,
+)
+from ikd.data.dataset import (
+    read_json as _read_json,
 )
 from ikd.data.splits import assign_splits
 from ikd.errors import UserError
-from ikd.face.pairs import RealFaces, synthetic_faces_batch
+from ikd.face.pairs import RealFaces, synthetic_pairs_batch
 from ikd.models.teacher import TeacherViews, prepare_teacher, read_teacher_info
 from ikd.radar.captures import (
     capture_rows,
     capture_windows_batch,
     read_metadata,
-    walk_windows_batch,
 )
 
 log = logging.getLogger(__name__)
@@ -64,20 +70,36 @@ def init_ray(num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
-    if address and num_cpus is not None:
-        raise UserError("RAY_ADDRESS is set: the cluster decides the CPUs; drop --num-cpus")
-    ray.init(
-        address=address,
-        num_cpus=None if address else num_cpus,
-        include_dashboard=False,
-        configure_logging=False,
-    )
+    if address and address != "local" and num_cpus is not None:
+        raise UserError("RAY_ADDRESS names a cluster: it decides the CPUs; drop --num-cpus")
+    ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
+
+
+@contextlib.contextmanager
+def data_context(progress: bool = True) -> Iterator[None]:
+    """Ray Data settings of the dataset stages, restored afterwards (Ray Train feeding wants its own).
+
+    Ray Data reserves half of the CPUs per operator by default; on a 2-CPU machine that ran the
+    simulate + DSP stage one task at a time (1.1× speed-up from 1 to 2 CPUs; 1.7× without it,
+    benchmarks/README.md). Our stages are single map operators, so the reservation buys nothing.
+    """
     context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
-    # Ray Data reserves half of the CPUs per operator by default; on a 2-CPU machine that ran the
-    # simulate + DSP stage one task at a time (1.1× speed-up from 1 to 2 CPUs; 2× without it;
-    # benchmarks/README.md). Our stages are single map operators, so the reservation buys nothing.
+    saved = (
+        context.op_resource_reservation_enabled,
+        context.execution_options.preserve_order,
+        context.enable_progress_bars,
+    )
     context.op_resource_reservation_enabled = False
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = progress
+    try:
+        yield
+    finally:
+        (
+            context.op_resource_reservation_enabled,
+            context.execution_options.preserve_order,
+            context.enable_progress_bars,
+        ) = saved
 
 
 def cluster_cpus() -> int:
@@ -103,7 +125,19 @@ def walk_rows(
         }
         return rows, {}
     folder = Path(config.data.captures)
-    _, captures = read_metadata(folder)
+    radar, captures = read_metadata(folder)
+    if radar != config.radar:
+        differ = [
+            f"radar.{k}={v!r}"
+            for k, v in dataclasses.asdict(radar).items()
+            if getattr(config.radar, k) != v
+        ]
+        raise UserError(
+            f"{folder}: its radar differs from the config's; add the overrides {' '.join(differ)}"
+        )
+    seen = {(c["identity"], c["walk"]) for c in captures}
+    if len(seen) < len(captures) or any(walk >= 1000 for _, walk in seen):
+        raise UserError(f"{folder}: each (identity, walk) must appear once, with walk < 1000")
     identities = sorted({c["identity"] for c in captures})
     if identities != list(range(len(identities))):
         raise UserError(
@@ -129,6 +163,9 @@ def walk_rows(
 def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "views") -> Path:
     """Build (or resume, or confirm) the config's dataset; return its folder.
 
+    Each stage writes a marker naming what it was built from (the data hash; for the views, the
+    teacher's checkpoint hashes), and a stage whose inputs changed is rebuilt.
+
     Args:
         stop_after: "teacher" (pairs and teacher only, as `ikd teacher train`) or "views" (all).
 
@@ -141,79 +178,94 @@ def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "v
         log.info("dataset %s is up to date (data hash %s)", folder, config.data_hash())
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    write_json(folder / "config.json", config.to_dict())
     init_ray()
-    ray.data.DataContext.get_current().enable_progress_bars = progress
     rows, frames = walk_rows(config)
-    timings = _load_timings(folder)
-
-    if not (folder / PAIRS / DONE).exists():
-        start = time.perf_counter()
-        _build_pairs(config, rows, frames, folder / PAIRS)
-        timings["pairs (simulate/read + DSP + faces)"] = round(time.perf_counter() - start, 1)
-        (folder / PAIRS / DONE).write_text(
-            json.dumps({"seconds": timings["pairs (simulate/read + DSP + faces)"]})
-        )
-        _save_timings(folder, timings)
-    good = _good_pairs(folder / PAIRS)
-    if not len(good[schema.KEY]):
-        first = _dropped(folder / PAIRS)[:1]
-        raise UserError(f"every record failed; first: {first[0]['error'] if first else 'no walks'}")
-    num_identities = int(rows[schema.IDENTITY].max()) + 1
-
-    if read_teacher_info(folder / TEACHER) is None:
-        start = time.perf_counter()
-        faces = {split: _faces(good, split, config) for split in ("train", "val")}
-        for split, (images, labels) in faces.items():
-            missing = sorted(set(range(num_identities)) - set(labels.tolist()))
-            if len(images) < 2 or (split == "train" and missing):
-                raise UserError(
-                    f"the {split} split holds {len(images)} faces (no face for identities {missing[:10]}); "
-                    "the teacher needs faces of every identity to train on and some to validate on"
-                )
-        prepare_teacher(folder / TEACHER, faces, num_identities, config, progress=progress)
-        timings["teacher (train backbone + classifier)"] = round(time.perf_counter() - start, 1)
-        _save_timings(folder, timings)
-    teacher = read_teacher_info(folder / TEACHER)
-    if stop_after == "teacher":
-        return folder
-
-    shapes = schema.Shapes(
-        config.dsp.image_size, config.face.image_size, config.face.views, num_identities
-    )
-    if not (folder / DATA / DONE).exists():
-        start = time.perf_counter()
-        shutil.rmtree(folder / DATA, ignore_errors=True)
-        cpus = cluster_cpus()
-        (
-            ray.data.read_parquet(str(folder / PAIRS))
-            .filter(expr=col(schema.ERROR) == "")
-            .repartition(4 * cpus)
-            .materialize()  # in the object store, so the actors can take every CPU
-            .map_batches(
-                TeacherViews,
-                fn_constructor_args=(str(folder / TEACHER), shapes),
-                batch_size=32,
-                concurrency=cpus,
-                num_cpus=1,
-                batch_format="numpy",
+    timings = _read_json(folder / TIMINGS) or {}
+    with data_context(progress):
+        pairs_marker = {"data_hash": config.data_hash()}
+        if _read_json(folder / PAIRS / DONE) != pairs_marker:
+            start = time.perf_counter()
+            shutil.rmtree(folder / TEACHER, ignore_errors=True)  # built from the old pairs
+            _build_pairs(config, rows, frames, folder / PAIRS)
+            timings["pairs (simulate/read + DSP + faces)"] = round(time.perf_counter() - start, 1)
+            write_json(folder / PAIRS / DONE, pairs_marker)
+            write_json(folder / TIMINGS, timings)
+        counts = _pair_counts(folder / PAIRS)
+        if not sum(counts.values()):
+            first = _dropped(folder / PAIRS)[:1]
+            raise UserError(
+                f"every record failed; first: {first[0]['error'] if first else 'no walks'}"
             )
-            .write_parquet(str(folder / DATA))
+        num_identities = int(rows[schema.IDENTITY].max()) + 1
+
+        if read_teacher_info(folder / TEACHER) is None:
+            start = time.perf_counter()
+            faces = {split: _faces(folder / PAIRS, split, config) for split in ("train", "val")}
+            for split, (images, labels) in faces.items():
+                missing = sorted(set(range(num_identities)) - set(labels.tolist()))
+                if len(images) < 2 or (split == "train" and missing):
+                    raise UserError(
+                        f"the {split} split holds {len(images)} faces (no face for identities {missing[:10]}); "
+                        "the teacher needs faces of every identity to train on and some to validate on"
+                    )
+            prepare_teacher(folder / TEACHER, faces, num_identities, config, progress=progress)
+            timings["teacher (train backbone + classifier)"] = round(time.perf_counter() - start, 1)
+            write_json(folder / TIMINGS, timings)
+        teacher = read_teacher_info(folder / TEACHER)
+        if stop_after == "teacher":
+            return folder
+
+        shapes = schema.Shapes(
+            config.dsp.image_size, config.face.image_size, config.face.views, num_identities
         )
-        timings["views (teacher embeddings)"] = round(time.perf_counter() - start, 1)
-        (folder / DATA / DONE).write_text(
-            json.dumps({"seconds": timings["views (teacher embeddings)"]})
-        )
+        views_marker = {
+            "backbone_sha256": teacher.backbone_sha256,
+            "classifier_sha256": teacher.classifier_sha256,
+            **pairs_marker,
+        }
+        if _read_json(folder / DATA / DONE) != views_marker:
+            start = time.perf_counter()
+            _build_views(folder, shapes)
+            timings["views (teacher embeddings)"] = round(time.perf_counter() - start, 1)
+            write_json(folder / DATA / DONE, views_marker)
+            write_json(folder / TIMINGS, timings)
 
     manifest = _manifest(config, folder, shapes, teacher, timings)
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    write_json(folder / MANIFEST, manifest)
     log.info(
         "dataset %s: %d pairs, %d dropped",
         folder,
         manifest["counts"]["total"],
         len(manifest["dropped"]),
     )
+    for split, missing in manifest["identities_without_pairs"].items():
+        if missing:
+            log.warning("%s split has no pairs of identities %s", split, missing)
     return folder
+
+
+def _build_views(folder: Path, shapes: schema.Shapes) -> None:
+    """Stage 3: teacher outputs for K views of every good face (Ray Data actors)."""
+    shutil.rmtree(folder / DATA, ignore_errors=True)
+    cpus = cluster_cpus()
+    (
+        ray.data.read_parquet(str(folder / PAIRS))
+        .filter(expr=col(schema.ERROR) == "")
+        .drop_columns([schema.ERROR])
+        .repartition(4 * cpus)
+        .materialize()
+        # Actors take 0.9 CPU each so the Parquet writes (0.1) still run beside them on 2 cores.
+        .map_batches(
+            TeacherViews,
+            fn_constructor_args=(str(folder / TEACHER), shapes),
+            batch_size=32,
+            concurrency=cpus,
+            num_cpus=0.9,
+            batch_format="numpy",
+        )
+        .write_parquet(str(folder / DATA), ray_remote_args={"num_cpus": 0.1})
+    )
 
 
 def read_split(folder: str | os.PathLike, split: str) -> ray.data.Dataset:
@@ -224,15 +276,7 @@ def read_split(folder: str | os.PathLike, split: str) -> ray.data.Dataset:
     if manifest is None or manifest.get("status") != "complete":
         raise UserError(f"{folder}: not a finished dataset (run `ikd data build`)")
     shapes = shapes_of(manifest)
-    columns = [
-        schema.KEY,
-        schema.IDENTITY,
-        schema.WALK,
-        schema.WINDOW,
-        schema.SPECTROGRAM,
-        schema.TEACHER_EMBEDDING,
-        schema.TEACHER_LOGITS,
-    ]
+    columns = list(schema.SAMPLE_COLUMNS)
     dataset = ray.data.read_parquet(str(folder / DATA), columns=[*columns, schema.SPLIT]).filter(
         expr=col(schema.SPLIT) == split
     )
@@ -246,20 +290,26 @@ def _build_pairs(config: Config, rows: dict[str, np.ndarray], frames: dict, out:
     items = [{k: v[i] for k, v in rows.items()} for i in range(len(rows[schema.IDENTITY]))]
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * cluster_cpus()))
     if config.data.captures:
+        # CPUs: reading tasks 0.8, detector actors 0.5 each (one per CPU: 0.5·cpus), storage and
+        # writes 0.1 — every stage can always be scheduled, so the stream cannot deadlock.
         dataset = dataset.map_batches(
-            capture_windows_batch, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy"
+            capture_windows_batch,
+            fn_kwargs={"config": config},
+            batch_size=1,
+            batch_format="numpy",
+            num_cpus=0.8,
         )
         dataset = dataset.map_batches(
             RealFaces,
             fn_constructor_args=(config, frames),
             concurrency=cluster_cpus(),
-            num_cpus=1,
+            num_cpus=0.5,
             batch_size=16,
             batch_format="numpy",
         )
     else:
         dataset = dataset.map_batches(
-            _synthetic_pairs, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy"
+            synthetic_pairs_batch, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy"
         )
     splits = {
         (int(i), int(w)): s
@@ -268,54 +318,34 @@ def _build_pairs(config: Config, rows: dict[str, np.ndarray], frames: dict, out:
         )
     }
     dataset.map_batches(
-        _to_storage, fn_kwargs={"splits": splits}, batch_format="numpy"
-    ).write_parquet(str(out))
+        schema.to_storage, fn_kwargs={"splits": splits}, batch_format="numpy", num_cpus=0.1
+    ).write_parquet(str(out), ray_remote_args={"num_cpus": 0.1})
 
 
-def _synthetic_pairs(batch: dict[str, np.ndarray], *, config: Config) -> dict[str, np.ndarray]:
-    """Simulate + DSP + faces in one task: no intermediate copy of the gait images."""
-    return synthetic_faces_batch(walk_windows_batch(batch, config=config), config=config)
-
-
-def _to_storage(
-    batch: dict[str, np.ndarray], *, splits: dict[tuple[int, int], str]
-) -> dict[str, np.ndarray]:
-    """Windows with faces → stored columns (schema.py)."""
-    identity, walk, window = batch[schema.IDENTITY], batch[schema.WALK], batch[schema.WINDOW]
-    return {
-        schema.KEY: schema.row_key(identity, walk, window),
-        schema.IDENTITY: identity,
-        schema.WALK: walk,
-        schema.WINDOW: window,
-        schema.SPLIT: np.array(
-            [splits[int(i), int(w)] for i, w in zip(identity, walk, strict=True)], dtype=object
-        ),
-        schema.CENTRE_TIME: batch[schema.CENTRE_TIME],
-        schema.SPECTROGRAM: schema.encode_spectrogram(batch[schema.SPECTROGRAM]),
-        schema.FACE: schema.encode(batch[schema.FACE]),
-        schema.ERROR: batch[schema.ERROR].astype(str).astype(object),
-    }
-
-
-def _good_pairs(pairs: Path) -> dict[str, np.ndarray]:
+def _pair_counts(pairs: Path) -> dict[str, int]:
+    """Good pairs per split."""
     table = pads.dataset(pairs, format="parquet").to_table(
-        columns=[schema.KEY, schema.IDENTITY, schema.SPLIT, schema.FACE],
-        filter=pads.field(schema.ERROR) == "",
+        columns=[schema.SPLIT], filter=pads.field(schema.ERROR) == ""
     )
-    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+    splits = table.column(schema.SPLIT).to_numpy(zero_copy_only=False)
+    return {name: int((splits == name).sum()) for name in schema.SPLITS}
 
 
-def _faces(
-    good: dict[str, np.ndarray], split: str, config: Config
-) -> tuple[np.ndarray, np.ndarray]:
-    chosen = good[schema.SPLIT] == split
+def _faces(pairs: Path, split: str, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """One split's good faces (train or val only: the teacher never sees test)."""
+    if split == "test":
+        raise ValueError("the teacher never reads test faces")
+    table = pads.dataset(pairs, format="parquet").to_table(
+        columns=[schema.IDENTITY, schema.FACE],
+        filter=(pads.field(schema.ERROR) == "") & (pads.field(schema.SPLIT) == split),
+    )
     size = config.face.image_size
     faces = (
-        np.frombuffer(b"".join(good[schema.FACE][chosen]), np.uint8)
+        np.frombuffer(b"".join(table.column(schema.FACE).to_pylist()), np.uint8)
         .reshape(-1, 3, size, size)
         .copy()
     )
-    return faces, good[schema.IDENTITY][chosen].astype(np.int64)
+    return faces, table.column(schema.IDENTITY).to_numpy().astype(np.int64)
 
 
 def _dropped(pairs: Path) -> list[dict[str, Any]]:
@@ -356,22 +386,20 @@ def _manifest(
         "status": "complete",
         "preset": config.preset,
         "synthetic": not config.data.captures,
-        "config_hash": config.hash(),
         "data_hash": config.data_hash(),
         "config": config.to_dict(),
         "shapes": shapes.__dict__,
         "teacher": teacher.__dict__,
         "counts": counts,
+        "identities_without_pairs": {
+            name: [
+                int(p)
+                for p in range(shapes.num_identities)
+                if counts["per_identity"][str(p)][name] == 0
+            ]
+            for name in schema.SPLITS
+        },
         "dropped": _dropped(folder / PAIRS),
         "seconds": timings,
         "bytes_on_disk": size,
     }
-
-
-def _load_timings(folder: Path) -> dict[str, float]:
-    path = folder / "timings.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _save_timings(folder: Path, timings: dict[str, float]) -> None:
-    (folder / "timings.json").write_text(json.dumps(timings, indent=2))

@@ -11,12 +11,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ikd.data import schema
-from ikd.data.dataset import read_manifest, read_split_table, shapes_of
+from ikd.data.dataset import PAIRS, read_manifest, read_split_table, shapes_of
 from ikd.errors import UserError
 
 
 def write_report(
-    folder: str | os.PathLike, max_identities: int = 12, samples: int = 4
+    folder: str | os.PathLike, max_identities: int | None = None, samples: int = 4
 ) -> tuple[Path, Path]:
     """Write `report.md` and `samples.png` into the dataset folder; return their paths."""
     folder = Path(folder)
@@ -89,9 +89,8 @@ def _samples_png(
     folder: Path, manifest: dict, path: Path, max_identities: int, samples: int
 ) -> None:
     shapes = shapes_of(manifest)
-    table = read_split_table(
-        folder, "train", [schema.KEY, schema.IDENTITY, schema.SPECTROGRAM, schema.FACE]
-    )
+    columns = [schema.KEY, schema.IDENTITY, schema.SPECTROGRAM, schema.FACE]
+    table = read_split_table(folder, "train", columns, stage=PAIRS)
     identities = sorted(set(table[schema.IDENTITY].tolist()))[:max_identities]
     figure = Figure(figsize=(2.0 * samples * 2, 1.9 * len(identities) + 0.5))
     axes = figure.subplots(len(identities), 2 * samples, squeeze=False)

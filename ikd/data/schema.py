@@ -32,6 +32,8 @@ TEACHER_EMBEDDING = "teacher_embedding"
 TEACHER_LOGITS = "teacher_logits"
 
 SPLITS = ("train", "val", "test")
+# What the readers decode into training samples (dataset.decode_batch).
+SAMPLE_COLUMNS = (KEY, IDENTITY, WALK, WINDOW, SPECTROGRAM, TEACHER_EMBEDDING, TEACHER_LOGITS)
 EMBEDDING_DIM = 512
 
 
@@ -69,6 +71,32 @@ def row_key(identity: np.ndarray, walk: np.ndarray, window: np.ndarray) -> np.nd
         + np.asarray(walk, np.int64) * 1_000
         + np.asarray(window, np.int64)
     )
+
+
+def to_storage(
+    batch: dict[str, np.ndarray], *, splits: dict[tuple[int, int], str]
+) -> dict[str, np.ndarray]:
+    """Gait windows with faces (radar/captures.windows_to_batch + face/pairs) → stored columns.
+
+    Args:
+        splits: (identity, walk) → split name.
+    """
+    identity, walk, window = batch[IDENTITY], batch[WALK], batch[WINDOW]
+    if np.any(np.asarray(window) >= 1000):
+        raise ValueError("a walk of over 1000 gait windows does not fit the key")
+    return {
+        KEY: row_key(identity, walk, window),
+        IDENTITY: identity,
+        WALK: walk,
+        WINDOW: window,
+        SPLIT: np.array(
+            [splits[int(i), int(w)] for i, w in zip(identity, walk, strict=True)], dtype=object
+        ),
+        CENTRE_TIME: batch[CENTRE_TIME],
+        SPECTROGRAM: encode_spectrogram(batch[SPECTROGRAM]),
+        FACE: encode(batch[FACE]),
+        ERROR: batch[ERROR].astype(str).astype(object),
+    }
 
 
 def encode_spectrogram(images: np.ndarray) -> np.ndarray:

@@ -17,14 +17,16 @@ import torch
 
 from ikd.config import Config
 from ikd.data import schema
-from ikd.face.synthetic import draw_face, frame_seed, render_face
+from ikd.face.synthetic import draw_face, frame_seed, render_face, walk_phase
+from ikd.radar.captures import walk_windows_batch
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def synthetic_faces_batch(batch: dict[str, np.ndarray], *, config: Config) -> dict[str, np.ndarray]:
-    """Render the webcam frame nearest each window's centre time (`face.frame_rate_hz`)."""
-    size, seed = config.face.image_size, config.synthetic.seed
+    """Render the webcam frame nearest each window's centre time (`face.frame_rate_hz`); the same
+    frame `ikd data simulate` exports (`webcam_frame` draws its nuisances from the same seed)."""
+    size, seed, rate = config.face.image_size, config.synthetic.seed, config.face.frame_rate_hz
     faces = np.zeros((len(batch[schema.IDENTITY]), 3, size, size), np.uint8)
     errors = batch[schema.ERROR].copy()
     for row, (identity, walk, time_s) in enumerate(
@@ -32,10 +34,15 @@ def synthetic_faces_batch(batch: dict[str, np.ndarray], *, config: Config) -> di
     ):
         if errors[row]:
             continue
-        frame = round(time_s * config.face.frame_rate_hz)
-        walk_phase = np.random.default_rng([seed, int(identity), int(walk), 4]).random()
+        frame = round(time_s * rate)
         rng = np.random.default_rng(frame_seed(seed, int(identity), int(walk), frame))
-        image = render_face(draw_face(seed, int(identity)), size, rng, time_s, walk_phase)
+        image = render_face(
+            draw_face(seed, int(identity)),
+            size,
+            rng,
+            frame / rate,
+            walk_phase(seed, int(identity), int(walk)),
+        )
         if image is None:
             errors[row] = (
                 f"synthetic identity {identity} walk {walk}: no face in webcam frame {frame}"
@@ -43,6 +50,11 @@ def synthetic_faces_batch(batch: dict[str, np.ndarray], *, config: Config) -> di
         else:
             faces[row] = image
     return {**batch, schema.FACE: faces, schema.ERROR: errors}
+
+
+def synthetic_pairs_batch(batch: dict[str, np.ndarray], *, config: Config) -> dict[str, np.ndarray]:
+    """Synthetic walks → gait windows with their faces, in one task (no intermediate copy)."""
+    return synthetic_faces_batch(walk_windows_batch(batch, config=config), config=config)
 
 
 class RealFaces:
@@ -98,6 +110,9 @@ class RealFaces:
                     crop = self.crop(image.convert("RGB"))
             except (OSError, UnidentifiedImageError) as error:
                 errors[row] = f"{listing[index]}: unreadable frame ({error})"
+                continue
+            except (RuntimeError, ValueError) as error:  # MTCNN on a degenerate image
+                errors[row] = f"{listing[index]}: face detection failed ({error})"
                 continue
             if crop is None:
                 errors[row] = f"{listing[index]}: no face found"

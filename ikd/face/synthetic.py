@@ -100,20 +100,25 @@ def draw_face(seed: int, identity: int) -> Face:
     )
 
 
+def walk_phase(seed: int, identity: int, walk: int) -> float:
+    """Phase of the slow head turn during one walk, in cycles."""
+    return float(np.random.default_rng([seed, identity, walk, 4]).random())
+
+
 def frame_seed(seed: int, identity: int, walk: int, frame: int) -> list[int]:
     """Seed of one webcam frame's nuisances; frames are independent and reproducible."""
     return [seed, identity, walk, 5, frame]
 
 
 def render_face(
-    face: Face, size: int, rng: np.random.Generator, time_s: float = 0.0, walk_phase: float = 0.0
+    face: Face, size: int, rng: np.random.Generator, time_s: float = 0.0, head_phase: float = 0.0
 ) -> np.ndarray | None:
     """Render one webcam frame of `face`, or None when no face is visible.
 
     Args:
         size: output side in pixels (the preset's face size; InceptionResnetV1 needs ≥ 80).
         rng: the frame's nuisance generator (see `frame_seed`).
-        time_s, walk_phase: the head turns slowly during a walk, yaw = 0.6·max·sin(2π(t/3 s + φ)).
+        time_s, head_phase: the head turns slowly during a walk, yaw = 0.6·max·sin(2π(t/3 s + φ)).
 
     Returns:
         (3, size, size) uint8 RGB, or None.
@@ -121,7 +126,7 @@ def render_face(
     if rng.random() < NO_FACE_PROBABILITY:
         return None
     yaw = np.deg2rad(
-        0.6 * MAX_YAW_DEG * np.sin(2 * np.pi * (time_s / 3.0 + walk_phase))
+        0.6 * MAX_YAW_DEG * np.sin(2 * np.pi * (time_s / 3.0 + head_phase))
         + rng.uniform(-0.4, 0.4) * MAX_YAW_DEG
     )
     roll = np.deg2rad(rng.uniform(-MAX_ROLL_DEG, MAX_ROLL_DEG))
@@ -213,7 +218,7 @@ def render_face(
 
 
 def webcam_frame(
-    face: Face, rng: np.random.Generator, time_s: float = 0.0, walk_phase: float = 0.0
+    face: Face, rng: np.random.Generator, time_s: float = 0.0, head_phase: float = 0.0
 ) -> np.ndarray:
     """A whole 320×240 webcam frame with the face somewhere in it (for exported capture folders,
     which real-data code reads through MTCNN): (240, 320, 3) uint8 RGB."""
@@ -222,7 +227,7 @@ def webcam_frame(
         .clip(0, 255)
         .astype(np.uint8)
     )
-    crop = render_face(face, 160, rng, time_s, walk_phase)
+    crop = render_face(face, 160, rng, time_s, head_phase)
     if crop is not None:
         top, left = int(rng.integers(10, 70)), int(rng.integers(20, 140))
         frame[top : top + 160, left : left + 160] = crop.transpose(1, 2, 0)

@@ -211,6 +211,10 @@ def fit_classifier(
             patience += 1
             if patience >= teacher.classifier_patience:
                 break
+    if best_state is None:
+        raise UserError(
+            "the teacher's classifier never reached a finite val loss (NaN embeddings?)"
+        )
     classifier.load_state_dict(best_state)
     freeze(classifier)
     with torch.no_grad():
@@ -241,7 +245,7 @@ def prepare_teacher(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    teacher, seed = config.teacher, config.data.split_seed
+    teacher, seed = config.teacher, config.teacher.seed
     weights = pretrained_path()
     if teacher.source == "pretrained" and not weights.exists():
         raise UserError(
@@ -261,8 +265,8 @@ def prepare_teacher(
             teacher.epochs,
         )
         backbone = train_backbone(*faces["train"], num_identities, teacher, seed, progress=progress)
-        backbone_path, source = folder / BACKBONE, "trained on this dataset's training faces"
-        torch.save(backbone.state_dict(), backbone_path)
+        backbone_path, source = Path(BACKBONE), "trained on this dataset's training faces"
+        torch.save(backbone.state_dict(), folder / BACKBONE)
     train_embeddings = embed(backbone, standardize(torch.from_numpy(faces["train"][0])))
     val_embeddings = embed(backbone, standardize(torch.from_numpy(faces["val"][0])))
     classifier, train_accuracy, val_accuracy = fit_classifier(
@@ -278,7 +282,7 @@ def prepare_teacher(
     info = TeacherInfo(
         source=source,
         backbone_path=str(backbone_path),
-        backbone_sha256=_sha256(backbone_path),
+        backbone_sha256=_sha256(folder / backbone_path),
         classifier_sha256=_sha256(folder / CLASSIFIER),
         num_identities=num_identities,
         face_accuracy_val=round(val_accuracy, 4),
@@ -313,7 +317,10 @@ class Teacher(nn.Module):
         classifier.load_state_dict(
             torch.load(Path(folder) / CLASSIFIER, map_location="cpu", weights_only=True)
         )
-        return cls(load_backbone(info.backbone_path), classifier)
+        path = Path(folder) / info.backbone_path  # relative when trained here: the dataset can move
+        if _sha256(path) != info.backbone_sha256:
+            raise UserError(f"{path}: its hash differs from the one {folder}/{INFO} recorded")
+        return cls(load_backbone(path), classifier)
 
     def train(self, mode: bool = True) -> Teacher:
         return super().train(False)  # frozen: always eval
@@ -329,7 +336,9 @@ class TeacherViews:
     """Ray Data callable class: the teacher's outputs for K views of each face, loaded once.
 
     View 0 is the face as cropped; views 1 … K−1 are augmented with a generator seeded by the
-    row's key, so the stored outputs are reproducible.
+    row's key and the view, so a face's views do not depend on its batch. The forward pass is
+    batched, so outputs agree across batchings (other CPU counts) to float rounding (~1e-7), not
+    bit for bit. Faces are not passed on: they stay in pairs/.
     """
 
     def __init__(self, teacher_folder: str | os.PathLike, shapes: schema.Shapes) -> None:
@@ -344,7 +353,7 @@ class TeacherViews:
             views.append(
                 torch.cat(
                     [
-                        augment(face[None], torch.Generator().manual_seed(int(key) * 64 + view))
+                        augment(face[None], torch.Generator().manual_seed(int(key) * 1024 + view))
                         for face, key in zip(faces, batch[schema.KEY], strict=True)
                     ]
                 )
@@ -354,7 +363,7 @@ class TeacherViews:
         embedding = embedding.reshape(self.shapes.views, count, -1).transpose(0, 1).numpy()
         logits = logits.reshape(self.shapes.views, count, -1).transpose(0, 1).numpy()
         return {
-            **batch,
+            **{name: values for name, values in batch.items() if name != schema.FACE},
             schema.TEACHER_EMBEDDING: schema.encode(embedding),
             schema.TEACHER_LOGITS: schema.encode(logits),
         }

@@ -137,16 +137,17 @@ def simulate_captures(
 def _write_webcam(config: Config, identity: int, walk: int, folder: Path) -> None:
     from PIL import Image
 
-    from ikd.face.synthetic import draw_face, frame_seed, webcam_frame
+    from ikd.face.synthetic import draw_face, frame_seed, walk_phase, webcam_frame
 
     folder.mkdir(parents=True, exist_ok=True)
     seed = config.synthetic.seed
     face = draw_face(seed, identity)
-    walk_phase = np.random.default_rng([seed, identity, walk, 4]).random()
     duration = config.num_frames * config.radar.frame_period_s
     for frame in range(int(duration * config.face.frame_rate_hz) + 1):
         rng = np.random.default_rng(frame_seed(seed, identity, walk, frame))
-        image = webcam_frame(face, rng, frame / config.face.frame_rate_hz, walk_phase)
+        image = webcam_frame(
+            face, rng, frame / config.face.frame_rate_hz, walk_phase(seed, identity, walk)
+        )
         Image.fromarray(image).save(folder / f"{frame:06d}.jpg", quality=92)
 
 
