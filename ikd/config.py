@@ -217,9 +217,31 @@ class TrainConfig:
     lr_milestones: tuple[int, ...] = (100, 150)  # MultiStepLR; the paper gives no milestones
     lr_decay: float = 0.1
     seed: int = 0  # initialisation, data order and face-view choice; the dataset split is fixed
+    method: str = "identitykd"  # ikd.methods.METHODS
+    student: str = "resnet18"  # ikd.models.students.STUDENTS (Table 4)
+    workers: int = 2  # Ray Train workers; batch_size is the global batch, split across them
+    device: str = "auto"  # auto (GPUs when the cluster has them) | cpu | cuda
+    threads: int = 0  # torch threads per worker; 0: the worker's share of the CPUs
+    runs_root: str = "runs"  # runs live in <runs_root>/<study>/<variant>-<run hash>-seed<seed>
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "train.epochs must be ≥ 1")
+        _require(self.workers >= 1, "train.workers must be ≥ 1")
+        _require(self.threads >= 0, "train.threads must be ≥ 0")
+        _require(
+            self.device in DEVICES, f"train.device={self.device!r}; choose from {list(DEVICES)}"
+        )
+        from ikd.methods import METHODS  # late: the methods import torch and this module
+        from ikd.models.students import STUDENTS
+
+        _require(
+            self.method in METHODS,
+            f"unknown method {self.method!r}{_suggest(self.method, METHODS)} (choose from {list(METHODS)})",
+        )
+        _require(
+            self.student in STUDENTS,
+            f"unknown student {self.student!r}{_suggest(self.student, STUDENTS)} (choose from {list(STUDENTS)})",
+        )
         _require(
             self.batch_size >= 2, "train.batch_size must be ≥ 2 (contrastive losses need pairs)"
         )
@@ -242,12 +264,31 @@ class DistillConfig:
     beta0: float = 6.0  # β0, CFA's base regularisation weight
     delta1: float = 1.0  # δ1: weight of L_cs (eq. 15); the paper leaves it open
     delta2: float = 1.0  # δ2: weight of L_KD (eq. 15); the paper leaves it open
+    contrast: str = "nce"  # L_cs as eqs. 9–10 (nce) or its KL variant (Table 5)
+    temperature: float = 4.0  # T of every logit KD term (Hinton; eq. 14's KL); the paper gives none
+    warmup_epochs: int = 5  # epochs before per-identity margins and β start (CFA's `begin`)
+    fawa_decay: float = 0.88  # CFA's fairness-aware weight averaging: EMA decay per kept epoch
+    fawa_threshold: float = 0.2  # … keeping epochs whose worst-identity val accuracy ≥ this
+    alpha: float = 1.0  # weight of the distillation term of vanilla KD and MKD
+    identity_wise: bool = False  # vanilla KD with eqs. 12–14's margins and β (Fig. 4)
+    cfkd_temperature: float = 0.1  # CFKD's contrast temperature (CCL's image setting)
+    mkd_margin: float = (
+        0.2  # MKD: cosine margin other identities' teacher embeddings must stay under
+    )
 
     def __post_init__(self) -> None:
         _require(0 <= self.gamma <= 1, "distill.gamma must lie in [0, 1]")
-        _require(self.tau > 0, "distill.tau must be > 0")
-        for name in ("lambda1", "lambda2", "margin0", "beta0", "delta1", "delta2"):
+        for name in ("tau", "temperature", "cfkd_temperature"):
+            _require(getattr(self, name) > 0, f"distill.{name} must be > 0")
+        for name in ("lambda1", "lambda2", "margin0", "beta0", "delta1", "delta2", "alpha"):
             _require(getattr(self, name) >= 0, f"distill.{name} must be ≥ 0")
+        _require(self.warmup_epochs >= 0, "distill.warmup_epochs must be ≥ 0")
+        _require(0 <= self.fawa_decay < 1, "distill.fawa_decay must lie in [0, 1)")
+        _require(-1 <= self.mkd_margin <= 1, "distill.mkd_margin must lie in [-1, 1]")
+        _require(
+            self.contrast in CONTRASTS,
+            f"distill.contrast={self.contrast!r}; choose from {list(CONTRASTS)}",
+        )
 
 
 @dataclass(frozen=True)
@@ -304,6 +345,16 @@ class Config:
         """A short stable hash of the resolved config (12 hex digits)."""
         return _digest(self.to_dict())
 
+    def run_hash(self) -> str:
+        """Hash of what a run's results depend on: not where files live, the seed or threads.
+
+        Runs of one variant with different seeds share it (the seed is in the run's name).
+        """
+        data = self.to_dict()
+        del data["data"]["root"], data["train"]["runs_root"]
+        del data["train"]["seed"], data["train"]["threads"]
+        return _digest(data)
+
     def data_hash(self) -> str:
         """Hash of what the dataset depends on (not training): names and keys the dataset."""
         sections = {k: v for k, v in self.to_dict().items() if k in DATA_SECTIONS and k != "data"}
@@ -313,6 +364,8 @@ class Config:
         return _digest({"format": DATA_FORMAT, **sections, "data": data})
 
 
+DEVICES = ("auto", "cpu", "cuda")
+CONTRASTS = ("nce", "kl")
 DATA_SECTIONS = ("preset", "radar", "synthetic", "dsp", "face", "teacher", "data")
 # Bump when the code changes what a dataset holds (generator, DSP, schema): old datasets rebuild.
 DATA_FORMAT = 1
@@ -336,6 +389,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "teacher.epochs": 6,
         "train.epochs": 10,
         "train.lr_milestones": (6, 8),
+        "distill.warmup_epochs": 2,
     },
     "smoke": {
         "radar.num_samples": 128,
@@ -353,6 +407,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.epochs": 1,
         "train.batch_size": 16,
         "train.lr_milestones": (),
+        "distill.warmup_epochs": 0,
     },
 }
 

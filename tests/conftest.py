@@ -22,6 +22,26 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def smoke_dataset(ray_session, tmp_path_factory):
+    """The smoke preset's dataset, built once per session: (config, folder, build seconds).
+
+    Tests that damage it (tests/test_data_pipeline.py) rebuild it before they finish."""
+    import time
+
+    from ikd.data.pipeline import build_dataset
+
+    root = tmp_path_factory.mktemp("datasets")
+    config = load_config(
+        "smoke",
+        [f"data.root={root}", "teacher.source=trained", f"train.runs_root={root.parent / 'runs'}"],
+        warn=False,
+    )
+    start = time.perf_counter()
+    folder = build_dataset(config, progress=False)
+    return config, folder, time.perf_counter() - start
+
+
 def pytest_collection_modifyitems(config, items):
     """GPU tests are the only ones that may be skipped: without CUDA they are."""
     import torch

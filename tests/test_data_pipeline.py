@@ -16,15 +16,9 @@ from ikd.radar.captures import read_metadata, simulate_captures
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def built(ray_session, tmp_path_factory):
-    from ikd.data.pipeline import build_dataset
-
-    root = tmp_path_factory.mktemp("datasets")
-    config = load_config("smoke", [f"data.root={root}", "teacher.source=trained"], warn=False)
-    start = time.perf_counter()
-    folder = build_dataset(config, progress=False)
-    return config, folder, time.perf_counter() - start
+@pytest.fixture
+def built(smoke_dataset):
+    return smoke_dataset
 
 
 def test_the_smoke_preset_builds_end_to_end_in_well_under_a_minute(built):

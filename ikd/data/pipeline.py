@@ -268,18 +268,25 @@ def _build_views(folder: Path, shapes: schema.Shapes) -> None:
     )
 
 
-def read_split(folder: str | os.PathLike, split: str) -> ray.data.Dataset:
-    """The Ray Data reader of one split (for Ray Train): the same decoded samples as
-    `PairedDataset`, ordered by key."""
+def read_split(folder: str | os.PathLike, split: str, *, decode: bool = True) -> ray.data.Dataset:
+    """The Ray Data reader of one split: the same decoded samples as `PairedDataset`, ordered by
+    key; or, with `decode=False`, the stored columns (`schema.SAMPLE_COLUMNS`) in any order —
+    what Ray Train workers read (train/data.py sorts and decodes them compactly).
+
+    Read tasks ask for a quarter CPU: beside training workers that hold most CPUs they still run
+    (DESIGN.md §7: Ray Data feeding Train on 2 CPUs deadlocks otherwise).
+    """
     folder = Path(folder)
     manifest = read_manifest(folder)
     if manifest is None or manifest.get("status") != "complete":
         raise UserError(f"{folder}: not a finished dataset (run `ikd data build`)")
     shapes = shapes_of(manifest)
     columns = list(schema.SAMPLE_COLUMNS)
-    dataset = ray.data.read_parquet(str(folder / DATA), columns=[*columns, schema.SPLIT]).filter(
-        expr=col(schema.SPLIT) == split
-    )
+    dataset = ray.data.read_parquet(
+        str(folder / DATA), columns=[*columns, schema.SPLIT], ray_remote_args={"num_cpus": 0.25}
+    ).filter(expr=col(schema.SPLIT) == split)
+    if not decode:
+        return dataset.select_columns(columns)
     return dataset.sort(schema.KEY).map_batches(
         decode_batch, fn_kwargs={"shapes": shapes}, batch_format="numpy"
     )

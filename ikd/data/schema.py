@@ -48,8 +48,11 @@ class Shapes:
 
     def decode_spectrogram(self, blobs: list[bytes]) -> np.ndarray:
         """(B,) bytes → (B, 3, H, H) float32 in [0, 1]."""
-        images = _stack(blobs, np.uint8, (self.spectrogram_size, self.spectrogram_size))
-        return np.repeat(images[:, None].astype(np.float32) / 255.0, 3, axis=1)
+        return np.repeat(self.decode_gait(blobs)[:, None].astype(np.float32) / 255.0, 3, axis=1)
+
+    def decode_gait(self, blobs: list[bytes]) -> np.ndarray:
+        """(B,) bytes → (B, H, H) uint8, the stored form (training keeps it compact)."""
+        return _stack(blobs, np.uint8, (self.spectrogram_size, self.spectrogram_size))
 
     def decode_face(self, blobs: list[bytes]) -> np.ndarray:
         """(B,) bytes → (B, 3, S, S) uint8."""

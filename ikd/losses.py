@@ -1,0 +1,219 @@
+"""Loss functions of the five methods: pure functions of explicit tensors.
+
+Shapes: B batch, N identities, E embedding width. `labels` are (B,) int64 identities. Every
+function returns the batch mean unless `reduction="none"` gives the (B,) per-sample values.
+Equation numbers refer to the IdentityKD paper (Shan et al., ACM MM Asia 2024) unless another
+paper is named.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "none":
+        return values
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """L_CE = −log softmax(z)_y: the subject classification objective (eq. 14's L_CE)."""
+    return _reduce(F.cross_entropy(logits, labels, reduction="none"), reduction)
+
+
+def hinton_kd(
+    student_logits: torch.Tensor,
+    target_logits: torch.Tensor,
+    temperature: float,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) (Hinton, Vinyals & Dean 2015, "Distilling the
+    Knowledge in a Neural Network", eq. 2 with the T² gradient scale of §2).
+
+    Args:
+        student_logits: z_s (B, N), receives the gradient.
+        target_logits: z_t (B, N), the target (teacher, or IdentityKD's fused logits f_p(p));
+            callers detach it.
+    """
+    log_student = F.log_softmax(student_logits / temperature, dim=1)
+    log_target = F.log_softmax(target_logits / temperature, dim=1)
+    per_sample = (log_target.exp() * (log_target - log_student)).sum(dim=1)
+    return _reduce(per_sample * temperature**2, reduction)
+
+
+def similarities(anchor: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """sim(a_i, t_j): cosine similarity of every anchor with every target, (B, E) × (B, E) → (B, B)."""
+    return F.normalize(anchor, dim=1) @ F.normalize(target, dim=1).T
+
+
+def info_nce(
+    anchor: torch.Tensor, target: torch.Tensor, tau: float, reduction: str = "mean"
+) -> torch.Tensor:
+    """InfoNCE (eq. 7; van den Oord et al. 2018): −log p_ii with
+    p_ij = exp(sim(a_i, t_j)/τ) / Σ_k exp(sim(a_i, t_k)/τ).
+
+    The positive of anchor i is target i (the same sample's other modality). Eq. 8 has the same
+    form against the fused embeddings; its printed denominator, summing the diagonal pairs
+    sim(p_j^s, p_j), is read as a typo for this one (DESIGN.md §5).
+    """
+    logits = similarities(anchor, target) / tau
+    return _reduce(-torch.diagonal(F.log_softmax(logits, dim=1)), reduction)
+
+
+def _log1mexp(log_p: torch.Tensor) -> torch.Tensor:
+    """log(1 − exp(x)) for x ≤ 0, accurate for x near 0 and very negative x alike.
+
+    x is clamped to ≤ −1e-7, so −log(1 − p) is capped at ≈ 16.1 and carries no gradient once a
+    negative's probability exceeds 1 − 1e-7 (the positives' term still pulls the anchor away).
+    """
+    log_p = log_p.clamp(max=-1e-7)
+    return torch.where(
+        log_p > -0.6931471805599453, torch.log(-torch.expm1(log_p)), torch.log1p(-log_p.exp())
+    )
+
+
+def multi_positive_contrast(
+    anchor: torch.Tensor,
+    target: torch.Tensor,
+    labels: torch.Tensor,
+    tau: float,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """The multi-positive contrast of eqs. 9–10, for anchor i:
+
+        L_i = −(1/B_p) Σ_{j: y_j = y_i} log p_ij − (1/B_n) Σ_{j: y_j ≠ y_i} log(1 − p_ij),
+        p_ij = softmax_j(sim(a_i, t_j)/τ)    (eq. 7's probabilities over the batch)
+
+    B_p, B_n: positives (same identity, target i included) and negatives of anchor i in the
+    batch. With no negative in the batch the second term is 0. Eq. 9 is anchor = p^s, target =
+    p^t; eq. 10 anchor = p^s, target = p (fused). CFKD uses the same form (Chen et al. CVPR 2021,
+    CCL's multi-positive NCE) in both directions.
+    """
+    log_p = F.log_softmax(similarities(anchor, target) / tau, dim=1)  # (B, B)
+    positive = (labels[:, None] == labels[None, :]).to(log_p.dtype)
+    negative = 1 - positive
+    positives = -(log_p * positive).sum(dim=1) / positive.sum(dim=1)
+    negatives = -(_log1mexp(log_p) * negative).sum(dim=1) / negative.sum(dim=1).clamp(min=1)
+    return _reduce(positives + negatives, reduction)
+
+
+def kl_contrast(
+    anchor: torch.Tensor,
+    target: torch.Tensor,
+    labels: torch.Tensor,
+    tau: float,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Table 5's KL variant of eqs. 9–10: KL(q_i ‖ p_i) with q_ij = 1/B_p on anchor i's positives
+    (0 elsewhere) and p_ij = softmax_j(sim(a_i, t_j)/τ), i.e.
+    L_i = Σ_{j: y_j = y_i} (1/B_p)·(log(1/B_p) − log p_ij)."""
+    log_p = F.log_softmax(similarities(anchor, target) / tau, dim=1)
+    positive = (labels[:, None] == labels[None, :]).to(log_p.dtype)
+    count = positive.sum(dim=1)
+    per_sample = -(log_p * positive).sum(dim=1) / count - torch.log(count)
+    return _reduce(per_sample, reduction)
+
+
+CONTRASTS = {"nce": multi_positive_contrast, "kl": kl_contrast}
+
+
+def composed_contrast(
+    student_embedding: torch.Tensor,
+    teacher_embedding: torch.Tensor,
+    fused_embedding: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    gamma: float,
+    tau: float,
+    contrast: str = "nce",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """L_cs = (γ/B) Σ_i L_st(p_i^s, p_i^t) + ((1−γ)/B) Σ_i L_sp(p_i^s, p_i)   (eq. 11).
+
+    L_st and L_sp are eqs. 9 and 10 (`contrast="nce"`) or their KL variant (`"kl"`, Table 5).
+    Callers detach the fused embedding p: it is a target for the student (DESIGN.md §5).
+
+    Returns:
+        (L_cs, L_st, L_sp), each a scalar batch mean.
+    """
+    loss = CONTRASTS[contrast]
+    student_teacher = loss(student_embedding, teacher_embedding, labels, tau)
+    student_fused = loss(student_embedding, fused_embedding, labels, tau)
+    return gamma * student_teacher + (1 - gamma) * student_fused, student_teacher, student_fused
+
+
+def identity_wise_kd(
+    student_logits: torch.Tensor,
+    target_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    margin: torch.Tensor,
+    beta: torch.Tensor,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Identity-wise KD (eq. 14), after CFA (Wei et al. CVPR 2023, eqs. 8–9):
+
+        L_KD = (1/B) Σ_i [L_CE(y_i^s, y_i) + β_{y_i}·max(0, KL_i − m_{y_i})] / (1 + β_{y_i}),
+        KL_i = T²·KL(softmax(z_t,i/T) ‖ softmax(z_s,i/T))
+
+    Eq. 14's constant "− m_i" would have no gradient, so the margin is a hinge (DESIGN.md §5);
+    dividing by 1 + β is CFA's (1 − b)·CE + b·KL with b = β/(1 + β).
+
+    Args:
+        student_logits: z_s = y^s (B, N).
+        target_logits: z_t (B, N): IdentityKD's fused logits f_p(p), or the teacher's; detached.
+        margin: m (N,) per identity (eq. 12).
+        beta: β (N,) per identity (eq. 13).
+
+    Returns:
+        (L_KD, mean CE, mean KL) — the last two unweighted, for logging.
+    """
+    ce = cross_entropy(student_logits, labels, reduction="none")
+    kl = hinton_kd(student_logits, target_logits, temperature, reduction="none")
+    m, b = margin[labels], beta[labels]
+    per_sample = (ce + b * torch.relu(kl - m)) / (1 + b)
+    return per_sample.mean(), ce.mean(), kl.mean()
+
+
+def jensen_shannon(
+    logits_a: torch.Tensor, logits_b: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """JSD(P ‖ Q) = ½KL(P ‖ M) + ½KL(Q ‖ M), M = ½(P + Q), P = softmax(a), Q = softmax(b):
+    CFKD's agreement between student and composed predictions (Chen et al. CVPR 2021, CCL)."""
+    log_p, log_q = F.log_softmax(logits_a, dim=1), F.log_softmax(logits_b, dim=1)
+    log_m = torch.logsumexp(torch.stack([log_p, log_q]), dim=0) - torch.log(
+        torch.tensor(2.0, dtype=log_p.dtype)
+    )
+    per_sample = 0.5 * (log_p.exp() * (log_p - log_m)).sum(dim=1) + 0.5 * (
+        log_q.exp() * (log_q - log_m)
+    ).sum(dim=1)
+    return _reduce(per_sample, reduction)
+
+
+def margin_embedding_loss(
+    student_embedding: torch.Tensor,
+    teacher_embedding: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """MKD's cross-modal embedding distillation — **a reconstruction**: Jin et al. (AAAI 2023)
+    publish no code, so this follows DESIGN.md §5's reading of their margin-based loss. With
+    c_ij = cos(p_i^s, p_j^t) over the batch:
+
+        L_i = (1/B_p) Σ_{j: y_j = y_i} (1 − c_ij) + (1/B_n) Σ_{j: y_j ≠ y_i} max(0, c_ij − m)
+
+    pulling the student embedding onto its identity's teacher embeddings and pushing other
+    identities' below the cosine margin m (0 when the batch has no negative).
+    """
+    cosine = similarities(student_embedding, teacher_embedding)
+    positive = (labels[:, None] == labels[None, :]).to(cosine.dtype)
+    negative = 1 - positive
+    pull = ((1 - cosine) * positive).sum(dim=1) / positive.sum(dim=1)
+    push = (torch.relu(cosine - margin) * negative).sum(dim=1) / negative.sum(dim=1).clamp(min=1)
+    return _reduce(pull + push, reduction)

@@ -1,0 +1,197 @@
+"""What every method shares: the one contract, the trainable network, and the per-identity state.
+
+The contract (DESIGN.md §5, STYLE.md "For ikd" 3): a frozen `Params` of the paper's symbols;
+`trainable()` is the one module that learns (student + composer + heads), the only thing the
+optimizer and DDP see; `forward(batch)` returns `loss` plus unweighted named `loss/<term>`s;
+`predict`/`embed` use gait only; `end_epoch` carries state across epochs in buffers that
+`state_dict()` (hence every checkpoint) holds. The teacher is not here at all: its outputs come
+from the dataset (computed once, frozen) as tensors in the batch.
+
+A batch is a dict of tensors: `spectrogram` (B, 3, H, H), `identity` (B,), `teacher_embedding`
+(B, 512) and `teacher_logits` (B, N) of the face view chosen for this epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ikd.config import DistillConfig
+from ikd.data.schema import EMBEDDING_DIM
+from ikd.models.students import Student
+
+
+def params_from(cls: type, distill: DistillConfig) -> Any:
+    """A method's `Params` from the config's `distill` section (fields of the same name)."""
+    return cls(**{f.name: getattr(distill, f.name) for f in dataclasses.fields(cls)})
+
+
+class Composer(nn.Module):
+    """F_p (eq. 6): p = p^t + f_st(p^t, p^s), f_st = linear(concat(normalise(p^t), normalise(p^s))),
+    and the fused classifier f_p. One linear layer, no activation, added to the un-normalised
+    teacher embedding — CCL's composer (Chen et al. CVPR 2021), which eq. 6 follows."""
+
+    def __init__(self, num_identities: int) -> None:
+        super().__init__()
+        self.residual = nn.Linear(2 * EMBEDDING_DIM, EMBEDDING_DIM)
+        self.classifier = nn.Linear(EMBEDDING_DIM, num_identities)
+
+    def forward(
+        self, teacher_embedding: torch.Tensor, student_embedding: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 512) × (B, 512) → fused embedding p (B, 512), fused logits f_p(p) (B, N)."""
+        both = torch.cat(
+            [F.normalize(teacher_embedding, dim=1), F.normalize(student_embedding, dim=1)], dim=1
+        )
+        fused = teacher_embedding + self.residual(both)
+        return fused, self.classifier(fused)
+
+
+class Net(nn.Module):
+    """Everything that learns, with one forward (so DDP sees every use of every parameter)."""
+
+    def __init__(self, student: str, num_identities: int, composer: bool) -> None:
+        super().__init__()
+        self.student = Student(student, num_identities)
+        self.composer = Composer(num_identities) if composer else None
+
+    def forward(
+        self, spectrogram: torch.Tensor, teacher_embedding: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        embedding, logits = self.student(spectrogram)
+        out = {"student_embedding": embedding, "student_logits": logits}
+        if self.composer is not None:
+            # The student's embedding enters the composer detached: the composer and f_p learn
+            # from their own objectives, and the student only from its own (DESIGN.md §5).
+            out["fused_embedding"], out["fused_logits"] = self.composer(
+                teacher_embedding, embedding.detach()
+            )
+        return out
+
+
+class IdentityWise(nn.Module):
+    """Per-identity margin m and regularisation β (eqs. 12–13; CFA's class-wise calibration).
+
+    After each epoch from the end of the warm-up on, the epoch's training accuracy A_i of
+    identity i (summed over DDP ranks by the loop) sets m_i = (λ1 + A_i)·m0, β_i = (λ2 + A_i)·β0:
+    a harder identity gets a smaller margin and a weaker KD weight. Before, m = m0 and β = β0. An
+    identity absent from the epoch keeps its values.
+    """
+
+    def __init__(
+        self,
+        num_identities: int,
+        *,
+        lambda1: float,
+        lambda2: float,
+        margin0: float,
+        beta0: float,
+        warmup_epochs: int,
+    ) -> None:
+        super().__init__()
+        self.lambda1, self.lambda2 = lambda1, lambda2
+        self.margin0, self.beta0 = margin0, beta0
+        self.warmup_epochs = warmup_epochs
+        self.register_buffer("margin", torch.full((num_identities,), float(margin0)))
+        self.register_buffer("beta", torch.full((num_identities,), float(beta0)))
+
+    def update(self, epoch: int, accuracy: torch.Tensor) -> None:
+        """`epoch` just ended (0-based) with per-identity training accuracy (N,) (NaN: absent)."""
+        if epoch + 1 < self.warmup_epochs:
+            return
+        seen = ~torch.isnan(accuracy)
+        accuracy = accuracy.to(self.margin)
+        self.margin[seen] = (self.lambda1 + accuracy[seen]) * self.margin0
+        self.beta[seen] = (self.lambda2 + accuracy[seen]) * self.beta0
+
+
+class Method(nn.Module):
+    """Base of the five methods. Subclasses set `Params`, `composer` and `losses`."""
+
+    Params: ClassVar[type]
+    composer: ClassVar[bool] = False
+
+    def __init__(self, params: Any, student: str, num_identities: int) -> None:
+        super().__init__()
+        self.params = params
+        self.num_identities = num_identities
+        self.net = Net(student, num_identities, composer=self.composer)
+        self._set_runner(self.net)
+
+    def _set_runner(self, runner: nn.Module) -> None:
+        # Not a registered submodule: the DDP wrapper must not add its parameters twice to
+        # state_dict() (nor `net` appear twice).
+        object.__setattr__(self, "_runner", runner)
+
+    def trainable(self) -> nn.Module:
+        return self.net
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Run training forwards through `wrap(trainable())` (e.g. Ray Train's `prepare_model`)."""
+        self._set_runner(wrap(self.net))
+
+    def train(self, mode: bool = True) -> Method:
+        super().train(mode)
+        self._runner.train(mode)
+        return self
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The training objective: `loss`, the named `loss/<term>`s, and `logits`, the
+        student's (detached) for the per-identity training accuracy."""
+        out = self._runner(batch["spectrogram"], batch["teacher_embedding"])
+        return {**self.losses(out, batch), "logits": out["student_logits"].detach()}
+
+    def losses(
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """`loss` (what is minimised) and the unweighted `loss/<term>`s."""
+        raise NotImplementedError
+
+    def evaluated_student(self) -> Student:
+        """The student that evaluation and deployment use (gait only)."""
+        return self.net.student
+
+    def predict(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, H) → identity logits (B, N) from gait alone."""
+        return self.evaluated_student()(spectrogram)[1]
+
+    def embed(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, H) → gait embedding p^s (B, 512)."""
+        return self.evaluated_student()(spectrogram)[0]
+
+    def end_epoch(
+        self, epoch: int, train_accuracy: torch.Tensor, val_accuracy: torch.Tensor
+    ) -> None:
+        """Carry state into the next epoch from this epoch's per-identity accuracies (N,)
+        (training: of the student on its training batches; val: of `net.student`; NaN where an
+        identity had no sample), both already reduced across ranks."""
+
+
+class WeightAverage(nn.Module):
+    """CFA's fairness-aware weight averaging (FAWA; Wei et al. CVPR 2023, §4.3): an exponential
+    average of the student over the epochs whose worst-identity validation accuracy reaches a
+    threshold (CFA: robust accuracy; ours: clean), so unfair epochs never enter it."""
+
+    def __init__(self, student: Student, decay: float, threshold: float) -> None:
+        super().__init__()
+        self.decay, self.threshold = decay, threshold
+        self.student = copy.deepcopy(student).requires_grad_(False)
+        self.register_buffer("epochs", torch.zeros((), dtype=torch.long))  # epochs averaged
+
+    @torch.no_grad()
+    def update(self, student: Student, worst_accuracy: float) -> None:
+        if not worst_accuracy >= self.threshold:  # NaN never passes
+            return
+        averaged = self.student.state_dict()
+        for name, value in student.state_dict().items():
+            if self.epochs == 0 or not value.is_floating_point():
+                averaged[name].copy_(value)
+            else:
+                averaged[name].mul_(self.decay).add_(value, alpha=1 - self.decay)
+        self.epochs += 1

@@ -1,0 +1,100 @@
+"""IdentityKD (Shan et al., ACM MM Asia 2024, §3): compositional contrast + identity-wise KD +
+fairness-aware weight averaging, with the readings of DESIGN.md §5."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ikd.losses import composed_contrast, cross_entropy, identity_wise_kd
+from ikd.methods.base import IdentityWise, Method, WeightAverage
+from ikd.models.students import Student
+
+
+@dataclass(frozen=True)
+class IdentityKDParams:
+    gamma: float = 0.8  # γ, eq. 11
+    tau: float = 5.0  # τ, eqs. 7–8 (as printed; tuned, DESIGN.md §5)
+    contrast: str = "nce"  # eqs. 9–10, or "kl" (Table 5)
+    temperature: float = 4.0  # T of eq. 14's KL
+    lambda1: float = 0.5  # λ1, eq. 12
+    lambda2: float = 0.4  # λ2, eq. 13
+    margin0: float = 8 / 255  # m0
+    beta0: float = 6.0  # β0
+    warmup_epochs: int = 5
+    delta1: float = 1.0  # δ1, eq. 15
+    delta2: float = 1.0  # δ2, eq. 15
+    fawa_decay: float = 0.88
+    fawa_threshold: float = 0.2
+
+
+class IdentityKD(Method):
+    """L = δ1·L_cs + δ2·L_KD + CE(f_p(p), y)   (eq. 15, plus the composer's objective).
+
+    - p = p^t + f_st(p^t, p^s) (eq. 6), with p^s detached into the composer (base.Net); the
+      composer and f_p learn only from CE(f_p(p), y) ("fine-tune F_p with the subject
+      classification objective"), weight 1, so the composer cannot collapse onto p^s.
+    - L_cs (eq. 11) contrasts p^s with p^t and with p.detach(): the fused embedding is a target.
+    - L_KD (eq. 14) with KL(softmax(f_p(p)/T) ‖ softmax(y^s/T))·T², f_p(p) detached, per-identity
+      hinge margin m and weight β updated by `end_epoch` (eqs. 12–13).
+    - Evaluation uses CFA's fairness-aware weight average of the student once an epoch has
+      entered it; until then, the live student.
+    """
+
+    Params = IdentityKDParams
+    composer = True
+
+    def __init__(self, params: IdentityKDParams, student: str, num_identities: int) -> None:
+        super().__init__(params, student, num_identities)
+        self.identity_wise = IdentityWise(
+            num_identities,
+            lambda1=params.lambda1,
+            lambda2=params.lambda2,
+            margin0=params.margin0,
+            beta0=params.beta0,
+            warmup_epochs=params.warmup_epochs,
+        )
+        self.average = WeightAverage(self.net.student, params.fawa_decay, params.fawa_threshold)
+
+    def losses(
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        p, labels = self.params, batch["identity"]
+        cs, st, sp = composed_contrast(
+            out["student_embedding"],
+            batch["teacher_embedding"].detach(),
+            out["fused_embedding"].detach(),
+            labels,
+            gamma=p.gamma,
+            tau=p.tau,
+            contrast=p.contrast,
+        )
+        kd, ce, kl = identity_wise_kd(
+            out["student_logits"],
+            out["fused_logits"].detach(),
+            labels,
+            margin=self.identity_wise.margin,
+            beta=self.identity_wise.beta,
+            temperature=p.temperature,
+        )
+        composer_ce = cross_entropy(out["fused_logits"], labels)
+        return {
+            "loss": p.delta1 * cs + p.delta2 * kd + composer_ce,
+            "loss/cs": cs,
+            "loss/st": st,
+            "loss/sp": sp,
+            "loss/kd": kd,
+            "loss/ce": ce,
+            "loss/kl": kl,
+            "loss/composer_ce": composer_ce,
+        }
+
+    def evaluated_student(self) -> Student:
+        return self.average.student if self.average.epochs > 0 else self.net.student
+
+    def end_epoch(
+        self, epoch: int, train_accuracy: torch.Tensor, val_accuracy: torch.Tensor
+    ) -> None:
+        self.identity_wise.update(epoch, train_accuracy)
+        self.average.update(self.net.student, float(val_accuracy.min()))

@@ -1,0 +1,37 @@
+"""MKD: margin-based cross-modal embedding distillation (after Jin et al., AAAI 2023) — a
+reconstruction, as no code is public (DESIGN.md §5; the formula is `losses.margin_embedding_loss`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ikd.losses import cross_entropy, margin_embedding_loss
+from ikd.methods.base import Method
+
+
+@dataclass(frozen=True)
+class MKDParams:
+    alpha: float = 1.0  # weight of the margin loss
+    mkd_margin: float = 0.2  # cosine margin m for other identities' teacher embeddings
+
+
+class MKD(Method):
+    """L = CE(y^s) + α·L_margin(p^s, p^t): the student's 512-d embedding is pulled onto its
+    identity's (frozen) face embeddings and pushed below a cosine margin from the others'."""
+
+    Params = MKDParams
+
+    def losses(
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        labels = batch["identity"]
+        ce = cross_entropy(out["student_logits"], labels)
+        margin = margin_embedding_loss(
+            out["student_embedding"],
+            batch["teacher_embedding"].detach(),
+            labels,
+            self.params.mkd_margin,
+        )
+        return {"loss": ce + self.params.alpha * margin, "loss/ce": ce, "loss/margin": margin}

@@ -1,0 +1,70 @@
+"""Gait students (paper Table 4): torchvision backbones with one shared head.
+
+Every student — resnet18 included, so Table 4 compares backbones only — ends in the same linear
+projection of its penultimate features E to the teacher's 512-d space (`p_s`, eq. 4) and a linear
+classifier on `p_s` (`y_s`, eq. 5). vgg16 contributes its globally pooled conv features (512),
+not its 4096-d ImageNet head, which at 32² inputs would only copy a 1×1 map (DESIGN.md §5).
+MobileNet is **MobileNetV2** (the paper does not say which; V2 is the common baseline and has no
+squeeze-excitation or hard-swish whose behaviour at 1×1 maps would be a confound). EfficientNet
+is B0. Weights start random: the inputs are spectrograms, and no ImageNet weights can be fetched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torchvision import models
+
+from ikd.data.schema import EMBEDDING_DIM
+
+
+def _resnet18() -> tuple[nn.Module, int]:
+    net = models.resnet18(weights=None)
+    features = net.fc.in_features
+    net.fc = nn.Identity()
+    return net, features
+
+
+def _pooled(net: nn.Module) -> nn.Module:
+    return nn.Sequential(net.features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def _mobilenet() -> tuple[nn.Module, int]:
+    net = models.mobilenet_v2(weights=None)
+    return _pooled(net), net.last_channel
+
+
+def _efficientnet() -> tuple[nn.Module, int]:
+    net = models.efficientnet_b0(weights=None)
+    return _pooled(net), net.classifier[-1].in_features
+
+
+def _vgg16() -> tuple[nn.Module, int]:
+    net = models.vgg16(weights=None)
+    return _pooled(net), 512
+
+
+# name → backbone builder returning (module mapping (B, 3, H, H) → (B, E), E)
+STUDENTS: dict[str, Callable[[], tuple[nn.Module, int]]] = {
+    "resnet18": _resnet18,
+    "mobilenet": _mobilenet,
+    "efficientnet": _efficientnet,
+    "vgg16": _vgg16,
+}
+
+
+class Student(nn.Module):
+    """Backbone → projection to 512 (p_s) → classifier (y_s)."""
+
+    def __init__(self, name: str, num_identities: int) -> None:
+        super().__init__()
+        self.backbone, features = STUDENTS[name]()
+        self.projection = nn.Linear(features, EMBEDDING_DIM)
+        self.classifier = nn.Linear(EMBEDDING_DIM, num_identities)
+
+    def forward(self, spectrogram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, H) → embedding p_s (B, 512), logits y_s (B, N)."""
+        embedding = self.projection(self.backbone(spectrogram))
+        return embedding, self.classifier(embedding)

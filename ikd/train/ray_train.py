@@ -1,0 +1,201 @@
+"""Ray Train (V2) around the plain loop: DDP over gloo on CPUs, nccl on GPUs, fault tolerant.
+
+The worker function is `loop.train_loop` with four Ray lines: the rank and device from the
+train context, `prepare_model` wrapping only `method.trainable()`, the splits read through the
+Ray Data reader (`pipeline.read_split`), and `ray.train.report` with a checkpoint every epoch.
+A worker that dies is restarted by `FailureConfig` and the run resumes from its last checkpoint;
+data order, face views and RNG streams are functions of (seed, epoch, rank), so the resumed run
+ends with the same metrics as an unbroken one (tests/test_ray_train.py).
+
+Every worker reads the whole split (`DataConfig(datasets_to_split=[])`) and takes its share of
+each epoch's seeded permutation: Ray Data's streaming split hands blocks to whichever worker asks
+first, which no resumed run could reproduce.
+
+Sizing: the splits are read (materialised in the object store) before the workers start, so no
+read task ever waits for CPUs the workers hold — on 2 CPUs, reading inside the workers deadlocked
+(DESIGN.md §7). The workers share the cluster's CPUs less half a CPU for Ray's own tasks; torch
+threads per worker = its CPU share, rounded (`train.threads` overrides).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+import torch
+from ray.train import (
+    Checkpoint,
+    CheckpointConfig,
+    DataConfig,
+    FailureConfig,
+    RunConfig,
+    ScalingConfig,
+)
+from ray.train.torch import TorchTrainer, get_device, prepare_model
+
+from ikd.config import Config, apply_overrides
+from ikd.data import schema
+from ikd.data.dataset import dataset_folder, read_json
+from ikd.data.pipeline import read_split
+from ikd.train.data import Samples
+from ikd.train.loop import (
+    RUN,
+    STATE,
+    Context,
+    DivergedError,
+    evaluate_run,
+    load_state,
+    prepare_run,
+    run_folder,
+    train_loop,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_FAILURES = 3
+RAY_STORAGE = "ray"  # the run folder's subfolder where Ray Train keeps its checkpoints
+
+
+class RayReporter:
+    """`ray.train.report` every epoch: rank 0 attaches the checkpoint, every rank reports."""
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        if state is None:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state, Path(folder) / STATE)
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
+
+    def latest(self) -> dict[str, Any] | None:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as folder:
+            return load_state(folder)
+
+
+def _worker(setup: dict[str, Any]) -> None:
+    logging.basicConfig(
+        level=setup["log_level"],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    torch.set_num_threads(setup["threads"])
+    context = ray.train.get_context()
+    shapes = schema.Shapes(**setup["shapes"])
+    splits = {
+        name: Samples.from_batches(
+            ray.train.get_dataset_shard(name).iter_batches(batch_size=4096, batch_format="numpy"),
+            shapes,
+        )
+        for name in ("train", "val")
+    }
+    train_loop(
+        Config.from_dict(setup["config"]),
+        Path(setup["run_dir"]),
+        splits["train"],
+        splits["val"],
+        shapes.num_identities,
+        context=Context(
+            rank=context.get_world_rank(),
+            world=context.get_world_size(),
+            device=get_device(),
+            progress=setup["progress"],
+        ),
+        reporter=RayReporter(),
+        wrap=prepare_model,
+        fail_at_epoch=setup["fail_at_epoch"],
+    )
+
+
+def scaling(config: Config) -> tuple[ScalingConfig, int]:
+    """Ray Train's scaling for the config on this cluster, and the torch threads per worker."""
+    resources = ray.cluster_resources()
+    cpus = max(1.0, resources.get("CPU", 1.0))
+    workers = config.train.workers
+    gpus = resources.get("GPU", 0)
+    use_gpu = config.train.device == "cuda" or (config.train.device == "auto" and gpus >= workers)
+    per_worker = max(0.25, (cpus - 0.5) / workers)
+    threads = config.train.threads or max(1, round(per_worker))
+    return (
+        ScalingConfig(
+            num_workers=workers, use_gpu=use_gpu, resources_per_worker={"CPU": per_worker}
+        ),
+        threads,
+    )
+
+
+def _latest_checkpoint(run_dir: Path) -> Checkpoint | None:
+    """The newest Ray checkpoint of an interrupted run (a driver killed mid-run), if any."""
+    done = [p for p in (run_dir / RAY_STORAGE).glob("checkpoint_*") if (p / STATE).exists()]
+    if not done:
+        return None
+    return Checkpoint.from_directory(str(max(done, key=lambda p: load_state(p)["epoch"])))
+
+
+def train_with_ray(
+    config: Config,
+    *,
+    dataset: Path | None = None,
+    run_dir: Path | None = None,
+    study: str = "train",
+    variant: str | None = None,
+    evaluate_test: bool = False,
+    progress: bool = True,
+    fail_at_epoch: int | None = None,
+    max_failures: int = MAX_FAILURES,
+) -> Path:
+    """Train with `train.workers` Ray Train workers and return the run folder. A finished run is
+    not trained again; an interrupted one resumes from its newest checkpoint."""
+    folder = dataset or dataset_folder(config)
+    run_dir = run_dir or run_folder(config, study, variant)
+    record = prepare_run(config, folder, run_dir, workers=config.train.workers)
+    if record["status"] == "running":
+        scaling_config, threads = scaling(config)
+        if scaling_config.use_gpu:
+            config = apply_overrides(config, {"train.device": "cuda"})
+        log.info(
+            "Ray Train: %d worker(s), %s each, %d torch thread(s)%s",
+            config.train.workers,
+            scaling_config.resources_per_worker,
+            threads,
+            ", GPUs" if scaling_config.use_gpu else "",
+        )
+        trainer = TorchTrainer(
+            _worker,
+            train_loop_config={
+                "config": config.to_dict(),
+                "run_dir": str(run_dir),
+                "shapes": record["shapes"],
+                "threads": threads,
+                "progress": progress,
+                "fail_at_epoch": fail_at_epoch,
+                "log_level": logging.getLogger().getEffectiveLevel(),
+            },
+            scaling_config=scaling_config,
+            run_config=RunConfig(
+                name=RAY_STORAGE,
+                storage_path=str(run_dir),
+                failure_config=FailureConfig(max_failures=max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=2),
+            ),
+            # Materialised here, with the whole cluster: read tasks inside the workers would
+            # wait for CPUs the workers hold (seen on 2 CPUs, DESIGN.md §7).
+            datasets={
+                name: read_split(folder, name, decode=False).materialize()
+                for name in ("train", "val")
+            },
+            dataset_config=DataConfig(datasets_to_split=[]),
+            resume_from_checkpoint=_latest_checkpoint(run_dir),
+        )
+        trainer.fit()
+        if (read_json(run_dir / RUN) or {}).get("status") == "diverged":
+            raise DivergedError(run_dir)
+    if evaluate_test:
+        evaluate_run(run_dir, "test")
+    return run_dir
