@@ -141,6 +141,50 @@ def _parser() -> argparse.ArgumentParser:
     _common(train)
     _ray_options(train)
     train.set_defaults(handler=_teacher_train)
+
+    fit = commands.add_parser(
+        "train",
+        help="train a method on the built dataset with Ray Train; evaluate gait-only on val",
+        description="Train one method (Table 3) on the preset's dataset with `train.workers` Ray Train "
+        "workers (DDP: gloo on CPUs, nccl on GPUs; a dead worker is restarted and the run resumes "
+        "from its last checkpoint). The run folder <train.runs_root>/<study>/<variant>-<run hash>-"
+        "seed<seed> holds config.json, run.json, metrics.jsonl (a line per epoch) and the last two "
+        "checkpoints. A finished run is not trained again; an interrupted one resumes.",
+    )
+    _common(fit)
+    _ray_options(fit)
+    fit.add_argument(
+        "--method",
+        default=None,
+        help="baseline | vanilla_kd | cfkd | mkd | identitykd (default: train.method, identitykd)",
+    )
+    fit.add_argument("--study", default="train", help="run folder group (default: train)")
+    fit.add_argument(
+        "--name", default=None, help="variant name in the run folder (default: method[-student])"
+    )
+    fit.add_argument(
+        "--dataset", type=Path, default=None, help="dataset folder (default: the config's)"
+    )
+    fit.add_argument(
+        "--test", action="store_true", help="evaluate the test split once when done (test.json)"
+    )
+    fit.add_argument(
+        "--no-ray", action="store_true", help="train in this process, one worker, without Ray"
+    )
+    fit.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="gait-only metrics of a run's newest checkpoint on val or test",
+        description="Evaluate a run folder's newest checkpoint on a split, from gait alone. The test "
+        "split is evaluated once: test.json is written the first time and shown afterwards.",
+    )
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    evaluate.add_argument("--split", choices=["val", "test"], default="val")
+    evaluate.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
+    evaluate.set_defaults(handler=_eval)
     return parser
 
 
@@ -186,6 +230,64 @@ def _teacher_train(args: argparse.Namespace) -> None:
     folder = _build_dataset(_config(args), args, "teacher")
     info = read_teacher_info(folder / "teacher")
     log.info("teacher: %s; face accuracy %.3f on val", info.source, info.face_accuracy_val)
+
+
+def _train(args: argparse.Namespace) -> None:
+    if args.method is not None:
+        args.overrides = [f"train.method={args.method}", *args.overrides]
+    config = _config(args)
+    start = time.perf_counter()
+    options = {
+        "dataset": args.dataset.resolve() if args.dataset else None,
+        "study": args.study,
+        "variant": args.name,
+        "evaluate_test": args.test,
+    }
+    if args.no_ray:
+        from ikd.train.loop import fit
+
+        run_dir = fit(config, **options)
+    else:
+        from ikd.data.pipeline import init_ray
+        from ikd.train.ray_train import train_with_ray
+
+        init_ray(args.num_cpus)
+        run_dir = train_with_ray(config, **options)
+    log.info("%s in %.0f s", run_dir, time.perf_counter() - start)
+    _show_metrics(run_dir)
+
+
+def _show_metrics(run_dir: Path) -> None:
+    import json
+
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1])
+    log.info(
+        "epoch %d: val acc %.4f, macro recall %.4f, macro F1 %.4f, worst identity %.4f",
+        last["epoch"] + 1,
+        last["val/acc"],
+        last["val/recall"],
+        last["val/f1"],
+        last["val/worst_acc"],
+    )
+    if (run_dir / "test.json").exists():
+        test = json.loads((run_dir / "test.json").read_text())
+        log.info(
+            "test: acc %.4f, macro recall %.4f, macro F1 %.4f, worst identity %.4f",
+            test["test/acc"],
+            test["test/recall"],
+            test["test/f1"],
+            test["test/worst_acc"],
+        )
+
+
+def _eval(args: argparse.Namespace) -> None:
+    import json
+
+    from ikd.train.loop import evaluate_run
+
+    metrics = evaluate_run(args.run_dir.resolve(), args.split)
+    print(json.dumps(metrics, indent=2))
 
 
 def _report(args: argparse.Namespace) -> None:

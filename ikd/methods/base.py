@@ -68,9 +68,10 @@ class Net(nn.Module):
         out = {"student_embedding": embedding, "student_logits": logits}
         if self.composer is not None:
             # The student's embedding enters the composer detached: the composer and f_p learn
-            # from their own objectives, and the student only from its own (DESIGN.md §5).
+            # from their own objectives, and the student only from its own (DESIGN.md §5). The
+            # teacher is frozen.
             out["fused_embedding"], out["fused_logits"] = self.composer(
-                teacher_embedding, embedding.detach()
+                teacher_embedding.detach(), embedding.detach()
             )
         return out
 

@@ -3,6 +3,7 @@ fairness-aware weight averaging, with the readings of DESIGN.md §5."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -97,4 +98,5 @@ class IdentityKD(Method):
         self, epoch: int, train_accuracy: torch.Tensor, val_accuracy: torch.Tensor
     ) -> None:
         self.identity_wise.update(epoch, train_accuracy)
-        self.average.update(self.net.student, float(val_accuracy.min()))
+        present = val_accuracy[~torch.isnan(val_accuracy)]  # identities with val samples
+        self.average.update(self.net.student, float(present.min()) if len(present) else math.nan)

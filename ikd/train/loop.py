@@ -166,7 +166,9 @@ def prepare_run(config: Config, folder: Path, run_dir: Path, workers: int) -> di
             f"{previous['teacher'].get('backbone_sha256', '')[:12]}) than {folder} now holds; "
             "delete the run folder to start it again"
         )
-    if previous is not None and previous.get("status") in ("complete", "diverged"):
+    if previous is not None and previous.get("status") == "diverged":
+        raise DivergedError(run_dir)
+    if previous is not None and previous.get("status") == "complete":
         return previous
     write_json(run_dir / CONFIG, config.to_dict())
     write_json(run_dir / RUN, record)

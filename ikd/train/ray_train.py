@@ -20,6 +20,7 @@ threads per worker = its CPU share, rounded (`train.threads` overrides).
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from ikd.data.dataset import dataset_folder, read_json
 from ikd.data.pipeline import read_split
 from ikd.train.data import Samples
 from ikd.train.loop import (
+    KEEP_CHECKPOINTS,
     RUN,
     STATE,
     Context,
@@ -138,6 +140,14 @@ def _latest_checkpoint(run_dir: Path) -> Checkpoint | None:
     return Checkpoint.from_directory(str(max(done, key=lambda p: load_state(p)["epoch"])))
 
 
+def _prune_checkpoints(run_dir: Path) -> None:
+    """Keep the newest two checkpoints: after a worker failure Ray leaves older ones behind."""
+    done = [p for p in (run_dir / RAY_STORAGE).glob("checkpoint_*") if (p / STATE).exists()]
+    done.sort(key=lambda p: (load_state(p)["epoch"], p.name))
+    for old in done[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old)
+
+
 def train_with_ray(
     config: Config,
     *,
@@ -194,6 +204,7 @@ def train_with_ray(
             resume_from_checkpoint=_latest_checkpoint(run_dir),
         )
         trainer.fit()
+        _prune_checkpoints(run_dir)
         if (read_json(run_dir / RUN) or {}).get("status") == "diverged":
             raise DivergedError(run_dir)
     if evaluate_test:

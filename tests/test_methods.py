@@ -1,0 +1,555 @@
+"""Contract tests of `ikd.methods` and `ikd.models.students` (DESIGN.md §5, "Contract for every
+method"): named loss terms, who receives gradient from what, gait-only prediction, per-identity
+state across epochs, fairness-aware weight averaging, checkpoints and config validation.
+
+Every method is built the way training builds it: `load_config("smoke", ...)` then
+`build_method(config, num_identities=4)`, on a tiny batch of eight 32×32 spectrograms with two
+samples per identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ikd.config import DistillConfig, load_config
+from ikd.errors import ConfigError
+from ikd.methods import METHODS, build_method
+from ikd.methods.base import Method, params_from
+from ikd.models.students import STUDENTS, Student
+
+N = 4  # identities
+LABELS = [0, 0, 1, 1, 2, 2, 3, 3]  # repeated: every anchor has a positive besides itself
+B = len(LABELS)
+SIZE = 32
+
+# Every method under its own name, plus the two variants the paper's tables use.
+CASES: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{name: (name, ()) for name in METHODS},
+    "vanilla_kd-identity_wise": ("vanilla_kd", ("distill.identity_wise=true",)),
+    "identitykd-kl": ("identitykd", ("distill.contrast=kl",)),
+}
+IDENTITYKD = {"identitykd", "identitykd-kl"}
+IDENTITY_WISE = ["identitykd", "vanilla_kd-identity_wise"]
+
+# The unweighted named terms each case logs (besides `loss`).
+TERMS = {
+    "baseline": {"ce"},
+    "vanilla_kd": {"ce", "kl"},
+    "vanilla_kd-identity_wise": {"ce", "kl", "kd"},
+    "cfkd": {"ce", "composer_ce", "contrast", "jsd"},
+    "mkd": {"ce", "margin"},
+    "identitykd": {"cs", "st", "sp", "kd", "ce", "kl", "composer_ce"},
+    "identitykd-kl": {"cs", "st", "sp", "kd", "ce", "kl", "composer_ce"},
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tiny batches gain nothing from more, and on a loaded machine
+    OpenMP's spinning threads make them up to 40× slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def config_for(case: str, *extra: str):
+    name, overrides = CASES[case]
+    return load_config("smoke", [f"train.method={name}", *overrides, *extra], warn=False)
+
+
+def build(case: str, *extra: str, seed: int = 0) -> Method:
+    torch.manual_seed(seed)
+    return build_method(config_for(case, *extra), num_identities=N)
+
+
+def make_batch(seed: int = 1, *, teacher_grad: bool = False) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    identity = torch.tensor(LABELS, dtype=torch.int64)
+    teacher_embedding = F.normalize(torch.randn(B, 512), dim=1)
+    teacher_logits = 3 * torch.randn(B, N)
+    if teacher_grad:  # leaves that would collect any gradient leaking into the frozen teacher
+        teacher_embedding.requires_grad_(True)
+        teacher_logits.requires_grad_(True)
+    return {
+        "spectrogram": torch.randn(B, 3, SIZE, SIZE),
+        "identity": identity,
+        "teacher_embedding": teacher_embedding,
+        "teacher_logits": teacher_logits,
+    }
+
+
+def grads(loss: torch.Tensor, params: list[nn.Parameter]) -> list[torch.Tensor | None]:
+    return list(torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True))
+
+
+def is_zero(grad: torch.Tensor | None) -> bool:
+    return grad is None or not grad.any()
+
+
+def accuracy(*values: float) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def assert_states_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+@torch.no_grad()
+def shift(module: nn.Module, by: float) -> None:
+    """Change every float parameter and buffer in place (running_var stays positive)."""
+    for value in module.state_dict().values():
+        if value.is_floating_point():
+            value.add_(by)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. forward: loss and named terms
+
+
+def test_every_case_declares_its_logged_terms():
+    assert set(TERMS) == set(CASES)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_forward_returns_the_loss_its_named_terms_and_detached_student_logits(case):
+    method = build(case).train()
+    out = method(make_batch())
+    assert out.keys() == {"loss", "logits"} | {f"loss/{t}" for t in TERMS[case]}
+    for key, value in out.items():
+        if key.startswith("loss"):
+            assert value.ndim == 0, key
+            assert torch.isfinite(value), key
+    assert out["loss"].requires_grad
+    assert out["logits"].shape == (B, N)
+    assert not out["logits"].requires_grad
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_loss_combines_the_named_terms_as_each_method_documents(case):
+    weights = ["distill.alpha=0.5", "distill.delta1=0.3", "distill.delta2=2.0", "distill.gamma=0.7"]
+    method = build(case, *weights).train()
+    out = method(make_batch())
+    loss = {key.removeprefix("loss/"): value.detach() for key, value in out.items()}
+    name = CASES[case][0]
+    if name == "baseline":
+        expected = loss["ce"]
+    elif case == "vanilla_kd-identity_wise":
+        expected = loss["kd"]
+    elif name == "vanilla_kd":
+        expected = loss["ce"] + 0.5 * loss["kl"]
+    elif name == "cfkd":
+        expected = loss["ce"] + loss["composer_ce"] + loss["contrast"] + loss["jsd"]
+    elif name == "mkd":
+        expected = loss["ce"] + 0.5 * loss["margin"]
+    else:
+        torch.testing.assert_close(loss["cs"], 0.7 * loss["st"] + 0.3 * loss["sp"])
+        expected = 0.3 * loss["cs"] + 2.0 * loss["kd"] + loss["composer_ce"]
+    torch.testing.assert_close(loss["loss"], expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. gradients reach only trainable(); the teacher is frozen
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_gradients_reach_only_trainable_parameters(case):
+    method = build(case).train()
+    method(make_batch())["loss"].backward()
+    trainable = {id(p) for p in method.trainable().parameters()}
+    for name, param in method.named_parameters():
+        if id(param) not in trainable:
+            assert is_zero(param.grad), name
+    if CASES[case][0] == "identitykd":
+        assert all(p.grad is None for p in method.average.student.parameters())
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_trainable_parameter_receives_a_gradient_as_ddp_requires(case):
+    method = build(case).train()
+    method(make_batch())["loss"].backward()
+    unused = [n for n, p in method.trainable().named_parameters() if p.grad is None]
+    assert not unused
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_teacher_tensors_in_the_batch_receive_no_gradient(case):
+    batch = make_batch(teacher_grad=True)
+    method = build(case).train()
+    method(batch)["loss"].backward()
+    assert batch["teacher_embedding"].grad is None
+    assert batch["teacher_logits"].grad is None
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. the detaches of DESIGN.md §5
+
+
+@pytest.mark.parametrize("case", sorted(IDENTITYKD))
+def test_identitykd_composer_learns_only_from_its_own_cross_entropy(case):
+    method = build(case).train()
+    out = method(make_batch())
+    composer = list(method.net.composer.parameters())
+    from_total, from_own = grads(out["loss"], composer), grads(out["loss/composer_ce"], composer)
+    assert all(g is not None and g.any() for g in from_own)
+    for total, own in zip(from_total, from_own, strict=True):
+        torch.testing.assert_close(total, own)
+    for term in ("cs", "kd"):
+        assert all(is_zero(g) for g in grads(out[f"loss/{term}"], composer)), term
+
+
+@pytest.mark.parametrize("case", ["identitykd", "identitykd-kl", "cfkd"])
+def test_the_student_receives_no_gradient_from_the_composer_cross_entropy(case):
+    method = build(case).train()
+    out = method(make_batch())
+    student = list(method.net.student.parameters())
+    assert all(is_zero(g) for g in grads(out["loss/composer_ce"], student))
+    # … while its own terms do reach it
+    assert any(not is_zero(g) for g in grads(out["loss/ce"], student))
+
+
+@pytest.mark.parametrize("case", sorted(IDENTITYKD))
+def test_identitykd_student_learns_from_both_contrasts_and_the_kd_term(case):
+    method = build(case).train()
+    out = method(make_batch())
+    backbone = list(method.net.student.backbone.parameters())
+    for term in ("st", "sp", "kd"):
+        assert any(not is_zero(g) for g in grads(out[f"loss/{term}"], backbone)), term
+
+
+def test_cfkd_composer_learns_from_contrasts_and_jsd_as_well_as_its_cross_entropy():
+    method = build("cfkd").train()
+    out = method(make_batch())
+    residual = [method.net.composer.residual.weight]
+    for term in ("composer_ce", "contrast", "jsd"):
+        assert not is_zero(grads(out[f"loss/{term}"], residual)[0]), term
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. predict and embed use gait only
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_predict_and_embed_take_the_spectrogram_alone(case):
+    method = build(case).eval()
+    spectrogram = make_batch()["spectrogram"]
+    with torch.no_grad():
+        logits, embedding = method.predict(spectrogram), method.embed(spectrogram)
+        student_embedding, student_logits = method.evaluated_student()(spectrogram)
+    assert logits.shape == (B, N)
+    assert embedding.shape == (B, 512)
+    torch.testing.assert_close(logits, student_logits, rtol=0, atol=0)
+    torch.testing.assert_close(embedding, student_embedding, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c not in IDENTITYKD])
+def test_methods_without_weight_averaging_predict_with_the_live_student(case):
+    method = build(case).eval()
+    spectrogram = make_batch()["spectrogram"]
+    with torch.no_grad():
+        torch.testing.assert_close(
+            method.predict(spectrogram), method.net.student(spectrogram)[1], rtol=0, atol=0
+        )
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_forward_logits_do_not_depend_on_the_teacher_tensors(case):
+    method = build(case).eval()
+    batch, other = make_batch(seed=1), make_batch(seed=2)
+    other["spectrogram"] = batch["spectrogram"]
+    with torch.no_grad():
+        logits = method(batch)["logits"]
+        torch.testing.assert_close(method(other)["logits"], logits, rtol=0, atol=0)
+        torch.testing.assert_close(method.predict(batch["spectrogram"]), logits)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. per-identity margins and β (eqs. 12–13)
+
+LAMBDAS = ["distill.lambda1=0.3", "distill.lambda2=0.6", "distill.margin0=0.05", "distill.beta0=4"]
+
+
+def expected_state(acc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return ((0.3 + acc) * 0.05).float(), ((0.6 + acc) * 4.0).float()
+
+
+@pytest.mark.parametrize("case", IDENTITY_WISE)
+def test_end_epoch_sets_margins_and_betas_from_per_identity_training_accuracy(case):
+    method = build(case, *LAMBDAS)
+    state = method.identity_wise
+    torch.testing.assert_close(state.margin, torch.full((N,), 0.05))
+    torch.testing.assert_close(state.beta, torch.full((N,), 4.0))
+
+    first = accuracy(0.2, 0.9, 0.5, 0.7)
+    method.end_epoch(0, first, accuracy(1, 1, 1, 1))
+    margin, beta = expected_state(first)
+    torch.testing.assert_close(state.margin, margin)
+    torch.testing.assert_close(state.beta, beta)
+    # a harder identity gets a smaller margin and a weaker KD weight
+    assert state.margin[0] < state.margin[2] < state.margin[1]
+    assert state.beta[0] < state.beta[2] < state.beta[1]
+
+    second = accuracy(0.6, 0.1, 0.4, float("nan"))  # identity 3 absent from the epoch
+    method.end_epoch(1, second, accuracy(1, 1, 1, 1))
+    margin2, beta2 = expected_state(second)
+    torch.testing.assert_close(state.margin[:3], margin2[:3])
+    torch.testing.assert_close(state.beta[:3], beta2[:3])
+    torch.testing.assert_close(state.margin[3], margin[3])  # the previous value, kept
+    torch.testing.assert_close(state.beta[3], beta[3])
+
+
+@pytest.mark.parametrize("case", IDENTITY_WISE)
+def test_absent_identities_keep_the_base_margin_and_beta_at_the_first_update(case):
+    method = build(case, *LAMBDAS)
+    method.end_epoch(0, accuracy(0.2, 0.9, 0.5, float("nan")), accuracy(1, 1, 1, 1))
+    assert method.identity_wise.margin[3].item() == pytest.approx(0.05)
+    assert method.identity_wise.beta[3].item() == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("case", IDENTITY_WISE)
+def test_margins_and_betas_stay_at_their_base_values_during_the_warm_up(case):
+    method = build(case, *LAMBDAS, "distill.warmup_epochs=3")
+    acc = accuracy(0.2, 0.9, 0.5, float("nan"))
+    for epoch in (0, 1):
+        method.end_epoch(epoch, acc, accuracy(1, 1, 1, 1))
+        torch.testing.assert_close(method.identity_wise.margin, torch.full((N,), 0.05))
+        torch.testing.assert_close(method.identity_wise.beta, torch.full((N,), 4.0))
+    method.end_epoch(2, acc, accuracy(1, 1, 1, 1))  # the third epoch ends the warm-up
+    margin, beta = expected_state(acc)
+    torch.testing.assert_close(method.identity_wise.margin[:3], margin[:3])
+    torch.testing.assert_close(method.identity_wise.beta[:3], beta[:3])
+
+
+@pytest.mark.parametrize("case", IDENTITY_WISE)
+def test_the_kd_term_uses_the_updated_margins_and_betas(case):
+    method = build(case).eval()
+    batch = make_batch()
+    with torch.no_grad():
+        before = method(batch)["loss/kd"]
+        method.end_epoch(0, accuracy(0.0, 0.0, 0.0, 0.0), accuracy(0, 0, 0, 0))
+        after = method(batch)["loss/kd"]
+    assert not torch.equal(before, after)
+
+
+@pytest.mark.parametrize("case", ["baseline", "vanilla_kd", "cfkd", "mkd"])
+def test_methods_without_identity_wise_terms_carry_no_state_across_epochs(case):
+    method = build(case)
+    before = snapshot(method)
+    method.end_epoch(0, accuracy(0.2, 0.9, 0.5, float("nan")), accuracy(1, 1, 1, 1))
+    assert_states_equal(snapshot(method), before)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. fairness-aware weight averaging (FAWA)
+
+FAWA = ["distill.fawa_decay=0.75", "distill.fawa_threshold=0.5"]
+
+
+def test_fawa_evaluates_the_live_student_until_a_fair_epoch_enters_the_average():
+    method = build("identitykd", *FAWA)
+    live, average = method.net.student, method.average
+    train_acc = accuracy(0.5, 0.5, 0.5, 0.5)
+    assert method.evaluated_student() is live
+    initial = snapshot(average.student)
+
+    method.end_epoch(0, train_acc, accuracy(0.9, 0.49, 0.9, 0.9))  # worst below the threshold
+    assert method.evaluated_student() is live
+    assert average.epochs.item() == 0
+    assert_states_equal(snapshot(average.student), initial)
+
+    nan = float("nan")
+    method.end_epoch(1, train_acc, accuracy(nan, nan, nan, nan))  # no val sample: never passes
+    assert method.evaluated_student() is live
+    method.end_epoch(1, train_acc, accuracy(0.9, 0.3, nan, 0.9))  # the worst present identity
+    assert method.evaluated_student() is live
+
+    shift(live, 0.01)
+    w1 = snapshot(live)
+    method.end_epoch(2, train_acc, accuracy(0.9, 0.5, 0.7, 1.0))  # worst == threshold: enters
+    assert method.evaluated_student() is average.student
+    assert average.epochs.item() == 1
+    assert_states_equal(snapshot(average.student), w1)
+
+
+def test_fawa_averages_qualifying_epochs_with_the_configured_decay():
+    method = build("identitykd", *FAWA)
+    live, average = method.net.student, method.average
+    train_acc, fair, unfair = (
+        accuracy(0.5, 0.5, 0.5, 0.5),
+        accuracy(1, 1, 1, 1),
+        accuracy(1, 0, 1, 1),
+    )
+
+    w1 = snapshot(live)
+    method.end_epoch(0, train_acc, fair)
+    with torch.no_grad():  # a training step, then a weight change the optimizer might make
+        live.train()(make_batch()["spectrogram"])
+    shift(live, 0.25)
+    w2 = snapshot(live)
+    assert not torch.equal(w1["projection.weight"], w2["projection.weight"])
+    method.end_epoch(1, train_acc, fair)
+
+    averaged = snapshot(average.student)
+    assert averaged.keys() == w1.keys()
+    for key, value in averaged.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, 0.75 * w1[key] + 0.25 * w2[key], msg=key)
+        else:  # e.g. BatchNorm's num_batches_tracked: the latest
+            assert torch.equal(value, w2[key]), key
+    assert average.epochs.item() == 2
+
+    shift(live, 1.0)
+    method.end_epoch(2, train_acc, unfair)  # an unfair epoch leaves the average untouched
+    assert_states_equal(snapshot(average.student), averaged)
+
+    spectrogram = make_batch()["spectrogram"]
+    method.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(method.predict(spectrogram), average.student(spectrogram)[1])
+        torch.testing.assert_close(method.embed(spectrogram), average.student(spectrogram)[0])
+        assert not torch.allclose(method.predict(spectrogram), live(spectrogram)[1])
+
+
+def test_the_averaged_student_is_not_trainable():
+    method = build("identitykd")
+    trainable = {id(p) for p in method.trainable().parameters()}
+    for param in method.average.student.parameters():
+        assert not param.requires_grad
+        assert id(param) not in trainable
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. checkpoints
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_method_state_survives_a_checkpoint_round_trip(case):
+    method = build(case, *FAWA, seed=0)
+    fair = accuracy(0.9, 0.8, 0.7, 0.6)
+    method.end_epoch(0, accuracy(0.2, 0.9, 0.5, float("nan")), fair)
+    shift(method.net.student, 0.05)
+    method.end_epoch(1, accuracy(0.4, 0.1, float("nan"), 0.3), fair)
+    shift(method.net.student, 0.05)  # the live student now differs from the average
+    state = method.state_dict()
+
+    fresh = build(case, *FAWA, seed=1)
+    batch = make_batch()
+    method.eval()
+    fresh.eval()
+    with torch.no_grad():
+        assert not torch.equal(
+            fresh.predict(batch["spectrogram"]), method.predict(batch["spectrogram"])
+        )
+    fresh.load_state_dict(state)
+
+    assert_states_equal(snapshot(fresh), snapshot(method))
+    if hasattr(method, "identity_wise"):
+        assert torch.equal(fresh.identity_wise.margin, method.identity_wise.margin)
+        assert torch.equal(fresh.identity_wise.beta, method.identity_wise.beta)
+    if CASES[case][0] == "identitykd":
+        assert fresh.average.epochs.item() == 2
+        assert fresh.evaluated_student() is fresh.average.student
+    with torch.no_grad():
+        out, fresh_out = method(batch), fresh(batch)
+        assert out.keys() == fresh_out.keys()
+        for key in out:
+            torch.testing.assert_close(fresh_out[key], out[key], rtol=0, atol=0, msg=key)
+        for fn in ("predict", "embed"):
+            expected = getattr(method, fn)(batch["spectrogram"])
+            torch.testing.assert_close(
+                getattr(fresh, fn)(batch["spectrogram"]), expected, rtol=0, atol=0
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. students
+
+
+@functools.cache
+def student(name: str) -> Student:
+    """One student of each kind per session (vgg16 alone takes seconds to build)."""
+    torch.manual_seed(0)
+    return Student(name, N)
+
+
+@pytest.mark.parametrize("name", list(STUDENTS))
+def test_every_student_returns_a_512_d_embedding_and_identity_logits(name):
+    net = student(name)
+    spectrogram = torch.randn(2, 3, SIZE, SIZE)
+    for mode in (True, False):
+        net.train(mode)
+        with torch.no_grad():
+            embedding, logits = net(spectrogram)
+        assert embedding.shape == (2, 512)
+        assert logits.shape == (2, N)
+        assert torch.isfinite(embedding).all() and torch.isfinite(logits).all()
+    assert net.projection.out_features == 512
+    assert (net.classifier.in_features, net.classifier.out_features) == (512, N)
+
+
+def test_vgg16_student_has_no_4096_d_head():
+    net = student("vgg16")
+    for module in net.modules():
+        if isinstance(module, nn.Linear):
+            assert 4096 not in (module.in_features, module.out_features)
+    assert net.projection.in_features == 512  # its globally pooled conv features
+
+
+@pytest.mark.parametrize("name", list(STUDENTS))
+def test_the_configured_student_is_the_one_the_method_trains(name):
+    config = load_config("smoke", ["train.method=identitykd", f"train.student={name}"], warn=False)
+    method = build_method(config, num_identities=N)
+    assert repr(method.net.student) == repr(student(name))
+    assert repr(method.evaluated_student()) == repr(student(name))
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. configuration
+
+
+@pytest.mark.parametrize(
+    ("override", "nearest"),
+    [
+        ("train.method=identitykdd", "identitykd"),
+        ("train.method=vanilla", "vanilla_kd"),
+        ("train.student=resnet", "resnet18"),
+        ("train.student=vgg", "vgg16"),
+    ],
+)
+def test_an_unknown_method_or_student_raises_naming_the_nearest_valid_name(override, nearest):
+    with pytest.raises(ConfigError, match=f"did you mean '{nearest}'"):
+        load_config("smoke", [override], warn=False)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_takes_its_params_from_the_distill_section(name):
+    cls = METHODS[name]
+    assert dataclasses.is_dataclass(cls.Params)
+    assert cls.Params.__dataclass_params__.frozen
+    distill_fields = {f.name for f in dataclasses.fields(DistillConfig)}
+    param_fields = {f.name for f in dataclasses.fields(cls.Params)}
+    assert param_fields <= distill_fields
+    # the Params defaults are the config's (paper) defaults
+    assert params_from(cls.Params, DistillConfig()) == cls.Params()
+    config = load_config("smoke", [f"train.method={name}"], warn=False)
+    params = params_from(cls.Params, config.distill)
+    for field in param_fields:
+        assert getattr(params, field) == getattr(config.distill, field)
+
+
+def test_build_method_passes_overridden_symbols_to_the_method():
+    method = build("identitykd", "distill.tau=0.07", "distill.gamma=0.6", "distill.contrast=kl")
+    assert (method.params.tau, method.params.gamma, method.params.contrast) == (0.07, 0.6, "kl")
+    assert method.num_identities == N

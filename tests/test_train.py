@@ -1,0 +1,207 @@
+"""The plain training loop on the smoke dataset: run folders, determinism, resume, divergence."""
+
+import json
+
+import pytest
+import torch
+
+from ikd.cli import main
+from ikd.config import Config, apply_overrides
+from ikd.errors import UserError
+from ikd.methods.baseline import Baseline
+from ikd.train import loop
+from ikd.train.data import Samples
+from ikd.train.loop import DivergedError, LocalCheckpoints, evaluate_run, fit
+from ikd.train.metrics import confusion, summarize
+
+pytestmark = pytest.mark.slow
+
+
+def _config(smoke_dataset, tmp_path, *overrides):
+    config, _, _ = smoke_dataset
+    return apply_overrides(
+        config, [f"train.runs_root={tmp_path}", "train.epochs=3", "train.batch_size=8", *overrides]
+    )
+
+
+def _metric_lines(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+
+
+def test_the_same_seed_and_config_give_the_same_metrics(smoke_dataset, tmp_path):
+    config = _config(smoke_dataset, tmp_path, "train.method=identitykd")
+    first = fit(config, run_dir=tmp_path / "a", progress=False)
+    second = fit(config, run_dir=tmp_path / "b", progress=False)
+    assert _metric_lines(first) == _metric_lines(second)
+    other_seed = fit(apply_overrides(config, ["train.seed=1"]), progress=False)
+    assert _metric_lines(other_seed) != _metric_lines(first)
+
+
+def test_a_run_folder_holds_its_config_provenance_metrics_and_two_checkpoints(
+    smoke_dataset, tmp_path
+):
+    config = _config(smoke_dataset, tmp_path, "train.method=vanilla_kd")
+    run_dir = fit(config, progress=False)
+    assert run_dir.parent == tmp_path / "train"
+    one_worker = apply_overrides(config, ["train.workers=1"])  # what a run without Ray records
+    assert run_dir.name == f"vanilla_kd-{one_worker.run_hash()}-seed0"
+    assert Config.from_dict(json.loads((run_dir / "config.json").read_text())) == one_worker
+    record = json.loads((run_dir / "run.json").read_text())
+    manifest = json.loads((smoke_dataset[1] / "manifest.json").read_text())
+    assert record["status"] == "complete" and record["teacher"] == manifest["teacher"]
+    assert record["synthetic"] is True and record["data_hash"] == config.data_hash()
+    lines = _metric_lines(run_dir)
+    assert [m["epoch"] for m in lines] == [0, 1, 2]
+    for name in ("val/acc", "val/recall", "val/f1", "val/worst_acc", "train/loss/kl"):
+        assert 0 <= lines[-1][name] < 100
+    assert len(lines[-1]["val/per_identity"]) == 4
+    assert lines[-1]["val/samples"] == len(Samples.from_folder(smoke_dataset[1], "val"))
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "epoch-0001",
+        "epoch-0002",
+    ]
+    assert not (run_dir / "test.json").exists()  # test only when asked
+
+
+def test_a_finished_run_is_not_trained_again(smoke_dataset, tmp_path, monkeypatch):
+    config = _config(smoke_dataset, tmp_path, "train.method=baseline", "train.epochs=1")
+    run_dir = fit(config, progress=False)
+    monkeypatch.setattr(loop, "train_loop", pytest.fail)
+    assert fit(config, progress=False) == run_dir
+
+
+def test_test_json_is_written_once_and_only_when_asked(smoke_dataset, tmp_path):
+    config = _config(smoke_dataset, tmp_path, "train.method=mkd", "train.epochs=1")
+    run_dir = fit(config, progress=False, evaluate_test=True)
+    test = json.loads((run_dir / "test.json").read_text())
+    assert test["split"] == "test" and 0 <= test["test/acc"] <= 1
+    stamp = (run_dir / "test.json").stat().st_mtime_ns
+    assert evaluate_run(run_dir, "test") == test
+    assert (run_dir / "test.json").stat().st_mtime_ns == stamp
+    val = evaluate_run(run_dir, "val")
+    assert val["val/acc"] == _metric_lines(run_dir)[-1]["val/acc"]
+
+
+def test_an_interrupted_run_resumes_and_ends_like_an_unbroken_one(
+    smoke_dataset, tmp_path, monkeypatch
+):
+    config = _config(smoke_dataset, tmp_path, "train.method=identitykd")
+    unbroken = fit(config, run_dir=tmp_path / "unbroken", progress=False)
+    report = LocalCheckpoints.report
+
+    def interrupted(self, metrics, state):
+        report(self, metrics, state)
+        if metrics["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(LocalCheckpoints, "report", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, run_dir=tmp_path / "broken", progress=False)
+    assert json.loads((tmp_path / "broken" / "run.json").read_text())["status"] == "running"
+    monkeypatch.setattr(LocalCheckpoints, "report", report)
+    resumed = fit(config, run_dir=tmp_path / "broken", progress=False)
+    assert _metric_lines(resumed) == _metric_lines(unbroken)
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+    smoke_dataset, tmp_path, monkeypatch
+):
+    config = _config(smoke_dataset, tmp_path, "train.method=baseline")
+    losses = Baseline.losses
+
+    def diverging(self, out, batch):
+        terms = losses(self, out, batch)
+        if loop_state["epoch"] >= 1:
+            terms["loss"] = terms["loss"] * torch.nan
+        return terms
+
+    loop_state = {"epoch": 0}
+    reseed = loop.reseed
+
+    def track(seed, epoch, rank):
+        loop_state["epoch"] = epoch
+        reseed(seed, epoch, rank)
+
+    monkeypatch.setattr(Baseline, "losses", diverging)
+    monkeypatch.setattr(loop, "reseed", track)
+    with pytest.raises(DivergedError, match="epoch 2, step 1"):
+        fit(config, progress=False)
+    run_dir = loop.run_folder(apply_overrides(config, ["train.workers=1"]))
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "diverged" and record["diverged"]["epoch"] == 1
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["epoch-0000"]
+    assert len(_metric_lines(run_dir)) == 1
+    with pytest.raises(DivergedError):  # a diverged run is not retried by running it again
+        fit(config, progress=False)
+
+
+def test_a_dataset_built_with_other_settings_is_refused_naming_the_difference(
+    smoke_dataset, tmp_path
+):
+    config = _config(smoke_dataset, tmp_path, "dsp.image_size=48")
+    with pytest.raises(UserError, match=r"dsp\.image_size=32 \(run: 48\)"):
+        fit(config, dataset=smoke_dataset[1], progress=False)
+    with pytest.raises(UserError, match="no finished dataset"):
+        fit(config, progress=False)
+
+
+def test_a_run_trained_against_another_teacher_is_not_resumed(smoke_dataset, tmp_path):
+    config = _config(smoke_dataset, tmp_path, "train.method=baseline", "train.epochs=1")
+    run_dir = fit(config, progress=False)
+    record = json.loads((run_dir / "run.json").read_text())
+    record["teacher"]["backbone_sha256"] = "0" * 64
+    (run_dir / "run.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match="another teacher"):
+        fit(config, progress=False)
+
+
+def test_the_cli_trains_without_ray_and_evaluates(smoke_dataset, tmp_path, capsys):
+    config, _, _ = smoke_dataset
+    args = [
+        f"data.root={config.data.root}",
+        "teacher.source=trained",
+        f"train.runs_root={tmp_path}",
+        "train.epochs=1",
+    ]
+    assert main(["train", "--preset", "smoke", "--method", "cfkd", "--no-ray", *args]) == 0
+    (run_dir,) = (tmp_path / "train").iterdir()
+    assert run_dir.name.startswith("cfkd-")
+    assert main(["eval", str(run_dir), "--split", "val"]) == 0
+    assert json.loads(capsys.readouterr().out)["split"] == "val"
+    assert main(["train", "--preset", "smoke", "--method", "cfdk", *args]) == 2
+    assert "did you mean 'cfkd'" in capsys.readouterr().err
+
+
+def test_metrics_come_from_the_whole_confusion_matrix():
+    predicted = torch.tensor([0, 0, 1, 1, 1, 2])
+    labels = torch.tensor([0, 1, 1, 1, 2, 2])
+    matrix = confusion(predicted, labels, 4)  # identity 3 has no sample
+    metrics = summarize(matrix, "val")
+    assert metrics["val/acc"] == pytest.approx(4 / 6)
+    # recall: 1, 2/3, 1/2; precision: 1/2, 2/3, 1 (identity 3 absent: left out of the macro means)
+    assert metrics["val/recall"] == pytest.approx((1 + 2 / 3 + 1 / 2) / 3)
+    f1 = [2 * p * r / (p + r) for p, r in ((1 / 2, 1), (2 / 3, 2 / 3), (1, 1 / 2))]
+    assert metrics["val/f1"] == pytest.approx(sum(f1) / 3)
+    assert metrics["val/worst_acc"] == pytest.approx(1 / 2)
+    assert metrics["val/per_identity"][3] is None
+
+
+def test_epoch_batches_are_seeded_disjoint_across_ranks_and_cover_evaluation(smoke_dataset):
+    samples = Samples.from_folder(smoke_dataset[1], "train")
+    n = len(samples)
+
+    def keys(**kw):
+        return torch.cat([b["key"] for b in samples.batches(4, seed=0, **kw)]).tolist()
+
+    assert keys(epoch=0, train=True) == keys(epoch=0, train=True)
+    assert keys(epoch=0, train=True) != keys(epoch=1, train=True)
+    ranks = [keys(epoch=0, train=True, rank=r, world=2) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) and not set(ranks[0]) & set(ranks[1])
+    evaluation = keys(epoch=0, train=False, rank=0, world=2) + keys(
+        epoch=0, train=False, rank=1, world=2
+    )
+    assert sorted(evaluation) == samples.key.tolist() and len(evaluation) == n
+    batch = next(samples.batches(4, seed=0, epoch=0, train=True))
+    assert batch["spectrogram"].shape == (4, 3, 32, 32) and batch["spectrogram"].max() <= 1
+    assert batch["teacher_embedding"].shape == (4, 512) and batch["teacher_logits"].shape == (4, 4)
