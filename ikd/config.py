@@ -227,6 +227,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "train.epochs must be ≥ 1")
         _require(self.workers >= 1, "train.workers must be ≥ 1")
+        _require(
+            self.batch_size % self.workers == 0 and self.batch_size // self.workers >= 2,
+            f"train.batch_size={self.batch_size} must split into train.workers={self.workers} "
+            "equal batches of ≥ 2 (it is the global batch)",
+        )
         _require(self.threads >= 0, "train.threads must be ≥ 0")
         _require(
             self.device in DEVICES, f"train.device={self.device!r}; choose from {list(DEVICES)}"
@@ -266,7 +271,7 @@ class DistillConfig:
     delta2: float = 1.0  # δ2: weight of L_KD (eq. 15); the paper leaves it open
     contrast: str = "nce"  # L_cs as eqs. 9–10 (nce) or its KL variant (Table 5)
     temperature: float = 4.0  # T of every logit KD term (Hinton; eq. 14's KL); the paper gives none
-    warmup_epochs: int = 5  # epochs before per-identity margins and β start (CFA's `begin`)
+    warmup_epochs: int = 5  # m, β first set after this many epochs (0 and 1: after the first)
     fawa_decay: float = 0.88  # CFA's fairness-aware weight averaging: EMA decay per kept epoch
     fawa_threshold: float = 0.2  # … keeping epochs whose worst-identity val accuracy ≥ this
     alpha: float = 1.0  # weight of the distillation term of vanilla KD and MKD

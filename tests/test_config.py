@@ -120,9 +120,11 @@ def test_every_dotted_key_is_overridable():
         section, name = key.split(".")
         old = getattr(getattr(base, section), name)
         if kind is str:
-            candidates = ["pretrained", "elsewhere"]
+            candidates = ["pretrained", "elsewhere", "baseline", "vgg16", "cpu", "kl"]
+        elif kind is bool:
+            candidates = [not old]
         elif kind is int:
-            candidates = [old + 1, old - 1]
+            candidates = [old + 1, old - 1, old + 2]
         elif kind is float:
             candidates = [old * 0.9, old * 1.1, 0.5]
         else:  # tuple[int, ...]

@@ -6,7 +6,8 @@ import pytest
 
 from ikd.cli import main
 from ikd.config import apply_overrides
-from ikd.train.loop import fit
+from ikd.errors import UserError
+from ikd.train.loop import evaluate_run, fit
 from ikd.train.ray_train import train_with_ray
 
 pytestmark = pytest.mark.slow
@@ -37,6 +38,21 @@ def test_a_worker_that_dies_mid_training_resumes_to_the_same_final_metrics(smoke
     assert len(_metric_lines(broken)) == 3
     assert json.loads((broken / "run.json").read_text())["status"] == "complete"
     assert len([p for p in (broken / "ray").glob("checkpoint_*") if p.is_dir()]) == 2
+    # Every rank evaluated rank 0's model: the checkpoint reproduces the logged val metrics.
+    assert (
+        evaluate_run(broken, "val")["val/per_identity"]
+        == _metric_lines(broken)[-1]["val/per_identity"]
+    )
+
+    # Out of restarts, the run stops with a clear error; the same command then resumes it.
+    stopped = tmp_path / "stopped"
+    with pytest.raises(UserError, match="Run the same command again"):
+        train_with_ray(config, run_dir=stopped, progress=False, fail_at_epoch=1, max_failures=0)
+    assert json.loads((stopped / "run.json").read_text())["status"] == "running"
+    with pytest.raises(UserError, match="started with Ray"):  # resumed the way it started
+        fit(config, run_dir=stopped, progress=False)
+    train_with_ray(config, run_dir=stopped, progress=False)
+    assert _metric_lines(stopped) == _metric_lines(unbroken)
 
 
 def test_one_ray_worker_matches_the_plain_loop_and_the_cli_evaluates_test(smoke_dataset, tmp_path):

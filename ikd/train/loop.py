@@ -38,12 +38,18 @@ from ikd.data.dataset import dataset_folder, read_json, read_manifest, write_jso
 from ikd.errors import UserError
 from ikd.methods import Method, build_method
 from ikd.train.data import Samples, reseed
-from ikd.train.metrics import all_reduce_sum, confusion, per_identity_accuracy, summarize
+from ikd.train.metrics import (
+    all_reduce_sum,
+    broadcast_buffers,
+    confusion,
+    per_identity_accuracy,
+    summarize,
+)
 
 log = logging.getLogger(__name__)
 
 CONFIG, RUN, METRICS, TEST = "config.json", "run.json", "metrics.jsonl", "test.json"
-CHECKPOINTS, STATE = "checkpoints", "state.pt"
+CHECKPOINTS, STATE, EPOCH = "checkpoints", "state.pt", "epoch.json"
 KEEP_CHECKPOINTS = 2
 CPU = torch.device("cpu")
 
@@ -77,23 +83,33 @@ class LocalCheckpoints:
         if state is None:
             return
         target = self.folder / f"epoch-{metrics['epoch']:04d}"
-        save_state(state, target)
-        for old in sorted(self.folder.glob("epoch-*"))[: -self.keep]:
+        partial = target.with_name(target.name + ".part")  # a killed writer leaves no half one
+        shutil.rmtree(partial, ignore_errors=True)
+        write_state(state, partial)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
+        for old in sorted(checkpoint_folders(self.folder, "epoch-*"))[: -self.keep]:
             shutil.rmtree(old)
 
     def latest(self) -> dict[str, Any] | None:
-        done = sorted(p for p in self.folder.glob("epoch-*") if (p / STATE).exists())
+        done = sorted(checkpoint_folders(self.folder, "epoch-*"))
         return load_state(done[-1]) if done else None
 
 
-def save_state(state: dict[str, Any], folder: Path) -> None:
-    """Write a checkpoint atomically: a killed writer leaves no half checkpoint behind."""
-    partial = folder.with_name(folder.name + ".part")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    torch.save(state, partial / STATE)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(partial, folder)
+def write_state(state: dict[str, Any], folder: Path) -> None:
+    """A checkpoint folder: state.pt and, to find the newest without loading it, epoch.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / STATE)
+    write_json(folder / EPOCH, {"epoch": state["epoch"]})
+
+
+def checkpoint_folders(folder: Path, pattern: str) -> list[Path]:
+    """Complete checkpoint folders matching `pattern` in `folder`."""
+    return [p for p in folder.glob(pattern) if (p / EPOCH).exists()]
+
+
+def checkpoint_epoch(folder: Path) -> int:
+    return read_json(folder / EPOCH)["epoch"]
 
 
 def load_state(folder: str | os.PathLike) -> dict[str, Any]:
@@ -140,7 +156,7 @@ def check_dataset(config: Config, folder: Path) -> dict[str, Any]:
     return manifest
 
 
-def prepare_run(config: Config, folder: Path, run_dir: Path, workers: int) -> dict[str, Any]:
+def prepare_run(config: Config, folder: Path, run_dir: Path, loop: str) -> dict[str, Any]:
     """Check the dataset, write config.json and run.json; refuse to resume a run whose dataset
     (teacher included) has changed since it started. Returns the run record."""
     manifest = check_dataset(config, folder)
@@ -150,7 +166,8 @@ def prepare_run(config: Config, folder: Path, run_dir: Path, workers: int) -> di
         "seed": config.train.seed,
         "method": config.train.method,
         "student": config.train.student,
-        "workers": workers,
+        "loop": loop,  # "ray" or "plain": their checkpoints live in different folders
+        "workers": config.train.workers,
         "dataset": str(folder),
         "data_hash": manifest["data_hash"],
         "synthetic": manifest["synthetic"],
@@ -165,6 +182,11 @@ def prepare_run(config: Config, folder: Path, run_dir: Path, workers: int) -> di
             f"{run_dir} was trained against another teacher ({previous['teacher'].get('source')}, "
             f"{previous['teacher'].get('backbone_sha256', '')[:12]}) than {folder} now holds; "
             "delete the run folder to start it again"
+        )
+    if previous is not None and previous.get("status") == "running" and previous["loop"] != loop:
+        raise UserError(
+            f"{run_dir} was started {'with' if previous['loop'] == 'ray' else 'without'} Ray; "
+            f"resume it the same way ({'drop' if previous['loop'] == 'ray' else 'add'} --no-ray)"
         )
     if previous is not None and previous.get("status") == "diverged":
         raise DivergedError(run_dir)
@@ -246,7 +268,7 @@ def train_loop(
     main = context.rank == 0
     if main:
         _truncate_metrics(run_dir / METRICS, start)
-    per_rank_batch = max(2, t.batch_size // context.world)
+    per_rank_batch = t.batch_size // context.world  # the config checks it divides
     eval_batch = max(per_rank_batch, 256)
     for epoch in range(start, t.epochs):
         began = time.perf_counter()
@@ -289,7 +311,9 @@ def train_loop(
             correct[0].index_add_(0, labels, hits)
             correct[1].index_add_(0, labels, torch.ones_like(labels))
             bar.set_postfix({k.removeprefix("loss/"): f"{v / seen:.3f}" for k, v in sums.items()})
+        lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
+        broadcast_buffers(method.net)
         correct = all_reduce_sum(correct)
         train_accuracy = torch.where(
             correct[1] > 0, correct[0] / correct[1].clamp(min=1), torch.nan
@@ -308,7 +332,7 @@ def train_loop(
         )
         metrics = {
             "epoch": epoch,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": lr,
             **{
                 f"train/{name}": float(total / max(totals[0], 1))
                 for name, total in zip(sums, totals[1:].tolist(), strict=True)
@@ -348,9 +372,16 @@ def _truncate_metrics(path: Path, start: int) -> None:
     """Drop metric lines of epochs that a resumed run will train again."""
     if not path.exists():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["epoch"] < start]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["epoch"] < start:
+                kept.append(line)
+        except (ValueError, KeyError):  # a line cut short by a kill
+            continue
+    partial = path.with_name(path.name + ".part")
+    partial.write_text("".join(line + "\n" for line in kept))
+    os.replace(partial, path)
 
 
 def _set_status(run_dir: Path, status: str, **fields: Any) -> None:
@@ -360,8 +391,8 @@ def _set_status(run_dir: Path, status: str, **fields: Any) -> None:
 
 def _diverged(run_dir: Path, main: bool, epoch: int, step: int, loss: float) -> None:
     reason = (
-        f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; the last good checkpoint "
-        "is kept. Lower train.lr or the distillation weights."
+        f"the loss became non-finite (rank 0: {loss:g}) at epoch {epoch + 1}, step {step + 1}; "
+        "the last good checkpoint is kept. Lower train.lr or the distillation weights."
     )
     log.error("run %s diverged: %s", run_dir.name, reason)
     if main:
@@ -392,7 +423,7 @@ def fit(
     config = apply_overrides(config, {"train.workers": 1})
     folder = dataset or dataset_folder(config)
     run_dir = run_dir or run_folder(config, study, variant)
-    record = prepare_run(config, folder, run_dir, workers=1)
+    record = prepare_run(config, folder, run_dir, "plain")
     if record["status"] == "running":
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
@@ -424,17 +455,17 @@ class DivergedError(UserError):
 
 
 def latest_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """The newest checkpoint of a run, whichever loop wrote it."""
-    candidates = [p for p in run_dir.glob(f"{CHECKPOINTS}/epoch-*") if (p / STATE).exists()]
-    candidates += [p for p in run_dir.glob("ray/checkpoint_*") if (p / STATE).exists()]
+    """The newest checkpoint of a run, whichever loop (plain or Ray) wrote it."""
+    candidates = checkpoint_folders(run_dir / CHECKPOINTS, "epoch-*")
+    candidates += checkpoint_folders(run_dir / "ray", "checkpoint_*")
     if not candidates:
         raise UserError(f"{run_dir}: no checkpoint (is it a run folder of `ikd train`?)")
-    newest = max(candidates, key=lambda p: load_state(p)["epoch"])
-    return load_state(newest)
+    return load_state(max(candidates, key=checkpoint_epoch))
 
 
-def load_run(run_dir: Path) -> tuple[Config, Method, dict[str, Any]]:
-    """A run's config, its method restored from the newest checkpoint, and its run record."""
+def load_run(run_dir: Path) -> tuple[Config, Method, dict[str, Any], int]:
+    """A run's config, its method restored from the newest checkpoint (eval mode), its run
+    record, and the checkpoint's epoch."""
     run_dir = Path(run_dir)
     saved = read_json(run_dir / CONFIG)
     record = read_json(run_dir / RUN)
@@ -442,8 +473,9 @@ def load_run(run_dir: Path) -> tuple[Config, Method, dict[str, Any]]:
         raise UserError(f"{run_dir}: not a run folder (no {CONFIG} / {RUN})")
     config = Config.from_dict(saved)
     method = build_method(config, record["num_identities"])
-    method.load_state_dict(latest_checkpoint(run_dir)["method"])
-    return config, method.eval(), record
+    state = latest_checkpoint(run_dir)
+    method.load_state_dict(state["method"])
+    return config, method.eval(), record, state["epoch"]
 
 
 def evaluate_run(run_dir: Path, split: str) -> dict[str, Any]:
@@ -453,12 +485,12 @@ def evaluate_run(run_dir: Path, split: str) -> dict[str, Any]:
     if split == "test" and (run_dir / TEST).exists():
         log.info("%s: test.json exists; the test split is evaluated once", run_dir.name)
         return json.loads((run_dir / TEST).read_text())
-    config, method, record = load_run(run_dir)
+    _, method, record, epoch = load_run(run_dir)
     if split == "test" and record.get("status") != "complete":
         raise UserError(f"{run_dir}: the run is {record.get('status')}; test only a finished run")
     samples = Samples.from_folder(Path(record["dataset"]), split)
     matrix = evaluate(method.predict, samples, record["num_identities"], 256, Context())
-    metrics = {"split": split, "epoch": config.train.epochs - 1, **summarize(matrix, split)}
+    metrics = {"split": split, "epoch": epoch, **summarize(matrix, split)}
     if split == "test":
         write_json(run_dir / TEST, metrics)
     return metrics

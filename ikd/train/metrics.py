@@ -31,6 +31,15 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics drift apart per rank within an
+    epoch; DDP syncs them only at the next forward), so all ranks evaluate one model — the one
+    rank 0 checkpoints. A no-op without a process group."""
+    if dist.is_available() and dist.is_initialized():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def per_identity_accuracy(matrix: torch.Tensor) -> torch.Tensor:
     """(N, N) confusion → (N,) float64 recall per identity, NaN where an identity has no sample."""
     support = matrix.sum(dim=1).to(torch.float64)

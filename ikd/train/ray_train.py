@@ -35,6 +35,7 @@ from ray.train import (
     FailureConfig,
     RunConfig,
     ScalingConfig,
+    TrainingFailedError,
 )
 from ray.train.torch import TorchTrainer, get_device, prepare_model
 
@@ -42,18 +43,21 @@ from ikd.config import Config, apply_overrides
 from ikd.data import schema
 from ikd.data.dataset import dataset_folder, read_json
 from ikd.data.pipeline import read_split
+from ikd.errors import UserError
 from ikd.train.data import Samples
 from ikd.train.loop import (
     KEEP_CHECKPOINTS,
     RUN,
-    STATE,
     Context,
     DivergedError,
+    checkpoint_epoch,
+    checkpoint_folders,
     evaluate_run,
     load_state,
     prepare_run,
     run_folder,
     train_loop,
+    write_state,
 )
 
 log = logging.getLogger(__name__)
@@ -70,7 +74,7 @@ class RayReporter:
             ray.train.report(metrics, checkpoint=None)
             return
         with tempfile.TemporaryDirectory() as folder:
-            torch.save(state, Path(folder) / STATE)
+            write_state(state, Path(folder))
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
 
     def latest(self) -> dict[str, Any] | None:
@@ -121,8 +125,16 @@ def scaling(config: Config) -> tuple[ScalingConfig, int]:
     cpus = max(1.0, resources.get("CPU", 1.0))
     workers = config.train.workers
     gpus = resources.get("GPU", 0)
+    if config.train.device == "cuda" and gpus < workers:
+        raise UserError(
+            f"train.device=cuda asks for {workers} GPUs; the cluster has {gpus:g} "
+            "(set train.workers or train.device=cpu)"
+        )
     use_gpu = config.train.device == "cuda" or (config.train.device == "auto" and gpus >= workers)
-    per_worker = max(0.25, (cpus - 0.5) / workers)
+    largest_node = max(
+        (node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=cpus
+    )
+    per_worker = max(0.25, min((cpus - 0.5) / workers, largest_node - 0.5))
     threads = config.train.threads or max(1, round(per_worker))
     return (
         ScalingConfig(
@@ -132,18 +144,9 @@ def scaling(config: Config) -> tuple[ScalingConfig, int]:
     )
 
 
-def _latest_checkpoint(run_dir: Path) -> Checkpoint | None:
-    """The newest Ray checkpoint of an interrupted run (a driver killed mid-run), if any."""
-    done = [p for p in (run_dir / RAY_STORAGE).glob("checkpoint_*") if (p / STATE).exists()]
-    if not done:
-        return None
-    return Checkpoint.from_directory(str(max(done, key=lambda p: load_state(p)["epoch"])))
-
-
 def _prune_checkpoints(run_dir: Path) -> None:
     """Keep the newest two checkpoints: after a worker failure Ray leaves older ones behind."""
-    done = [p for p in (run_dir / RAY_STORAGE).glob("checkpoint_*") if (p / STATE).exists()]
-    done.sort(key=lambda p: (load_state(p)["epoch"], p.name))
+    done = sorted(checkpoint_folders(run_dir / RAY_STORAGE, "checkpoint_*"), key=checkpoint_epoch)
     for old in done[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old)
 
@@ -164,7 +167,7 @@ def train_with_ray(
     not trained again; an interrupted one resumes from its newest checkpoint."""
     folder = dataset or dataset_folder(config)
     run_dir = run_dir or run_folder(config, study, variant)
-    record = prepare_run(config, folder, run_dir, workers=config.train.workers)
+    record = prepare_run(config, folder, run_dir, "ray")
     if record["status"] == "running":
         scaling_config, threads = scaling(config)
         if scaling_config.use_gpu:
@@ -192,7 +195,7 @@ def train_with_ray(
                 name=RAY_STORAGE,
                 storage_path=str(run_dir),
                 failure_config=FailureConfig(max_failures=max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=2),
+                checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
             ),
             # Materialised here, with the whole cluster: read tasks inside the workers would
             # wait for CPUs the workers hold (seen on 2 CPUs, DESIGN.md §7).
@@ -201,9 +204,14 @@ def train_with_ray(
                 for name in ("train", "val")
             },
             dataset_config=DataConfig(datasets_to_split=[]),
-            resume_from_checkpoint=_latest_checkpoint(run_dir),
         )
-        trainer.fit()
+        try:
+            trainer.fit()  # a re-run restores the newest checkpoint of <run_dir>/ray by itself
+        except TrainingFailedError as error:
+            raise UserError(
+                f"{run_dir}: training failed after {max_failures} restart(s): {error}. Run the "
+                "same command again to resume from the last checkpoint."
+            ) from None
         _prune_checkpoints(run_dir)
         if (read_json(run_dir / RUN) or {}).get("status") == "diverged":
             raise DivergedError(run_dir)

@@ -1,0 +1,140 @@
+"""Training costs: step time per method, Ray Train vs the plain loop, 2 workers vs 1.
+
+    python benchmarks/bench_train.py steps [--batch 128] [--steps 12] [--threads 2]
+    python benchmarks/bench_train.py epochs [--epochs 3]     # needs the laptop dataset built
+
+`steps`: fwd + bwd + Adam step of the resnet18 student on one laptop-sized batch (32² spectrograms),
+for baseline, vanilla_kd and identitykd, whose teacher outputs come from the dataset; and the naive
+alternative, identitykd plus a frozen InceptionResnetV1 forward on the batch's 80² faces every
+step. Median of `--steps` after 3 warm-up steps, methods interleaved round-robin so drifts in the
+machine's speed hit all alike.
+
+`epochs`: the laptop preset's identitykd, one epoch = training + full-val evaluation, median epoch
+seconds from metrics.jsonl (the first epoch dropped as warm-up): the plain loop in this process,
+Ray Train with 1 worker at the same torch thread count, and Ray Train with 2 workers (gloo DDP,
+one thread each). Prints Markdown rows for benchmarks/README.md.
+"""
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def steps(batch: int, count: int, threads: int) -> None:
+    import torch
+    from facenet_pytorch import InceptionResnetV1
+
+    from ikd.config import load_config
+    from ikd.methods import build_method
+    from ikd.models.teacher import standardize
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    n = 36
+    data = {
+        "spectrogram": torch.rand(batch, 3, 32, 32),
+        "identity": torch.randint(n, (batch,)),
+        "teacher_embedding": torch.nn.functional.normalize(torch.randn(batch, 512), dim=1),
+        "teacher_logits": torch.randn(batch, n),
+    }
+    faces = torch.randint(0, 256, (batch, 3, 80, 80), dtype=torch.uint8)
+    teacher = InceptionResnetV1(classify=False).eval().requires_grad_(False)
+    runs = {}
+    for name in ("baseline", "vanilla_kd", "identitykd", "identitykd + teacher forward"):
+        method = build_method(
+            load_config("laptop", [f"train.method={name.split()[0]}"], warn=False), n
+        )
+        optimizer = torch.optim.Adam(method.trainable().parameters(), lr=1e-4)
+        runs[name] = (method.train(), optimizer, name.endswith("forward"))
+
+    def step(method, optimizer, naive: bool) -> float:
+        start = time.perf_counter()
+        batch_data = data
+        if naive:
+            with torch.no_grad():
+                embedding = teacher(standardize(faces.float()))
+            batch_data = {**data, "teacher_embedding": embedding}
+        loss = method(batch_data)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(count + 3):
+        for name, run in runs.items():
+            seconds = step(*run)
+            if round_ >= 3:
+                times[name].append(seconds)
+    base = statistics.median(times["baseline"])
+    print(f"batch {batch} × 3×32², resnet18, {threads} torch threads, median of {count} steps\n")
+    print("| method | step (s) | vs baseline |\n|---|---|---|")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median:.3f} | {median / base:.2f}× |")
+
+
+def epochs(count: int) -> None:
+    import logging
+
+    from ikd.config import load_config
+    from ikd.data.pipeline import init_ray
+    from ikd.train.loop import fit
+    from ikd.train.ray_train import train_with_ray
+
+    logging.basicConfig(level=logging.WARNING)
+    root = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    common = ["train.method=identitykd", f"train.epochs={count}", "train.lr_milestones=[]"]
+
+    def median_epoch(run_dir: Path) -> float:
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        return statistics.median(json.loads(line)["seconds"] for line in lines[1:])
+
+    results = {}
+    plain = fit(
+        load_config("laptop", [*common, "train.threads=2"], warn=False),
+        run_dir=root / "plain",
+        progress=False,
+    )
+    results["plain loop, 2 threads"] = median_epoch(plain)
+    init_ray(2)
+    for label, extra in (
+        ("Ray Train, 1 worker, 2 threads", ["train.workers=1", "train.threads=2"]),
+        ("Ray Train, 2 workers, 1 thread each", ["train.workers=2", "train.threads=1"]),
+    ):
+        run_dir = train_with_ray(
+            load_config("laptop", [*common, *extra], warn=False),
+            run_dir=root / label.split(",")[1].strip().replace(" ", "-"),
+            progress=False,
+        )
+        results[label] = median_epoch(run_dir)
+    base = results["plain loop, 2 threads"]
+    print(f"laptop identitykd, median epoch of {count - 1} (train + full val)\n")
+    print("| loop | epoch (s) | vs plain |\n|---|---|---|")
+    for label, seconds in results.items():
+        print(f"| {label} | {seconds:.1f} | {seconds / base:.2f}× |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    step_parser = commands.add_parser("steps")
+    step_parser.add_argument("--batch", type=int, default=128)
+    step_parser.add_argument("--steps", type=int, default=12)
+    step_parser.add_argument("--threads", type=int, default=2)
+    epoch_parser = commands.add_parser("epochs")
+    epoch_parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    if args.command == "steps":
+        steps(args.batch, args.steps, args.threads)
+    else:
+        epochs(args.epochs)
+
+
+if __name__ == "__main__":
+    main()
