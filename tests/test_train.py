@@ -11,8 +11,9 @@ from ikd.errors import UserError
 from ikd.methods.baseline import Baseline
 from ikd.train import loop
 from ikd.train.data import Samples
-from ikd.train.loop import DivergedError, LocalCheckpoints, evaluate_run, fit
+from ikd.train.loop import evaluate_run, fit
 from ikd.train.metrics import confusion, summarize
+from ikd.train.runs import DivergedError, LocalCheckpoints, run_folder
 
 pytestmark = pytest.mark.slow
 
@@ -127,7 +128,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     monkeypatch.setattr(loop, "reseed", track)
     with pytest.raises(DivergedError, match="epoch 2, step 1"):
         fit(config, progress=False)
-    run_dir = loop.run_folder(apply_overrides(config, ["train.workers=1"]))
+    run_dir = run_folder(apply_overrides(config, ["train.workers=1"]))
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "diverged" and record["diverged"]["epoch"] == 1
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["epoch-0000"]

@@ -9,11 +9,8 @@ matrix summed over ranks, so rank 0 holds the whole split's values), one line of
 `metrics.jsonl`, one checkpoint (method + optimizer + scheduler state; the RNG streams are
 re-derived from (seed, epoch, rank), see data.py).
 
-A run folder `<runs_root>/<study>/<variant>-<run hash>-seed<seed>` holds `config.json` (the
-resolved config), `run.json` (status, dataset and teacher provenance), `metrics.jsonl`,
-checkpoints (the last two), and `test.json`, written once, only when test is asked for.
-A non-finite loss stops the run itself (`status: diverged`, the last good checkpoint kept): it is
-not an exception, which Ray Train would retry.
+Run folders and checkpoints live in runs.py. A non-finite loss stops the run itself (`status:
+diverged`, the last good checkpoint kept): it is not an exception, which Ray Train would retry.
 """
 
 from __future__ import annotations
@@ -23,18 +20,17 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from ikd.config import DATA_SECTIONS, Config, apply_overrides
-from ikd.data.dataset import dataset_folder, read_json, read_manifest, write_json
+from ikd.config import Config, apply_overrides
+from ikd.data.dataset import dataset_folder, read_json, write_json
 from ikd.errors import UserError
 from ikd.methods import Method, build_method
 from ikd.train.data import Samples, reseed
@@ -45,12 +41,23 @@ from ikd.train.metrics import (
     per_identity_accuracy,
     summarize,
 )
+from ikd.train.runs import (
+    CONFIG,
+    METRICS,
+    RUN,
+    TEST,
+    DivergedError,
+    LocalCheckpoints,
+    Reporter,
+    latest_checkpoint,
+    prepare_run,
+    run_folder,
+    set_status,
+    truncate_metrics,
+)
 
 log = logging.getLogger(__name__)
 
-CONFIG, RUN, METRICS, TEST = "config.json", "run.json", "metrics.jsonl", "test.json"
-CHECKPOINTS, STATE, EPOCH = "checkpoints", "state.pt", "epoch.json"
-KEEP_CHECKPOINTS = 2
 CPU = torch.device("cpu")
 
 
@@ -62,139 +69,7 @@ class Context:
     world: int = 1
     device: torch.device = CPU
     progress: bool = True
-
-
-class Reporter(Protocol):
-    """Where epochs go: every epoch's metrics with a checkpoint, and the latest one back."""
-
-    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None: ...
-
-    def latest(self) -> dict[str, Any] | None: ...
-
-
-class LocalCheckpoints:
-    """The plain loop's reporter: `checkpoints/epoch-NNNN/state.pt`, the last two kept."""
-
-    def __init__(self, run_dir: Path, keep: int = KEEP_CHECKPOINTS) -> None:
-        self.folder = run_dir / CHECKPOINTS
-        self.keep = keep
-
-    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        if state is None:
-            return
-        target = self.folder / f"epoch-{metrics['epoch']:04d}"
-        partial = target.with_name(target.name + ".part")  # a killed writer leaves no half one
-        shutil.rmtree(partial, ignore_errors=True)
-        write_state(state, partial)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(partial, target)
-        for old in sorted(checkpoint_folders(self.folder, "epoch-*"))[: -self.keep]:
-            shutil.rmtree(old)
-
-    def latest(self) -> dict[str, Any] | None:
-        done = sorted(checkpoint_folders(self.folder, "epoch-*"))
-        return load_state(done[-1]) if done else None
-
-
-def write_state(state: dict[str, Any], folder: Path) -> None:
-    """A checkpoint folder: state.pt and, to find the newest without loading it, epoch.json."""
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(state, folder / STATE)
-    write_json(folder / EPOCH, {"epoch": state["epoch"]})
-
-
-def checkpoint_folders(folder: Path, pattern: str) -> list[Path]:
-    """Complete checkpoint folders matching `pattern` in `folder`."""
-    return [p for p in folder.glob(pattern) if (p / EPOCH).exists()]
-
-
-def checkpoint_epoch(folder: Path) -> int:
-    return read_json(folder / EPOCH)["epoch"]
-
-
-def load_state(folder: str | os.PathLike) -> dict[str, Any]:
-    return torch.load(Path(folder) / STATE, map_location="cpu", weights_only=False)
-
-
-def variant_name(config: Config) -> str:
-    """The default variant: the method, plus the student when it is not the paper's resnet18."""
-    student = config.train.student
-    return config.train.method if student == "resnet18" else f"{config.train.method}-{student}"
-
-
-def run_folder(config: Config, study: str = "train", variant: str | None = None) -> Path:
-    """<runs_root>/<study>/<variant>-<run hash>-seed<seed>, absolute; no timestamps."""
-    name = f"{variant or variant_name(config)}-{config.run_hash()}-seed{config.train.seed}"
-    return (Path(config.train.runs_root) / study / name).resolve()
-
-
-def check_dataset(config: Config, folder: Path) -> dict[str, Any]:
-    """The manifest of a finished dataset built with this config's data settings, or a UserError
-    naming what differs."""
-    manifest = read_manifest(folder)
-    if manifest is None or manifest.get("status") != "complete":
-        raise UserError(
-            f"{folder}: no finished dataset there; build it with `ikd data build --preset {config.preset}`"
-        )
-    if manifest["data_hash"] != config.data_hash():
-        built = Config.from_dict(manifest["config"]).to_dict()
-        ours = config.to_dict()
-        differences = [
-            f"{section}.{key}={built[section][key]!r} (run: {ours[section][key]!r})"
-            for section in DATA_SECTIONS
-            if section != "preset"
-            for key in ours[section]
-            if section != "data" or key != "root"
-            if built[section][key] != ours[section][key]
-        ]
-        if built["preset"] != ours["preset"]:
-            differences.insert(0, f"preset={built['preset']!r} (run: {ours['preset']!r})")
-        raise UserError(
-            f"{folder} was built with other data settings than this run's: "
-            + ", ".join(differences or ["the dataset format"])
-        )
-    return manifest
-
-
-def prepare_run(config: Config, folder: Path, run_dir: Path, loop: str) -> dict[str, Any]:
-    """Check the dataset, write config.json and run.json; refuse to resume a run whose dataset
-    (teacher included) has changed since it started. Returns the run record."""
-    manifest = check_dataset(config, folder)
-    record = {
-        "status": "running",
-        "run_hash": config.run_hash(),
-        "seed": config.train.seed,
-        "method": config.train.method,
-        "student": config.train.student,
-        "loop": loop,  # "ray" or "plain": their checkpoints live in different folders
-        "workers": config.train.workers,
-        "dataset": str(folder),
-        "data_hash": manifest["data_hash"],
-        "synthetic": manifest["synthetic"],
-        "teacher": manifest["teacher"],
-        "num_identities": manifest["shapes"]["num_identities"],
-        "shapes": manifest["shapes"],
-        "versions": {"torch": torch.__version__},
-    }
-    previous = read_json(run_dir / RUN)
-    if previous is not None and previous.get("teacher") != manifest["teacher"]:
-        raise UserError(
-            f"{run_dir} was trained against another teacher ({previous['teacher'].get('source')}, "
-            f"{previous['teacher'].get('backbone_sha256', '')[:12]}) than {folder} now holds; "
-            "delete the run folder to start it again"
-        )
-    if previous is not None and previous.get("status") == "running" and previous["loop"] != loop:
-        raise UserError(
-            f"{run_dir} was started {'with' if previous['loop'] == 'ray' else 'without'} Ray; "
-            f"resume it the same way ({'drop' if previous['loop'] == 'ray' else 'add'} --no-ray)"
-        )
-    if previous is not None and previous.get("status") == "diverged":
-        raise DivergedError(run_dir)
-    if previous is not None and previous.get("status") == "complete":
-        return previous
-    write_json(run_dir / CONFIG, config.to_dict())
-    write_json(run_dir / RUN, record)
-    return record
+    bar: Callable[..., Any] = tqdm  # progress bar class (Ray workers: ray.experimental.tqdm_ray)
 
 
 def _accumulate(sums: dict[str, float], out: dict[str, torch.Tensor], size: int) -> None:
@@ -267,7 +142,7 @@ def train_loop(
         log.info("resuming %s at epoch %d", run_dir.name, start + 1)
     main = context.rank == 0
     if main:
-        _truncate_metrics(run_dir / METRICS, start)
+        truncate_metrics(run_dir / METRICS, start)
     per_rank_batch = t.batch_size // context.world  # the config checks it divides
     eval_batch = max(per_rank_batch, 256)
     for epoch in range(start, t.epochs):
@@ -286,14 +161,9 @@ def train_loop(
             world=context.world,
         )
         steps = len(train) // context.world // per_rank_batch
-        bar = tqdm(
-            batches,
-            total=steps,
-            desc=f"epoch {epoch + 1}/{t.epochs}",
-            unit="step",
-            leave=False,
-            disable=not (context.progress and main),
-        )
+        title = f"epoch {epoch + 1}/{t.epochs}"
+        bar = context.bar(batches, total=steps, desc=title, unit="step")
+        bar = bar if context.progress and main else batches
         for step, batch in enumerate(bar):
             batch = {name: value.to(context.device) for name, value in batch.items()}
             out = method(batch)
@@ -310,7 +180,13 @@ def train_loop(
             hits = (out["logits"].argmax(dim=1).cpu() == labels).long()
             correct[0].index_add_(0, labels, hits)
             correct[1].index_add_(0, labels, torch.ones_like(labels))
-            bar.set_postfix({k.removeprefix("loss/"): f"{v / seen:.3f}" for k, v in sums.items()})
+            if bar is not batches:  # live loss terms (set_description: tqdm_ray has no postfix)
+                terms = " ".join(
+                    f"{k.removeprefix('loss/')} {v / seen:.3f}" for k, v in sums.items()
+                )
+                bar.set_description(f"{title}: {terms}")
+        if bar is not batches:
+            bar.close()
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         broadcast_buffers(method.net)
@@ -364,29 +240,8 @@ def train_loop(
         if fail_at_epoch == epoch and context.rank == context.world - 1:
             _fail_once(run_dir)
     if main:
-        _set_status(run_dir, "complete", epochs_done=t.epochs)
+        set_status(run_dir, "complete", epochs_done=t.epochs)
     return "complete"
-
-
-def _truncate_metrics(path: Path, start: int) -> None:
-    """Drop metric lines of epochs that a resumed run will train again."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["epoch"] < start:
-                kept.append(line)
-        except (ValueError, KeyError):  # a line cut short by a kill
-            continue
-    partial = path.with_name(path.name + ".part")
-    partial.write_text("".join(line + "\n" for line in kept))
-    os.replace(partial, path)
-
-
-def _set_status(run_dir: Path, status: str, **fields: Any) -> None:
-    record = read_json(run_dir / RUN) or {}
-    write_json(run_dir / RUN, {**record, "status": status, **fields})
 
 
 def _diverged(run_dir: Path, main: bool, epoch: int, step: int, loss: float) -> None:
@@ -396,7 +251,7 @@ def _diverged(run_dir: Path, main: bool, epoch: int, step: int, loss: float) -> 
     )
     log.error("run %s diverged: %s", run_dir.name, reason)
     if main:
-        _set_status(run_dir, "diverged", diverged={"epoch": epoch, "step": step, "reason": reason})
+        set_status(run_dir, "diverged", diverged={"epoch": epoch, "step": step, "reason": reason})
 
 
 def _fail_once(run_dir: Path) -> None:
@@ -444,23 +299,6 @@ def fit(
     if evaluate_test:
         evaluate_run(run_dir, "test")
     return run_dir
-
-
-class DivergedError(UserError):
-    """A run stopped itself on a non-finite loss (run.json says where)."""
-
-    def __init__(self, run_dir: Path) -> None:
-        record = read_json(run_dir / RUN) or {}
-        super().__init__(f"{run_dir}: {record.get('diverged', {}).get('reason', 'diverged')}")
-
-
-def latest_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """The newest checkpoint of a run, whichever loop (plain or Ray) wrote it."""
-    candidates = checkpoint_folders(run_dir / CHECKPOINTS, "epoch-*")
-    candidates += checkpoint_folders(run_dir / "ray", "checkpoint_*")
-    if not candidates:
-        raise UserError(f"{run_dir}: no checkpoint (is it a run folder of `ikd train`?)")
-    return load_state(max(candidates, key=checkpoint_epoch))
 
 
 def load_run(run_dir: Path) -> tuple[Config, Method, dict[str, Any], int]:

@@ -28,6 +28,7 @@ from typing import Any
 import ray
 import ray.train
 import torch
+from ray.experimental import tqdm_ray
 from ray.train import (
     Checkpoint,
     CheckpointConfig,
@@ -45,18 +46,16 @@ from ikd.data.dataset import dataset_folder, read_json
 from ikd.data.pipeline import read_split
 from ikd.errors import UserError
 from ikd.train.data import Samples
-from ikd.train.loop import (
+from ikd.train.loop import Context, evaluate_run, train_loop
+from ikd.train.runs import (
     KEEP_CHECKPOINTS,
     RUN,
-    Context,
     DivergedError,
     checkpoint_epoch,
     checkpoint_folders,
-    evaluate_run,
     load_state,
     prepare_run,
     run_folder,
-    train_loop,
     write_state,
 )
 
@@ -112,6 +111,7 @@ def _worker(setup: dict[str, Any]) -> None:
             world=context.get_world_size(),
             device=get_device(),
             progress=setup["progress"],
+            bar=tqdm_ray.tqdm,  # drawn by the driver, not forwarded line by line
         ),
         reporter=RayReporter(),
         wrap=prepare_model,

@@ -1,0 +1,197 @@
+"""Run folders: names, records, checkpoints — what plain `fit`, Ray Train and Tune share.
+
+A run folder `<runs_root>/<study>/<variant>-<run hash>-seed<seed>` (no timestamps) holds
+`config.json` (the resolved config), `run.json` (status, loop, dataset and teacher provenance),
+`metrics.jsonl` (a line per epoch), the last two checkpoints (`checkpoints/epoch-NNNN/` in-process,
+`ray/checkpoint_*/` under Ray Train; each `state.pt` + `epoch.json`), and `test.json`, written
+once, only when test is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from ikd.config import DATA_SECTIONS, Config
+from ikd.data.dataset import read_json, read_manifest, write_json
+from ikd.errors import UserError
+
+CONFIG, RUN, METRICS, TEST = "config.json", "run.json", "metrics.jsonl", "test.json"
+CHECKPOINTS, STATE, EPOCH = "checkpoints", "state.pt", "epoch.json"
+KEEP_CHECKPOINTS = 2
+
+
+class Reporter(Protocol):
+    """Where epochs go: every epoch's metrics with a checkpoint, and the latest one back."""
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None: ...
+
+    def latest(self) -> dict[str, Any] | None: ...
+
+
+class LocalCheckpoints:
+    """The plain loop's reporter: `checkpoints/epoch-NNNN/state.pt`, the last two kept."""
+
+    def __init__(self, run_dir: Path, keep: int = KEEP_CHECKPOINTS) -> None:
+        self.folder = run_dir / CHECKPOINTS
+        self.keep = keep
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        if state is None:
+            return
+        target = self.folder / f"epoch-{metrics['epoch']:04d}"
+        partial = target.with_name(target.name + ".part")  # a killed writer leaves no half one
+        shutil.rmtree(partial, ignore_errors=True)
+        write_state(state, partial)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
+        for old in sorted(checkpoint_folders(self.folder, "epoch-*"))[: -self.keep]:
+            shutil.rmtree(old)
+
+    def latest(self) -> dict[str, Any] | None:
+        done = sorted(checkpoint_folders(self.folder, "epoch-*"))
+        return load_state(done[-1]) if done else None
+
+
+def write_state(state: dict[str, Any], folder: Path) -> None:
+    """A checkpoint folder: state.pt and, to find the newest without loading it, epoch.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / STATE)
+    write_json(folder / EPOCH, {"epoch": state["epoch"]})
+
+
+def checkpoint_folders(folder: Path, pattern: str) -> list[Path]:
+    """Complete checkpoint folders matching `pattern` in `folder`."""
+    return [p for p in folder.glob(pattern) if (p / EPOCH).exists()]
+
+
+def checkpoint_epoch(folder: Path) -> int:
+    return read_json(folder / EPOCH)["epoch"]
+
+
+def load_state(folder: str | os.PathLike) -> dict[str, Any]:
+    return torch.load(Path(folder) / STATE, map_location="cpu", weights_only=False)
+
+
+def variant_name(config: Config) -> str:
+    """The default variant: the method, plus the student when it is not the paper's resnet18."""
+    student = config.train.student
+    return config.train.method if student == "resnet18" else f"{config.train.method}-{student}"
+
+
+def run_folder(config: Config, study: str = "train", variant: str | None = None) -> Path:
+    """<runs_root>/<study>/<variant>-<run hash>-seed<seed>, absolute; no timestamps."""
+    name = f"{variant or variant_name(config)}-{config.run_hash()}-seed{config.train.seed}"
+    return (Path(config.train.runs_root) / study / name).resolve()
+
+
+def check_dataset(config: Config, folder: Path) -> dict[str, Any]:
+    """The manifest of a finished dataset built with this config's data settings, or a UserError
+    naming what differs."""
+    manifest = read_manifest(folder)
+    if manifest is None or manifest.get("status") != "complete":
+        raise UserError(
+            f"{folder}: no finished dataset there; build it with `ikd data build --preset {config.preset}`"
+        )
+    if manifest["data_hash"] != config.data_hash():
+        built = Config.from_dict(manifest["config"]).to_dict()
+        ours = config.to_dict()
+        differences = [
+            f"{section}.{key}={built[section][key]!r} (run: {ours[section][key]!r})"
+            for section in DATA_SECTIONS
+            if section != "preset"
+            for key in ours[section]
+            if section != "data" or key != "root"
+            if built[section][key] != ours[section][key]
+        ]
+        if built["preset"] != ours["preset"]:
+            differences.insert(0, f"preset={built['preset']!r} (run: {ours['preset']!r})")
+        raise UserError(
+            f"{folder} was built with other data settings than this run's: "
+            + ", ".join(differences or ["the dataset format"])
+        )
+    return manifest
+
+
+def prepare_run(config: Config, folder: Path, run_dir: Path, loop: str) -> dict[str, Any]:
+    """Check the dataset, write config.json and run.json; refuse to resume a run whose dataset
+    (teacher included) has changed since it started. Returns the run record."""
+    manifest = check_dataset(config, folder)
+    record = {
+        "status": "running",
+        "run_hash": config.run_hash(),
+        "seed": config.train.seed,
+        "method": config.train.method,
+        "student": config.train.student,
+        "loop": loop,  # "ray" or "plain": their checkpoints live in different folders
+        "workers": config.train.workers,
+        "dataset": str(folder),
+        "data_hash": manifest["data_hash"],
+        "synthetic": manifest["synthetic"],
+        "teacher": manifest["teacher"],
+        "num_identities": manifest["shapes"]["num_identities"],
+        "shapes": manifest["shapes"],
+        "versions": {"torch": torch.__version__},
+    }
+    previous = read_json(run_dir / RUN)
+    if previous is not None and previous.get("teacher") != manifest["teacher"]:
+        raise UserError(
+            f"{run_dir} was trained against another teacher ({previous['teacher'].get('source')}, "
+            f"{previous['teacher'].get('backbone_sha256', '')[:12]}) than {folder} now holds; "
+            "delete the run folder to start it again"
+        )
+    if previous is not None and previous.get("status") == "running" and previous["loop"] != loop:
+        raise UserError(
+            f"{run_dir} was started {'with' if previous['loop'] == 'ray' else 'without'} Ray; "
+            f"resume it the same way ({'drop' if previous['loop'] == 'ray' else 'add'} --no-ray)"
+        )
+    if previous is not None and previous.get("status") == "diverged":
+        raise DivergedError(run_dir)
+    if previous is not None and previous.get("status") == "complete":
+        return previous
+    write_json(run_dir / CONFIG, config.to_dict())
+    write_json(run_dir / RUN, record)
+    return record
+
+
+def truncate_metrics(path: Path, start: int) -> None:
+    """Drop metric lines of epochs that a resumed run will train again."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["epoch"] < start:
+                kept.append(line)
+        except (ValueError, KeyError):  # a line cut short by a kill
+            continue
+    partial = path.with_name(path.name + ".part")
+    partial.write_text("".join(line + "\n" for line in kept))
+    os.replace(partial, path)
+
+
+def set_status(run_dir: Path, status: str, **fields: Any) -> None:
+    record = read_json(run_dir / RUN) or {}
+    write_json(run_dir / RUN, {**record, "status": status, **fields})
+
+
+class DivergedError(UserError):
+    """A run stopped itself on a non-finite loss (run.json says where)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        record = read_json(run_dir / RUN) or {}
+        super().__init__(f"{run_dir}: {record.get('diverged', {}).get('reason', 'diverged')}")
+
+
+def latest_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """The newest checkpoint of a run, whichever loop (plain or Ray) wrote it."""
+    candidates = checkpoint_folders(run_dir / CHECKPOINTS, "epoch-*")
+    candidates += checkpoint_folders(run_dir / "ray", "checkpoint_*")
+    if not candidates:
+        raise UserError(f"{run_dir}: no checkpoint (is it a run folder of `ikd train`?)")
+    return load_state(max(candidates, key=checkpoint_epoch))
