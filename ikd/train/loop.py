@@ -168,7 +168,7 @@ def train_loop(
             batch = {name: value.to(context.device) for name, value in batch.items()}
             out = method(batch)
             if not _all_finite(out["loss"]):
-                _diverged(run_dir, main, epoch, step, float(out["loss"]))
+                _diverged(run_dir, main, epoch, step, float(out["loss"].detach()))
                 return "diverged"
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
