@@ -78,6 +78,14 @@ def _log1mexp(log_p: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _batch_log_probabilities(
+    anchor: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, tau: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p_ij = log softmax_j(sim(a_i, t_j)/τ) (B, B), and the positive mask [y_i = y_j] (B, B)."""
+    log_p = F.log_softmax(similarities(anchor, target) / tau, dim=1)
+    return log_p, (labels[:, None] == labels[None, :]).to(log_p.dtype)
+
+
 def multi_positive_contrast(
     anchor: torch.Tensor,
     target: torch.Tensor,
@@ -95,8 +103,7 @@ def multi_positive_contrast(
     p^t; eq. 10 anchor = p^s, target = p (fused). CFKD uses the same form (Chen et al. CVPR 2021,
     CCL's multi-positive NCE) in both directions.
     """
-    log_p = F.log_softmax(similarities(anchor, target) / tau, dim=1)  # (B, B)
-    positive = (labels[:, None] == labels[None, :]).to(log_p.dtype)
+    log_p, positive = _batch_log_probabilities(anchor, target, labels, tau)
     negative = 1 - positive
     positives = -(log_p * positive).sum(dim=1) / positive.sum(dim=1)
     negatives = -(_log1mexp(log_p) * negative).sum(dim=1) / negative.sum(dim=1).clamp(min=1)
@@ -113,8 +120,7 @@ def kl_contrast(
     """Table 5's KL variant of eqs. 9–10: KL(q_i ‖ p_i) with q_ij = 1/B_p on anchor i's positives
     (0 elsewhere) and p_ij = softmax_j(sim(a_i, t_j)/τ), i.e.
     L_i = Σ_{j: y_j = y_i} (1/B_p)·(log(1/B_p) − log p_ij)."""
-    log_p = F.log_softmax(similarities(anchor, target) / tau, dim=1)
-    positive = (labels[:, None] == labels[None, :]).to(log_p.dtype)
+    log_p, positive = _batch_log_probabilities(anchor, target, labels, tau)
     count = positive.sum(dim=1)
     per_sample = -(log_p * positive).sum(dim=1) / count - torch.log(count)
     return _reduce(per_sample, reduction)

@@ -283,7 +283,7 @@ def read_split(folder: str | os.PathLike, split: str, *, decode: bool = True) ->
     shapes = shapes_of(manifest)
     columns = list(schema.SAMPLE_COLUMNS)
     dataset = ray.data.read_parquet(
-        str(folder / DATA), columns=[*columns, schema.SPLIT], ray_remote_args={"num_cpus": 0.25}
+        str(folder / DATA), columns=[*columns, schema.SPLIT], num_cpus=0.25
     ).filter(expr=col(schema.SPLIT) == split)
     if not decode:
         return dataset.select_columns(columns)

@@ -102,6 +102,18 @@ class IdentityWise(nn.Module):
         self.register_buffer("margin", torch.full((num_identities,), float(margin0)))
         self.register_buffer("beta", torch.full((num_identities,), float(beta0)))
 
+    @classmethod
+    def from_params(cls, num_identities: int, params: Any) -> IdentityWise:
+        """From a method's `Params` holding λ1, λ2, m0, β0 and the warm-up."""
+        return cls(
+            num_identities,
+            lambda1=params.lambda1,
+            lambda2=params.lambda2,
+            margin0=params.margin0,
+            beta0=params.beta0,
+            warmup_epochs=params.warmup_epochs,
+        )
+
     def update(self, epoch: int, accuracy: torch.Tensor) -> None:
         """`epoch` just ended (0-based) with per-identity training accuracy (N,) (NaN: absent)."""
         if epoch + 1 < self.warmup_epochs:

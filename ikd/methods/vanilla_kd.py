@@ -30,14 +30,7 @@ class VanillaKD(Method):
 
     def __init__(self, params: VanillaKDParams, student: str, num_identities: int) -> None:
         super().__init__(params, student, num_identities)
-        self.identity_wise = IdentityWise(
-            num_identities,
-            lambda1=params.lambda1,
-            lambda2=params.lambda2,
-            margin0=params.margin0,
-            beta0=params.beta0,
-            warmup_epochs=params.warmup_epochs,
-        )
+        self.identity_wise = IdentityWise.from_params(num_identities, params)
 
     def losses(
         self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
