@@ -20,8 +20,8 @@ def child(cpus: int, walks: int, repeats: int) -> None:
     import numpy as np
     import ray
 
+    from ikd.cluster import init_ray
     from ikd.config import load_config
-    from ikd.data.pipeline import init_ray
     from ikd.radar.captures import walk_windows_batch
 
     init_ray(cpus)  # the pipeline's own Ray and Ray Data settings

@@ -80,37 +80,34 @@ def steps(batch: int, count: int, threads: int) -> None:
 def epochs(count: int) -> None:
     import logging
 
-    from ikd.config import load_config
-    from ikd.data.pipeline import init_ray
-    from ikd.train.loop import fit
-    from ikd.train.ray_train import train_with_ray
+    from ikd.cluster import init_ray
+    from ikd.train.driver import train_driver
 
     logging.basicConfig(level=logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="bench_train_"))
-    common = ["train.method=identitykd", f"train.epochs={count}", "train.lr_milestones=[]"]
+    common = {
+        "preset": "laptop",
+        "progress": False,
+        "train.runs_root": str(root),
+        "train.method": "identitykd",
+        "train.epochs": count,
+        "train.lr_milestones": "[]",
+    }
 
     def median_epoch(run_dir: Path) -> float:
         lines = (run_dir / "metrics.jsonl").read_text().splitlines()
         return statistics.median(json.loads(line)["seconds"] for line in lines[1:])
 
     results = {}
-    plain = fit(
-        load_config("laptop", [*common, "train.threads=2"], warn=False),
-        run_dir=root / "plain",
-        progress=False,
-    )
+    plain = train_driver({**common, "study": "plain", "loop": "plain", "train.threads": 2})
     results["plain loop, 2 threads"] = median_epoch(plain)
     init_ray(2)
-    for label, extra in (
-        ("Ray Train, 1 worker, 2 threads", ["train.workers=1", "train.threads=2"]),
-        ("Ray Train, 2 workers, 1 thread each", ["train.workers=2", "train.threads=1"]),
+    for label, workers, threads in (
+        ("Ray Train, 1 worker, 2 threads", 1, 2),
+        ("Ray Train, 2 workers, 1 thread each", 2, 1),
     ):
-        run_dir = train_with_ray(
-            load_config("laptop", [*common, *extra], warn=False),
-            run_dir=root / label.split(",")[1].strip().replace(" ", "-"),
-            progress=False,
-        )
-        results[label] = median_epoch(run_dir)
+        extra = {"study": f"ray-{workers}", "train.workers": workers, "train.threads": threads}
+        results[label] = median_epoch(train_driver({**common, "loop": "ray", **extra}))
     base = results["plain loop, 2 threads"]
     print(f"laptop identitykd, median epoch of {count - 1} (train + full val)\n")
     print("| loop | epoch (s) | vs plain |\n|---|---|---|")

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ikd.config import PRESETS, Config, load_config
+from ikd.config import PRESETS, Config, load_config, split_override
 from ikd.errors import UserError
 
 log = logging.getLogger("ikd")
@@ -147,9 +147,11 @@ def _parser() -> argparse.ArgumentParser:
         help="train a method on the built dataset with Ray Train; evaluate gait-only on val",
         description="Train one method (Table 3) on the preset's dataset with `train.workers` Ray Train "
         "workers (DDP: gloo on CPUs, nccl on GPUs; a dead worker is restarted and the run resumes "
-        "from its last checkpoint). The run folder <train.runs_root>/<study>/<variant>-<run hash>-"
-        "seed<seed> holds config.json, run.json, metrics.jsonl (a line per epoch) and the last two "
-        "checkpoints. A finished run is not trained again; an interrupted one resumes.",
+        "from its last checkpoint). The run folder <train.runs_root>/<study>/<stage>/<variant>-"
+        "<run hash>-seed<seed> holds config.json, run.json, metrics.jsonl (a line per epoch) and "
+        "the last two checkpoints. A finished run is not trained again; an interrupted one resumes. "
+        "Each method's settings are its own config section: identitykd.tau=0.1, "
+        "vanilla_kd.temperature=2, cfkd.temperature=0.07, mkd.margin=0.3 (README, Settings).",
     )
     _common(fit)
     _ray_options(fit)
@@ -159,6 +161,12 @@ def _parser() -> argparse.ArgumentParser:
         help="baseline | vanilla_kd | cfkd | mkd | identitykd (default: train.method, identitykd)",
     )
     fit.add_argument("--study", default="train", help="run folder group (default: train)")
+    fit.add_argument(
+        "--stage",
+        choices=["tune", "final"],
+        default="final",
+        help="final (default) or tune: a tuning run never reads the test split",
+    )
     fit.add_argument(
         "--name", default=None, help="variant name in the run folder (default: method[-student])"
     )
@@ -225,34 +233,37 @@ def _build(args: argparse.Namespace) -> None:
 
 
 def _teacher_train(args: argparse.Namespace) -> None:
-    from ikd.models.teacher import read_teacher_info
+    from ikd.data.dataset import TEACHER
+    from ikd.train.teacher import read_teacher_info
 
     folder = _build_dataset(_config(args), args, "teacher")
-    info = read_teacher_info(folder / "teacher")
+    info = read_teacher_info(folder / TEACHER)
     log.info("teacher: %s; face accuracy %.3f on val", info.source, info.face_accuracy_val)
 
 
 def _train(args: argparse.Namespace) -> None:
+    from ikd.train.driver import train_driver
+
     if args.method is not None:
         args.overrides = [f"train.method={args.method}", *args.overrides]
-    config = _config(args)
+    _config(args)  # a mistake in the overrides is reported before anything starts
     start = time.perf_counter()
-    options = {
-        "dataset": args.dataset.resolve() if args.dataset else None,
-        "study": args.study,
-        "variant": args.name,
-        "evaluate_test": args.test,
-    }
-    if args.no_ray:
-        from ikd.train.loop import fit
-
-        run_dir = fit(config, **options)
-    else:
-        from ikd.data.pipeline import init_ray
-        from ikd.train.ray_train import train_with_ray
+    if not args.no_ray:
+        from ikd.cluster import init_ray
 
         init_ray(args.num_cpus)
-        run_dir = train_with_ray(config, **options)
+    run_dir = train_driver(
+        {
+            "preset": args.preset,
+            "study": args.study,
+            "stage": args.stage,
+            "variant": args.name,
+            "dataset": str(args.dataset.resolve()) if args.dataset else None,
+            "test": args.test,
+            "loop": "plain" if args.no_ray else "ray",
+            **dict(map(split_override, args.overrides)),
+        }
+    )
     log.info("%s in %.0f s", run_dir, time.perf_counter() - start)
     _show_metrics(run_dir)
 
@@ -260,7 +271,9 @@ def _train(args: argparse.Namespace) -> None:
 def _show_metrics(run_dir: Path) -> None:
     import json
 
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    from ikd.train.runs import METRICS, TEST
+
+    lines = (run_dir / METRICS).read_text().splitlines()
     last = json.loads(lines[-1])
     log.info(
         "epoch %d: val acc %.4f, macro recall %.4f, macro F1 %.4f, worst identity %.4f",
@@ -270,8 +283,8 @@ def _show_metrics(run_dir: Path) -> None:
         last["val/f1"],
         last["val/worst_acc"],
     )
-    if (run_dir / "test.json").exists():
-        test = json.loads((run_dir / "test.json").read_text())
+    if (run_dir / TEST).exists():
+        test = json.loads((run_dir / TEST).read_text())
         log.info(
             "test: acc %.4f, macro recall %.4f, macro F1 %.4f, worst identity %.4f",
             test["test/acc"],
@@ -284,7 +297,7 @@ def _show_metrics(run_dir: Path) -> None:
 def _eval(args: argparse.Namespace) -> None:
     import json
 
-    from ikd.train.loop import evaluate_run
+    from ikd.train.driver import evaluate_run
 
     metrics = evaluate_run(args.run_dir.resolve(), args.split)
     print(json.dumps(metrics, indent=2))
@@ -297,7 +310,8 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _build_dataset(config: Config, args: argparse.Namespace, stop_after: str) -> Path:
-    from ikd.data.pipeline import build_dataset, init_ray
+    from ikd.cluster import init_ray
+    from ikd.data.pipeline import build_dataset
 
     init_ray(args.num_cpus)
     start = time.perf_counter()
@@ -307,15 +321,16 @@ def _build_dataset(config: Config, args: argparse.Namespace, stop_after: str) ->
 
 
 def _print_report(folder: Path) -> None:
+    from ikd.data.dataset import open_dataset
     from ikd.data.report import write_report
 
-    markdown, png = write_report(folder)
+    markdown, png = write_report(open_dataset(folder))
     print(markdown.read_text())
     log.info("report: %s, %s", markdown, png)
 
 
 def _simulate(args: argparse.Namespace) -> None:
-    from ikd.radar.captures import capture_folder_bytes, simulate_captures
+    from ikd.data.export import capture_folder_bytes, simulate_captures
 
     config = _config(args)
     size = capture_folder_bytes(config)

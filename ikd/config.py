@@ -4,6 +4,11 @@ One mechanism serves every entry point: a config is built from the `paper` defau
 chosen preset's dotted overrides, then the user's (``radar.num_chirps=100`` on the command line,
 and later Ray Tune's sampled values). Unknown keys raise and name the nearest valid key.
 
+Sections: the data and training settings below, and one section per method holding only that
+method's hyperparameters (`identitykd.tau`, `vanilla_kd.temperature`, …), defined once in
+`ikd.method_params`. This module imports neither torch nor any method: a config is cheap to build
+anywhere (a Tune driver, a CLI's `--help`).
+
     >>> cfg = load_config("smoke", ["radar.num_chirps=48"])
     >>> cfg.radar.num_chirps
     48
@@ -23,7 +28,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ikd.errors import ConfigError
+from ikd.errors import ConfigError, require
+from ikd.method_params import (
+    PARAMS,
+    CFKDParams,
+    IdentityKDParams,
+    MKDParams,
+    Section,
+    VanillaKDParams,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +71,16 @@ class RadarConfig:
             "chirp_period_s",
             "frame_period_s",
         ):
-            _require(getattr(self, name) > 0, f"radar.{name} must be > 0")
-        _require(self.num_samples >= 8, "radar.num_samples must be ≥ 8")
-        _require(self.num_chirps >= 8, "radar.num_chirps must be ≥ 8")
-        _require(self.num_rx >= 1, "radar.num_rx must be ≥ 1")
-        _require(
+            require(getattr(self, name) > 0, f"radar.{name} must be > 0")
+        require(self.num_samples >= 8, "radar.num_samples must be ≥ 8")
+        require(self.num_chirps >= 8, "radar.num_chirps must be ≥ 8")
+        require(self.num_rx >= 1, "radar.num_rx must be ≥ 1")
+        require(
             self.num_samples / self.sample_rate_hz <= self.chirp_period_s,
             f"radar: {self.num_samples} samples at {self.sample_rate_hz:g} Hz do not fit in a "
             f"{self.chirp_period_s:g} s chirp",
         )
-        _require(
+        require(
             self.num_chirps * self.chirp_period_s <= self.frame_period_s * (1 + 1e-9),
             f"radar: {self.num_chirps} chirps of {self.chirp_period_s:g} s do not fit in a "
             f"{self.frame_period_s:g} s frame",
@@ -108,16 +121,14 @@ class SyntheticConfig:
     adc_full_scale: float = 2048.0  # noise σ at int16 full scale in .bin: 16 counts per σ
 
     def __post_init__(self) -> None:
-        _require(self.num_identities >= 2, "synthetic.num_identities must be ≥ 2")
-        _require(
+        require(self.num_identities >= 2, "synthetic.num_identities must be ≥ 2")
+        require(
             1 <= self.walks_per_identity < 1000,
             "synthetic.walks_per_identity must lie in [1, 1000)",
         )
         # The synthetic room is ~9 m deep: longer walks would leave the range band (scene.py).
-        _require(
-            0 < self.walk_duration_s <= 4.5, "synthetic.walk_duration_s must lie in (0, 4.5] s"
-        )
-        _require(self.adc_full_scale > 0, "synthetic.adc_full_scale must be > 0")
+        require(0 < self.walk_duration_s <= 4.5, "synthetic.walk_duration_s must lie in (0, 4.5] s")
+        require(self.adc_full_scale > 0, "synthetic.adc_full_scale must be > 0")
 
 
 @dataclass(frozen=True)
@@ -134,15 +145,13 @@ class DSPConfig:
     image_size: int = 256  # the paper's 256×256 spectrograms
 
     def __post_init__(self) -> None:
-        _require(
-            0 <= self.range_min_m < self.range_max_m, "dsp: need 0 ≤ range_min_m < range_max_m"
-        )
-        _require(self.track_half_width_m >= 0, "dsp.track_half_width_m must be ≥ 0")
-        _require(self.doppler_window >= 0, "dsp.doppler_window must be ≥ 0")
-        _require(self.dynamic_range_db > 0, "dsp.dynamic_range_db must be > 0")
-        _require(self.window_frames >= 2, "dsp.window_frames must be ≥ 2")
-        _require(self.hop_frames >= 1, "dsp.hop_frames must be ≥ 1")
-        _require(self.image_size >= 8, "dsp.image_size must be ≥ 8")
+        require(0 <= self.range_min_m < self.range_max_m, "dsp: need 0 ≤ range_min_m < range_max_m")
+        require(self.track_half_width_m >= 0, "dsp.track_half_width_m must be ≥ 0")
+        require(self.doppler_window >= 0, "dsp.doppler_window must be ≥ 0")
+        require(self.dynamic_range_db > 0, "dsp.dynamic_range_db must be > 0")
+        require(self.window_frames >= 2, "dsp.window_frames must be ≥ 2")
+        require(self.hop_frames >= 1, "dsp.hop_frames must be ≥ 1")
+        require(self.image_size >= 8, "dsp.image_size must be ≥ 8")
 
 
 @dataclass(frozen=True)
@@ -154,12 +163,12 @@ class FaceConfig:
     views: int = 4  # K augmented views per face whose teacher outputs the dataset stores (≤ 1024)
 
     def __post_init__(self) -> None:
-        _require(
+        require(
             self.image_size >= 80,
             "face.image_size must be ≥ 80 (InceptionResnetV1's smallest input)",
         )
-        _require(self.frame_rate_hz > 0, "face.frame_rate_hz must be > 0")
-        _require(1 <= self.views <= 1024, "face.views must lie in [1, 1024]")
+        require(self.frame_rate_hz > 0, "face.frame_rate_hz must be > 0")
+        require(1 <= self.views <= 1024, "face.views must lie in [1, 1024]")
 
 
 @dataclass(frozen=True)
@@ -177,15 +186,15 @@ class TeacherConfig:
     seed: int = 0  # the teacher's initialisation and augmentation order
 
     def __post_init__(self) -> None:
-        _require(
+        require(
             self.source in ("auto", "pretrained", "trained"),
             "teacher.source must be auto, pretrained or trained",
         )
         for name in ("epochs", "batch_size", "classifier_epochs", "classifier_patience"):
-            _require(getattr(self, name) >= 1, f"teacher.{name} must be ≥ 1")
+            require(getattr(self, name) >= 1, f"teacher.{name} must be ≥ 1")
         for name in ("lr", "classifier_lr"):
-            _require(getattr(self, name) > 0, f"teacher.{name} must be > 0")
-        _require(self.classifier_weight_decay >= 0, "teacher.classifier_weight_decay must be ≥ 0")
+            require(getattr(self, name) > 0, f"teacher.{name} must be > 0")
+        require(self.classifier_weight_decay >= 0, "teacher.classifier_weight_decay must be ≥ 0")
 
 
 @dataclass(frozen=True)
@@ -199,7 +208,7 @@ class DataConfig:
     test_fraction: float = 0.2
 
     def __post_init__(self) -> None:
-        _require(
+        require(
             self.val_fraction > 0
             and self.test_fraction > 0
             and self.val_fraction + self.test_fraction < 1,
@@ -217,82 +226,40 @@ class TrainConfig:
     lr_milestones: tuple[int, ...] = (100, 150)  # MultiStepLR; the paper gives no milestones
     lr_decay: float = 0.1
     seed: int = 0  # initialisation, data order and face-view choice; the dataset split is fixed
-    method: str = "identitykd"  # ikd.methods.METHODS
-    student: str = "resnet18"  # ikd.models.students.STUDENTS (Table 4)
+    method: str = "identitykd"  # baseline | vanilla_kd | cfkd | mkd | identitykd (PARAMS)
+    student: str = "resnet18"  # resnet18 | mobilenet | efficientnet | vgg16 (Table 4)
     workers: int = 2  # Ray Train workers; batch_size is the global batch, split across them
     device: str = "auto"  # auto (GPUs when the cluster has them) | cpu | cuda
     threads: int = 0  # torch threads per worker; 0: the worker's share of the CPUs
-    runs_root: str = "runs"  # runs live in <runs_root>/<study>/<variant>-<run hash>-seed<seed>
+    runs_root: str = "runs"  # runs live in <runs_root>/<study>/<stage>/<variant>-<hash>-seed<seed>
 
     def __post_init__(self) -> None:
-        _require(self.epochs >= 1, "train.epochs must be ≥ 1")
-        _require(self.workers >= 1, "train.workers must be ≥ 1")
-        _require(
+        require(self.epochs >= 1, "train.epochs must be ≥ 1")
+        require(self.workers >= 1, "train.workers must be ≥ 1")
+        require(
             self.batch_size % self.workers == 0 and self.batch_size // self.workers >= 2,
             f"train.batch_size={self.batch_size} must split into train.workers={self.workers} "
             "equal batches of ≥ 2 (it is the global batch)",
         )
-        _require(self.threads >= 0, "train.threads must be ≥ 0")
-        _require(
+        require(self.threads >= 0, "train.threads must be ≥ 0")
+        require(
             self.device in DEVICES, f"train.device={self.device!r}; choose from {list(DEVICES)}"
         )
-        from ikd.methods import METHODS  # late: the methods import torch and this module
-        from ikd.models.students import STUDENTS
-
-        _require(
-            self.method in METHODS,
-            f"unknown method {self.method!r}{_suggest(self.method, METHODS)} (choose from {list(METHODS)})",
+        require(
+            self.method in PARAMS,
+            f"unknown method {self.method!r}{suggest(self.method, PARAMS)} (choose from {list(PARAMS)})",
         )
-        _require(
+        require(
             self.student in STUDENTS,
-            f"unknown student {self.student!r}{_suggest(self.student, STUDENTS)} (choose from {list(STUDENTS)})",
+            f"unknown student {self.student!r}{suggest(self.student, STUDENTS)} (choose from {list(STUDENTS)})",
         )
-        _require(
+        require(
             self.batch_size >= 2, "train.batch_size must be ≥ 2 (contrastive losses need pairs)"
         )
-        _require(self.lr > 0, "train.lr must be > 0")
-        _require(
+        require(self.lr > 0, "train.lr must be > 0")
+        require(
             list(self.lr_milestones) == sorted(self.lr_milestones),
             "train.lr_milestones must ascend",
-        )
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """IdentityKD's symbols with the paper's values (§3.4, §4.1; DESIGN.md §5)."""
-
-    gamma: float = 0.8  # γ: weight of L_st against L_sp in L_cs (eq. 11)
-    tau: float = 5.0  # τ: contrast temperature as printed (DESIGN.md §5 explains why it is tuned)
-    lambda1: float = 0.5  # λ1: margin scaling, m_i = (λ1 + A_i)·m0 (eq. 12)
-    lambda2: float = 0.4  # λ2: regularisation scaling, β_i = (λ2 + A_i)·β0 (eq. 13)
-    margin0: float = 8 / 255  # m0, CFA's base margin
-    beta0: float = 6.0  # β0, CFA's base regularisation weight
-    delta1: float = 1.0  # δ1: weight of L_cs (eq. 15); the paper leaves it open
-    delta2: float = 1.0  # δ2: weight of L_KD (eq. 15); the paper leaves it open
-    contrast: str = "nce"  # L_cs as eqs. 9–10 (nce) or its KL variant (Table 5)
-    temperature: float = 4.0  # T of every logit KD term (Hinton; eq. 14's KL); the paper gives none
-    warmup_epochs: int = 5  # m, β first set after this many epochs (0 and 1: after the first)
-    fawa_decay: float = 0.88  # CFA's fairness-aware weight averaging: EMA decay per kept epoch
-    fawa_threshold: float = 0.2  # … keeping epochs whose worst-identity val accuracy ≥ this
-    alpha: float = 1.0  # weight of the distillation term of vanilla KD and MKD
-    identity_wise: bool = False  # vanilla KD with eqs. 12–14's margins and β (Fig. 4)
-    cfkd_temperature: float = 0.1  # CFKD's contrast temperature (CCL's image setting)
-    mkd_margin: float = (
-        0.2  # MKD: cosine margin other identities' teacher embeddings must stay under
-    )
-
-    def __post_init__(self) -> None:
-        _require(0 <= self.gamma <= 1, "distill.gamma must lie in [0, 1]")
-        for name in ("tau", "temperature", "cfkd_temperature"):
-            _require(getattr(self, name) > 0, f"distill.{name} must be > 0")
-        for name in ("lambda1", "lambda2", "margin0", "beta0", "delta1", "delta2", "alpha"):
-            _require(getattr(self, name) >= 0, f"distill.{name} must be ≥ 0")
-        _require(self.warmup_epochs >= 0, "distill.warmup_epochs must be ≥ 0")
-        _require(0 <= self.fawa_decay < 1, "distill.fawa_decay must lie in [0, 1)")
-        _require(-1 <= self.mkd_margin <= 1, "distill.mkd_margin must lie in [-1, 1]")
-        _require(
-            self.contrast in CONTRASTS,
-            f"distill.contrast={self.contrast!r}; choose from {list(CONTRASTS)}",
         )
 
 
@@ -308,23 +275,27 @@ class Config:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
+    # Each method's own section (ikd/method_params.py); a run depends only on its method's.
+    vanilla_kd: VanillaKDParams = field(default_factory=VanillaKDParams)
+    cfkd: CFKDParams = field(default_factory=CFKDParams)
+    mkd: MKDParams = field(default_factory=MKDParams)
+    identitykd: IdentityKDParams = field(default_factory=IdentityKDParams)
 
     def __post_init__(self) -> None:
-        _require(
+        require(
             self.preset in PRESETS, f"unknown preset {self.preset!r}; choose from {list(PRESETS)}"
         )
         doppler = self.dsp.doppler_window or self.radar.num_chirps
-        _require(
+        require(
             doppler <= self.radar.num_chirps,
             f"dsp.doppler_window={doppler} exceeds radar.num_chirps={self.radar.num_chirps}",
         )
-        _require(
+        require(
             self.dsp.window_frames <= self.num_frames,
             f"dsp.window_frames={self.dsp.window_frames} exceeds the {self.num_frames} frames of a "
             f"{self.synthetic.walk_duration_s:g} s walk",
         )
-        _require(
+        require(
             all(0 < m < self.train.epochs for m in self.train.lr_milestones),
             f"train.lr_milestones {self.train.lr_milestones} must lie inside (0, train.epochs={self.train.epochs})",
         )
@@ -348,17 +319,12 @@ class Config:
 
     def hash(self) -> str:
         """A short stable hash of the resolved config (12 hex digits)."""
-        return _digest(self.to_dict())
+        return digest(self.to_dict())
 
-    def run_hash(self) -> str:
-        """Hash of what a run's results depend on: not where files live, the seed or threads.
-
-        Runs of one variant with different seeds share it (the seed is in the run's name).
-        """
-        data = self.to_dict()
-        del data["data"]["root"], data["train"]["runs_root"]
-        del data["train"]["seed"], data["train"]["threads"]
-        return _digest(data)
+    def method_params(self) -> Section:
+        """The chosen method's (`train.method`) section: its `Params`."""
+        section = getattr(self, self.train.method, None)
+        return section if section is not None else PARAMS[self.train.method]()
 
     def data_hash(self) -> str:
         """Hash of what the dataset depends on (not training): names and keys the dataset."""
@@ -366,17 +332,19 @@ class Config:
         data = {
             k: v for k, v in self.to_dict()["data"].items() if k != "root"
         }  # moving keeps the name
-        return _digest({"format": DATA_FORMAT, **sections, "data": data})
+        return digest({"format": DATA_FORMAT, **sections, "data": data})
 
 
 DEVICES = ("auto", "cpu", "cuda")
-CONTRASTS = ("nce", "kl")
+# The students of Table 4 (ikd.models.students.STUDENTS builds them; a test checks the names).
+STUDENTS = ("resnet18", "mobilenet", "efficientnet", "vgg16")
 DATA_SECTIONS = ("preset", "radar", "synthetic", "dsp", "face", "teacher", "data")
 # Bump when the code changes what a dataset holds (generator, DSP, schema): old datasets rebuild.
 DATA_FORMAT = 1
 
 
-def _digest(data: Any) -> str:
+def digest(data: Any) -> str:
+    """A short stable hash (12 hex digits) of JSON-able data, key order ignored."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -394,7 +362,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "teacher.epochs": 6,
         "train.epochs": 10,
         "train.lr_milestones": (6, 8),
-        "distill.warmup_epochs": 2,
+        "identitykd.warmup_epochs": 2,
+        "vanilla_kd.warmup_epochs": 2,
     },
     "smoke": {
         "radar.num_samples": 128,
@@ -412,7 +381,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.epochs": 1,
         "train.batch_size": 16,
         "train.lr_milestones": (),
-        "distill.warmup_epochs": 0,
+        "identitykd.warmup_epochs": 0,
+        "vanilla_kd.warmup_epochs": 0,
     },
 }
 
@@ -432,7 +402,7 @@ def load_config(
         warn: log where the result samples the scene more coarsely than the paper.
     """
     if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}{_suggest(preset, PRESETS)}")
+        raise ConfigError(f"unknown preset {preset!r}{suggest(preset, PRESETS)}")
     config = apply_overrides(Config(preset=preset), PRESETS[preset])
     config = apply_overrides(config, overrides)
     notes = reductions(config)
@@ -445,7 +415,7 @@ def load_config(
 
 def apply_overrides(config: Config, overrides: Iterable[str] | Mapping[str, Any]) -> Config:
     """Return a copy of `config` with dotted overrides applied (strict: unknown keys raise)."""
-    items = overrides.items() if isinstance(overrides, Mapping) else map(_split, overrides)
+    items = overrides.items() if isinstance(overrides, Mapping) else map(split_override, overrides)
     data = config.to_dict()
     for key, value in items:
         section, field_type = _resolve(key)
@@ -491,17 +461,14 @@ def dotted_keys(cls: type = Config, prefix: str = "") -> dict[str, Any]:
     return keys
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def _suggest(name: str, valid: Iterable[str]) -> str:
+def suggest(name: str, valid: Iterable[str]) -> str:
+    """ "; did you mean 'x'?" for the valid name nearest to `name`, or "" when none is near."""
     close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _split(item: str) -> tuple[str, str]:
+def split_override(item: str) -> tuple[str, str]:
+    """ "section.key=value" → ("section.key", "value")."""
     if "=" not in item:
         raise ConfigError(
             f"override {item!r} is not of the form key=value (e.g. radar.num_chirps=100)"
@@ -517,7 +484,7 @@ def _resolve(key: str) -> tuple[list[str], Any]:
             "the preset is chosen with --preset (or load_config's preset), not an override"
         )
     if key not in keys:
-        raise ConfigError(f"unknown config key {key!r}{_suggest(key, keys)}")
+        raise ConfigError(f"unknown config key {key!r}{suggest(key, keys)}")
     return key.split(".")[:-1], keys[key]
 
 
@@ -549,7 +516,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
-            raise ConfigError(f"unknown config key {prefix + key!r}{_suggest(key, names)}")
+            raise ConfigError(f"unknown config key {prefix + key!r}{suggest(key, names)}")
     kwargs = {}
     for name, value in data.items():
         kind = hints[name]

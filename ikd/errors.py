@@ -11,3 +11,9 @@ class ConfigError(UserError, ValueError):
 
 class CaptureError(UserError, ValueError):
     """A radar capture that cannot be used: truncated, mis-sized, or holding NaNs."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise a `ConfigError` with `message` unless `condition` holds (config validation)."""
+    if not condition:
+        raise ConfigError(message)

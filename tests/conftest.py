@@ -15,7 +15,7 @@ def ray_session():
     """One local Ray with 2 CPUs for every test that needs it (each start costs seconds)."""
     import ray
 
-    from ikd.data.pipeline import init_ray
+    from ikd.cluster import init_ray
 
     init_ray(num_cpus=2)
     yield ray

@@ -6,7 +6,14 @@ from pathlib import Path
 import ikd
 
 PACKAGE = Path(ikd.__file__).parent
-RAY_LAYER = {"data/pipeline.py", "train/ray_train.py", "cli.py", "study.py", "jobs.py"}
+RAY_LAYER = {
+    "cluster.py",
+    "data/pipeline.py",
+    "train/ray_train.py",
+    "cli.py",
+    "study.py",
+    "jobs.py",
+}
 
 
 def _modules():
@@ -14,21 +21,28 @@ def _modules():
         yield path.relative_to(PACKAGE).as_posix(), ast.parse(path.read_text())
 
 
+def _imports(tree: ast.AST) -> set[str]:
+    """Every module a file imports, at any depth (function-level imports included)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.add(node.module or "")
+    return found
+
+
+def _imports_of(prefix: str) -> dict[str, set[str]]:
+    return {name: _imports(tree) for name, tree in _modules() if name.startswith(prefix)}
+
+
 def test_ray_is_imported_only_in_the_ray_layer():
     for name, tree in _modules():
         if name in RAY_LAYER or name.startswith("tune/"):
             continue
-        for node in ast.walk(tree):
-            modules = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else []
-            )
-            assert not any(m == "ray" or m.startswith("ray.") for m in modules), (
-                f"ikd/{name} imports ray"
-            )
+        assert not any(m == "ray" or m.startswith("ray.") for m in _imports(tree)), (
+            f"ikd/{name} imports ray"
+        )
 
 
 def test_library_code_logs_instead_of_printing():
@@ -41,3 +55,29 @@ def test_library_code_logs_instead_of_printing():
             if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"
         ]
         assert not calls, f"ikd/{name} calls print()"
+
+
+def test_the_config_imports_no_method_model_or_torch():
+    for name in ("config.py", "method_params.py", "errors.py", "files.py"):
+        imported = _imports_of(name)[name]
+        assert not any(
+            m.split(".")[0] == "torch" or m.startswith(("ikd.methods", "ikd.models", "ikd.train"))
+            for m in imported
+        ), (name, imported)
+
+
+def test_radar_and_face_do_not_import_each_other():
+    for name, imported in _imports_of("radar/").items():
+        assert not any(m.startswith("ikd.face") for m in imported), name
+    for name, imported in _imports_of("face/").items():
+        assert not any(m.startswith("ikd.radar") for m in imported), name
+
+
+def test_models_do_not_import_the_dataset_schema_or_training():
+    for name, imported in _imports_of("models/").items():
+        assert not any(m.startswith(("ikd.data", "ikd.train")) for m in imported), name
+
+
+def test_the_ground_floor_imports_nothing_of_ikd():
+    for name in ("errors.py", "files.py"):
+        assert not any(m.startswith("ikd") for m in _imports_of(name)[name]), name

@@ -1,12 +1,17 @@
 import dataclasses
 import json
 import logging
+import subprocess
+import sys
+import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ikd.config import PRESETS, Config, apply_overrides, dotted_keys, load_config
 from ikd.errors import ConfigError
+from ikd.method_params import PARAMS
 
 
 def test_defaults_are_the_papers_radar_reading():
@@ -63,8 +68,8 @@ def test_a_json_round_trip_is_exact_tuples_included():
 def test_the_papers_training_defaults():
     config = Config()
     assert (config.train.epochs, config.train.batch_size, config.train.lr) == (200, 128, 1e-4)
-    assert (config.distill.gamma, config.distill.tau) == (0.8, 5.0)
-    assert (config.distill.lambda1, config.distill.lambda2) == (0.5, 0.4)
+    assert (config.identitykd.gamma, config.identitykd.tau) == (0.8, 5.0)
+    assert (config.identitykd.lambda1, config.identitykd.lambda2) == (0.5, 0.4)
 
 
 def test_the_preset_is_not_an_override():
@@ -144,10 +149,10 @@ def test_every_dotted_key_is_overridable():
 def test_numpy_scalars_from_tuners_are_accepted():
     config = apply_overrides(
         load_config("smoke", warn=False),
-        {"radar.num_chirps": np.int64(48), "distill.tau": np.float32(0.5)},
+        {"radar.num_chirps": np.int64(48), "identitykd.tau": np.float32(0.5)},
     )
     assert config.radar.num_chirps == 48 and type(config.radar.num_chirps) is int
-    assert type(config.distill.tau) is float
+    assert type(config.identitykd.tau) is float
 
 
 @pytest.mark.parametrize(
@@ -155,11 +160,64 @@ def test_numpy_scalars_from_tuners_are_accepted():
     [
         "radar.sample_rate_hz=0",
         "synthetic.walk_duration_s=inf",
-        "distill.tau=nan",
+        "identitykd.tau=nan",
         "train.epochs=3",
-        "distill.delta1=-1",
+        "identitykd.delta1=-1",
+        "identitykd.contrast=dot",
+        "vanilla_kd.lambda1=-0.1",
+        "cfkd.temperature=0",
+        "mkd.margin=2",
     ],
 )
 def test_impossible_values_are_config_errors(override):
     with pytest.raises(ConfigError):
         load_config("laptop", [override])
+
+
+def test_importing_and_building_a_config_loads_neither_torch_nor_any_method():
+    code = (
+        "import sys; from ikd.config import Config, load_config; Config(); "
+        "load_config('laptop', ['identitykd.tau=0.1'], warn=False); "
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', "
+        "'ikd.methods', 'ikd.models', 'ikd.train'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_every_method_with_settings_has_its_own_section_of_its_own_symbols():
+    fields = {f.name: f.type for f in dataclasses.fields(Config)}
+    assert "distill" not in fields
+    for name, params in PARAMS.items():
+        if dataclasses.fields(params):
+            assert typing.get_type_hints(Config)[name] is params, name
+        # keys are the paper's symbols, never prefixed with a method's name
+        for field in dataclasses.fields(params):
+            assert not any(field.name.startswith(f"{method}_") for method in PARAMS), field.name
+    config = load_config("smoke", ["train.method=baseline"], warn=False)
+    assert config.method_params() == PARAMS["baseline"]()  # no settings yet, so no section
+    config = load_config("smoke", ["train.method=cfkd", "cfkd.temperature=0.07"], warn=False)
+    assert config.method_params() is config.cfkd and config.cfkd.temperature == 0.07
+
+
+def test_a_shared_setting_is_defined_once_but_set_per_method():
+    config = load_config("smoke", ["vanilla_kd.lambda1=0.3"], warn=False)
+    assert (config.vanilla_kd.lambda1, config.identitykd.lambda1) == (0.3, 0.5)
+    laptop = load_config("laptop", warn=False)
+    assert laptop.identitykd.warmup_epochs == laptop.vanilla_kd.warmup_epochs == 2
+
+
+def test_an_unknown_method_key_names_the_nearest_key_of_that_section():
+    with pytest.raises(ConfigError, match=r"did you mean 'identitykd\.tau'"):
+        load_config("smoke", ["identitykd.taus=0.1"])
+    with pytest.raises(ConfigError, match=r"did you mean 'cfkd\.temperature'"):
+        load_config("smoke", ["cfkd.temperatur=0.1"])
+    with pytest.raises(ConfigError, match=r"unknown config key 'distill\.tau'"):
+        load_config("smoke", ["distill.tau=0.1"])
+
+
+def test_the_readme_lists_every_dotted_key():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    missing = [key for key in dotted_keys() if key != "preset" and f"`{key}`" not in readme]
+    assert not missing

@@ -9,9 +9,20 @@ import pytest
 
 from ikd.config import apply_overrides, load_config
 from ikd.data import schema
-from ikd.data.dataset import DATA, MANIFEST, PAIRS, TEACHER, PairedDataset, read_manifest
+from ikd.data.dataset import (
+    DATA,
+    DONE,
+    MANIFEST,
+    PAIRS,
+    TEACHER,
+    PairedDataset,
+    finished_manifest,
+    open_dataset,
+)
+from ikd.data.export import simulate_captures
 from ikd.errors import UserError
-from ikd.radar.captures import read_metadata, simulate_captures
+from ikd.radar.captures import read_metadata
+from ikd.train.teacher import INFO
 
 pytestmark = pytest.mark.slow
 
@@ -24,8 +35,9 @@ def built(smoke_dataset):
 def test_the_smoke_preset_builds_end_to_end_in_well_under_a_minute(built):
     config, folder, seconds = built
     assert seconds < 60
-    manifest = read_manifest(folder)
-    assert manifest["status"] == "complete" and manifest["data_hash"] == config.data_hash()
+    manifest = finished_manifest(folder)
+    assert manifest is not None and manifest["data_hash"] == config.data_hash()
+    assert open_dataset(folder, config).manifest == manifest
     assert manifest["teacher"]["source"].startswith("trained")  # no VGGFace2 weights here
     assert (
         manifest["counts"]["total"] + len(manifest["dropped"]) == 4 * 6 * 2
@@ -59,9 +71,10 @@ def test_both_readers_yield_identical_samples(built):
     from ikd.data.pipeline import read_split
 
     _, folder, _ = built
+    dataset = open_dataset(folder)
     for split in schema.SPLITS:
-        plain = PairedDataset(folder, split)
-        rows = read_split(folder, split).take_all()
+        plain = PairedDataset(dataset, split)
+        rows = read_split(dataset, split).take_all()
         assert [int(r["key"]) for r in rows] == [int(plain[i]["key"]) for i in range(len(plain))]
         for index, row in enumerate(rows):
             sample = plain[index]
@@ -73,7 +86,7 @@ def test_both_readers_yield_identical_samples(built):
                     index,
                     name,
                 )
-    sample = PairedDataset(folder, "train")[0]
+    sample = PairedDataset(dataset, "train")[0]
     assert sample["spectrogram"].shape == (3, 32, 32) and sample["teacher_logits"].shape == (2, 4)
 
 
@@ -93,15 +106,15 @@ def test_an_interrupted_build_resumes_at_its_first_unfinished_stage(built):
     from ikd.data.pipeline import build_dataset
 
     config, folder, _ = built
-    pairs_done = (folder / PAIRS / "_DONE.json").stat().st_mtime_ns
-    teacher = (folder / TEACHER / "teacher.json").read_text()
-    expected = PairedDataset(folder, "test")[0]
+    pairs_done = (folder / PAIRS / DONE).stat().st_mtime_ns
+    teacher = (folder / TEACHER / INFO).read_text()
+    expected = PairedDataset(open_dataset(folder), "test")[0]
     (folder / MANIFEST).unlink()
     shutil.rmtree(folder / DATA)  # as if killed during the views stage
     build_dataset(config, progress=False)
-    assert (folder / PAIRS / "_DONE.json").stat().st_mtime_ns == pairs_done
-    assert (folder / TEACHER / "teacher.json").read_text() == teacher
-    again = PairedDataset(folder, "test")[0]
+    assert (folder / PAIRS / DONE).stat().st_mtime_ns == pairs_done
+    assert (folder / TEACHER / INFO).read_text() == teacher
+    again = PairedDataset(open_dataset(folder), "test")[0]
     assert all(np.array_equal(again[k].numpy(), expected[k].numpy()) for k in expected)
 
 
@@ -109,13 +122,11 @@ def test_views_made_by_another_teacher_are_rebuilt(built):
     from ikd.data.pipeline import build_dataset
 
     config, folder, _ = built
-    marker = json.loads((folder / DATA / "_DONE.json").read_text())
-    (folder / DATA / "_DONE.json").write_text(
-        json.dumps({**marker, "classifier_sha256": "another"})
-    )
+    marker = json.loads((folder / DATA / DONE).read_text())
+    (folder / DATA / DONE).write_text(json.dumps({**marker, "classifier_sha256": "another"}))
     (folder / MANIFEST).unlink()
     build_dataset(config, progress=False)
-    assert json.loads((folder / DATA / "_DONE.json").read_text()) == marker
+    assert json.loads((folder / DATA / DONE).read_text()) == marker
 
 
 def test_a_capture_folder_with_another_radar_names_the_overrides(ray_session, tmp_path):
@@ -152,7 +163,7 @@ def test_a_real_capture_folder_skips_bad_records_and_names_them(ray_session, tmp
         frame.write_bytes(b"garbage")  # every frame of one walk unreadable
     real = apply_overrides(config, {"data.captures": str(captures)})
     folder = build_dataset(real, progress=False)
-    manifest = read_manifest(folder)
+    manifest = open_dataset(folder, real).manifest
     errors = [d["error"] for d in manifest["dropped"]]
     assert any(entries[1]["file"] in e and "truncated" in e for e in errors)
     assert any("unreadable frame" in e for e in errors)

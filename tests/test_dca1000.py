@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from ikd.config import apply_overrides
+from ikd.data.export import simulate_captures
 from ikd.errors import CaptureError
 from ikd.radar.captures import (
     capture_rows,
     capture_windows_batch,
     iter_walk_windows,
     read_metadata,
-    simulate_captures,
 )
 from ikd.radar.dca1000 import quantize, read_bin, write_bin
 from ikd.radar.dsp import num_windows, walk_spectrogram

@@ -8,8 +8,8 @@ from PIL import Image
 
 from ikd.config import apply_overrides
 from ikd.data import schema
+from ikd.data.pairs import RealFaces, synthetic_faces_batch, synthetic_pairs_batch
 from ikd.face import synthetic
-from ikd.face.pairs import RealFaces, synthetic_faces_batch, synthetic_pairs_batch
 from ikd.radar.captures import walk_windows_batch
 
 

@@ -2,25 +2,29 @@
 method"): named loss terms, who receives gradient from what, gait-only prediction, per-identity
 state across epochs, fairness-aware weight averaging, checkpoints and config validation.
 
-Every method is built the way training builds it: `load_config("smoke", ...)` then
-`build_method(config, num_identities=4)`, on a tiny batch of eight 32×32 spectrograms with two
-samples per identity.
+Every method is built the way training builds it — `load_config("smoke", ...)` then
+`build_method(config, num_identities=4, student)` — training a tiny stand-in student (one conv
+layer with BatchNorm, then the students' shared 512-d projection and classifier) on a batch of
+eight 32×32 spectrograms with two samples per identity. Section 8 tests the real students.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ikd.config import DistillConfig, load_config
+from ikd.config import STUDENTS as STUDENT_NAMES
+from ikd.config import load_config
 from ikd.errors import ConfigError
+from ikd.method_params import PARAMS
 from ikd.methods import METHODS, build_method
-from ikd.methods.base import Method, params_from
+from ikd.methods.base import Method
 from ikd.models.students import STUDENTS, Student
 
 N = 4  # identities
@@ -28,25 +32,88 @@ LABELS = [0, 0, 1, 1, 2, 2, 3, 3]  # repeated: every anchor has a positive besid
 B = len(LABELS)
 SIZE = 32
 
-# Every method under its own name, plus the two variants the paper's tables use.
-CASES: dict[str, tuple[str, tuple[str, ...]]] = {
-    **{name: (name, ()) for name in METHODS},
-    "vanilla_kd-identity_wise": ("vanilla_kd", ("distill.identity_wise=true",)),
-    "identitykd-kl": ("identitykd", ("distill.contrast=kl",)),
-}
-IDENTITYKD = {"identitykd", "identitykd-kl"}
-IDENTITY_WISE = ["identitykd", "vanilla_kd-identity_wise"]
+Terms = dict[str, torch.Tensor]
 
-# The unweighted named terms each case logs (besides `loss`).
-TERMS = {
-    "baseline": {"ce"},
-    "vanilla_kd": {"ce", "kl"},
-    "vanilla_kd-identity_wise": {"ce", "kl", "kd"},
-    "cfkd": {"ce", "composer_ce", "contrast", "jsd"},
-    "mkd": {"ce", "margin"},
-    "identitykd": {"cs", "st", "sp", "kd", "ce", "kl", "composer_ce"},
-    "identitykd-kl": {"cs", "st", "sp", "kd", "ce", "kl", "composer_ce"},
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """A method as a table row: its overrides, the unweighted terms it logs (besides `loss`), how
+    its terms combine at `WEIGHTS` (name → expected value), and which state it carries."""
+
+    method: str
+    overrides: tuple[str, ...]
+    terms: frozenset[str]
+    combine: Callable[[Terms], Terms]
+    composer: bool = False  # trains a composer (eq. 6 / CCL)
+    identity_wise: bool = False  # eqs. 12–14's per-identity margins and β
+    averaged: bool = False  # FAWA: evaluates a weight average of the student
+
+
+# Non-default weights, so the combination checks see every weight act.
+WEIGHTS = (
+    "vanilla_kd.alpha=0.5",
+    "mkd.alpha=0.5",
+    "identitykd.delta1=0.3",
+    "identitykd.delta2=2.0",
+    "identitykd.gamma=0.7",
+)
+IDENTITYKD_TERMS = frozenset({"cs", "st", "sp", "kd", "ce", "kl", "composer_ce"})
+
+
+def _identitykd(t: Terms) -> Terms:
+    return {
+        "loss": 0.3 * t["cs"] + 2.0 * t["kd"] + t["composer_ce"],
+        "cs": 0.7 * t["st"] + 0.3 * t["sp"],
+    }
+
+
+# Every method under its own name, plus the two variants the paper's tables use.
+CASES: dict[str, Case] = {
+    "baseline": Case("baseline", (), frozenset({"ce"}), lambda t: {"loss": t["ce"]}),
+    "vanilla_kd": Case(
+        "vanilla_kd",
+        (),
+        frozenset({"ce", "kl"}),
+        lambda t: {"loss": t["ce"] + 0.5 * t["kl"]},
+    ),
+    "vanilla_kd-identity_wise": Case(
+        "vanilla_kd",
+        ("vanilla_kd.identity_wise=true",),
+        frozenset({"ce", "kl", "kd"}),
+        lambda t: {"loss": t["kd"]},
+        identity_wise=True,
+    ),
+    "cfkd": Case(
+        "cfkd",
+        (),
+        frozenset({"ce", "composer_ce", "contrast", "jsd"}),
+        lambda t: {"loss": t["ce"] + t["composer_ce"] + t["contrast"] + t["jsd"]},
+        composer=True,
+    ),
+    "mkd": Case(
+        "mkd", (), frozenset({"ce", "margin"}), lambda t: {"loss": t["ce"] + 0.5 * t["margin"]}
+    ),
+    "identitykd": Case(
+        "identitykd",
+        (),
+        IDENTITYKD_TERMS,
+        _identitykd,
+        composer=True,
+        identity_wise=True,
+        averaged=True,
+    ),
+    "identitykd-kl": Case(
+        "identitykd",
+        ("identitykd.contrast=kl",),
+        IDENTITYKD_TERMS,
+        _identitykd,
+        composer=True,
+        identity_wise=True,
+        averaged=True,
+    ),
 }
+IDENTITYKD = [c for c, case in CASES.items() if case.method == "identitykd"]
+IDENTITY_WISE = [c for c, case in CASES.items() if case.identity_wise]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -60,13 +127,25 @@ def one_thread():
 
 
 def config_for(case: str, *extra: str):
-    name, overrides = CASES[case]
-    return load_config("smoke", [f"train.method={name}", *overrides, *extra], warn=False)
+    row = CASES[case]
+    return load_config("smoke", [f"train.method={row.method}", *row.overrides, *extra], warn=False)
+
+
+def tiny_student() -> Student:
+    """The stand-in: conv → BatchNorm (buffers for FAWA) → pooled 8 features → the shared head."""
+    backbone = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+    return Student(backbone, 8, N)
 
 
 def build(case: str, *extra: str, seed: int = 0) -> Method:
     torch.manual_seed(seed)
-    return build_method(config_for(case, *extra), num_identities=N)
+    return build_method(config_for(case, *extra), num_identities=N, student=tiny_student())
 
 
 def make_batch(seed: int = 1, *, teacher_grad: bool = False) -> dict[str, torch.Tensor]:
@@ -119,15 +198,18 @@ def shift(module: nn.Module, by: float) -> None:
 # 1. forward: loss and named terms
 
 
-def test_every_case_declares_its_logged_terms():
-    assert set(TERMS) == set(CASES)
+def test_the_case_table_covers_the_method_dict():
+    assert {case.method for case in CASES.values()} == set(METHODS)
+    assert all(name in CASES for name in METHODS)  # every method under its own name
+    for case in CASES.values():
+        assert METHODS[case.method].composer == case.composer, case
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_forward_returns_the_loss_its_named_terms_and_detached_student_logits(case):
     method = build(case).train()
     out = method(make_batch())
-    assert out.keys() == {"loss", "logits"} | {f"loss/{t}" for t in TERMS[case]}
+    assert out.keys() == {"loss", "logits"} | {f"loss/{t}" for t in CASES[case].terms}
     for key, value in out.items():
         if key.startswith("loss"):
             assert value.ndim == 0, key
@@ -139,25 +221,11 @@ def test_forward_returns_the_loss_its_named_terms_and_detached_student_logits(ca
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_loss_combines_the_named_terms_as_each_method_documents(case):
-    weights = ["distill.alpha=0.5", "distill.delta1=0.3", "distill.delta2=2.0", "distill.gamma=0.7"]
-    method = build(case, *weights).train()
+    method = build(case, *WEIGHTS).train()
     out = method(make_batch())
-    loss = {key.removeprefix("loss/"): value.detach() for key, value in out.items()}
-    name = CASES[case][0]
-    if name == "baseline":
-        expected = loss["ce"]
-    elif case == "vanilla_kd-identity_wise":
-        expected = loss["kd"]
-    elif name == "vanilla_kd":
-        expected = loss["ce"] + 0.5 * loss["kl"]
-    elif name == "cfkd":
-        expected = loss["ce"] + loss["composer_ce"] + loss["contrast"] + loss["jsd"]
-    elif name == "mkd":
-        expected = loss["ce"] + 0.5 * loss["margin"]
-    else:
-        torch.testing.assert_close(loss["cs"], 0.7 * loss["st"] + 0.3 * loss["sp"])
-        expected = 0.3 * loss["cs"] + 2.0 * loss["kd"] + loss["composer_ce"]
-    torch.testing.assert_close(loss["loss"], expected)
+    terms = {key.removeprefix("loss/"): value.detach() for key, value in out.items()}
+    for name, expected in CASES[case].combine(terms).items():
+        torch.testing.assert_close(terms[name], expected, msg=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +240,7 @@ def test_gradients_reach_only_trainable_parameters(case):
     for name, param in method.named_parameters():
         if id(param) not in trainable:
             assert is_zero(param.grad), name
-    if CASES[case][0] == "identitykd":
+    if CASES[case].averaged:
         assert all(p.grad is None for p in method.average.student.parameters())
 
 
@@ -197,7 +265,7 @@ def test_the_teacher_tensors_in_the_batch_receive_no_gradient(case):
 # 3. the detaches of DESIGN.md §5
 
 
-@pytest.mark.parametrize("case", sorted(IDENTITYKD))
+@pytest.mark.parametrize("case", IDENTITYKD)
 def test_identitykd_composer_learns_only_from_its_own_cross_entropy(case):
     method = build(case).train()
     out = method(make_batch())
@@ -210,7 +278,7 @@ def test_identitykd_composer_learns_only_from_its_own_cross_entropy(case):
         assert all(is_zero(g) for g in grads(out[f"loss/{term}"], composer)), term
 
 
-@pytest.mark.parametrize("case", ["identitykd", "identitykd-kl", "cfkd"])
+@pytest.mark.parametrize("case", [c for c, case in CASES.items() if case.composer])
 def test_the_student_receives_no_gradient_from_the_composer_cross_entropy(case):
     method = build(case).train()
     out = method(make_batch())
@@ -220,7 +288,7 @@ def test_the_student_receives_no_gradient_from_the_composer_cross_entropy(case):
     assert any(not is_zero(g) for g in grads(out["loss/ce"], student))
 
 
-@pytest.mark.parametrize("case", sorted(IDENTITYKD))
+@pytest.mark.parametrize("case", IDENTITYKD)
 def test_identitykd_student_learns_from_both_contrasts_and_the_kd_term(case):
     method = build(case).train()
     out = method(make_batch())
@@ -254,7 +322,7 @@ def test_predict_and_embed_take_the_spectrogram_alone(case):
     torch.testing.assert_close(embedding, student_embedding, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c not in IDENTITYKD])
+@pytest.mark.parametrize("case", [c for c, case in CASES.items() if not case.averaged])
 def test_methods_without_weight_averaging_predict_with_the_live_student(case):
     method = build(case).eval()
     spectrogram = make_batch()["spectrogram"]
@@ -278,7 +346,15 @@ def test_forward_logits_do_not_depend_on_the_teacher_tensors(case):
 # ---------------------------------------------------------------------------------------------
 # 5. per-identity margins and β (eqs. 12–13)
 
-LAMBDAS = ["distill.lambda1=0.3", "distill.lambda2=0.6", "distill.margin0=0.05", "distill.beta0=4"]
+
+def lambdas(case: str) -> list[str]:
+    section = CASES[case].method
+    return [
+        f"{section}.lambda1=0.3",
+        f"{section}.lambda2=0.6",
+        f"{section}.margin0=0.05",
+        f"{section}.beta0=4",
+    ]
 
 
 def expected_state(acc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -287,7 +363,7 @@ def expected_state(acc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("case", IDENTITY_WISE)
 def test_end_epoch_sets_margins_and_betas_from_per_identity_training_accuracy(case):
-    method = build(case, *LAMBDAS)
+    method = build(case, *lambdas(case))
     state = method.identity_wise
     torch.testing.assert_close(state.margin, torch.full((N,), 0.05))
     torch.testing.assert_close(state.beta, torch.full((N,), 4.0))
@@ -312,7 +388,7 @@ def test_end_epoch_sets_margins_and_betas_from_per_identity_training_accuracy(ca
 
 @pytest.mark.parametrize("case", IDENTITY_WISE)
 def test_absent_identities_keep_the_base_margin_and_beta_at_the_first_update(case):
-    method = build(case, *LAMBDAS)
+    method = build(case, *lambdas(case))
     method.end_epoch(0, accuracy(0.2, 0.9, 0.5, float("nan")), accuracy(1, 1, 1, 1))
     assert method.identity_wise.margin[3].item() == pytest.approx(0.05)
     assert method.identity_wise.beta[3].item() == pytest.approx(4.0)
@@ -320,7 +396,7 @@ def test_absent_identities_keep_the_base_margin_and_beta_at_the_first_update(cas
 
 @pytest.mark.parametrize("case", IDENTITY_WISE)
 def test_margins_and_betas_stay_at_their_base_values_during_the_warm_up(case):
-    method = build(case, *LAMBDAS, "distill.warmup_epochs=3")
+    method = build(case, *lambdas(case), f"{CASES[case].method}.warmup_epochs=3")
     acc = accuracy(0.2, 0.9, 0.5, float("nan"))
     for epoch in (0, 1):
         method.end_epoch(epoch, acc, accuracy(1, 1, 1, 1))
@@ -343,7 +419,9 @@ def test_the_kd_term_uses_the_updated_margins_and_betas(case):
     assert not torch.equal(before, after)
 
 
-@pytest.mark.parametrize("case", ["baseline", "vanilla_kd", "cfkd", "mkd"])
+@pytest.mark.parametrize(
+    "case", [c for c, case in CASES.items() if not case.identity_wise and not case.averaged]
+)
 def test_methods_without_identity_wise_terms_carry_no_state_across_epochs(case):
     method = build(case)
     before = snapshot(method)
@@ -354,7 +432,7 @@ def test_methods_without_identity_wise_terms_carry_no_state_across_epochs(case):
 # ---------------------------------------------------------------------------------------------
 # 6. fairness-aware weight averaging (FAWA)
 
-FAWA = ["distill.fawa_decay=0.75", "distill.fawa_threshold=0.5"]
+FAWA = ["identitykd.fawa_decay=0.75", "identitykd.fawa_threshold=0.5"]
 
 
 def test_fawa_evaluates_the_live_student_until_a_fair_epoch_enters_the_average():
@@ -458,7 +536,7 @@ def test_the_method_state_survives_a_checkpoint_round_trip(case):
     if hasattr(method, "identity_wise"):
         assert torch.equal(fresh.identity_wise.margin, method.identity_wise.margin)
         assert torch.equal(fresh.identity_wise.beta, method.identity_wise.beta)
-    if CASES[case][0] == "identitykd":
+    if CASES[case].averaged:
         assert fresh.average.epochs.item() == 2
         assert fresh.evaluated_student() is fresh.average.student
     with torch.no_grad():
@@ -481,7 +559,7 @@ def test_the_method_state_survives_a_checkpoint_round_trip(case):
 def student(name: str) -> Student:
     """One student of each kind per session (vgg16 alone takes seconds to build)."""
     torch.manual_seed(0)
-    return Student(name, N)
+    return Student.from_name(name, N)
 
 
 @pytest.mark.parametrize("name", list(STUDENTS))
@@ -505,6 +583,10 @@ def test_vgg16_student_has_no_4096_d_head():
         if isinstance(module, nn.Linear):
             assert 4096 not in (module.in_features, module.out_features)
     assert net.projection.in_features == 512  # its globally pooled conv features
+
+
+def test_the_config_names_exactly_the_students_that_can_be_built():
+    assert tuple(STUDENTS) == STUDENT_NAMES
 
 
 @pytest.mark.parametrize("name", list(STUDENTS))
@@ -533,23 +615,33 @@ def test_an_unknown_method_or_student_raises_naming_the_nearest_valid_name(overr
         load_config("smoke", [override], warn=False)
 
 
+def test_the_config_validates_method_names_against_the_method_dict():
+    assert list(PARAMS) == list(METHODS)
+
+
 @pytest.mark.parametrize("name", list(METHODS))
-def test_every_method_takes_its_params_from_the_distill_section(name):
+def test_every_method_takes_its_params_from_its_own_config_section(name):
     cls = METHODS[name]
+    assert cls.Params is PARAMS[name]
     assert dataclasses.is_dataclass(cls.Params)
     assert cls.Params.__dataclass_params__.frozen
-    distill_fields = {f.name for f in dataclasses.fields(DistillConfig)}
-    param_fields = {f.name for f in dataclasses.fields(cls.Params)}
-    assert param_fields <= distill_fields
-    # the Params defaults are the config's (paper) defaults
-    assert params_from(cls.Params, DistillConfig()) == cls.Params()
+    assert isinstance(cls.version, int) and cls.version >= 1
     config = load_config("smoke", [f"train.method={name}"], warn=False)
-    params = params_from(cls.Params, config.distill)
-    for field in param_fields:
-        assert getattr(params, field) == getattr(config.distill, field)
+    method = build_method(config, num_identities=N, student=tiny_student())
+    assert method.params == config.method_params()
+    if dataclasses.fields(cls.Params):  # a method with settings: its section, by its name
+        assert method.params is getattr(config, name)
 
 
 def test_build_method_passes_overridden_symbols_to_the_method():
-    method = build("identitykd", "distill.tau=0.07", "distill.gamma=0.6", "distill.contrast=kl")
+    method = build(
+        "identitykd", "identitykd.tau=0.07", "identitykd.gamma=0.6", "identitykd.contrast=kl"
+    )
     assert (method.params.tau, method.params.gamma, method.params.contrast) == (0.07, 0.6, "kl")
     assert method.num_identities == N
+
+
+def test_build_method_trains_the_student_it_is_handed():
+    stand_in = tiny_student()
+    method = build_method(config_for("cfkd"), num_identities=N, student=stand_in)
+    assert method.net.student is stand_in

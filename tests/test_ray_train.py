@@ -5,10 +5,8 @@ import json
 import pytest
 
 from ikd.cli import main
-from ikd.config import apply_overrides
 from ikd.errors import UserError
-from ikd.train.loop import evaluate_run, fit
-from ikd.train.ray_train import train_with_ray
+from ikd.train.driver import evaluate_run, train_driver
 
 pytestmark = pytest.mark.slow
 
@@ -20,18 +18,20 @@ def _metric_lines(run_dir):
 
 def test_a_worker_that_dies_mid_training_resumes_to_the_same_final_metrics(smoke_dataset, tmp_path):
     config, _, _ = smoke_dataset
-    config = apply_overrides(
-        config,
-        [
-            "train.method=identitykd",
-            "train.workers=2",
-            "train.epochs=3",
-            "train.batch_size=8",
-            f"train.runs_root={tmp_path}",
-        ],
-    )
-    unbroken = train_with_ray(config, run_dir=tmp_path / "unbroken", progress=False)
-    broken = train_with_ray(config, run_dir=tmp_path / "broken", progress=False, fail_at_epoch=1)
+    spec = {
+        "preset": "smoke",
+        "loop": "ray",
+        "progress": False,
+        "data.root": config.data.root,
+        "teacher.source": "trained",
+        "train.method": "identitykd",
+        "train.workers": 2,
+        "train.epochs": 3,
+        "train.batch_size": 8,
+        "train.runs_root": str(tmp_path),
+    }
+    unbroken = train_driver({**spec, "study": "unbroken"})
+    broken = train_driver({**spec, "study": "broken", "fail_at_epoch": 1})
     assert (broken / ".fault-injected").exists()  # the last rank did die once
     assert not (unbroken / ".fault-injected").exists()
     assert _metric_lines(broken) == _metric_lines(unbroken)
@@ -45,17 +45,18 @@ def test_a_worker_that_dies_mid_training_resumes_to_the_same_final_metrics(smoke
     )
 
     # Out of restarts, the run stops with a clear error; the same command then resumes it.
-    stopped = tmp_path / "stopped"
+    stopped = {**spec, "study": "stopped"}
     with pytest.raises(UserError, match="Run the same command again"):
-        train_with_ray(config, run_dir=stopped, progress=False, fail_at_epoch=1, max_failures=0)
-    assert json.loads((stopped / "run.json").read_text())["status"] == "running"
-    with pytest.raises(UserError, match="started with Ray"):  # resumed the way it started
-        fit(config, run_dir=stopped, progress=False)
-    train_with_ray(config, run_dir=stopped, progress=False)
-    assert _metric_lines(stopped) == _metric_lines(unbroken)
+        train_driver({**stopped, "fail_at_epoch": 1, "max_failures": 0})
+    stopped_dir = tmp_path / "stopped" / "final" / unbroken.name
+    assert json.loads((stopped_dir / "run.json").read_text())["status"] == "running"
+    assert train_driver(stopped) == stopped_dir
+    assert _metric_lines(stopped_dir) == _metric_lines(unbroken)
 
 
-def test_one_ray_worker_matches_the_plain_loop_and_the_cli_evaluates_test(smoke_dataset, tmp_path):
+def test_one_ray_worker_matches_the_plain_loop_and_the_cli_evaluates_test(
+    smoke_dataset, tmp_path, capsys
+):
     config, _, _ = smoke_dataset
     overrides = [
         "train.workers=1",
@@ -64,13 +65,19 @@ def test_one_ray_worker_matches_the_plain_loop_and_the_cli_evaluates_test(smoke_
         "train.batch_size=8",
         f"train.runs_root={tmp_path}",
     ]
-    plain = fit(apply_overrides(config, overrides), run_dir=tmp_path / "plain", progress=False)
     args = ["--preset", "smoke", "--method", "identitykd", f"data.root={config.data.root}"]
     args.append("teacher.source=trained")  # as the fixture's dataset was built
+    assert main(["train", *args, *overrides, "--no-ray", "--study", "plain"]) == 0
+    (plain,) = (tmp_path / "plain" / "final").iterdir()
     assert main(["train", *args, *overrides, "--test"]) == 0
-    (run_dir,) = (tmp_path / "train").iterdir()
+    (run_dir,) = (tmp_path / "train" / "final").iterdir()
     ray_lines, plain_lines = _metric_lines(run_dir), _metric_lines(plain)
     for ours, theirs in zip(ray_lines, plain_lines, strict=True):
         assert ours["val/per_identity"] == theirs["val/per_identity"]
         assert ours["train/loss"] == pytest.approx(theirs["train/loss"], rel=1e-5)
     assert json.loads((run_dir / "test.json").read_text())["split"] == "test"
+    # An interrupted Ray run is resumed the way it started (its checkpoints live under ray/).
+    record = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**record, "status": "running"}))
+    assert main(["train", *args, *overrides, "--no-ray"]) == 2
+    assert "started with Ray; resume it the same way (drop --no-ray)" in capsys.readouterr().err

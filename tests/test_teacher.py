@@ -9,16 +9,11 @@ from facenet_pytorch import InceptionResnetV1
 
 from ikd.config import apply_overrides
 from ikd.data import schema
+from ikd.data.views import TeacherViews
 from ikd.errors import UserError
 from ikd.models import teacher as teacher_module
-from ikd.models.teacher import (
-    Teacher,
-    TeacherViews,
-    augment,
-    fit_classifier,
-    prepare_teacher,
-    standardize,
-)
+from ikd.models.teacher import augment, standardize
+from ikd.train.teacher import INFO, fit_classifier, load_teacher, prepare_teacher
 
 
 def _faces(count, size=80, identities=2, seed=0):
@@ -56,10 +51,10 @@ def test_a_pretrained_backbone_loads_from_the_hub_cache(tmp_path, monkeypatch, t
     assert info.source == "pretrained (VGGFace2)" and info.backbone_path.endswith(
         teacher_module.VGGFACE2
     )
-    loaded = Teacher.load(tmp_path / "teacher")
+    loaded = load_teacher(tmp_path / "teacher")
     weight = loaded.backbone.conv2d_1a.conv.weight
     assert torch.equal(weight, state["conv2d_1a.conv.weight"].float())
-    assert json.loads((tmp_path / "teacher" / "teacher.json").read_text())["source"] == info.source
+    assert json.loads((tmp_path / "teacher" / INFO).read_text())["source"] == info.source
 
 
 def test_asking_for_pretrained_weights_that_are_absent_is_an_error(tmp_path, monkeypatch, tiny):
@@ -78,7 +73,7 @@ def test_without_weights_the_teacher_is_trained_and_frozen(tmp_path, monkeypatch
     )
     assert info.source.startswith("trained") and (tmp_path / "t" / "backbone.pt").exists()
     assert info.backbone_path == "backbone.pt"  # relative: the dataset folder can move
-    loaded = Teacher.load(tmp_path / "t")
+    loaded = load_teacher(tmp_path / "t")
     loaded.train()
     assert not loaded.training and not loaded.backbone.training
     assert not any(p.requires_grad for p in loaded.parameters())
@@ -122,7 +117,7 @@ def test_teacher_views_store_k_views_with_view_zero_unaugmented(tmp_path, monkey
     embedding = shapes.decode_embedding(list(out[schema.TEACHER_EMBEDDING]))
     logits = shapes.decode_logits(list(out[schema.TEACHER_LOGITS]))
     assert embedding.shape == (5, 3, 512) and logits.shape == (5, 3, 2)
-    reference, _ = Teacher.load(tmp_path / "t")(standardize(torch.from_numpy(faces)))
+    reference, _ = load_teacher(tmp_path / "t")(standardize(torch.from_numpy(faces)))
     assert np.allclose(embedding[:, 0], reference.numpy(), atol=1e-5)
     assert not np.allclose(embedding[:, 1], embedding[:, 0])
 
@@ -135,4 +130,4 @@ def test_a_tampered_backbone_is_refused(tmp_path, monkeypatch, tiny):
     with open(tmp_path / "t" / "backbone.pt", "ab") as handle:
         handle.write(b"x")
     with pytest.raises(UserError, match="hash differs"):
-        Teacher.load(tmp_path / "t")
+        load_teacher(tmp_path / "t")

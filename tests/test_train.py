@@ -1,4 +1,5 @@
-"""The plain training loop on the smoke dataset: run folders, determinism, resume, divergence."""
+"""The run driver and the plain training loop on the smoke dataset: run folders, determinism,
+resume, divergence, the test split once."""
 
 import json
 
@@ -7,22 +8,36 @@ import torch
 
 from ikd.cli import main
 from ikd.config import Config, apply_overrides
-from ikd.errors import UserError
+from ikd.data.dataset import open_dataset
+from ikd.errors import ConfigError, UserError
 from ikd.methods.baseline import Baseline
-from ikd.train import loop
+from ikd.train import driver, loop
 from ikd.train.data import Samples
-from ikd.train.loop import evaluate_run, fit
+from ikd.train.driver import evaluate_run, train_driver
 from ikd.train.metrics import confusion, summarize
-from ikd.train.runs import DivergedError, LocalCheckpoints, run_folder
+from ikd.train.runs import DivergedError, LocalCheckpoints, run_folder, run_hash
 
 pytestmark = pytest.mark.slow
 
 
-def _config(smoke_dataset, tmp_path, *overrides):
+def _spec(smoke_dataset, tmp_path, **overrides):
+    """The driver's dict for a plain-loop smoke run (2 epochs, batch 8) into tmp_path."""
     config, _, _ = smoke_dataset
-    return apply_overrides(
-        config, [f"train.runs_root={tmp_path}", "train.epochs=2", "train.batch_size=8", *overrides]
-    )
+    return {
+        "preset": "smoke",
+        "loop": "plain",
+        "progress": False,
+        "data.root": config.data.root,
+        "teacher.source": "trained",  # as the fixture's dataset was built
+        "train.runs_root": str(tmp_path),
+        "train.epochs": 2,
+        "train.batch_size": 8,
+        **overrides,
+    }
+
+
+def _fit(smoke_dataset, tmp_path, **overrides):
+    return train_driver(_spec(smoke_dataset, tmp_path, **overrides))
 
 
 def _metric_lines(run_dir):
@@ -31,33 +46,36 @@ def _metric_lines(run_dir):
 
 
 def test_the_same_seed_and_config_give_the_same_metrics(smoke_dataset, tmp_path):
-    config = _config(smoke_dataset, tmp_path, "train.method=identitykd")
-    first = fit(config, run_dir=tmp_path / "a", progress=False)
-    second = fit(config, run_dir=tmp_path / "b", progress=False)
-    assert _metric_lines(first) == _metric_lines(second)
-    other_seed = fit(apply_overrides(config, ["train.seed=1"]), progress=False)
+    first = _fit(smoke_dataset, tmp_path, study="a", **{"train.method": "identitykd"})
+    second = _fit(smoke_dataset, tmp_path, study="b", **{"train.method": "identitykd"})
+    assert first != second and _metric_lines(first) == _metric_lines(second)
+    other_seed = _fit(smoke_dataset, tmp_path, **{"train.method": "identitykd", "train.seed": 1})
     assert _metric_lines(other_seed) != _metric_lines(first)
 
 
 def test_a_run_folder_holds_its_config_provenance_metrics_and_two_checkpoints(
     smoke_dataset, tmp_path
 ):
-    config = _config(smoke_dataset, tmp_path, "train.method=vanilla_kd", "train.epochs=3")
-    run_dir = fit(config, progress=False)
-    assert run_dir.parent == tmp_path / "train"
-    one_worker = apply_overrides(config, ["train.workers=1"])  # what a run without Ray records
-    assert run_dir.name == f"vanilla_kd-{one_worker.run_hash()}-seed0"
+    spec = _spec(smoke_dataset, tmp_path, **{"train.method": "vanilla_kd", "train.epochs": 3})
+    run_dir = train_driver(spec)
+    assert run_dir.parent == tmp_path / "train" / "final"
+    overrides = driver.split_spec(spec)[1]
+    one_worker = apply_overrides(smoke_dataset[0], {**overrides, "train.workers": 1})  # no Ray
+    assert run_dir.name == f"vanilla_kd-{run_hash(one_worker)}-seed0"
     assert Config.from_dict(json.loads((run_dir / "config.json").read_text())) == one_worker
     record = json.loads((run_dir / "run.json").read_text())
     manifest = json.loads((smoke_dataset[1] / "manifest.json").read_text())
     assert record["status"] == "complete" and record["teacher"] == manifest["teacher"]
-    assert record["synthetic"] is True and record["data_hash"] == config.data_hash()
+    assert record["synthetic"] is True and record["data_hash"] == one_worker.data_hash()
+    assert (record["stage"], record["loop"], record["method_version"]) == ("final", "plain", 1)
     lines = _metric_lines(run_dir)
     assert [m["epoch"] for m in lines] == [0, 1, 2]
     for name in ("val/acc", "val/recall", "val/f1", "val/worst_acc", "train/loss/kl"):
         assert 0 <= lines[-1][name] < 100
     assert len(lines[-1]["val/per_identity"]) == 4
-    assert lines[-1]["val/samples"] == len(Samples.from_folder(smoke_dataset[1], "val"))
+    assert lines[-1]["val/samples"] == len(
+        Samples.from_dataset(open_dataset(smoke_dataset[1]), "val")
+    )
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "epoch-0001",
         "epoch-0002",
@@ -66,15 +84,21 @@ def test_a_run_folder_holds_its_config_provenance_metrics_and_two_checkpoints(
 
 
 def test_a_finished_run_is_not_trained_again(smoke_dataset, tmp_path, monkeypatch):
-    config = _config(smoke_dataset, tmp_path, "train.method=baseline", "train.epochs=1")
-    run_dir = fit(config, progress=False)
-    monkeypatch.setattr(loop, "train_loop", pytest.fail)
-    assert fit(config, progress=False) == run_dir
+    spec = _spec(smoke_dataset, tmp_path, **{"train.method": "baseline", "train.epochs": 1})
+    run_dir = train_driver(spec)
+    monkeypatch.setattr(driver, "train_loop", pytest.fail)
+    assert train_driver(spec) == run_dir
 
 
 def test_test_json_is_written_once_and_only_when_asked(smoke_dataset, tmp_path):
-    config = _config(smoke_dataset, tmp_path, "train.method=mkd", "train.epochs=1")
-    run_dir = fit(config, progress=False, evaluate_test=True)
+    spec = _spec(smoke_dataset, tmp_path, **{"train.method": "mkd", "train.epochs": 1})
+    tune_run = train_driver({**spec, "stage": "tune"})
+    assert tune_run.parent.name == "tune" and not (tune_run / "test.json").exists()
+    with pytest.raises(UserError, match="tuning run never reads the test split"):
+        evaluate_run(tune_run, "test")
+    with pytest.raises(ConfigError, match="tuning run never reads the test split"):
+        train_driver({**spec, "stage": "tune", "test": True})
+    run_dir = train_driver({**spec, "test": True})
     test = json.loads((run_dir / "test.json").read_text())
     assert test["split"] == "test" and 0 <= test["test/acc"] <= 1
     stamp = (run_dir / "test.json").stat().st_mtime_ns
@@ -87,8 +111,8 @@ def test_test_json_is_written_once_and_only_when_asked(smoke_dataset, tmp_path):
 def test_an_interrupted_run_resumes_and_ends_like_an_unbroken_one(
     smoke_dataset, tmp_path, monkeypatch
 ):
-    config = _config(smoke_dataset, tmp_path, "train.method=identitykd")
-    unbroken = fit(config, run_dir=tmp_path / "unbroken", progress=False)
+    spec = _spec(smoke_dataset, tmp_path, **{"train.method": "identitykd"})
+    unbroken = train_driver({**spec, "study": "unbroken"})
     report = LocalCheckpoints.report
 
     def interrupted(self, metrics, state):
@@ -98,17 +122,19 @@ def test_an_interrupted_run_resumes_and_ends_like_an_unbroken_one(
 
     monkeypatch.setattr(LocalCheckpoints, "report", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        fit(config, run_dir=tmp_path / "broken", progress=False)
-    assert json.loads((tmp_path / "broken" / "run.json").read_text())["status"] == "running"
+        train_driver({**spec, "study": "broken"})
+    broken = tmp_path / "broken" / "final" / unbroken.name
+    assert json.loads((broken / "run.json").read_text())["status"] == "running"
     monkeypatch.setattr(LocalCheckpoints, "report", report)
-    resumed = fit(config, run_dir=tmp_path / "broken", progress=False)
+    resumed = train_driver({**spec, "study": "broken"})
+    assert resumed == broken
     assert _metric_lines(resumed) == _metric_lines(unbroken)
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     smoke_dataset, tmp_path, monkeypatch
 ):
-    config = _config(smoke_dataset, tmp_path, "train.method=baseline")
+    spec = _spec(smoke_dataset, tmp_path, **{"train.method": "baseline"})
     losses = Baseline.losses
 
     def diverging(self, out, batch):
@@ -127,34 +153,35 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     monkeypatch.setattr(Baseline, "losses", diverging)
     monkeypatch.setattr(loop, "reseed", track)
     with pytest.raises(DivergedError, match="epoch 2, step 1"):
-        fit(config, progress=False)
+        train_driver(spec)
+    config = apply_overrides(smoke_dataset[0], driver.split_spec(spec)[1])
     run_dir = run_folder(apply_overrides(config, ["train.workers=1"]))
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "diverged" and record["diverged"]["epoch"] == 1
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["epoch-0000"]
     assert len(_metric_lines(run_dir)) == 1
     with pytest.raises(DivergedError):  # a diverged run is not retried by running it again
-        fit(config, progress=False)
+        train_driver(spec)
 
 
 def test_a_dataset_built_with_other_settings_is_refused_naming_the_difference(
     smoke_dataset, tmp_path
 ):
-    config = _config(smoke_dataset, tmp_path, "dsp.image_size=48")
+    spec = _spec(smoke_dataset, tmp_path, **{"dsp.image_size": 48})
     with pytest.raises(UserError, match=r"dsp\.image_size=32 \(run: 48\)"):
-        fit(config, dataset=smoke_dataset[1], progress=False)
+        train_driver({**spec, "dataset": str(smoke_dataset[1])})
     with pytest.raises(UserError, match="no finished dataset"):
-        fit(config, progress=False)
+        train_driver(spec)
 
 
 def test_a_run_trained_against_another_teacher_is_not_resumed(smoke_dataset, tmp_path):
-    config = _config(smoke_dataset, tmp_path, "train.method=baseline", "train.epochs=1")
-    run_dir = fit(config, progress=False)
+    spec = _spec(smoke_dataset, tmp_path, **{"train.method": "baseline", "train.epochs": 1})
+    run_dir = train_driver(spec)
     record = json.loads((run_dir / "run.json").read_text())
     record["teacher"]["backbone_sha256"] = "0" * 64
     (run_dir / "run.json").write_text(json.dumps(record))
     with pytest.raises(UserError, match="another teacher"):
-        fit(config, progress=False)
+        train_driver(spec)
 
 
 def test_the_cli_trains_without_ray_and_evaluates(smoke_dataset, tmp_path, capsys):
@@ -166,7 +193,7 @@ def test_the_cli_trains_without_ray_and_evaluates(smoke_dataset, tmp_path, capsy
         "train.epochs=1",
     ]
     assert main(["train", "--preset", "smoke", "--method", "cfkd", "--no-ray", *args]) == 0
-    (run_dir,) = (tmp_path / "train").iterdir()
+    (run_dir,) = (tmp_path / "train" / "final").iterdir()
     assert run_dir.name.startswith("cfkd-")
     assert main(["eval", str(run_dir), "--split", "val"]) == 0
     assert json.loads(capsys.readouterr().out)["split"] == "val"
@@ -189,7 +216,7 @@ def test_metrics_come_from_the_whole_confusion_matrix():
 
 
 def test_epoch_batches_are_seeded_disjoint_across_ranks_and_cover_evaluation(smoke_dataset):
-    samples = Samples.from_folder(smoke_dataset[1], "train")
+    samples = Samples.from_dataset(open_dataset(smoke_dataset[1]), "train")
     n = len(samples)
 
     def keys(**kw):

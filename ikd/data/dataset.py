@@ -1,4 +1,9 @@
-"""A built dataset on disk, without Ray: its folder, manifest, and a plain torch `Dataset`.
+"""A built dataset on disk, without Ray: the handle every reader opens it through, and a plain
+torch `Dataset`.
+
+`open_dataset(folder, config)` checks once that the folder holds a finished dataset built with the
+config's data settings and returns a `BuiltDataset` (folder, manifest, shapes); the training
+readers, the run driver, the report and the CLI take that handle instead of a folder.
 
 Layout of ``<data.root>/<preset>-<data hash>/``:
 
@@ -10,8 +15,9 @@ Layout of ``<data.root>/<preset>-<data hash>/``:
 
 from __future__ import annotations
 
-import json
 import os
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +26,18 @@ import pyarrow.dataset as pads
 import torch
 from torch.utils.data import Dataset
 
-from ikd.config import Config
+from ikd.config import DATA_SECTIONS, Config
 from ikd.data import schema
 from ikd.errors import UserError
+from ikd.files import read_json
 
 MANIFEST = "manifest.json"
+CONFIG = "config.json"  # the build's resolved config, written when it starts
 PAIRS, TEACHER, DATA = "pairs", "teacher", "data"
 DONE = "_DONE.json"
 TIMINGS = "timings.json"
+REPORT, SAMPLES = "report.md", "samples.png"
+COMPLETE = "complete"  # the manifest's status once every stage is done
 
 
 def dataset_folder(config: Config) -> Path:
@@ -35,27 +45,96 @@ def dataset_folder(config: Config) -> Path:
     return (Path(config.data.root) / f"{config.preset}-{config.data_hash()}").resolve()
 
 
-def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
-    return read_json(Path(folder) / MANIFEST)
+def finished_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest of a finished dataset in `folder`, or None (absent or interrupted)."""
+    manifest = read_json(Path(folder) / MANIFEST)
+    return manifest if manifest is not None and manifest.get("status") == COMPLETE else None
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """A JSON file's content, or None when it does not exist."""
-    path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else None
+@dataclass(frozen=True)
+class BuiltDataset:
+    """A finished dataset on disk, checked once (`open_dataset`): its folder and manifest."""
+
+    folder: Path
+    manifest: dict[str, Any]
+
+    @cached_property
+    def shapes(self) -> schema.Shapes:
+        return schema.Shapes(**self.manifest["shapes"])
+
+    @property
+    def num_identities(self) -> int:
+        return self.shapes.num_identities
+
+    @property
+    def data_hash(self) -> str:
+        return self.manifest["data_hash"]
+
+    @property
+    def teacher(self) -> dict[str, Any]:
+        """The teacher's provenance (source, checkpoint hashes, face accuracy)."""
+        return self.manifest["teacher"]
+
+    @property
+    def synthetic(self) -> bool:
+        return self.manifest["synthetic"]
+
+    def read(
+        self, split: str, columns: list[str] | None = None, stage: str = DATA
+    ) -> dict[str, np.ndarray]:
+        """One split's good rows of a stage (`data`, or `pairs` for the faces) as numpy columns,
+        sorted by key."""
+        if split not in schema.SPLITS:
+            raise UserError(f"unknown split {split!r}; choose from {schema.SPLITS}")
+        where = pads.field(schema.SPLIT) == split
+        if stage == PAIRS:
+            where = where & (pads.field(schema.ERROR) == "")
+        table = pads.dataset(self.folder / stage, format="parquet").to_table(
+            columns=columns, filter=where
+        )
+        table = table.sort_by(schema.KEY) if schema.KEY in table.column_names else table
+        return {
+            name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
+        }
 
 
-def write_json(path: str | os.PathLike, content: Any) -> None:
-    """Write JSON atomically (a temporary file, then a rename): a killed build leaves no half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    partial.write_text(json.dumps(content, indent=2))
-    os.replace(partial, path)
+def open_dataset(folder: str | os.PathLike, config: Config | None = None) -> BuiltDataset:
+    """Open a finished dataset; with `config`, also check it was built with the config's data
+    settings (its data hash).
+
+    Raises:
+        UserError: no finished dataset in `folder`, or one built with other data settings
+            (naming each setting that differs).
+    """
+    folder = Path(folder).resolve()
+    manifest = finished_manifest(folder)
+    if manifest is None:
+        preset = f" --preset {config.preset}" if config is not None else ""
+        raise UserError(
+            f"{folder}: no finished dataset there; build it with `ikd data build{preset}`"
+        )
+    if config is not None and manifest["data_hash"] != config.data_hash():
+        raise UserError(
+            f"{folder} was built with other data settings than this run's: "
+            + ", ".join(_differences(Config.from_dict(manifest["config"]), config))
+        )
+    return BuiltDataset(folder, manifest)
 
 
-def shapes_of(manifest: dict[str, Any]) -> schema.Shapes:
-    return schema.Shapes(**manifest["shapes"])
+def _differences(built: Config, ours: Config) -> list[str]:
+    """The data settings in which two configs differ, as `key=built (run: ours)`."""
+    theirs, mine = built.to_dict(), ours.to_dict()
+    differences = [
+        f"{section}.{key}={theirs[section][key]!r} (run: {mine[section][key]!r})"
+        for section in DATA_SECTIONS
+        if section != "preset"
+        for key in mine[section]
+        if section != "data" or key != "root"
+        if theirs[section][key] != mine[section][key]
+    ]
+    if theirs["preset"] != mine["preset"]:
+        differences.insert(0, f"preset={theirs['preset']!r} (run: {mine['preset']!r})")
+    return differences or ["the dataset format"]
 
 
 def decode_batch(batch: dict[str, Any], shapes: schema.Shapes) -> dict[str, np.ndarray]:
@@ -72,33 +151,12 @@ def decode_batch(batch: dict[str, Any], shapes: schema.Shapes) -> dict[str, np.n
     }
 
 
-def read_split_table(
-    folder: str | os.PathLike, split: str, columns: list[str] | None = None, stage: str = DATA
-) -> dict[str, np.ndarray]:
-    """One split's good rows of a stage (`data`, or `pairs` for the faces) as numpy columns,
-    sorted by key."""
-    if split not in schema.SPLITS:
-        raise UserError(f"unknown split {split!r}; choose from {schema.SPLITS}")
-    where = pads.field(schema.SPLIT) == split
-    if stage == PAIRS:
-        where = where & (pads.field(schema.ERROR) == "")
-    table = pads.dataset(Path(folder) / stage, format="parquet").to_table(
-        columns=columns, filter=where
-    )
-    table = table.sort_by(schema.KEY) if schema.KEY in table.column_names else table
-    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
-
-
 class PairedDataset(Dataset):
     """The plain torch view of one split (tests, debugging): sample i is the i-th key in order."""
 
-    def __init__(self, folder: str | os.PathLike, split: str) -> None:
-        self.folder = Path(folder)
-        manifest = read_manifest(self.folder)
-        if manifest is None or manifest.get("status") != "complete":
-            raise UserError(f"{self.folder}: not a finished dataset (run `ikd data build`)")
-        self.shapes = shapes_of(manifest)
-        self.columns = read_split_table(self.folder, split, list(schema.SAMPLE_COLUMNS))
+    def __init__(self, dataset: BuiltDataset, split: str) -> None:
+        self.shapes = dataset.shapes
+        self.columns = dataset.read(split, list(schema.SAMPLE_COLUMNS))
 
     def __len__(self) -> int:
         return len(self.columns[schema.KEY])

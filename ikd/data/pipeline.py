@@ -6,12 +6,12 @@ build is a no-op (the folder is keyed by the config's data hash):
 
 1. **pairs** (Ray Data tasks): walks — synthetic ones simulated in-stream with the fast path,
    real ones read from `.bin` — → gait windows (`radar/`) → the face frame at each window's
-   centre (`face/`: rendered, or MTCNN on webcam frames in actors) → `pairs/*.parquet`, one row
-   per window, failed records kept as error rows.
+   centre (data/pairs.py: rendered, or MTCNN on webcam frames in actors) → `pairs/*.parquet`,
+   one row per window, failed records kept as error rows.
 2. **teacher**: the VGGFace2 backbone when its weights are cached, else InceptionResnetV1
-   trained on the training split's faces; then the linear classifier (models/teacher.py).
-3. **views** (Ray Data actors, the teacher loaded once each): the frozen teacher's embedding and
-   logits for K views of every good face → `data/*.parquet`.
+   trained on the training split's faces; then the linear classifier (train/teacher.py).
+3. **views** (Ray Data actors, the teacher loaded once each, data/views.py): the frozen
+   teacher's embedding and logits for K views of every good face → `data/*.parquet`.
 
 Then `manifest.json`: config and its hash, teacher provenance, shapes, counts per identity and
 split, every dropped record and why, and per-stage wall times.
@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -34,45 +33,32 @@ import pyarrow.dataset as pads
 import ray
 from ray.data.expressions import col
 
+from ikd.cluster import cluster_cpus, init_ray
 from ikd.config import Config
 from ikd.data import schema
 from ikd.data.dataset import (
+    COMPLETE,
+    CONFIG,
     DATA,
     DONE,
     MANIFEST,
     PAIRS,
     TEACHER,
     TIMINGS,
+    BuiltDataset,
     dataset_folder,
     decode_batch,
-    read_manifest,
-    shapes_of,
-    write_json,
+    finished_manifest,
 )
-from ikd.data.dataset import (
-    read_json as _read_json,
-)
+from ikd.data.pairs import RealFaces, synthetic_pairs_batch
 from ikd.data.splits import assign_splits
+from ikd.data.views import TeacherViews
 from ikd.errors import UserError
-from ikd.face.pairs import RealFaces, synthetic_pairs_batch
-from ikd.models.teacher import TeacherViews, prepare_teacher, read_teacher_info
-from ikd.radar.captures import (
-    capture_rows,
-    capture_windows_batch,
-    read_metadata,
-)
+from ikd.files import read_json, write_json
+from ikd.radar.captures import capture_rows, capture_windows_batch, read_metadata
+from ikd.train.teacher import prepare_teacher, read_teacher_info
 
 log = logging.getLogger(__name__)
-
-
-def init_ray(num_cpus: int | None = None) -> None:
-    """Start a local Ray, or join the cluster named by RAY_ADDRESS (whose size is its own)."""
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
-    if address and address != "local" and num_cpus is not None:
-        raise UserError("RAY_ADDRESS names a cluster: it decides the CPUs; drop --num-cpus")
-    ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
 
 
 @contextlib.contextmanager
@@ -100,10 +86,6 @@ def data_context(progress: bool = True) -> Iterator[None]:
             context.execution_options.preserve_order,
             context.enable_progress_bars,
         ) = saved
-
-
-def cluster_cpus() -> int:
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def walk_rows(
@@ -173,18 +155,17 @@ def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "v
         UserError: every record failed, or the teacher cannot be resolved.
     """
     folder = dataset_folder(config)
-    manifest = read_manifest(folder)
-    if manifest is not None and manifest.get("status") == "complete":
+    if finished_manifest(folder) is not None:
         log.info("dataset %s is up to date (data hash %s)", folder, config.data_hash())
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "config.json", config.to_dict())
+    write_json(folder / CONFIG, config.to_dict())
     init_ray()
     rows, frames = walk_rows(config)
-    timings = _read_json(folder / TIMINGS) or {}
+    timings = read_json(folder / TIMINGS) or {}
     with data_context(progress):
         pairs_marker = {"data_hash": config.data_hash()}
-        if _read_json(folder / PAIRS / DONE) != pairs_marker:
+        if read_json(folder / PAIRS / DONE) != pairs_marker:
             start = time.perf_counter()
             shutil.rmtree(folder / TEACHER, ignore_errors=True)  # built from the old pairs
             _build_pairs(config, rows, frames, folder / PAIRS)
@@ -224,7 +205,7 @@ def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "v
             "classifier_sha256": teacher.classifier_sha256,
             **pairs_marker,
         }
-        if _read_json(folder / DATA / DONE) != views_marker:
+        if read_json(folder / DATA / DONE) != views_marker:
             start = time.perf_counter()
             _build_views(folder, shapes)
             timings["views (teacher embeddings)"] = round(time.perf_counter() - start, 1)
@@ -268,7 +249,7 @@ def _build_views(folder: Path, shapes: schema.Shapes) -> None:
     )
 
 
-def read_split(folder: str | os.PathLike, split: str, *, decode: bool = True) -> ray.data.Dataset:
+def read_split(dataset: BuiltDataset, split: str, *, decode: bool = True) -> ray.data.Dataset:
     """The Ray Data reader of one split: the same decoded samples as `PairedDataset`, ordered by
     key; or, with `decode=False`, the stored columns (`schema.SAMPLE_COLUMNS`) in any order —
     what Ray Train workers read (train/data.py sorts and decodes them compactly).
@@ -276,19 +257,14 @@ def read_split(folder: str | os.PathLike, split: str, *, decode: bool = True) ->
     Read tasks ask for a quarter CPU: beside training workers that hold most CPUs they still run
     (DESIGN.md §7: Ray Data feeding Train on 2 CPUs deadlocks otherwise).
     """
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    if manifest is None or manifest.get("status") != "complete":
-        raise UserError(f"{folder}: not a finished dataset (run `ikd data build`)")
-    shapes = shapes_of(manifest)
     columns = list(schema.SAMPLE_COLUMNS)
-    dataset = ray.data.read_parquet(
-        str(folder / DATA), columns=[*columns, schema.SPLIT], num_cpus=0.25
+    rows = ray.data.read_parquet(
+        str(dataset.folder / DATA), columns=[*columns, schema.SPLIT], num_cpus=0.25
     ).filter(expr=col(schema.SPLIT) == split)
     if not decode:
-        return dataset.select_columns(columns)
-    return dataset.sort(schema.KEY).map_batches(
-        decode_batch, fn_kwargs={"shapes": shapes}, batch_format="numpy"
+        return rows.select_columns(columns)
+    return rows.sort(schema.KEY).map_batches(
+        decode_batch, fn_kwargs={"shapes": dataset.shapes}, batch_format="numpy"
     )
 
 
@@ -390,7 +366,7 @@ def _manifest(
         }
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     return {
-        "status": "complete",
+        "status": COMPLETE,
         "preset": config.preset,
         "synthetic": not config.data.captures,
         "data_hash": config.data_hash(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -11,22 +10,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ikd.data import schema
-from ikd.data.dataset import PAIRS, read_manifest, read_split_table, shapes_of
-from ikd.errors import UserError
+from ikd.data.dataset import PAIRS, REPORT, SAMPLES, BuiltDataset
 
 
 def write_report(
-    folder: str | os.PathLike, max_identities: int | None = None, samples: int = 4
+    dataset: BuiltDataset, max_identities: int | None = None, samples: int = 4
 ) -> tuple[Path, Path]:
     """Write `report.md` and `samples.png` into the dataset folder; return their paths."""
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    if manifest is None or manifest.get("status") != "complete":
-        raise UserError(f"{folder}: not a finished dataset (run `ikd data build`)")
-    markdown = folder / "report.md"
-    markdown.write_text(render_markdown(manifest))
-    png = folder / "samples.png"
-    _samples_png(folder, manifest, png, max_identities, samples)
+    markdown = dataset.folder / REPORT
+    markdown.write_text(render_markdown(dataset.manifest))
+    png = dataset.folder / SAMPLES
+    _samples_png(dataset, png, max_identities, samples)
     return markdown, png
 
 
@@ -86,11 +80,11 @@ def _reason(error: str) -> str:
 
 
 def _samples_png(
-    folder: Path, manifest: dict, path: Path, max_identities: int, samples: int
+    dataset: BuiltDataset, path: Path, max_identities: int | None, samples: int
 ) -> None:
-    shapes = shapes_of(manifest)
+    shapes, manifest = dataset.shapes, dataset.manifest
     columns = [schema.KEY, schema.IDENTITY, schema.SPECTROGRAM, schema.FACE]
-    table = read_split_table(folder, "train", columns, stage=PAIRS)
+    table = dataset.read("train", columns, stage=PAIRS)
     identities = sorted(set(table[schema.IDENTITY].tolist()))[:max_identities]
     figure = Figure(figsize=(2.0 * samples * 2, 1.9 * len(identities) + 0.5))
     axes = figure.subplots(len(identities), 2 * samples, squeeze=False)

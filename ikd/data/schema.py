@@ -79,7 +79,7 @@ def row_key(identity: np.ndarray, walk: np.ndarray, window: np.ndarray) -> np.nd
 def to_storage(
     batch: dict[str, np.ndarray], *, splits: dict[tuple[int, int], str]
 ) -> dict[str, np.ndarray]:
-    """Gait windows with faces (radar/captures.windows_to_batch + face/pairs) → stored columns.
+    """Gait windows with faces (radar/captures.windows_to_batch + data/pairs.py) → stored columns.
 
     Args:
         splits: (identity, walk) → split name.

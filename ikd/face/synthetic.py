@@ -232,3 +232,32 @@ def webcam_frame(
         top, left = int(rng.integers(10, 70)), int(rng.integers(20, 140))
         frame[top : top + 160, left : left + 160] = crop.transpose(1, 2, 0)
     return frame
+
+
+def walk_frame(
+    seed: int,
+    identity: int,
+    walk: int,
+    frame: int,
+    frame_rate_hz: float,
+    *,
+    crop_size: int | None = None,
+) -> np.ndarray | None:
+    """Video frame `frame` of the synthetic webcam during walk `walk` of person `identity`: the one
+    recipe behind both the exported capture folders and the in-stream pairing.
+
+    The frame's nuisances come from `frame_seed`, the slow head turn from `walk_phase`, the time
+    from the frame rate, so a frame is a pure function of its arguments.
+
+    Args:
+        crop_size: None — the whole frame as exported (`webcam_frame`, (240, 320, 3) uint8, the
+            face at 160² somewhere in it, for MTCNN to find); S — the aligned face crop as the
+            in-stream pairing stores it (`render_face`, (3, S, S) uint8), or None when the frame
+            shows no face.
+    """
+    face = draw_face(seed, identity)
+    rng = np.random.default_rng(frame_seed(seed, identity, walk, frame))
+    time_s, head_phase = frame / frame_rate_hz, walk_phase(seed, identity, walk)
+    if crop_size is None:
+        return webcam_frame(face, rng, time_s, head_phase)
+    return render_face(face, crop_size, rng, time_s, head_phase)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from ikd.config import Config
-from ikd.methods.base import Method, params_from
+from ikd.methods.base import Method
 from ikd.methods.baseline import Baseline
 from ikd.methods.cfkd import CFKD
 from ikd.methods.identitykd import IdentityKD
 from ikd.methods.mkd import MKD
 from ikd.methods.vanilla_kd import VanillaKD
+from ikd.models.students import Student
 
 METHODS: dict[str, type[Method]] = {
     "baseline": Baseline,
@@ -19,7 +20,9 @@ METHODS: dict[str, type[Method]] = {
 }
 
 
-def build_method(config: Config, num_identities: int) -> Method:
-    """The config's method (`train.method`) with its `Params` from `distill` and its student."""
-    cls = METHODS[config.train.method]
-    return cls(params_from(cls.Params, config.distill), config.train.student, num_identities)
+def build_method(config: Config, num_identities: int, student: Student | None = None) -> Method:
+    """The config's method (`train.method`) with its section as `Params`, training `student`
+    (default: `train.student` built from its name)."""
+    if student is None:
+        student = Student.from_name(config.train.student, num_identities)
+    return METHODS[config.train.method](config.method_params(), num_identities, student)

@@ -14,7 +14,6 @@ A batch is a dict of tensors: `spectrogram` (B, 3, H, H), `identity` (B,), `teac
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -22,14 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ikd.config import DistillConfig
-from ikd.data.schema import EMBEDDING_DIM
+from ikd.method_params import IdentityWiseParams
+from ikd.models import EMBEDDING_DIM
 from ikd.models.students import Student
-
-
-def params_from(cls: type, distill: DistillConfig) -> Any:
-    """A method's `Params` from the config's `distill` section (fields of the same name)."""
-    return cls(**{f.name: getattr(distill, f.name) for f in dataclasses.fields(cls)})
 
 
 class Composer(nn.Module):
@@ -56,9 +50,9 @@ class Composer(nn.Module):
 class Net(nn.Module):
     """Everything that learns, with one forward (so DDP sees every use of every parameter)."""
 
-    def __init__(self, student: str, num_identities: int, composer: bool) -> None:
+    def __init__(self, student: Student, num_identities: int, composer: bool) -> None:
         super().__init__()
-        self.student = Student(student, num_identities)
+        self.student = student
         self.composer = Composer(num_identities) if composer else None
 
     def forward(
@@ -103,7 +97,7 @@ class IdentityWise(nn.Module):
         self.register_buffer("beta", torch.full((num_identities,), float(beta0)))
 
     @classmethod
-    def from_params(cls, num_identities: int, params: Any) -> IdentityWise:
+    def from_params(cls, num_identities: int, params: IdentityWiseParams) -> IdentityWise:
         """From a method's `Params` holding λ1, λ2, m0, β0 and the warm-up."""
         return cls(
             num_identities,
@@ -125,12 +119,21 @@ class IdentityWise(nn.Module):
 
 
 class Method(nn.Module):
-    """Base of the five methods. Subclasses set `Params`, `composer` and `losses`."""
+    """Base of the five methods. Subclasses set `Params`, `version`, `composer` and `losses`.
+
+    Args:
+        params: the method's section of the config (`Params`, ikd/method_params.py).
+        student: the gait network it trains (`Student.from_name` for Table 4's; tests hand in a
+            tiny stand-in), returning (embedding (B, 512), logits (B, N)).
+    """
 
     Params: ClassVar[type]
+    # The version of the method's code: bump it when the loss changes, so runs of the old code
+    # get another run hash and are not reused by a resumed study (train/runs.py `run_hash`).
+    version: ClassVar[int] = 1
     composer: ClassVar[bool] = False
 
-    def __init__(self, params: Any, student: str, num_identities: int) -> None:
+    def __init__(self, params: Any, num_identities: int, student: Student) -> None:
         super().__init__()
         self.params = params
         self.num_identities = num_identities

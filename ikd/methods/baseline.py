@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ikd.losses import cross_entropy
+from ikd.method_params import BaselineParams
 from ikd.methods.base import Method
-
-
-@dataclass(frozen=True)
-class BaselineParams:
-    """No hyperparameters beyond the optimiser's."""
 
 
 class Baseline(Method):

@@ -3,17 +3,11 @@ by Compositional Contrastive Learning", CVPR 2021; code `yanbeic/CCL`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ikd.losses import cross_entropy, jensen_shannon, multi_positive_contrast
+from ikd.method_params import CFKDParams
 from ikd.methods.base import Method
-
-
-@dataclass(frozen=True)
-class CFKDParams:
-    cfkd_temperature: float = 0.1  # CCL's contrast temperature for images
 
 
 class CFKD(Method):
@@ -34,7 +28,7 @@ class CFKD(Method):
     def losses(
         self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        labels, t = batch["identity"], self.params.cfkd_temperature
+        labels, t = batch["identity"], self.params.temperature
         student, fused = out["student_embedding"], out["fused_embedding"]
         ce = cross_entropy(out["student_logits"], labels)
         composer_ce = cross_entropy(out["fused_logits"], labels)

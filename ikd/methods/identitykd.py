@@ -4,30 +4,13 @@ fairness-aware weight averaging, with the readings of DESIGN.md §5."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
 from ikd.losses import composed_contrast, cross_entropy, identity_wise_kd
+from ikd.method_params import IdentityKDParams
 from ikd.methods.base import IdentityWise, Method, WeightAverage
 from ikd.models.students import Student
-
-
-@dataclass(frozen=True)
-class IdentityKDParams:
-    gamma: float = 0.8  # γ, eq. 11
-    tau: float = 5.0  # τ, eqs. 7–8 (as printed; tuned, DESIGN.md §5)
-    contrast: str = "nce"  # eqs. 9–10, or "kl" (Table 5)
-    temperature: float = 4.0  # T of eq. 14's KL
-    lambda1: float = 0.5  # λ1, eq. 12
-    lambda2: float = 0.4  # λ2, eq. 13
-    margin0: float = 8 / 255  # m0
-    beta0: float = 6.0  # β0
-    warmup_epochs: int = 5
-    delta1: float = 1.0  # δ1, eq. 15
-    delta2: float = 1.0  # δ2, eq. 15
-    fawa_decay: float = 0.88
-    fawa_threshold: float = 0.2
 
 
 class IdentityKD(Method):
@@ -46,8 +29,8 @@ class IdentityKD(Method):
     Params = IdentityKDParams
     composer = True
 
-    def __init__(self, params: IdentityKDParams, student: str, num_identities: int) -> None:
-        super().__init__(params, student, num_identities)
+    def __init__(self, params: IdentityKDParams, num_identities: int, student: Student) -> None:
+        super().__init__(params, num_identities, student)
         self.identity_wise = IdentityWise.from_params(num_identities, params)
         self.average = WeightAverage(self.net.student, params.fawa_decay, params.fawa_threshold)
 

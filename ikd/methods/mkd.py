@@ -3,18 +3,11 @@ reconstruction, as no code is public (DESIGN.md §5; the formula is `losses.marg
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ikd.losses import cross_entropy, margin_embedding_loss
+from ikd.method_params import MKDParams
 from ikd.methods.base import Method
-
-
-@dataclass(frozen=True)
-class MKDParams:
-    alpha: float = 1.0  # weight of the margin loss
-    mkd_margin: float = 0.2  # cosine margin m for other identities' teacher embeddings
 
 
 class MKD(Method):
@@ -32,6 +25,6 @@ class MKD(Method):
             out["student_embedding"],
             batch["teacher_embedding"].detach(),
             labels,
-            self.params.mkd_margin,
+            self.params.margin,
         )
         return {"loss": ce + self.params.alpha * margin, "loss/ce": ce, "loss/margin": margin}

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ikd.losses import cross_entropy, hinton_kd, identity_wise_kd
+from ikd.method_params import VanillaKDParams
 from ikd.methods.base import IdentityWise, Method
-
-
-@dataclass(frozen=True)
-class VanillaKDParams:
-    alpha: float = 1.0  # α: weight of T²·KL (plain form)
-    temperature: float = 4.0  # T
-    identity_wise: bool = False  # eq. 14's per-identity margin and β instead of α (Fig. 4)
-    lambda1: float = 0.5  # λ1, eq. 12 (identity-wise only)
-    lambda2: float = 0.4  # λ2, eq. 13 (identity-wise only)
-    margin0: float = 8 / 255  # m0
-    beta0: float = 6.0  # β0
-    warmup_epochs: int = 5
+from ikd.models.students import Student
 
 
 class VanillaKD(Method):
@@ -28,8 +16,8 @@ class VanillaKD(Method):
 
     Params = VanillaKDParams
 
-    def __init__(self, params: VanillaKDParams, student: str, num_identities: int) -> None:
-        super().__init__(params, student, num_identities)
+    def __init__(self, params: VanillaKDParams, num_identities: int, student: Student) -> None:
+        super().__init__(params, num_identities, student)
         self.identity_wise = IdentityWise.from_params(num_identities, params)
 
     def losses(

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from ikd.data.schema import EMBEDDING_DIM
+from ikd.models import EMBEDDING_DIM
 
 
 def _resnet18() -> tuple[nn.Module, int]:
@@ -56,13 +56,23 @@ STUDENTS: dict[str, Callable[[], tuple[nn.Module, int]]] = {
 
 
 class Student(nn.Module):
-    """Backbone → projection to 512 (p_s) → classifier (y_s)."""
+    """Backbone → projection to 512 (p_s) → classifier (y_s).
 
-    def __init__(self, name: str, num_identities: int) -> None:
+    Args:
+        backbone: maps (B, 3, H, H) spectrograms to (B, features); `from_name` builds Table 4's.
+        features: E, the backbone's output width.
+    """
+
+    def __init__(self, backbone: nn.Module, features: int, num_identities: int) -> None:
         super().__init__()
-        self.backbone, features = STUDENTS[name]()
+        self.backbone = backbone
         self.projection = nn.Linear(features, EMBEDDING_DIM)
         self.classifier = nn.Linear(EMBEDDING_DIM, num_identities)
+
+    @classmethod
+    def from_name(cls, name: str, num_identities: int) -> Student:
+        """One of `STUDENTS` (the config validates the name), randomly initialised."""
+        return cls(*STUDENTS[name](), num_identities)
 
     def forward(self, spectrogram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, H) → embedding p_s (B, 512), logits y_s (B, N)."""

@@ -11,7 +11,7 @@ A capture folder holds DCA1000 `.bin` files and one `metadata.json`:
 `frames` is the capture's webcam folder: images sorted by name are video frames 0, 1, … at
 `frame_rate_hz`, frame 0 taken `frame_offset_s` after the radar's first chirp.
 
-Synthetic captures written by `ikd data simulate` have exactly the layout a real recording
+Synthetic captures written by `ikd data simulate` (ikd/data/export.py) have exactly the layout a real recording
 session should have. The batch functions are shaped ``fn(batch: dict[str, np.ndarray], *,
 config) -> dict[str, np.ndarray]``: bind the config (``functools.partial`` or Ray Data's
 ``fn_kwargs``) and Ray Data can map them. A capture that fails yields one row whose `error` names
@@ -20,7 +20,6 @@ the file and what was wrong, and the batch goes on.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -30,15 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from ikd.config import Config, DSPConfig, RadarConfig, build, reductions
+from ikd.config import Config, DSPConfig, RadarConfig, build
 from ikd.data import schema
 from ikd.errors import CaptureError, ConfigError
-from ikd.radar.dca1000 import expected_bytes, quantize, read_bin, write_bin
+from ikd.radar.dca1000 import read_bin
 from ikd.radar.dsp import range_band, range_fft, spectrogram_windows, walk_spectrogram
-from ikd.radar.scene import draw_walk
-from ikd.radar.simulate import simulate_adc, simulate_walk
+from ikd.radar.simulate import simulate_walk
 
 log = logging.getLogger(__name__)
 
@@ -65,90 +62,6 @@ class WalkWindows:
     images: np.ndarray  # (W, 3, H, H) float32 in [0, 1]
     centre_time_s: np.ndarray  # (W,) s from the walk's first chirp
     error: str = ""
-
-
-def capture_folder_bytes(config: Config) -> int:
-    """Disk space `simulate_captures` needs for the config's walks."""
-    synthetic, radar = config.synthetic, config.radar
-    walks = synthetic.num_identities * synthetic.walks_per_identity
-    return walks * expected_bytes(
-        config.num_frames, radar.num_chirps, radar.num_rx, radar.num_samples
-    )
-
-
-def simulate_captures(
-    config: Config, folder: str | os.PathLike, *, webcam: bool = True, progress: bool = True
-) -> Path:
-    """Write the config's synthetic walks as DCA1000 captures plus `metadata.json`.
-
-    Uses the exact ADC path, quantised with `synthetic.adc_full_scale`, and writes the webcam's
-    frames beside each capture as JPEGs (`face.frame_rate_hz`). The metadata is rewritten after
-    every capture, so an interrupted run leaves a valid folder. Returns the metadata path.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    synthetic = config.synthetic
-    metadata: dict[str, Any] = {
-        "format": FORMAT,
-        "radar": dataclasses.asdict(config.radar),
-        "source": {
-            "synthetic": True,
-            "preset": config.preset,
-            "config_hash": config.hash(),
-            "seed": synthetic.seed,
-            "reduced_from_paper": reductions(config),
-        },
-        "captures": [],
-    }
-    path = folder / METADATA
-    pairs = [
-        (i, w) for i in range(synthetic.num_identities) for w in range(synthetic.walks_per_identity)
-    ]
-    for identity, walk_index in tqdm(
-        pairs, desc="simulate captures", unit="walk", disable=not progress
-    ):
-        name = f"id{identity:03d}_walk{walk_index:03d}.bin"
-        write_bin(
-            folder / name,
-            quantize(simulate_adc(config, identity, walk_index), synthetic.adc_full_scale),
-        )
-        walk = draw_walk(synthetic.seed, identity, walk_index)
-        entry = {
-            "file": name,
-            "identity": identity,
-            "walk": walk_index,
-            "num_frames": config.num_frames,
-        }
-        if webcam:
-            frames = Path("frames") / name.removesuffix(".bin")
-            _write_webcam(config, identity, walk_index, folder / frames)
-            entry |= {
-                "frames": frames.as_posix(),
-                "frame_rate_hz": config.face.frame_rate_hz,
-                "frame_offset_s": 0.0,
-            }
-        entry |= {"direction": "toward" if walk.toward else "away", "snr_db": round(walk.snr_db, 3)}
-        metadata["captures"].append(entry)
-        path.write_text(json.dumps(metadata, indent=2))
-    log.info("wrote %d captures and %s", len(pairs), path)
-    return path
-
-
-def _write_webcam(config: Config, identity: int, walk: int, folder: Path) -> None:
-    from PIL import Image
-
-    from ikd.face.synthetic import draw_face, frame_seed, walk_phase, webcam_frame
-
-    folder.mkdir(parents=True, exist_ok=True)
-    seed = config.synthetic.seed
-    face = draw_face(seed, identity)
-    duration = config.num_frames * config.radar.frame_period_s
-    for frame in range(int(duration * config.face.frame_rate_hz) + 1):
-        rng = np.random.default_rng(frame_seed(seed, identity, walk, frame))
-        image = webcam_frame(
-            face, rng, frame / config.face.frame_rate_hz, walk_phase(seed, identity, walk)
-        )
-        Image.fromarray(image).save(folder / f"{frame:06d}.jpg", quality=92)
 
 
 def read_metadata(folder: str | os.PathLike) -> tuple[RadarConfig, list[dict[str, Any]]]:

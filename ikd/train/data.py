@@ -10,7 +10,6 @@ Rank r of W takes every W-th sample of the epoch's permutation, like `Distribute
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -18,8 +17,7 @@ import numpy as np
 import torch
 
 from ikd.data import schema
-from ikd.data.dataset import read_manifest, read_split_table, shapes_of
-from ikd.errors import UserError
+from ikd.data.dataset import BuiltDataset
 
 
 @dataclass
@@ -68,13 +66,9 @@ class Samples:
         )
 
     @classmethod
-    def from_folder(cls, folder: str | os.PathLike, split: str) -> Samples:
+    def from_dataset(cls, dataset: BuiltDataset, split: str) -> Samples:
         """Read a split with pyarrow (no Ray): the plain loop's reader."""
-        manifest = read_manifest(folder)
-        if manifest is None or manifest.get("status") != "complete":
-            raise UserError(f"{folder}: not a finished dataset (run `ikd data build`)")
-        columns = read_split_table(folder, split, list(schema.SAMPLE_COLUMNS))
-        return cls.from_columns(columns, shapes_of(manifest))
+        return cls.from_columns(dataset.read(split, list(schema.SAMPLE_COLUMNS)), dataset.shapes)
 
     def __len__(self) -> int:
         return len(self.key)

@@ -1,6 +1,7 @@
 """The training loop: plain PyTorch (Adam, MultiStepLR), the same in one process and in Ray Train.
 
-`train_loop` is what a Ray Train worker runs and what `fit` runs in-process; the differences are
+`train_loop` is what a Ray Train worker runs and what the run driver (driver.py) runs in-process;
+this module holds the per-worker loop and evaluation only. The differences are
 passed in: the rank and world size (`Context`), how the trainable module is wrapped (DDP via
 `prepare_model`, or nothing) and where epochs are reported (`Reporter`: local checkpoint folders
 here, `ray.train.report` in ray_train.py, which Tune will receive as well). Every epoch: train,
@@ -9,7 +10,7 @@ matrix summed over ranks, so rank 0 holds the whole split's values), one line of
 `metrics.jsonl`, one checkpoint (method + optimizer + scheduler state; the RNG streams are
 re-derived from (seed, epoch, rank), see data.py).
 
-Run folders and checkpoints live in runs.py. A non-finite loss stops the run itself (`status:
+Run folders and checkpoints live in runs.py, the run-level driver in driver.py. A non-finite loss stops the run itself (`status:
 diverged`, the last good checkpoint kept): it is not an exception, which Ray Train would retry.
 """
 
@@ -29,10 +30,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ikd.config import Config, apply_overrides
-from ikd.data.dataset import dataset_folder, read_json, write_json
-from ikd.errors import UserError
-from ikd.methods import Method, build_method
+from ikd.config import Config
+from ikd.methods import build_method
 from ikd.train.data import Samples, reseed
 from ikd.train.metrics import (
     all_reduce_sum,
@@ -41,20 +40,7 @@ from ikd.train.metrics import (
     per_identity_accuracy,
     summarize,
 )
-from ikd.train.runs import (
-    CONFIG,
-    METRICS,
-    RUN,
-    TEST,
-    DivergedError,
-    LocalCheckpoints,
-    Reporter,
-    latest_checkpoint,
-    prepare_run,
-    run_folder,
-    set_status,
-    truncate_metrics,
-)
+from ikd.train.runs import METRICS, Reporter, set_status, truncate_metrics
 
 log = logging.getLogger(__name__)
 
@@ -261,74 +247,3 @@ def _fail_once(run_dir: Path) -> None:
     marker.write_text("a test asked this worker to die once\n")
     log.warning("fault injection: worker process exits now")
     os._exit(1)
-
-
-def fit(
-    config: Config,
-    *,
-    dataset: Path | None = None,
-    run_dir: Path | None = None,
-    study: str = "train",
-    variant: str | None = None,
-    evaluate_test: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Train in this process (no Ray, one worker) and return the run folder. A finished run is
-    not trained again; an interrupted one resumes from its last checkpoint."""
-    config = apply_overrides(config, {"train.workers": 1})
-    folder = dataset or dataset_folder(config)
-    run_dir = run_dir or run_folder(config, study, variant)
-    record = prepare_run(config, folder, run_dir, "plain")
-    if record["status"] == "running":
-        if config.train.threads:
-            torch.set_num_threads(config.train.threads)
-        device = torch.device(
-            "cuda" if config.train.device != "cpu" and torch.cuda.is_available() else "cpu"
-        )
-        status = train_loop(
-            config,
-            run_dir,
-            Samples.from_folder(folder, "train"),
-            Samples.from_folder(folder, "val"),
-            record["num_identities"],
-            context=Context(device=device, progress=progress),
-            reporter=LocalCheckpoints(run_dir),
-        )
-        if status == "diverged":
-            raise DivergedError(run_dir)
-    if evaluate_test:
-        evaluate_run(run_dir, "test")
-    return run_dir
-
-
-def load_run(run_dir: Path) -> tuple[Config, Method, dict[str, Any], int]:
-    """A run's config, its method restored from the newest checkpoint (eval mode), its run
-    record, and the checkpoint's epoch."""
-    run_dir = Path(run_dir)
-    saved = read_json(run_dir / CONFIG)
-    record = read_json(run_dir / RUN)
-    if saved is None or record is None:
-        raise UserError(f"{run_dir}: not a run folder (no {CONFIG} / {RUN})")
-    config = Config.from_dict(saved)
-    method = build_method(config, record["num_identities"])
-    state = latest_checkpoint(run_dir)
-    method.load_state_dict(state["method"])
-    return config, method.eval(), record, state["epoch"]
-
-
-def evaluate_run(run_dir: Path, split: str) -> dict[str, Any]:
-    """Gait-only metrics of a run's newest checkpoint on `split`. The test split is evaluated
-    once: its `test.json` is written the first time and returned unchanged afterwards."""
-    run_dir = Path(run_dir)
-    if split == "test" and (run_dir / TEST).exists():
-        log.info("%s: test.json exists; the test split is evaluated once", run_dir.name)
-        return json.loads((run_dir / TEST).read_text())
-    _, method, record, epoch = load_run(run_dir)
-    if split == "test" and record.get("status") != "complete":
-        raise UserError(f"{run_dir}: the run is {record.get('status')}; test only a finished run")
-    samples = Samples.from_folder(Path(record["dataset"]), split)
-    matrix = evaluate(method.predict, samples, record["num_identities"], 256, Context())
-    metrics = {"split": split, "epoch": epoch, **summarize(matrix, split)}
-    if split == "test":
-        write_json(run_dir / TEST, metrics)
-    return metrics

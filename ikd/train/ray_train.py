@@ -1,5 +1,7 @@
 """Ray Train (V2) around the plain loop: DDP over gloo on CPUs, nccl on GPUs, fault tolerant.
 
+The run driver (driver.py) prepares the run and calls `fit_with_ray` when `loop` is "ray".
+
 The worker function is `loop.train_loop` with four Ray lines: the rank and device from the
 train context, `prepare_model` wrapping only `method.trainable()`, the splits read through the
 Ray Data reader (`pipeline.read_split`), and `ray.train.report` with a checkpoint every epoch.
@@ -42,27 +44,25 @@ from ray.train.torch import TorchTrainer, get_device, prepare_model
 
 from ikd.config import Config, apply_overrides
 from ikd.data import schema
-from ikd.data.dataset import dataset_folder, read_json
+from ikd.data.dataset import BuiltDataset
 from ikd.data.pipeline import read_split
 from ikd.errors import UserError
+from ikd.files import read_json
 from ikd.train.data import Samples
-from ikd.train.loop import Context, evaluate_run, train_loop
+from ikd.train.loop import Context, train_loop
 from ikd.train.runs import (
     KEEP_CHECKPOINTS,
+    RAY_STORAGE,
     RUN,
-    DivergedError,
     checkpoint_epoch,
     checkpoint_folders,
     load_state,
-    prepare_run,
-    run_folder,
     write_state,
 )
 
 log = logging.getLogger(__name__)
 
 MAX_FAILURES = 3
-RAY_STORAGE = "ray"  # the run folder's subfolder where Ray Train keeps its checkpoints
 
 
 class RayReporter:
@@ -151,70 +151,58 @@ def _prune_checkpoints(run_dir: Path) -> None:
         shutil.rmtree(old)
 
 
-def train_with_ray(
+def fit_with_ray(
     config: Config,
+    dataset: BuiltDataset,
+    run_dir: Path,
     *,
-    dataset: Path | None = None,
-    run_dir: Path | None = None,
-    study: str = "train",
-    variant: str | None = None,
-    evaluate_test: bool = False,
     progress: bool = True,
     fail_at_epoch: int | None = None,
     max_failures: int = MAX_FAILURES,
-) -> Path:
-    """Train with `train.workers` Ray Train workers and return the run folder. A finished run is
-    not trained again; an interrupted one resumes from its newest checkpoint."""
-    folder = dataset or dataset_folder(config)
-    run_dir = run_dir or run_folder(config, study, variant)
-    record = prepare_run(config, folder, run_dir, "ray")
-    if record["status"] == "running":
-        scaling_config, threads = scaling(config)
-        if scaling_config.use_gpu:
-            config = apply_overrides(config, {"train.device": "cuda"})
-        log.info(
-            "Ray Train: %d worker(s), %s each, %d torch thread(s)%s",
-            config.train.workers,
-            scaling_config.resources_per_worker,
-            threads,
-            ", GPUs" if scaling_config.use_gpu else "",
-        )
-        trainer = TorchTrainer(
-            _worker,
-            train_loop_config={
-                "config": config.to_dict(),
-                "run_dir": str(run_dir),
-                "shapes": record["shapes"],
-                "threads": threads,
-                "progress": progress,
-                "fail_at_epoch": fail_at_epoch,
-                "log_level": logging.getLogger().getEffectiveLevel(),
-            },
-            scaling_config=scaling_config,
-            run_config=RunConfig(
-                name=RAY_STORAGE,
-                storage_path=str(run_dir),
-                failure_config=FailureConfig(max_failures=max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
-            ),
-            # Materialised here, with the whole cluster: read tasks inside the workers would
-            # wait for CPUs the workers hold (seen on 2 CPUs, DESIGN.md §7).
-            datasets={
-                name: read_split(folder, name, decode=False).materialize()
-                for name in ("train", "val")
-            },
-            dataset_config=DataConfig(datasets_to_split=[]),
-        )
-        try:
-            trainer.fit()  # a re-run restores the newest checkpoint of <run_dir>/ray by itself
-        except TrainingFailedError as error:
-            raise UserError(
-                f"{run_dir}: training failed after {max_failures} restart(s): {error}. Run the "
-                "same command again to resume from the last checkpoint."
-            ) from None
-        _prune_checkpoints(run_dir)
-        if (read_json(run_dir / RUN) or {}).get("status") == "diverged":
-            raise DivergedError(run_dir)
-    if evaluate_test:
-        evaluate_run(run_dir, "test")
-    return run_dir
+) -> str:
+    """Train a prepared run (driver.py) with `train.workers` Ray Train workers, resuming from its
+    newest checkpoint. Returns the run's status: "complete" or "diverged"."""
+    scaling_config, threads = scaling(config)
+    if scaling_config.use_gpu:
+        config = apply_overrides(config, {"train.device": "cuda"})
+    log.info(
+        "Ray Train: %d worker(s), %s each, %d torch thread(s)%s",
+        config.train.workers,
+        scaling_config.resources_per_worker,
+        threads,
+        ", GPUs" if scaling_config.use_gpu else "",
+    )
+    trainer = TorchTrainer(
+        _worker,
+        train_loop_config={
+            "config": config.to_dict(),
+            "run_dir": str(run_dir),
+            "shapes": dataset.manifest["shapes"],
+            "threads": threads,
+            "progress": progress,
+            "fail_at_epoch": fail_at_epoch,
+            "log_level": logging.getLogger().getEffectiveLevel(),
+        },
+        scaling_config=scaling_config,
+        run_config=RunConfig(
+            name=RAY_STORAGE,
+            storage_path=str(run_dir),
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+        ),
+        # Materialised here, with the whole cluster: read tasks inside the workers would
+        # wait for CPUs the workers hold (seen on 2 CPUs, DESIGN.md §7).
+        datasets={
+            name: read_split(dataset, name, decode=False).materialize() for name in ("train", "val")
+        },
+        dataset_config=DataConfig(datasets_to_split=[]),
+    )
+    try:
+        trainer.fit()  # a re-run restores the newest checkpoint of <run_dir>/ray by itself
+    except TrainingFailedError as error:
+        raise UserError(
+            f"{run_dir}: training failed after {max_failures} restart(s): {error}. Run the "
+            "same command again to resume from the last checkpoint."
+        ) from None
+    _prune_checkpoints(run_dir)
+    return read_json(run_dir / RUN)["status"]

@@ -1,6 +1,6 @@
 """Run folders: names, records, checkpoints — what plain `fit`, Ray Train and Tune share.
 
-A run folder `<runs_root>/<study>/<variant>-<run hash>-seed<seed>` (no timestamps) holds
+A run folder `<runs_root>/<study>/<stage>/<variant>-<run hash>-seed<seed>` (no timestamps) holds
 `config.json` (the resolved config), `run.json` (status, loop, dataset and teacher provenance),
 `metrics.jsonl` (a line per epoch), the last two checkpoints (`checkpoints/epoch-NNNN/` in-process,
 `ray/checkpoint_*/` under Ray Train; each `state.pt` + `epoch.json`), and `test.json`, written
@@ -9,6 +9,7 @@ once, only when test is asked for.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,12 +18,15 @@ from typing import Any, Protocol
 
 import torch
 
-from ikd.config import DATA_SECTIONS, Config
-from ikd.data.dataset import read_json, read_manifest, write_json
+from ikd.config import Config, digest
+from ikd.data.dataset import BuiltDataset
 from ikd.errors import UserError
+from ikd.files import read_json, write_json
+from ikd.methods import METHODS
 
 CONFIG, RUN, METRICS, TEST = "config.json", "run.json", "metrics.jsonl", "test.json"
 CHECKPOINTS, STATE, EPOCH = "checkpoints", "state.pt", "epoch.json"
+RAY_STORAGE = "ray"  # the run folder's subfolder where Ray Train keeps its checkpoints
 KEEP_CHECKPOINTS = 2
 
 
@@ -84,66 +88,69 @@ def variant_name(config: Config) -> str:
     return config.train.method if student == "resnet18" else f"{config.train.method}-{student}"
 
 
-def run_folder(config: Config, study: str = "train", variant: str | None = None) -> Path:
-    """<runs_root>/<study>/<variant>-<run hash>-seed<seed>, absolute; no timestamps."""
-    name = f"{variant or variant_name(config)}-{config.run_hash()}-seed{config.train.seed}"
-    return (Path(config.train.runs_root) / study / name).resolve()
+def run_hash(config: Config) -> str:
+    """Hash of what a run's results depend on, and nothing else: the chosen method's section
+    (not the other methods'), the version of its code, the training settings (student included;
+    not where runs live, the seed or threads) and the dataset's identity (its data hash).
+
+    Runs of one variant with different seeds share it (the seed is in the run's name). Changing
+    another method's setting leaves it alone; bumping the method's `version` changes it, so a
+    resumed study never reuses a run of the method's older code.
+    """
+    method = config.train.method
+    train = {
+        key: value
+        for key, value in dataclasses.asdict(config.train).items()
+        if key not in ("runs_root", "seed", "threads")
+    }
+    return digest(
+        {
+            "method": {"name": method, "version": METHODS[method].version},
+            method: dataclasses.asdict(config.method_params()),
+            "train": train,
+            "data_hash": config.data_hash(),
+        }
+    )
 
 
-def check_dataset(config: Config, folder: Path) -> dict[str, Any]:
-    """The manifest of a finished dataset built with this config's data settings, or a UserError
-    naming what differs."""
-    manifest = read_manifest(folder)
-    if manifest is None or manifest.get("status") != "complete":
-        raise UserError(
-            f"{folder}: no finished dataset there; build it with `ikd data build --preset {config.preset}`"
-        )
-    if manifest["data_hash"] != config.data_hash():
-        built = Config.from_dict(manifest["config"]).to_dict()
-        ours = config.to_dict()
-        differences = [
-            f"{section}.{key}={built[section][key]!r} (run: {ours[section][key]!r})"
-            for section in DATA_SECTIONS
-            if section != "preset"
-            for key in ours[section]
-            if section != "data" or key != "root"
-            if built[section][key] != ours[section][key]
-        ]
-        if built["preset"] != ours["preset"]:
-            differences.insert(0, f"preset={built['preset']!r} (run: {ours['preset']!r})")
-        raise UserError(
-            f"{folder} was built with other data settings than this run's: "
-            + ", ".join(differences or ["the dataset format"])
-        )
-    return manifest
+def run_folder(
+    config: Config, study: str = "train", stage: str = "final", variant: str | None = None
+) -> Path:
+    """<runs_root>/<study>/<stage>/<variant>-<run hash>-seed<seed>, absolute; no timestamps."""
+    name = f"{variant or variant_name(config)}-{run_hash(config)}-seed{config.train.seed}"
+    return (Path(config.train.runs_root) / study / stage / name).resolve()
 
 
-def prepare_run(config: Config, folder: Path, run_dir: Path, loop: str) -> dict[str, Any]:
-    """Check the dataset, write config.json and run.json; refuse to resume a run whose dataset
-    (teacher included) has changed since it started. Returns the run record."""
-    manifest = check_dataset(config, folder)
+def prepare_run(
+    config: Config, dataset: BuiltDataset, run_dir: Path, loop: str, stage: str
+) -> dict[str, Any]:
+    """Write config.json and run.json; refuse to resume a run whose dataset (teacher included)
+    has changed since it started, or that was started by the other loop. Returns the run record
+    (a finished run's own)."""
     record = {
         "status": "running",
-        "run_hash": config.run_hash(),
+        "run_hash": run_hash(config),
         "seed": config.train.seed,
         "method": config.train.method,
+        "method_version": METHODS[config.train.method].version,
         "student": config.train.student,
+        "stage": stage,  # "tune" runs never read the test split
         "loop": loop,  # "ray" or "plain": their checkpoints live in different folders
         "workers": config.train.workers,
-        "dataset": str(folder),
-        "data_hash": manifest["data_hash"],
-        "synthetic": manifest["synthetic"],
-        "teacher": manifest["teacher"],
-        "num_identities": manifest["shapes"]["num_identities"],
-        "shapes": manifest["shapes"],
+        "dataset": str(dataset.folder),
+        "data_hash": dataset.data_hash,
+        "synthetic": dataset.synthetic,
+        "teacher": dataset.teacher,
+        "num_identities": dataset.num_identities,
+        "shapes": dataset.manifest["shapes"],
         "versions": {"torch": torch.__version__},
     }
     previous = read_json(run_dir / RUN)
-    if previous is not None and previous.get("teacher") != manifest["teacher"]:
+    if previous is not None and previous.get("teacher") != dataset.teacher:
         raise UserError(
             f"{run_dir} was trained against another teacher ({previous['teacher'].get('source')}, "
-            f"{previous['teacher'].get('backbone_sha256', '')[:12]}) than {folder} now holds; "
-            "delete the run folder to start it again"
+            f"{previous['teacher'].get('backbone_sha256', '')[:12]}) than {dataset.folder} now "
+            "holds; delete the run folder to start it again"
         )
     if previous is not None and previous.get("status") == "running" and previous["loop"] != loop:
         raise UserError(
@@ -191,7 +198,7 @@ class DivergedError(UserError):
 def latest_checkpoint(run_dir: Path) -> dict[str, Any]:
     """The newest checkpoint of a run, whichever loop (plain or Ray) wrote it."""
     candidates = checkpoint_folders(run_dir / CHECKPOINTS, "epoch-*")
-    candidates += checkpoint_folders(run_dir / "ray", "checkpoint_*")
+    candidates += checkpoint_folders(run_dir / RAY_STORAGE, "checkpoint_*")
     if not candidates:
         raise UserError(f"{run_dir}: no checkpoint (is it a run folder of `ikd train`?)")
     return load_state(max(candidates, key=checkpoint_epoch))

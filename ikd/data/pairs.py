@@ -1,4 +1,6 @@
-"""Pair each gait window with the face frame at its centre time (synthetic or real webcam).
+"""Stage 1 of the dataset build: pair each gait window with the face frame at its centre time
+(synthetic or real webcam). The data layer joins the radar's windows (ikd/radar/) with the faces
+(ikd/face/), so neither of those imports the other.
 
 Batch functions take and return ``dict[str, np.ndarray]`` rows as produced by
 `ikd.radar.captures.windows_to_batch` and add a `face` column of (B, 3, S, S) uint8 crops. A
@@ -17,15 +19,15 @@ import torch
 
 from ikd.config import Config
 from ikd.data import schema
-from ikd.face.synthetic import draw_face, frame_seed, render_face, walk_phase
+from ikd.face.synthetic import walk_frame
 from ikd.radar.captures import walk_windows_batch
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def synthetic_faces_batch(batch: dict[str, np.ndarray], *, config: Config) -> dict[str, np.ndarray]:
-    """Render the webcam frame nearest each window's centre time (`face.frame_rate_hz`); the same
-    frame `ikd data simulate` exports (`webcam_frame` draws its nuisances from the same seed)."""
+    """Render the webcam frame nearest each window's centre time (`face.frame_rate_hz`): the frame
+    `ikd data simulate` exports for that time (`walk_frame`), as the aligned face crop."""
     size, seed, rate = config.face.image_size, config.synthetic.seed, config.face.frame_rate_hz
     faces = np.zeros((len(batch[schema.IDENTITY]), 3, size, size), np.uint8)
     errors = batch[schema.ERROR].copy()
@@ -35,14 +37,7 @@ def synthetic_faces_batch(batch: dict[str, np.ndarray], *, config: Config) -> di
         if errors[row]:
             continue
         frame = round(time_s * rate)
-        rng = np.random.default_rng(frame_seed(seed, int(identity), int(walk), frame))
-        image = render_face(
-            draw_face(seed, int(identity)),
-            size,
-            rng,
-            frame / rate,
-            walk_phase(seed, int(identity), int(walk)),
-        )
+        image = walk_frame(seed, int(identity), int(walk), frame, rate, crop_size=size)
         if image is None:
             errors[row] = (
                 f"synthetic identity {identity} walk {walk}: no face in webcam frame {frame}"

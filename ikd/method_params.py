@@ -1,0 +1,139 @@
+"""Each method's hyperparameters: one frozen dataclass per method, defined once, torch-free.
+
+A method's `Params` (ikd/methods/) and its config section are the same class, so every symbol has
+one default, here: `identitykd.tau`, `vanilla_kd.temperature`, `cfkd.temperature`, `mkd.margin`, …
+(README "Settings" lists every key). Pieces two methods share — eqs. 12–13's identity-wise margins
+and weights — are a small dataclass both sections inherit, so their keys stay flat
+(`identitykd.lambda1`, `vanilla_kd.lambda1`). Values are the paper's (§3.4, §4.1) where it gives
+them; DESIGN.md §5 says where it does not and what we chose.
+
+Nothing here imports torch or a method module: `from ikd.config import Config` stays light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ikd.errors import require
+
+CONTRASTS = ("nce", "kl")
+
+
+@dataclass(frozen=True)
+class Section:
+    """Base of the method sections: validation names the section (`section`) in its messages."""
+
+    section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        """Subclasses check their own fields, then call this (cooperative, for the mixins)."""
+
+    def _non_negative(self, *names: str) -> None:
+        for name in names:
+            require(getattr(self, name) >= 0, f"{self.section}.{name} must be ≥ 0")
+
+    def _positive(self, *names: str) -> None:
+        for name in names:
+            require(getattr(self, name) > 0, f"{self.section}.{name} must be > 0")
+
+
+@dataclass(frozen=True)
+class IdentityWiseParams(Section):
+    """Eqs. 12–13 (CFA's class-wise calibration): after the warm-up, identity i's previous-epoch
+    training accuracy A_i sets its margin m_i = (λ1 + A_i)·m0 and KD weight β_i = (λ2 + A_i)·β0."""
+
+    lambda1: float = 0.5  # λ1: margin scaling (eq. 12)
+    lambda2: float = 0.4  # λ2: regularisation scaling (eq. 13)
+    margin0: float = 8 / 255  # m0, CFA's base margin
+    beta0: float = 6.0  # β0, CFA's base regularisation weight
+    warmup_epochs: int = 5  # m, β first set after this many epochs (0 and 1: after the first)
+
+    def __post_init__(self) -> None:
+        self._non_negative("lambda1", "lambda2", "margin0", "beta0", "warmup_epochs")
+        super().__post_init__()
+
+
+@dataclass(frozen=True)
+class BaselineParams(Section):
+    """No settings beyond the optimiser's (`train.*`); a `baseline` section appears with its first."""
+
+    section: ClassVar[str] = "baseline"
+
+
+@dataclass(frozen=True)
+class VanillaKDParams(IdentityWiseParams):
+    """Hinton et al. 2015; with `identity_wise`, eq. 14's margins and weights instead of α (Fig. 4)."""
+
+    section: ClassVar[str] = "vanilla_kd"
+    alpha: float = 1.0  # α: weight of T²·KL (plain form)
+    temperature: float = 4.0  # T (Hinton's); the paper gives none
+    identity_wise: bool = False  # eq. 14 with the teacher's logits as target (Fig. 4)
+
+    def __post_init__(self) -> None:
+        self._non_negative("alpha")
+        self._positive("temperature")
+        super().__post_init__()
+
+
+@dataclass(frozen=True)
+class CFKDParams(Section):
+    """Chen et al. CVPR 2021 (CCL, `yanbeic/CCL`)."""
+
+    section: ClassVar[str] = "cfkd"
+    temperature: float = 0.1  # contrast temperature (CCL's image setting)
+
+    def __post_init__(self) -> None:
+        self._positive("temperature")
+        super().__post_init__()
+
+
+@dataclass(frozen=True)
+class MKDParams(Section):
+    """After Jin et al. AAAI 2023: a reconstruction (no public code; DESIGN.md §5)."""
+
+    section: ClassVar[str] = "mkd"
+    alpha: float = 1.0  # weight of the margin loss
+    margin: float = 0.2  # cosine margin other identities' teacher embeddings must stay under
+
+    def __post_init__(self) -> None:
+        self._non_negative("alpha")
+        require(-1 <= self.margin <= 1, "mkd.margin must lie in [-1, 1]")
+        super().__post_init__()
+
+
+@dataclass(frozen=True)
+class IdentityKDParams(IdentityWiseParams):
+    """Shan et al. 2024, eqs. 6–15, plus CFA's fairness-aware weight averaging (FAWA)."""
+
+    section: ClassVar[str] = "identitykd"
+    gamma: float = 0.8  # γ: weight of L_st against L_sp in L_cs (eq. 11)
+    tau: float = 5.0  # τ: contrast temperature as printed (DESIGN.md §5 says why it is tuned)
+    contrast: str = "nce"  # L_cs as eqs. 9–10 (nce) or its KL variant (Table 5)
+    temperature: float = 4.0  # T of eq. 14's KL; the paper gives none
+    delta1: float = 1.0  # δ1: weight of L_cs (eq. 15); the paper leaves it open
+    delta2: float = 1.0  # δ2: weight of L_KD (eq. 15); the paper leaves it open
+    fawa_decay: float = 0.88  # CFA's FAWA: EMA decay per kept epoch
+    fawa_threshold: float = 0.2  # … keeping epochs whose worst-identity val accuracy ≥ this
+
+    def __post_init__(self) -> None:
+        require(0 <= self.gamma <= 1, "identitykd.gamma must lie in [0, 1]")
+        self._positive("tau", "temperature")
+        self._non_negative("delta1", "delta2")
+        require(0 <= self.fawa_decay < 1, "identitykd.fawa_decay must lie in [0, 1)")
+        require(
+            self.contrast in CONTRASTS,
+            f"identitykd.contrast={self.contrast!r}; choose from {list(CONTRASTS)}",
+        )
+        super().__post_init__()
+
+
+# Method name → its Params: the one list of method names the config validates against
+# (ikd.methods.METHODS holds the same names; a test checks it).
+PARAMS: dict[str, type[Section]] = {
+    "baseline": BaselineParams,
+    "vanilla_kd": VanillaKDParams,
+    "cfkd": CFKDParams,
+    "mkd": MKDParams,
+    "identitykd": IdentityKDParams,
+}

@@ -1,0 +1,182 @@
+"""The run driver: one run from a plain dict — what the CLI, a Ray Tune trainable and tests call.
+
+    from ikd.train.driver import train_driver
+    run_dir = train_driver({"preset": "smoke", "loop": "plain", "train.method": "baseline"})
+
+The dict has Ray's `train_driver_fn(config: dict)` shape: dotted config overrides (any key with a
+dot, e.g. ``"identitykd.tau": 0.1`` or ``"train.epochs": "3"``) beside the options that are not
+config keys (`RunOptions`). The driver resolves the config and the dataset, names and prepares the
+run folder, trains in this process or with Ray Train, stops on divergence, and evaluates the test
+split once when asked. A finished run is not trained again; an interrupted one resumes from its
+last checkpoint, the same way it started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ikd.config import Config, apply_overrides, load_config, suggest
+from ikd.data.dataset import BuiltDataset, dataset_folder, open_dataset
+from ikd.errors import ConfigError, UserError
+from ikd.files import read_json, write_json
+from ikd.methods import Method, build_method
+from ikd.train.data import Samples
+from ikd.train.loop import Context, evaluate, train_loop
+from ikd.train.metrics import summarize
+from ikd.train.runs import (
+    CONFIG,
+    RUN,
+    TEST,
+    DivergedError,
+    LocalCheckpoints,
+    latest_checkpoint,
+    prepare_run,
+    run_folder,
+)
+
+log = logging.getLogger(__name__)
+
+STAGES = ("tune", "final")
+LOOPS = ("ray", "plain")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """What a run needs besides its config (the keys of the driver's dict without a dot)."""
+
+    preset: str = "laptop"  # sizes (ikd.config.PRESETS)
+    study: str = "train"  # run folder group: <runs_root>/<study>/<stage>/…
+    variant: str | None = None  # name in the run folder (default: method[-student])
+    stage: str = "final"  # "tune" (val only; the test split is refused) or "final"
+    dataset: str | None = None  # a built dataset folder (default: the config's)
+    test: bool = False  # evaluate the test split once when trained (final stage only)
+    loop: str = "ray"  # "ray": Ray Train workers (train.workers); "plain": this process
+    progress: bool = True  # progress bars
+    max_failures: int = 3  # Ray Train restarts of a dead worker
+    fail_at_epoch: int | None = None  # test hook: the last rank dies once after this epoch
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ConfigError(f"stage={self.stage!r}; choose from {list(STAGES)}")
+        if self.loop not in LOOPS:
+            raise ConfigError(f"loop={self.loop!r}; choose from {list(LOOPS)}")
+        if self.test and self.stage == "tune":
+            raise ConfigError("a tuning run never reads the test split (stage=tune with test)")
+
+
+def split_spec(spec: Mapping[str, Any]) -> tuple[RunOptions, dict[str, Any]]:
+    """The driver's dict → (options, dotted config overrides); an unknown option raises naming
+    the nearest valid one."""
+    names = [f.name for f in dataclasses.fields(RunOptions)]
+    options = {key: value for key, value in spec.items() if "." not in key}
+    for key in options:
+        if key not in names:
+            raise ConfigError(
+                f"unknown run option {key!r}{suggest(key, names)} (config keys have a dot)"
+            )
+    return RunOptions(**options), {key: value for key, value in spec.items() if "." in key}
+
+
+def train_driver(spec: Mapping[str, Any]) -> Path:
+    """Train (or resume, or confirm) one run and return its folder.
+
+    Signature: ``train_driver(spec: dict) -> Path``, where `spec` holds dotted config overrides
+    (``"train.method": "identitykd"``, ``"identitykd.tau": 0.1``; strings are parsed by the
+    field's type) plus the `RunOptions` keys: ``preset``, ``study``, ``variant``, ``stage``
+    ("tune" | "final"), ``dataset``, ``test``, ``loop`` ("ray" | "plain"), ``progress``,
+    ``max_failures`` and the test hook ``fail_at_epoch``.
+
+    Raises:
+        UserError: an unknown key, no finished dataset or one built with other data settings,
+            a run resumed with the other loop, a diverged run (`DivergedError`), or Ray Train
+            out of restarts.
+    """
+    options, overrides = split_spec(spec)
+    config = load_config(options.preset, overrides, warn=False)
+    if options.loop == "plain":
+        config = apply_overrides(config, {"train.workers": 1})
+    dataset = open_dataset(options.dataset or dataset_folder(config), config)
+    run_dir = run_folder(config, options.study, options.stage, options.variant)
+    record = prepare_run(config, dataset, run_dir, options.loop, options.stage)
+    if record["status"] == "running":
+        if options.loop == "ray":
+            from ikd.cluster import init_ray  # the Ray layer, only when asked for
+            from ikd.train.ray_train import fit_with_ray
+
+            init_ray()
+            status = fit_with_ray(
+                config,
+                dataset,
+                run_dir,
+                progress=options.progress,
+                fail_at_epoch=options.fail_at_epoch,
+                max_failures=options.max_failures,
+            )
+        else:
+            status = _fit_in_process(config, dataset, run_dir, options.progress)
+        if status == "diverged":
+            raise DivergedError(run_dir)
+    if options.test:
+        evaluate_run(run_dir, "test")
+    return run_dir
+
+
+def _fit_in_process(config: Config, dataset: BuiltDataset, run_dir: Path, progress: bool) -> str:
+    """The plain loop in this process, one worker, checkpoints in the run folder."""
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    device = torch.device(
+        "cuda" if config.train.device != "cpu" and torch.cuda.is_available() else "cpu"
+    )
+    return train_loop(
+        config,
+        run_dir,
+        Samples.from_dataset(dataset, "train"),
+        Samples.from_dataset(dataset, "val"),
+        dataset.num_identities,
+        context=Context(device=device, progress=progress),
+        reporter=LocalCheckpoints(run_dir),
+    )
+
+
+def load_run(run_dir: Path) -> tuple[Config, Method, dict[str, Any], int]:
+    """A run's config, its method restored from the newest checkpoint (eval mode), its run
+    record, and the checkpoint's epoch."""
+    run_dir = Path(run_dir)
+    saved = read_json(run_dir / CONFIG)
+    record = read_json(run_dir / RUN)
+    if saved is None or record is None:
+        raise UserError(f"{run_dir}: not a run folder (no {CONFIG} / {RUN})")
+    config = Config.from_dict(saved)
+    method = build_method(config, record["num_identities"])
+    state = latest_checkpoint(run_dir)
+    method.load_state_dict(state["method"])
+    return config, method.eval(), record, state["epoch"]
+
+
+def evaluate_run(run_dir: Path, split: str) -> dict[str, Any]:
+    """Gait-only metrics of a run's newest checkpoint on `split`. The test split is evaluated
+    once, and only for a finished run of the final stage: its `test.json` is written the first
+    time and returned unchanged afterwards."""
+    run_dir = Path(run_dir)
+    if split == "test" and (run_dir / TEST).exists():
+        log.info("%s: %s exists; the test split is evaluated once", run_dir.name, TEST)
+        return read_json(run_dir / TEST)
+    config, method, record, epoch = load_run(run_dir)
+    if split == "test" and record.get("status") != "complete":
+        raise UserError(f"{run_dir}: the run is {record.get('status')}; test only a finished run")
+    if split == "test" and record.get("stage") == "tune":
+        raise UserError(f"{run_dir}: a tuning run never reads the test split")
+    dataset = open_dataset(record["dataset"], config)
+    samples = Samples.from_dataset(dataset, split)
+    matrix = evaluate(method.predict, samples, dataset.num_identities, 256, Context())
+    metrics = {"split": split, "epoch": epoch, **summarize(matrix, split)}
+    if split == "test":
+        write_json(run_dir / TEST, metrics)
+    return metrics
