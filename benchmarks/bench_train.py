@@ -82,6 +82,7 @@ def epochs(count: int) -> None:
 
     from ikd.cluster import init_ray
     from ikd.train.driver import train_driver
+    from ikd.train.runs import METRICS
 
     logging.basicConfig(level=logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="bench_train_"))
@@ -95,7 +96,7 @@ def epochs(count: int) -> None:
     }
 
     def median_epoch(run_dir: Path) -> float:
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        lines = (run_dir / METRICS).read_text().splitlines()
         return statistics.median(json.loads(line)["seconds"] for line in lines[1:])
 
     results = {}

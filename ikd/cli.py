@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ikd.config import PRESETS, Config, load_config, split_override
+from ikd.config import PRESETS, STAGES, Config, load_config, split_override
 from ikd.errors import UserError
 
 log = logging.getLogger("ikd")
@@ -163,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--study", default="train", help="run folder group (default: train)")
     fit.add_argument(
         "--stage",
-        choices=["tune", "final"],
+        choices=list(STAGES),
         default="final",
         help="final (default) or tune: a tuning run never reads the test split",
     )
@@ -220,7 +220,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 def _run(args: argparse.Namespace) -> None:
     config = _config(args)
-    out = args.out or Path("runs") / config.preset
+    out = args.out or Path(config.train.runs_root) / config.preset
     captures = Path(config.data.captures) if config.data.captures else None
     title = str(captures) if captures else f"synthetic, {config.preset} preset"
     _render(config, captures, out / "preview", 6, 4, title)

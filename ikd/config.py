@@ -173,7 +173,8 @@ class FaceConfig:
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """The frozen FaceNet teacher (models/teacher.py) and its linear identity classifier."""
+    """The frozen FaceNet teacher (models/teacher.py; fitted by train/teacher.py) and its linear
+    identity classifier."""
 
     source: str = "auto"  # auto | pretrained (VGGFace2 from the torch hub cache) | trained (ours)
     epochs: int = 30  # training the backbone on the training faces, when not pretrained
@@ -323,8 +324,9 @@ class Config:
 
     def method_params(self) -> Section:
         """The chosen method's (`train.method`) section: its `Params`."""
-        section = getattr(self, self.train.method, None)
-        return section if section is not None else PARAMS[self.train.method]()
+        params = PARAMS[self.train.method]
+        # A method with settings has its section here (a test checks); one without has none.
+        return getattr(self, self.train.method) if dataclasses.fields(params) else params()
 
     def data_hash(self) -> str:
         """Hash of what the dataset depends on (not training): names and keys the dataset."""
@@ -336,6 +338,9 @@ class Config:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+STAGES = ("tune", "final")  # a run's stage: tuning runs read val only; final runs may read test
+LOOPS = ("ray", "plain")  # Ray Train workers, or the plain loop in the calling process
+CONFIG = "config.json"  # the resolved config, written next to everything it produces
 # The students of Table 4 (ikd.models.students.STUDENTS builds them; a test checks the names).
 STUDENTS = ("resnet18", "mobilenet", "efficientnet", "vgg16")
 DATA_SECTIONS = ("preset", "radar", "synthetic", "dsp", "face", "teacher", "data")

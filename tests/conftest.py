@@ -1,5 +1,7 @@
 """Shared fixtures: tiny configs (tests use the smoke preset or smaller)."""
 
+import os
+
 import pytest
 
 from ikd.config import Config, load_config
@@ -12,11 +14,18 @@ def smoke() -> Config:
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray with 2 CPUs for every test that needs it (each start costs seconds)."""
+    """One local Ray with 2 CPUs for every test that needs it (each start costs seconds).
+
+    Ray Train's controller polls its workers every 2 s and starts a preemption watcher for
+    cloud nodes; the tests' runs last seconds, so they poll every 0.2 s and skip the watcher
+    (the processes Ray starts inherit these variables). What the runs compute is unchanged.
+    """
     import ray
 
     from ikd.cluster import init_ray
 
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     init_ray(num_cpus=2)
     yield ray
     ray.shutdown()

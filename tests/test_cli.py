@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -63,17 +64,13 @@ def test_simulate_then_preview_a_capture_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_renders_previews_then_builds_and_reports_the_dataset(ray_session, tmp_path, capsys):
-    overrides = [
-        "--preset",
-        "smoke",
-        "synthetic.num_identities=2",
-        "synthetic.walks_per_identity=3",
-        f"data.root={tmp_path / 'datasets'}",
-    ]
+def test_run_renders_previews_then_builds_and_reports_the_dataset(smoke_dataset, tmp_path, capsys):
+    config, folder, _ = smoke_dataset  # built by the session (the build is tested on its own)
+    overrides = ["--preset", "smoke", f"data.root={config.data.root}", "teacher.source=trained"]
     assert main(["run", *overrides, "--out", str(tmp_path / "run")]) == 0
     assert (tmp_path / "run" / "preview" / "grid.png").exists()
-    (dataset,) = (tmp_path / "datasets").iterdir()
+    (dataset,) = Path(config.data.root).iterdir()
+    assert dataset == folder
     assert (dataset / "manifest.json").exists() and (dataset / "samples.png").exists()
     assert "# Dataset smoke-" in capsys.readouterr().out
 

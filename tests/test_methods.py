@@ -17,6 +17,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from stand_ins import tiny_backbone
 from torch import nn
 
 from ikd.config import STUDENTS as STUDENT_NAMES
@@ -132,15 +133,8 @@ def config_for(case: str, *extra: str):
 
 
 def tiny_student() -> Student:
-    """The stand-in: conv → BatchNorm (buffers for FAWA) → pooled 8 features → the shared head."""
-    backbone = nn.Sequential(
-        nn.Conv2d(3, 8, 3, stride=2),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-    )
-    return Student(backbone, 8, N)
+    """The stand-in: a tiny backbone and the students' shared 512-d projection and classifier."""
+    return Student(*tiny_backbone(), N)
 
 
 def build(case: str, *extra: str, seed: int = 0) -> Method:
@@ -201,8 +195,9 @@ def shift(module: nn.Module, by: float) -> None:
 def test_the_case_table_covers_the_method_dict():
     assert {case.method for case in CASES.values()} == set(METHODS)
     assert all(name in CASES for name in METHODS)  # every method under its own name
-    for case in CASES.values():
-        assert METHODS[case.method].composer == case.composer, case
+    for name, case in CASES.items():
+        assert METHODS[case.method].composer == case.composer, name
+        assert hasattr(build(name), "average") == case.averaged, name
 
 
 @pytest.mark.parametrize("case", list(CASES))

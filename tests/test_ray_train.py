@@ -31,27 +31,29 @@ def test_a_worker_that_dies_mid_training_resumes_to_the_same_final_metrics(smoke
         "train.runs_root": str(tmp_path),
     }
     unbroken = train_driver({**spec, "study": "unbroken"})
-    broken = train_driver({**spec, "study": "broken", "fail_at_epoch": 1})
-    assert (broken / ".fault-injected").exists()  # the last rank did die once
-    assert not (unbroken / ".fault-injected").exists()
-    assert _metric_lines(broken) == _metric_lines(unbroken)
-    assert len(_metric_lines(broken)) == 3
-    assert json.loads((broken / "run.json").read_text())["status"] == "complete"
-    assert len([p for p in (broken / "ray").glob("checkpoint_*") if p.is_dir()]) == 2
+    assert not list(unbroken.glob(".fault-injected*"))
+
+    # The last rank dies after epoch 0: Ray Train restarts the workers (its one restart) and
+    # the run resumes at epoch 1, after which the rank dies again: out of restarts, the run
+    # stops with a clear error. The same command then resumes it to the end.
+    broken = {**spec, "study": "broken", "fail_at_epochs": (0, 1), "max_failures": 1}
+    with pytest.raises(UserError, match=r"after 1 restart\(s\).*Run the same command again"):
+        train_driver(broken)
+    broken_dir = tmp_path / "broken" / "final" / unbroken.name
+    for epoch in (0, 1):  # the last rank did die after each, the second time after a restart
+        assert (broken_dir / f".fault-injected-epoch-{epoch}").exists()
+    assert json.loads((broken_dir / "run.json").read_text())["status"] == "running"
+    assert [m["epoch"] for m in _metric_lines(broken_dir)] == [0, 1]
+    assert train_driver(broken) == broken_dir
+    assert _metric_lines(broken_dir) == _metric_lines(unbroken)
+    assert len(_metric_lines(broken_dir)) == 3
+    assert json.loads((broken_dir / "run.json").read_text())["status"] == "complete"
+    assert len([p for p in (broken_dir / "ray").glob("checkpoint_*") if p.is_dir()]) == 2
     # Every rank evaluated rank 0's model: the checkpoint reproduces the logged val metrics.
     assert (
-        evaluate_run(broken, "val")["val/per_identity"]
-        == _metric_lines(broken)[-1]["val/per_identity"]
+        evaluate_run(broken_dir, "val")["val/per_identity"]
+        == _metric_lines(broken_dir)[-1]["val/per_identity"]
     )
-
-    # Out of restarts, the run stops with a clear error; the same command then resumes it.
-    stopped = {**spec, "study": "stopped"}
-    with pytest.raises(UserError, match="Run the same command again"):
-        train_driver({**stopped, "fail_at_epoch": 1, "max_failures": 0})
-    stopped_dir = tmp_path / "stopped" / "final" / unbroken.name
-    assert json.loads((stopped_dir / "run.json").read_text())["status"] == "running"
-    assert train_driver(stopped) == stopped_dir
-    assert _metric_lines(stopped_dir) == _metric_lines(unbroken)
 
 
 def test_one_ray_worker_matches_the_plain_loop_and_the_cli_evaluates_test(
@@ -80,4 +82,6 @@ def test_one_ray_worker_matches_the_plain_loop_and_the_cli_evaluates_test(
     record = json.loads((run_dir / "run.json").read_text())
     (run_dir / "run.json").write_text(json.dumps({**record, "status": "running"}))
     assert main(["train", *args, *overrides, "--no-ray"]) == 2
-    assert "started with Ray; resume it the same way (drop --no-ray)" in capsys.readouterr().err
+    assert "started with Ray; resume it the same way (loop=ray: drop --no-ray)" in (
+        capsys.readouterr().err
+    )

@@ -80,6 +80,7 @@ def test_the_drivers_dict_holds_dotted_overrides_beside_the_run_options():
         ({"stage": "search"}, "choose from"),
         ({"loop": "local"}, "choose from"),
         ({"stage": "tune", "test": True}, "never reads the test split"),
+        ({"loop": "ray", "on_epoch": print}, "on_epoch is for loop=plain"),
     ],
 )
 def test_a_bad_run_option_is_a_config_error(spec, message):

@@ -1,16 +1,23 @@
 """The run driver and the plain training loop on the smoke dataset: run folders, determinism,
-resume, divergence, the test split once."""
+resume, divergence, the test split once.
+
+What these tests check does not depend on the network, so the loop trains a tiny stand-in under
+the resnet18 name (the `STUDENTS` dict is the seam; Ray Train's workers, in other processes, train
+the real one in tests/test_ray_train.py).
+"""
 
 import json
 
 import pytest
 import torch
+from stand_ins import tiny_backbone
 
 from ikd.cli import main
 from ikd.config import Config, apply_overrides
 from ikd.data.dataset import open_dataset
 from ikd.errors import ConfigError, UserError
 from ikd.methods.baseline import Baseline
+from ikd.models.students import STUDENTS
 from ikd.train import driver, loop
 from ikd.train.data import Samples
 from ikd.train.driver import evaluate_run, train_driver
@@ -18,6 +25,11 @@ from ikd.train.metrics import confusion, summarize
 from ikd.train.runs import DivergedError, LocalCheckpoints, run_folder, run_hash
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def tiny_resnet18(monkeypatch):
+    monkeypatch.setitem(STUDENTS, "resnet18", tiny_backbone)
 
 
 def _spec(smoke_dataset, tmp_path, **overrides):
@@ -57,7 +69,8 @@ def test_a_run_folder_holds_its_config_provenance_metrics_and_two_checkpoints(
     smoke_dataset, tmp_path
 ):
     spec = _spec(smoke_dataset, tmp_path, **{"train.method": "vanilla_kd", "train.epochs": 3})
-    run_dir = train_driver(spec)
+    reported = []
+    run_dir = train_driver({**spec, "on_epoch": reported.append})
     assert run_dir.parent == tmp_path / "train" / "final"
     overrides = driver.split_spec(spec)[1]
     one_worker = apply_overrides(smoke_dataset[0], {**overrides, "train.workers": 1})  # no Ray
@@ -70,6 +83,7 @@ def test_a_run_folder_holds_its_config_provenance_metrics_and_two_checkpoints(
     assert (record["stage"], record["loop"], record["method_version"]) == ("final", "plain", 1)
     lines = _metric_lines(run_dir)
     assert [m["epoch"] for m in lines] == [0, 1, 2]
+    assert [{k: v for k, v in m.items() if k != "seconds"} for m in reported] == lines
     for name in ("val/acc", "val/recall", "val/f1", "val/worst_acc", "train/loss/kl"):
         assert 0 <= lines[-1][name] < 100
     assert len(lines[-1]["val/per_identity"]) == 4

@@ -32,7 +32,6 @@ from ikd.errors import UserError
 from ikd.files import read_json
 
 MANIFEST = "manifest.json"
-CONFIG = "config.json"  # the build's resolved config, written when it starts
 PAIRS, TEACHER, DATA = "pairs", "teacher", "data"
 DONE = "_DONE.json"
 TIMINGS = "timings.json"
@@ -116,39 +115,25 @@ def open_dataset(folder: str | os.PathLike, config: Config | None = None) -> Bui
     if config is not None and manifest["data_hash"] != config.data_hash():
         raise UserError(
             f"{folder} was built with other data settings than this run's: "
-            + ", ".join(_differences(Config.from_dict(manifest["config"]), config))
+            + ", ".join(_differences(manifest["config"], config.to_dict()))
         )
     return BuiltDataset(folder, manifest)
 
 
-def _differences(built: Config, ours: Config) -> list[str]:
-    """The data settings in which two configs differ, as `key=built (run: ours)`."""
-    theirs, mine = built.to_dict(), ours.to_dict()
+def _differences(theirs: dict[str, Any], mine: dict[str, Any]) -> list[str]:
+    """The data settings in which a dataset's recorded config (as stored, from any version of
+    ikd) differs from a run's, as `key=built (run: ours)`."""
     differences = [
-        f"{section}.{key}={theirs[section][key]!r} (run: {mine[section][key]!r})"
+        f"{section}.{key}={theirs.get(section, {}).get(key)!r} (run: {mine[section][key]!r})"
         for section in DATA_SECTIONS
         if section != "preset"
         for key in mine[section]
         if section != "data" or key != "root"
-        if theirs[section][key] != mine[section][key]
+        if theirs.get(section, {}).get(key) != mine[section][key]
     ]
-    if theirs["preset"] != mine["preset"]:
+    if theirs.get("preset") != mine["preset"]:
         differences.insert(0, f"preset={theirs['preset']!r} (run: {mine['preset']!r})")
     return differences or ["the dataset format"]
-
-
-def decode_batch(batch: dict[str, Any], shapes: schema.Shapes) -> dict[str, np.ndarray]:
-    """Stored columns → training arrays: spectrogram (B, 3, H, H) float32, teacher_embedding
-    (B, K, 512), teacher_logits (B, K, N) float32, identity / walk / window / key (B,) int64."""
-    return {
-        schema.SPECTROGRAM: shapes.decode_spectrogram(list(batch[schema.SPECTROGRAM])),
-        schema.TEACHER_EMBEDDING: shapes.decode_embedding(list(batch[schema.TEACHER_EMBEDDING])),
-        schema.TEACHER_LOGITS: shapes.decode_logits(list(batch[schema.TEACHER_LOGITS])),
-        **{
-            name: np.asarray(batch[name], np.int64)
-            for name in (schema.IDENTITY, schema.WALK, schema.WINDOW, schema.KEY)
-        },
-    }
 
 
 class PairedDataset(Dataset):
@@ -165,5 +150,5 @@ class PairedDataset(Dataset):
         row = {name: values[index : index + 1] for name, values in self.columns.items()}
         return {
             name: torch.as_tensor(value[0])
-            for name, value in decode_batch(row, self.shapes).items()
+            for name, value in schema.decode_batch(row, self.shapes).items()
         }

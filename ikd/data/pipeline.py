@@ -31,14 +31,14 @@ from typing import Any
 import numpy as np
 import pyarrow.dataset as pads
 import ray
+from ray.data.context import ShuffleStrategy
 from ray.data.expressions import col
 
 from ikd.cluster import cluster_cpus, init_ray
-from ikd.config import Config
+from ikd.config import CONFIG, Config
 from ikd.data import schema
 from ikd.data.dataset import (
     COMPLETE,
-    CONFIG,
     DATA,
     DONE,
     MANIFEST,
@@ -47,7 +47,6 @@ from ikd.data.dataset import (
     TIMINGS,
     BuiltDataset,
     dataset_folder,
-    decode_batch,
     finished_manifest,
 )
 from ikd.data.pairs import RealFaces, synthetic_pairs_batch
@@ -258,14 +257,24 @@ def read_split(dataset: BuiltDataset, split: str, *, decode: bool = True) -> ray
     (DESIGN.md §7: Ray Data feeding Train on 2 CPUs deadlocks otherwise).
     """
     columns = list(schema.SAMPLE_COLUMNS)
-    rows = ray.data.read_parquet(
-        str(dataset.folder / DATA), columns=[*columns, schema.SPLIT], num_cpus=0.25
-    ).filter(expr=col(schema.SPLIT) == split)
-    if not decode:
-        return rows.select_columns(columns)
-    return rows.sort(schema.KEY).map_batches(
-        decode_batch, fn_kwargs={"shapes": dataset.shapes}, batch_format="numpy"
-    )
+    # A Ray dataset keeps the DataContext its read was made in. Ray's default shuffle
+    # (SHUFFLE_V2) sorts into 200 partitions, so the decode after it ran 200 tasks however small
+    # the split (6.4 s for the smoke preset's 8 val rows); the pull-based sort keeps one output
+    # block per input block, as the read makes them (1.0 s).
+    context = ray.data.DataContext.get_current()
+    saved = context.shuffle_strategy
+    context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    try:
+        rows = ray.data.read_parquet(
+            str(dataset.folder / DATA), columns=[*columns, schema.SPLIT], num_cpus=0.25
+        ).filter(expr=col(schema.SPLIT) == split)
+        if not decode:
+            return rows.select_columns(columns)
+        return rows.sort(schema.KEY).map_batches(
+            schema.decode_batch, fn_kwargs={"shapes": dataset.shapes}, batch_format="numpy"
+        )
+    finally:
+        context.shuffle_strategy = saved
 
 
 def _build_pairs(config: Config, rows: dict[str, np.ndarray], frames: dict, out: Path) -> None:

@@ -14,8 +14,11 @@ without Ray, can decode them; their shapes live in the dataset's manifest (`Shap
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from ikd.models import EMBEDDING_DIM
 
 PATH = "path"  # input rows of real captures: the .bin file
 NUM_FRAMES = "num_frames"  # … and its radar frames
@@ -32,9 +35,8 @@ TEACHER_EMBEDDING = "teacher_embedding"
 TEACHER_LOGITS = "teacher_logits"
 
 SPLITS = ("train", "val", "test")
-# What the readers decode into training samples (dataset.decode_batch).
+# What the readers decode into training samples (`decode_batch`).
 SAMPLE_COLUMNS = (KEY, IDENTITY, WALK, WINDOW, SPECTROGRAM, TEACHER_EMBEDDING, TEACHER_LOGITS)
-EMBEDDING_DIM = 512
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,17 @@ class Shapes:
     def decode_logits(self, blobs: list[bytes]) -> np.ndarray:
         """(B,) bytes → (B, K, N) float32."""
         return _stack(blobs, "<f4", (self.views, self.num_identities))
+
+
+def decode_batch(batch: dict[str, Any], shapes: Shapes) -> dict[str, np.ndarray]:
+    """Stored columns → training arrays: spectrogram (B, 3, H, H) float32, teacher_embedding
+    (B, K, 512), teacher_logits (B, K, N) float32, identity / walk / window / key (B,) int64."""
+    return {
+        SPECTROGRAM: shapes.decode_spectrogram(list(batch[SPECTROGRAM])),
+        TEACHER_EMBEDDING: shapes.decode_embedding(list(batch[TEACHER_EMBEDDING])),
+        TEACHER_LOGITS: shapes.decode_logits(list(batch[TEACHER_LOGITS])),
+        **{name: np.asarray(batch[name], np.int64) for name in (IDENTITY, WALK, WINDOW, KEY)},
+    }
 
 
 def row_key(identity: np.ndarray, walk: np.ndarray, window: np.ndarray) -> np.ndarray:

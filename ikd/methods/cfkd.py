@@ -23,6 +23,7 @@ class CFKD(Method):
     """
 
     Params = CFKDParams
+    version = 1  # bump when the loss changes: runs of older code get another hash
     composer = True
 
     def losses(

@@ -27,6 +27,7 @@ class IdentityKD(Method):
     """
 
     Params = IdentityKDParams
+    version = 1  # bump when the loss changes: runs of older code get another hash
     composer = True
 
     def __init__(self, params: IdentityKDParams, num_identities: int, student: Student) -> None:

@@ -15,6 +15,7 @@ class MKD(Method):
     identity's (frozen) face embeddings and pushed below a cosine margin from the others'."""
 
     Params = MKDParams
+    version = 1  # bump when the loss changes: runs of older code get another hash
 
     def losses(
         self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]

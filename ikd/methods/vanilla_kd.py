@@ -15,6 +15,7 @@ class VanillaKD(Method):
     logits on the paired face. With `identity_wise`, L = eq. 14 with those logits as target."""
 
     Params = VanillaKDParams
+    version = 1  # bump when the loss changes: runs of older code get another hash
 
     def __init__(self, params: VanillaKDParams, num_identities: int, student: Student) -> None:
         super().__init__(params, num_identities, student)

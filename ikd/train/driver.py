@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ikd.config import Config, apply_overrides, load_config, suggest
+from ikd.config import CONFIG, LOOPS, STAGES, Config, apply_overrides, load_config, suggest
 from ikd.data.dataset import BuiltDataset, dataset_folder, open_dataset
 from ikd.errors import ConfigError, UserError
 from ikd.files import read_json, write_json
@@ -30,20 +30,17 @@ from ikd.train.data import Samples
 from ikd.train.loop import Context, evaluate, train_loop
 from ikd.train.metrics import summarize
 from ikd.train.runs import (
-    CONFIG,
     RUN,
     TEST,
     DivergedError,
     LocalCheckpoints,
+    Reporter,
     latest_checkpoint,
     prepare_run,
     run_folder,
 )
 
 log = logging.getLogger(__name__)
-
-STAGES = ("tune", "final")
-LOOPS = ("ray", "plain")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +56,10 @@ class RunOptions:
     loop: str = "ray"  # "ray": Ray Train workers (train.workers); "plain": this process
     progress: bool = True  # progress bars
     max_failures: int = 3  # Ray Train restarts of a dead worker
-    fail_at_epoch: int | None = None  # test hook: the last rank dies once after this epoch
+    # The plain loop hands each epoch's metrics here once its checkpoint is written (a Tune
+    # function trainable passes `ray.tune.report`); Ray Train's own reports reach Tune as they are.
+    on_epoch: Callable[[dict[str, Any]], None] | None = None
+    fail_at_epochs: tuple[int, ...] = ()  # test hook: the last rank dies once after each
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -68,6 +68,8 @@ class RunOptions:
             raise ConfigError(f"loop={self.loop!r}; choose from {list(LOOPS)}")
         if self.test and self.stage == "tune":
             raise ConfigError("a tuning run never reads the test split (stage=tune with test)")
+        if self.on_epoch is not None and self.loop != "plain":
+            raise ConfigError("on_epoch is for loop=plain; Ray Train reports each epoch itself")
 
 
 def split_spec(spec: Mapping[str, Any]) -> tuple[RunOptions, dict[str, Any]]:
@@ -90,7 +92,9 @@ def train_driver(spec: Mapping[str, Any]) -> Path:
     (``"train.method": "identitykd"``, ``"identitykd.tau": 0.1``; strings are parsed by the
     field's type) plus the `RunOptions` keys: ``preset``, ``study``, ``variant``, ``stage``
     ("tune" | "final"), ``dataset``, ``test``, ``loop`` ("ray" | "plain"), ``progress``,
-    ``max_failures`` and the test hook ``fail_at_epoch``.
+    ``max_failures``, ``on_epoch`` and the test hook ``fail_at_epochs``. Relative
+    ``data.root``/``train.runs_root``/``dataset`` resolve against the current directory: a caller
+    that changes it (Ray Tune's trials do) passes absolute ones.
 
     Raises:
         UserError: an unknown key, no finished dataset or one built with other data settings,
@@ -115,11 +119,11 @@ def train_driver(spec: Mapping[str, Any]) -> Path:
                 dataset,
                 run_dir,
                 progress=options.progress,
-                fail_at_epoch=options.fail_at_epoch,
+                fail_at_epochs=tuple(options.fail_at_epochs),
                 max_failures=options.max_failures,
             )
         else:
-            status = _fit_in_process(config, dataset, run_dir, options.progress)
+            status = _fit_in_process(config, dataset, run_dir, options)
         if status == "diverged":
             raise DivergedError(run_dir)
     if options.test:
@@ -127,7 +131,9 @@ def train_driver(spec: Mapping[str, Any]) -> Path:
     return run_dir
 
 
-def _fit_in_process(config: Config, dataset: BuiltDataset, run_dir: Path, progress: bool) -> str:
+def _fit_in_process(
+    config: Config, dataset: BuiltDataset, run_dir: Path, options: RunOptions
+) -> str:
     """The plain loop in this process, one worker, checkpoints in the run folder."""
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
@@ -140,9 +146,25 @@ def _fit_in_process(config: Config, dataset: BuiltDataset, run_dir: Path, progre
         Samples.from_dataset(dataset, "train"),
         Samples.from_dataset(dataset, "val"),
         dataset.num_identities,
-        context=Context(device=device, progress=progress),
-        reporter=LocalCheckpoints(run_dir),
+        context=Context(device=device, progress=options.progress),
+        reporter=_Notifying(LocalCheckpoints(run_dir), options.on_epoch),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Notifying:
+    """A reporter that hands each epoch's metrics on (`on_epoch`) once its checkpoint is saved."""
+
+    inner: Reporter
+    on_epoch: Callable[[dict[str, Any]], None] | None
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        self.inner.report(metrics, state)
+        if self.on_epoch is not None:
+            self.on_epoch(metrics)
+
+    def latest(self) -> dict[str, Any] | None:
+        return self.inner.latest()
 
 
 def load_run(run_dir: Path) -> tuple[Config, Method, dict[str, Any], int]:
@@ -153,7 +175,13 @@ def load_run(run_dir: Path) -> tuple[Config, Method, dict[str, Any], int]:
     record = read_json(run_dir / RUN)
     if saved is None or record is None:
         raise UserError(f"{run_dir}: not a run folder (no {CONFIG} / {RUN})")
-    config = Config.from_dict(saved)
+    try:
+        config = Config.from_dict(saved)
+    except ConfigError as error:
+        raise UserError(
+            f"{run_dir}: its {CONFIG} does not load in this version of ikd ({error}); "
+            "train the run again"
+        ) from None
     method = build_method(config, record["num_identities"])
     state = latest_checkpoint(run_dir)
     method.load_state_dict(state["method"])

@@ -44,6 +44,8 @@ from ikd.train.runs import METRICS, Reporter, set_status, truncate_metrics
 
 log = logging.getLogger(__name__)
 
+FAULT_MARKER = ".fault-injected-epoch-{epoch}"  # a fault test's worker died after this epoch
+
 CPU = torch.device("cpu")
 
 
@@ -98,15 +100,15 @@ def train_loop(
     context: Context,
     reporter: Reporter,
     wrap: Callable[[nn.Module], nn.Module] | None = None,
-    fail_at_epoch: int | None = None,
+    fail_at_epochs: tuple[int, ...] = (),
 ) -> str:
     """Train `config.train.method` to `config.train.epochs`, resuming from the reporter's latest
     checkpoint. Returns the run's status: "complete" or "diverged".
 
     Args:
         wrap: wraps `method.trainable()` for distributed training (Ray Train's `prepare_model`).
-        fail_at_epoch: test hook — the last rank dies once after reporting this epoch (its marker
-            file lives in the run folder, so the restarted run goes on).
+        fail_at_epochs: test hook — the last rank dies once after reporting each of these epochs
+            (a marker file in the run folder says it did, so the restarted run goes on).
     """
     t = config.train
     reseed(t.seed, -1, 0)  # the initial weights: the same on every rank and in every run
@@ -223,8 +225,8 @@ def train_loop(
             "scheduler": scheduler.state_dict(),
         }
         reporter.report(metrics, checkpoint if main else None)
-        if fail_at_epoch == epoch and context.rank == context.world - 1:
-            _fail_once(run_dir)
+        if epoch in fail_at_epochs and context.rank == context.world - 1:
+            _fail_once(run_dir, epoch)
     if main:
         set_status(run_dir, "complete", epochs_done=t.epochs)
     return "complete"
@@ -240,8 +242,8 @@ def _diverged(run_dir: Path, main: bool, epoch: int, step: int, loss: float) -> 
         set_status(run_dir, "diverged", diverged={"epoch": epoch, "step": step, "reason": reason})
 
 
-def _fail_once(run_dir: Path) -> None:
-    marker = run_dir / ".fault-injected"
+def _fail_once(run_dir: Path, epoch: int) -> None:
+    marker = run_dir / FAULT_MARKER.format(epoch=epoch)
     if marker.exists():
         return
     marker.write_text("a test asked this worker to die once\n")

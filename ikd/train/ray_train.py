@@ -115,7 +115,7 @@ def _worker(setup: dict[str, Any]) -> None:
         ),
         reporter=RayReporter(),
         wrap=prepare_model,
-        fail_at_epoch=setup["fail_at_epoch"],
+        fail_at_epochs=tuple(setup["fail_at_epochs"]),
     )
 
 
@@ -157,7 +157,7 @@ def fit_with_ray(
     run_dir: Path,
     *,
     progress: bool = True,
-    fail_at_epoch: int | None = None,
+    fail_at_epochs: tuple[int, ...] = (),
     max_failures: int = MAX_FAILURES,
 ) -> str:
     """Train a prepared run (driver.py) with `train.workers` Ray Train workers, resuming from its
@@ -180,7 +180,7 @@ def fit_with_ray(
             "shapes": dataset.manifest["shapes"],
             "threads": threads,
             "progress": progress,
-            "fail_at_epoch": fail_at_epoch,
+            "fail_at_epochs": fail_at_epochs,
             "log_level": logging.getLogger().getEffectiveLevel(),
         },
         scaling_config=scaling_config,
@@ -200,9 +200,11 @@ def fit_with_ray(
     try:
         trainer.fit()  # a re-run restores the newest checkpoint of <run_dir>/ray by itself
     except TrainingFailedError as error:
+        log.error("Ray Train: %s", error)  # the workers' errors, many lines
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
-            f"{run_dir}: training failed after {max_failures} restart(s): {error}. Run the "
-            "same command again to resume from the last checkpoint."
+            f"{run_dir}: training failed after {max_failures} restart(s) ({first} — see the log "
+            "above). Run the same command again to resume from the last checkpoint."
         ) from None
     _prune_checkpoints(run_dir)
     return read_json(run_dir / RUN)["status"]

@@ -1,4 +1,4 @@
-"""Run folders: names, records, checkpoints — what plain `fit`, Ray Train and Tune share.
+"""Run folders: names, records, checkpoints — what the plain loop, Ray Train and Tune share.
 
 A run folder `<runs_root>/<study>/<stage>/<variant>-<run hash>-seed<seed>` (no timestamps) holds
 `config.json` (the resolved config), `run.json` (status, loop, dataset and teacher provenance),
@@ -18,13 +18,13 @@ from typing import Any, Protocol
 
 import torch
 
-from ikd.config import Config, digest
+from ikd.config import CONFIG, Config, digest
 from ikd.data.dataset import BuiltDataset
 from ikd.errors import UserError
 from ikd.files import read_json, write_json
 from ikd.methods import METHODS
 
-CONFIG, RUN, METRICS, TEST = "config.json", "run.json", "metrics.jsonl", "test.json"
+RUN, METRICS, TEST = "run.json", "metrics.jsonl", "test.json"
 CHECKPOINTS, STATE, EPOCH = "checkpoints", "state.pt", "epoch.json"
 RAY_STORAGE = "ray"  # the run folder's subfolder where Ray Train keeps its checkpoints
 KEEP_CHECKPOINTS = 2
@@ -153,9 +153,10 @@ def prepare_run(
             "holds; delete the run folder to start it again"
         )
     if previous is not None and previous.get("status") == "running" and previous["loop"] != loop:
+        ray = previous["loop"] == "ray"
         raise UserError(
-            f"{run_dir} was started {'with' if previous['loop'] == 'ray' else 'without'} Ray; "
-            f"resume it the same way ({'drop' if previous['loop'] == 'ray' else 'add'} --no-ray)"
+            f"{run_dir} was started {'with' if ray else 'without'} Ray; resume it the same way "
+            f"(loop={previous['loop']}: {'drop' if ray else 'add'} --no-ray)"
         )
     if previous is not None and previous.get("status") == "diverged":
         raise DivergedError(run_dir)

@@ -1,0 +1,69 @@
+"""What the house costs before any work: importing the config, and the whole test suite.
+
+    python benchmarks/bench_house.py import [--tree OLD] [--repeats 7]   # `from ikd.config import Config; Config()`
+    python benchmarks/bench_house.py suite [--tree OLD]                  # `python -m pytest -q`, wall
+
+Each measurement runs in a fresh process for this checkout and, with `--tree`, for another
+checkout of ikd (e.g. a `git worktree` of an older commit, put first on PYTHONPATH), interleaved
+so that drifts in the machine's speed hit both alike. `import`: median wall seconds of
+`--repeats` runs. `suite`: one run of the README's test command per tree, one after the other.
+Prints Markdown rows for benchmarks/README.md.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]
+IMPORT = "from ikd.config import Config; Config()"
+
+
+def _run(tree: Path, args: list[str]) -> float:
+    """Wall seconds of `python ARGS` with `tree`'s ikd first on the path, run from `tree`."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, *args], cwd=tree, env=env, capture_output=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        tail = result.stdout.decode()[-2000:] + result.stderr.decode()[-2000:]
+        raise SystemExit(f"{tree}: python {' '.join(args)} failed:\n{tail}")
+    return seconds
+
+
+def measure(trees: dict[str, Path], args: list[str], repeats: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {label: [] for label in trees}
+    for _ in range(repeats):
+        for label, tree in trees.items():
+            times[label].append(_run(tree, args))
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", choices=["import", "suite"])
+    parser.add_argument("--tree", type=Path, default=None, help="another ikd checkout")
+    parser.add_argument("--repeats", type=int, default=7, help="import runs per tree")
+    args = parser.parse_args()
+    trees = {"this checkout": HERE}
+    if args.tree is not None:
+        trees = {f"{args.tree}": args.tree.resolve(), **trees}
+    if args.what == "import":
+        results = measure(trees, ["-c", IMPORT], args.repeats)
+        print(f"`{IMPORT}`, median of {args.repeats} fresh processes\n")
+    else:
+        results = measure(trees, ["-m", "pytest", "-q", "-p", "no:cacheprovider"], 1)
+        print("`python -m pytest -q`, one run each, wall\n")
+    base = next(iter(results.values()))
+    print("| tree | seconds | ratio |\n|---|---|---|")
+    for label, seconds in results.items():
+        print(f"| {label} | {seconds:.2f} | {seconds / base:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
