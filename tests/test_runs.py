@@ -81,6 +81,7 @@ def test_the_drivers_dict_holds_dotted_overrides_beside_the_run_options():
         ({"loop": "local"}, "choose from"),
         ({"stage": "tune", "test": True}, "never reads the test split"),
         ({"loop": "ray", "on_epoch": print}, "on_epoch is for loop=plain"),
+        ({"loop": "plain", "fail_at_epochs": (1,)}, "a Ray Train test hook"),
     ],
 )
 def test_a_bad_run_option_is_a_config_error(spec, message):

@@ -140,8 +140,13 @@ def test_an_interrupted_run_resumes_and_ends_like_an_unbroken_one(
     broken = tmp_path / "broken" / "final" / unbroken.name
     assert json.loads((broken / "run.json").read_text())["status"] == "running"
     monkeypatch.setattr(LocalCheckpoints, "report", report)
-    resumed = train_driver({**spec, "study": "broken"})
+    reported = []  # a Tune trial sees every epoch once, in order, the trained ones replayed
+    resumed = train_driver({**spec, "study": "broken", "on_epoch": reported.append})
     assert resumed == broken
+    assert [m["epoch"] for m in reported] == [0, 1]
+    finished = []
+    train_driver({**spec, "study": "broken", "on_epoch": finished.append})
+    assert [m["epoch"] for m in finished] == [0, 1]
     assert _metric_lines(resumed) == _metric_lines(unbroken)
 
 

@@ -132,7 +132,7 @@ def _differences(theirs: dict[str, Any], mine: dict[str, Any]) -> list[str]:
         if theirs.get(section, {}).get(key) != mine[section][key]
     ]
     if theirs.get("preset") != mine["preset"]:
-        differences.insert(0, f"preset={theirs['preset']!r} (run: {mine['preset']!r})")
+        differences.insert(0, f"preset={theirs.get('preset')!r} (run: {mine['preset']!r})")
     return differences or ["the dataset format"]
 
 

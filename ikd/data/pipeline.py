@@ -260,10 +260,11 @@ def read_split(dataset: BuiltDataset, split: str, *, decode: bool = True) -> ray
     # A Ray dataset keeps the DataContext its read was made in. Ray's default shuffle
     # (SHUFFLE_V2) sorts into 200 partitions, so the decode after it ran 200 tasks however small
     # the split (6.4 s for the smoke preset's 8 val rows); the pull-based sort keeps one output
-    # block per input block, as the read makes them (1.0 s).
+    # block per input block, as the read makes them (1.0 s). Order is preserved after the sort.
     context = ray.data.DataContext.get_current()
-    saved = context.shuffle_strategy
+    saved = context.shuffle_strategy, context.execution_options.preserve_order
     context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    context.execution_options.preserve_order = True
     try:
         rows = ray.data.read_parquet(
             str(dataset.folder / DATA), columns=[*columns, schema.SPLIT], num_cpus=0.25
@@ -274,7 +275,7 @@ def read_split(dataset: BuiltDataset, split: str, *, decode: bool = True) -> ray
             schema.decode_batch, fn_kwargs={"shapes": dataset.shapes}, batch_format="numpy"
         )
     finally:
-        context.shuffle_strategy = saved
+        context.shuffle_strategy, context.execution_options.preserve_order = saved
 
 
 def _build_pairs(config: Config, rows: dict[str, np.ndarray], frames: dict, out: Path) -> None:

@@ -30,6 +30,7 @@ from ikd.train.data import Samples
 from ikd.train.loop import Context, evaluate, train_loop
 from ikd.train.metrics import summarize
 from ikd.train.runs import (
+    METRICS,
     RUN,
     TEST,
     DivergedError,
@@ -37,6 +38,7 @@ from ikd.train.runs import (
     Reporter,
     latest_checkpoint,
     prepare_run,
+    read_metrics,
     run_folder,
 )
 
@@ -56,8 +58,9 @@ class RunOptions:
     loop: str = "ray"  # "ray": Ray Train workers (train.workers); "plain": this process
     progress: bool = True  # progress bars
     max_failures: int = 3  # Ray Train restarts of a dead worker
-    # The plain loop hands each epoch's metrics here once its checkpoint is written (a Tune
-    # function trainable passes `ray.tune.report`); Ray Train's own reports reach Tune as they are.
+    # The plain loop hands every epoch's metrics here, in order, once its checkpoint is written
+    # (a Tune function trainable passes `ray.tune.report`); epochs a resumed or finished run has
+    # already trained are replayed from its metrics.jsonl first.
     on_epoch: Callable[[dict[str, Any]], None] | None = None
     fail_at_epochs: tuple[int, ...] = ()  # test hook: the last rank dies once after each
 
@@ -69,7 +72,12 @@ class RunOptions:
         if self.test and self.stage == "tune":
             raise ConfigError("a tuning run never reads the test split (stage=tune with test)")
         if self.on_epoch is not None and self.loop != "plain":
-            raise ConfigError("on_epoch is for loop=plain; Ray Train reports each epoch itself")
+            raise ConfigError(
+                "on_epoch is for loop=plain (under Ray Train, a Tune trial hooks into the "
+                "trainer's own reports)"
+            )
+        if self.fail_at_epochs and self.loop != "ray":
+            raise ConfigError("fail_at_epochs is a Ray Train test hook (loop=ray)")
 
 
 def split_spec(spec: Mapping[str, Any]) -> tuple[RunOptions, dict[str, Any]]:
@@ -108,6 +116,9 @@ def train_driver(spec: Mapping[str, Any]) -> Path:
     dataset = open_dataset(options.dataset or dataset_folder(config), config)
     run_dir = run_folder(config, options.study, options.stage, options.variant)
     record = prepare_run(config, dataset, run_dir, options.loop, options.stage)
+    if record["status"] == "complete" and options.on_epoch is not None:
+        for metrics in read_metrics(run_dir / METRICS):
+            options.on_epoch(metrics)
     if record["status"] == "running":
         if options.loop == "ray":
             from ikd.cluster import init_ray  # the Ray layer, only when asked for
@@ -147,16 +158,18 @@ def _fit_in_process(
         Samples.from_dataset(dataset, "val"),
         dataset.num_identities,
         context=Context(device=device, progress=options.progress),
-        reporter=_Notifying(LocalCheckpoints(run_dir), options.on_epoch),
+        reporter=_Notifying(LocalCheckpoints(run_dir), options.on_epoch, run_dir / METRICS),
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class _Notifying:
-    """A reporter that hands each epoch's metrics on (`on_epoch`) once its checkpoint is saved."""
+    """A reporter that hands each epoch's metrics on (`on_epoch`) once its checkpoint is saved;
+    resuming, it first replays the epochs up to the checkpoint it resumes from."""
 
     inner: Reporter
     on_epoch: Callable[[dict[str, Any]], None] | None
+    metrics: Path
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         self.inner.report(metrics, state)
@@ -164,7 +177,12 @@ class _Notifying:
             self.on_epoch(metrics)
 
     def latest(self) -> dict[str, Any] | None:
-        return self.inner.latest()
+        state = self.inner.latest()
+        if state is not None and self.on_epoch is not None:
+            for metrics in read_metrics(self.metrics):
+                if metrics["epoch"] <= state["epoch"]:
+                    self.on_epoch(metrics)
+        return state
 
 
 def load_run(run_dir: Path) -> tuple[Config, Method, dict[str, Any], int]:

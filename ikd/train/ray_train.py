@@ -144,6 +144,19 @@ def scaling(config: Config) -> tuple[ScalingConfig, int]:
     )
 
 
+def _cause(error: TrainingFailedError) -> str:
+    """One line on why Ray Train gave up: the first failing rank's error, or the controller's."""
+    failures = getattr(error, "worker_failures", None) or {}
+    if failures:
+        rank, failure = min(failures.items())
+        more = f" (+{len(failures) - 1} more rank(s))" if len(failures) > 1 else ""
+    else:
+        rank, failure, more = None, getattr(error, "controller_failure", error), ""
+    lines = str(failure).strip().splitlines()
+    where = f"rank {rank}" if rank is not None else "the Ray Train controller"
+    return f"{where}: {type(failure).__name__}: {lines[0] if lines else ''}{more}"
+
+
 def _prune_checkpoints(run_dir: Path) -> None:
     """Keep the newest two checkpoints: after a worker failure Ray leaves older ones behind."""
     done = sorted(checkpoint_folders(run_dir / RAY_STORAGE, "checkpoint_*"), key=checkpoint_epoch)
@@ -201,10 +214,10 @@ def fit_with_ray(
         trainer.fit()  # a re-run restores the newest checkpoint of <run_dir>/ray by itself
     except TrainingFailedError as error:
         log.error("Ray Train: %s", error)  # the workers' errors, many lines
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
-            f"{run_dir}: training failed after {max_failures} restart(s) ({first} — see the log "
-            "above). Run the same command again to resume from the last checkpoint."
+            f"{run_dir}: training failed with {max_failures} restart(s) allowed ({_cause(error)}; "
+            "the log above has the details). Run the same command again to resume from the "
+            "last checkpoint."
         ) from None
     _prune_checkpoints(run_dir)
     return read_json(run_dir / RUN)["status"]

@@ -167,17 +167,24 @@ def prepare_run(
     return record
 
 
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """A metrics.jsonl's epoch lines (none when absent; a line cut short by a kill is skipped)."""
+    lines = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            metrics = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(metrics, dict) and "epoch" in metrics:
+            lines.append(metrics)
+    return lines
+
+
 def truncate_metrics(path: Path, start: int) -> None:
     """Drop metric lines of epochs that a resumed run will train again."""
     if not path.exists():
         return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["epoch"] < start:
-                kept.append(line)
-        except (ValueError, KeyError):  # a line cut short by a kill
-            continue
+    kept = [json.dumps(m) for m in read_metrics(path) if m["epoch"] < start]
     partial = path.with_name(path.name + ".part")
     partial.write_text("".join(line + "\n" for line in kept))
     os.replace(partial, path)
