@@ -100,33 +100,25 @@ def test_a_finished_build_is_a_no_op(built):
     assert time.perf_counter() - start < 5 and (folder / MANIFEST).stat().st_mtime_ns == before
 
 
-def test_an_interrupted_build_resumes_at_its_first_unfinished_stage(built):
-    import shutil
-
+def test_views_made_by_another_teacher_are_rebuilt_and_earlier_stages_kept(built):
+    """An interrupted or outdated build resumes at its first unfinished stage: here the views,
+    whose marker names another teacher (a kill during the views leaves no marker, which the
+    same comparison with the expected marker rebuilds)."""
     from ikd.data.pipeline import build_dataset
 
     config, folder, _ = built
     pairs_done = (folder / PAIRS / DONE).stat().st_mtime_ns
     teacher = (folder / TEACHER / INFO).read_text()
     expected = PairedDataset(open_dataset(folder), "test")[0]
-    (folder / MANIFEST).unlink()
-    shutil.rmtree(folder / DATA)  # as if killed during the views stage
-    build_dataset(config, progress=False)
-    assert (folder / PAIRS / DONE).stat().st_mtime_ns == pairs_done
-    assert (folder / TEACHER / INFO).read_text() == teacher
-    again = PairedDataset(open_dataset(folder), "test")[0]
-    assert all(np.array_equal(again[k].numpy(), expected[k].numpy()) for k in expected)
-
-
-def test_views_made_by_another_teacher_are_rebuilt(built):
-    from ikd.data.pipeline import build_dataset
-
-    config, folder, _ = built
     marker = json.loads((folder / DATA / DONE).read_text())
     (folder / DATA / DONE).write_text(json.dumps({**marker, "classifier_sha256": "another"}))
     (folder / MANIFEST).unlink()
     build_dataset(config, progress=False)
     assert json.loads((folder / DATA / DONE).read_text()) == marker
+    assert (folder / PAIRS / DONE).stat().st_mtime_ns == pairs_done
+    assert (folder / TEACHER / INFO).read_text() == teacher
+    again = PairedDataset(open_dataset(folder), "test")[0]
+    assert all(np.array_equal(again[k].numpy(), expected[k].numpy()) for k in expected)
 
 
 def test_a_capture_folder_with_another_radar_names_the_overrides(ray_session, tmp_path):
