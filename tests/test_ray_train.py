@@ -35,7 +35,8 @@ def test_a_worker_that_dies_mid_training_resumes_to_the_same_final_metrics(smoke
 
     # The last rank dies after epoch 0 with no restart allowed: the run stops with a clear error.
     broken = {**spec, "study": "broken"}
-    with pytest.raises(UserError, match=r"0 restart\(s\) allowed \(rank 1: .*Run the same"):
+    # (which rank the one-line error names depends on which failure Ray saw first)
+    with pytest.raises(UserError, match=r"0 restart\(s\) allowed \(rank \d: .*Run the same"):
         train_driver({**broken, "fail_at_epochs": (0,), "max_failures": 0})
     broken_dir = tmp_path / "broken" / "final" / unbroken.name
     assert (broken_dir / ".fault-injected-epoch-0").exists()  # the last rank did die

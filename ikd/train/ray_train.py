@@ -145,10 +145,17 @@ def scaling(config: Config) -> tuple[ScalingConfig, int]:
 
 
 def _cause(error: TrainingFailedError) -> str:
-    """One line on why Ray Train gave up: the first failing rank's error, or the controller's."""
+    """One line on why Ray Train gave up: a failing rank's error, or the controller's.
+
+    A worker whose process died (Ray's failed health check) is named before the ranks that then
+    failed in a collective with it (gloo: "Connection reset by peer"); then the lowest rank.
+    """
     failures = getattr(error, "worker_failures", None) or {}
     if failures:
-        rank, failure = min(failures.items())
+        rank, failure = min(
+            failures.items(),
+            key=lambda item: (not type(item[1]).__name__.startswith("WorkerHealthCheck"), item[0]),
+        )
         more = f" (+{len(failures) - 1} more rank(s))" if len(failures) > 1 else ""
     else:
         rank, failure, more = None, getattr(error, "controller_failure", error), ""
@@ -158,10 +165,15 @@ def _cause(error: TrainingFailedError) -> str:
 
 
 def _prune_checkpoints(run_dir: Path) -> None:
-    """Keep the newest two checkpoints: after a worker failure Ray leaves older ones behind."""
-    done = sorted(checkpoint_folders(run_dir / RAY_STORAGE, "checkpoint_*"), key=checkpoint_epoch)
+    """Keep the newest two checkpoints: after a worker failure Ray leaves older ones behind, and
+    a rank killed while saving leaves a folder without its epoch.json (never restored from)."""
+    folder = run_dir / RAY_STORAGE
+    done = sorted(checkpoint_folders(folder, "checkpoint_*"), key=checkpoint_epoch)
     for old in done[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old)
+    for partial in set(folder.glob("checkpoint_*")) - set(done):
+        if partial.is_dir():
+            shutil.rmtree(partial)
 
 
 def fit_with_ray(
