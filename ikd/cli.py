@@ -269,29 +269,32 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _show_metrics(run_dir: Path) -> None:
-    import json
+    from ikd.files import read_json
+    from ikd.train.runs import METRICS, TEST, read_metrics
 
-    from ikd.train.runs import METRICS, TEST
-
-    lines = (run_dir / METRICS).read_text().splitlines()
-    last = json.loads(lines[-1])
-    log.info(
-        "epoch %d: val acc %.4f, macro recall %.4f, macro F1 %.4f, worst identity %.4f",
-        last["epoch"] + 1,
-        last["val/acc"],
-        last["val/recall"],
-        last["val/f1"],
-        last["val/worst_acc"],
-    )
+    _log_split(read_metrics(run_dir / METRICS)[-1], "val")
     if (run_dir / TEST).exists():
-        test = json.loads((run_dir / TEST).read_text())
-        log.info(
-            "test: acc %.4f, macro recall %.4f, macro F1 %.4f, worst identity %.4f",
-            test["test/acc"],
-            test["test/recall"],
-            test["test/f1"],
-            test["test/worst_acc"],
-        )
+        _log_split(read_json(run_dir / TEST), "test")
+
+
+def _log_split(metrics: dict, split: str) -> None:
+    """One line of a split's metrics; with FAWA engaged, the live student's accuracy beside."""
+    live = (
+        f" (weight average of {metrics['fawa/epochs']} epochs; live student acc "
+        f"{metrics[f'{split}/live_acc']:.4f})"
+        if metrics.get("fawa/engaged")
+        else ""
+    )
+    where = f"epoch {metrics['epoch'] + 1}: {split}"
+    log.info(
+        "%s acc %.4f, macro recall %.4f, macro F1 %.4f, worst identity %.4f%s",
+        where if split == "val" else split,
+        metrics[f"{split}/acc"],
+        metrics[f"{split}/recall"],
+        metrics[f"{split}/f1"],
+        metrics[f"{split}/worst_acc"],
+        live,
+    )
 
 
 def _eval(args: argparse.Namespace) -> None:

@@ -78,12 +78,23 @@ def _log1mexp(log_p: torch.Tensor) -> torch.Tensor:
     )
 
 
+def same_identity(labels: torch.Tensor, target_labels: torch.Tensor | None) -> torch.Tensor:
+    """The positive mask [y_i = y_j] (B, T) of anchors' labels against targets' (default: the
+    anchors' own, T = B)."""
+    target_labels = labels if target_labels is None else target_labels
+    return labels[:, None] == target_labels[None, :]
+
+
 def _batch_log_probabilities(
-    anchor: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, tau: float
+    anchor: torch.Tensor,
+    target: torch.Tensor,
+    labels: torch.Tensor,
+    target_labels: torch.Tensor | None,
+    tau: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p_ij = log softmax_j(sim(a_i, t_j)/τ) (B, B), and the positive mask [y_i = y_j] (B, B)."""
+    """log p_ij = log softmax_j(sim(a_i, t_j)/τ) (B, T), and the positive mask (B, T)."""
     log_p = F.log_softmax(similarities(anchor, target) / tau, dim=1)
-    return log_p, (labels[:, None] == labels[None, :]).to(log_p.dtype)
+    return log_p, same_identity(labels, target_labels).to(log_p.dtype)
 
 
 def multi_positive_contrast(
@@ -92,18 +103,23 @@ def multi_positive_contrast(
     labels: torch.Tensor,
     tau: float,
     reduction: str = "mean",
+    target_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The multi-positive contrast of eqs. 9–10, for anchor i:
 
         L_i = −(1/B_p) Σ_{j: y_j = y_i} log p_ij − (1/B_n) Σ_{j: y_j ≠ y_i} log(1 − p_ij),
         p_ij = softmax_j(sim(a_i, t_j)/τ)    (eq. 7's probabilities over the batch)
 
-    B_p, B_n: positives (same identity, target i included) and negatives of anchor i in the
-    batch. With no negative in the batch the second term is 0. Eq. 9 is anchor = p^s, target =
-    p^t; eq. 10 anchor = p^s, target = p (fused). CFKD uses the same form (Chen et al. CVPR 2021,
-    CCL's multi-positive NCE) in both directions.
+    B_p, B_n: positives (same identity, target i included) and negatives of anchor i among the
+    targets. With no negative the second term is 0. Eq. 9 is anchor = p^s, target = p^t; eq. 10
+    anchor = p^s, target = p (fused). CFKD uses the same form (CCL's `NCELoss`: Chen et al. CVPR
+    2021) in both directions.
+
+    The targets may be more than the anchors: under DDP the anchors are this rank's samples and
+    the targets the global batch (`target` (T, E) with `target_labels` (T,); default: the anchors'
+    own batch and labels).
     """
-    log_p, positive = _batch_log_probabilities(anchor, target, labels, tau)
+    log_p, positive = _batch_log_probabilities(anchor, target, labels, target_labels, tau)
     negative = 1 - positive
     positives = -(log_p * positive).sum(dim=1) / positive.sum(dim=1)
     negatives = -(_log1mexp(log_p) * negative).sum(dim=1) / negative.sum(dim=1).clamp(min=1)
@@ -116,11 +132,13 @@ def kl_contrast(
     labels: torch.Tensor,
     tau: float,
     reduction: str = "mean",
+    target_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Table 5's KL variant of eqs. 9–10: KL(q_i ‖ p_i) with q_ij = 1/B_p on anchor i's positives
     (0 elsewhere) and p_ij = softmax_j(sim(a_i, t_j)/τ), i.e.
-    L_i = Σ_{j: y_j = y_i} (1/B_p)·(log(1/B_p) − log p_ij)."""
-    log_p, positive = _batch_log_probabilities(anchor, target, labels, tau)
+    L_i = Σ_{j: y_j = y_i} (1/B_p)·(log(1/B_p) − log p_ij). Targets as in
+    `multi_positive_contrast`."""
+    log_p, positive = _batch_log_probabilities(anchor, target, labels, target_labels, tau)
     count = positive.sum(dim=1)
     per_sample = -(log_p * positive).sum(dim=1) / count - torch.log(count)
     return _reduce(per_sample, reduction)
@@ -138,18 +156,25 @@ def composed_contrast(
     gamma: float,
     tau: float,
     contrast: str = "nce",
+    target_labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """L_cs = (γ/B) Σ_i L_st(p_i^s, p_i^t) + ((1−γ)/B) Σ_i L_sp(p_i^s, p_i)   (eq. 11).
 
     L_st and L_sp are eqs. 9 and 10 (`contrast="nce"`) or their KL variant (`"kl"`, Table 5).
-    Callers detach the fused embedding p: it is a target for the student (DESIGN.md §5).
+    Callers detach the fused embedding p: it is a target for the student (DESIGN.md §5). The
+    teacher and fused embeddings may be the global batch (`target_labels`, as in
+    `multi_positive_contrast`).
 
     Returns:
-        (L_cs, L_st, L_sp), each a scalar batch mean.
+        (L_cs, L_st, L_sp), each a scalar mean over the anchors.
     """
     loss = CONTRASTS[contrast]
-    student_teacher = loss(student_embedding, teacher_embedding, labels, tau)
-    student_fused = loss(student_embedding, fused_embedding, labels, tau)
+    student_teacher = loss(
+        student_embedding, teacher_embedding, labels, tau, target_labels=target_labels
+    )
+    student_fused = loss(
+        student_embedding, fused_embedding, labels, tau, target_labels=target_labels
+    )
     return gamma * student_teacher + (1 - gamma) * student_fused, student_teacher, student_fused
 
 
@@ -168,7 +193,9 @@ def identity_wise_kd(
         KL_i = T²·KL(softmax(z_t,i/T) ‖ softmax(z_s,i/T))
 
     Eq. 14's constant "− m_i" would have no gradient, so the margin is a hinge (DESIGN.md §5);
-    dividing by 1 + β is CFA's (1 − b)·CE + b·KL with b = β/(1 + β).
+    dividing by 1 + β is CFA's (1 − b)·CE + b·KL with b = β/(1 + β). CFA (after TRADES) compares
+    the distributions at T = 1 with no T² factor, the scale its margin m0 = 8/255 is set on: that
+    is the default of `kd_temperature` (ikd/method_params.py). With β = 0, L_KD = mean CE.
 
     Args:
         student_logits: z_s = y^s (B, N).
@@ -177,27 +204,30 @@ def identity_wise_kd(
         beta: β (N,) per identity (eq. 13).
 
     Returns:
-        (L_KD, mean CE, mean KL) — the last two unweighted, for logging.
+        (L_KD, mean CE, mean KL, the fraction of samples whose hinge is active: KL_i > m_{y_i})
+        — the last three unweighted, for logging.
     """
     ce = cross_entropy(student_logits, labels, reduction="none")
     kl = hinton_kd(student_logits, target_logits, temperature, reduction="none")
     m, b = margin[labels], beta[labels]
     per_sample = (ce + b * torch.relu(kl - m)) / (1 + b)
-    return per_sample.mean(), ce.mean(), kl.mean()
+    active = (kl > m).to(kl.dtype).mean()
+    return per_sample.mean(), ce.mean(), kl.mean(), active
 
 
-def jensen_shannon(
+def symmetric_kl(
     logits_a: torch.Tensor, logits_b: torch.Tensor, reduction: str = "mean"
 ) -> torch.Tensor:
-    """JSD(P ‖ Q) = ½KL(P ‖ M) + ½KL(Q ‖ M), M = ½(P + Q), P = softmax(a), Q = softmax(b):
-    CFKD's agreement between student and composed predictions (Chen et al. CVPR 2021, CCL)."""
+    """½[KL(P ‖ Q) + KL(Q ‖ P)], P = softmax(a), Q = softmax(b) at temperature 1: CFKD's
+    agreement between the student's and the composed predictions.
+
+    This is what CCL's `JSDLoss(weight=0.5)` computes (Chen et al. CVPR 2021, `yanbeic/CCL`
+    loss/jsd_loss.py: `p·log(p/q) + q·log(q/p)`, summed over classes, batch mean, × 0.5) — a
+    symmetrised KL (half Jeffreys' divergence), not the Jensen–Shannon divergence its name says.
+    CCL adds 1e-10 inside the log; here log-softmax keeps it exact.
+    """
     log_p, log_q = F.log_softmax(logits_a, dim=1), F.log_softmax(logits_b, dim=1)
-    log_m = torch.logsumexp(torch.stack([log_p, log_q]), dim=0) - torch.log(
-        torch.tensor(2.0, dtype=log_p.dtype)
-    )
-    per_sample = 0.5 * (log_p.exp() * (log_p - log_m)).sum(dim=1) + 0.5 * (
-        log_q.exp() * (log_q - log_m)
-    ).sum(dim=1)
+    per_sample = 0.5 * ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=1)
     return _reduce(per_sample, reduction)
 
 
@@ -207,6 +237,7 @@ def margin_embedding_loss(
     labels: torch.Tensor,
     margin: float,
     reduction: str = "mean",
+    target_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MKD's cross-modal embedding distillation — **a reconstruction**: Jin et al. (AAAI 2023)
     publish no code, so this follows DESIGN.md §5's reading of their margin-based loss. With
@@ -215,10 +246,11 @@ def margin_embedding_loss(
         L_i = (1/B_p) Σ_{j: y_j = y_i} (1 − c_ij) + (1/B_n) Σ_{j: y_j ≠ y_i} max(0, c_ij − m)
 
     pulling the student embedding onto its identity's teacher embeddings and pushing other
-    identities' below the cosine margin m (0 when the batch has no negative).
+    identities' below the cosine margin m (0 when the batch has no negative). The teacher
+    embeddings may be the global batch (`target_labels`, as in `multi_positive_contrast`).
     """
     cosine = similarities(student_embedding, teacher_embedding)
-    positive = (labels[:, None] == labels[None, :]).to(cosine.dtype)
+    positive = same_identity(labels, target_labels).to(cosine.dtype)
     negative = 1 - positive
     pull = ((1 - cosine) * positive).sum(dim=1) / positive.sum(dim=1)
     push = (torch.relu(cosine - margin) * negative).sum(dim=1) / negative.sum(dim=1).clamp(min=1)

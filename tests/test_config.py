@@ -167,10 +167,13 @@ def test_numpy_scalars_from_tuners_are_accepted():
         "vanilla_kd.lambda1=-0.1",
         "cfkd.temperature=0",
         "mkd.margin=2",
+        "identitykd.kd_temperature=0",
+        "vanilla_kd.kd_start_epoch=-1",
+        "baseline.fawa_decay=1",
     ],
 )
 def test_impossible_values_are_config_errors(override):
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
         load_config("laptop", [override])
 
 
@@ -195,8 +198,8 @@ def test_every_method_with_settings_has_its_own_section_of_its_own_symbols():
         # keys are the paper's symbols, never prefixed with a method's name
         for field in dataclasses.fields(params):
             assert not any(field.name.startswith(f"{method}_") for method in PARAMS), field.name
-    config = load_config("smoke", ["train.method=baseline"], warn=False)
-    assert config.method_params() == PARAMS["baseline"]()  # no settings yet, so no section
+    config = load_config("smoke", ["train.method=baseline", "baseline.fawa=true"], warn=False)
+    assert config.method_params() is config.baseline and config.baseline.fawa
     config = load_config("smoke", ["train.method=cfkd", "cfkd.temperature=0.07"], warn=False)
     assert config.method_params() is config.cfkd and config.cfkd.temperature == 0.07
 
@@ -206,6 +209,22 @@ def test_a_shared_setting_is_defined_once_but_set_per_method():
     assert (config.vanilla_kd.lambda1, config.identitykd.lambda1) == (0.3, 0.5)
     laptop = load_config("laptop", warn=False)
     assert laptop.identitykd.warmup_epochs == laptop.vanilla_kd.warmup_epochs == 2
+
+
+def test_weight_averaging_is_a_setting_of_every_method_on_by_default_for_identitykd_only():
+    paper, laptop = load_config("paper", warn=False), load_config("laptop", warn=False)
+    assert [m for m in PARAMS if getattr(paper, m).fawa] == ["identitykd"]
+    assert {getattr(paper, m).fawa_decay for m in PARAMS} == {0.88}  # CFA's, 200 epochs
+    assert {getattr(laptop, m).fawa_decay for m in PARAMS} == {0.5}  # 10 epochs (the preset says)
+
+
+def test_eq_14_is_on_cfas_scale_and_plain_vanilla_kd_on_hintons():
+    config = load_config("paper", warn=False)
+    assert config.identitykd.kd_temperature == config.vanilla_kd.kd_temperature == 1
+    assert config.vanilla_kd.temperature == 4
+    assert config.identitykd.kd_start_epoch == config.vanilla_kd.kd_start_epoch == 0
+    with pytest.raises(ConfigError, match=r"did you mean 'identitykd\.kd_temperature'"):
+        load_config("smoke", ["identitykd.temperature=4"])
 
 
 def test_an_unknown_method_key_names_the_nearest_key_of_that_section():

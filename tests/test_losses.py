@@ -133,13 +133,15 @@ def ref_kl_contrast(anchor, target, labels, tau) -> list[float]:
     return out
 
 
-def ref_jensen_shannon(logits_a, logits_b) -> list[float]:
-    """½KL(P ‖ M) + ½KL(Q ‖ M), M = ½(P + Q), per sample."""
+def ref_symmetric_kl(logits_a, logits_b) -> list[float]:
+    """CCL's JSDLoss(weight=0.5) per sample: ½·Σ_c [p_c log(p_c/q_c) + q_c log(q_c/p_c)]."""
     out = []
     for za, zb in zip(logits_a, logits_b, strict=True):
         p, q = ref_softmax(za), ref_softmax(zb)
-        m = [(pi + qi) / 2 for pi, qi in zip(p, q, strict=True)]
-        out.append(0.5 * ref_kl(p, m) + 0.5 * ref_kl(q, m))
+        both = sum(
+            pi * math.log(pi / qi) + qi * math.log(qi / pi) for pi, qi in zip(p, q, strict=True)
+        )
+        out.append(0.5 * both)
     return out
 
 
@@ -164,7 +166,8 @@ def ref_identity_wise_kd(student, target, labels, margin, beta, temperature):
         (c + beta[y] * max(0.0, k - margin[y])) / (1 + beta[y])
         for c, k, y in zip(ce, kl, labels, strict=True)
     ]
-    return mean(per_sample), mean(ce), mean(kl)
+    active = [k > margin[y] for k, y in zip(kl, labels, strict=True)]
+    return mean(per_sample), mean(ce), mean(kl), mean(active)
 
 
 def mean(values: list[float]) -> float:
@@ -200,9 +203,9 @@ GOLDEN = {
         lambda r: losses.kl_contrast(t(ANCHOR), t(TARGET), labels_tensor(), TAU, reduction=r),
         lambda: ref_kl_contrast(ANCHOR, TARGET, LABELS, TAU),
     ),
-    "jensen_shannon": (
-        lambda r: losses.jensen_shannon(t(STUDENT_LOGITS), t(TARGET_LOGITS), reduction=r),
-        lambda: ref_jensen_shannon(STUDENT_LOGITS, TARGET_LOGITS),
+    "symmetric_kl": (
+        lambda r: losses.symmetric_kl(t(STUDENT_LOGITS), t(TARGET_LOGITS), reduction=r),
+        lambda: ref_symmetric_kl(STUDENT_LOGITS, TARGET_LOGITS),
     ),
     "margin_embedding_loss": (
         lambda r: losses.margin_embedding_loss(
@@ -238,9 +241,10 @@ def test_hand_computed_values_of_small_cases():
     # Student uniform, target softmax [3/4, 1/4], T = 1: ¾·log(3/2) + ¼·log(1/2).
     kd = losses.hinton_kd(t([[0.0, 0.0]]), t([[math.log(3.0), 0.0]]), 1.0)
     assert kd.item() == pytest.approx(0.13081203594113697, rel=REL)
-    # P = [¾, ¼], Q = [¼, ¾]: M is uniform and JSD = KL(P ‖ uniform) = the same number.
-    jsd = losses.jensen_shannon(t([[math.log(3.0), 0.0]]), t([[0.0, math.log(3.0)]]))
-    assert jsd.item() == pytest.approx(0.13081203594113697, rel=REL)
+    # P = [¾, ¼], Q = [¼, ¾]: KL(P ‖ Q) = KL(Q ‖ P) = ½ log 3, and CCL's "JSD" is their mean
+    # (a true Jensen–Shannon divergence would be 0.1308…).
+    agreement = losses.symmetric_kl(t([[math.log(3.0), 0.0]]), t([[0.0, math.log(3.0)]]))
+    assert agreement.item() == pytest.approx(0.5 * math.log(3.0), rel=REL)
     # Orthogonal anchors equal to their targets, τ = 1: p_ii = e/(e + 1), −log p_ii = log(1 + 1/e).
     eye = t([[1.0, 0.0], [0.0, 1.0]])
     assert losses.info_nce(eye, eye, 1.0).item() == pytest.approx(0.31326168751822286, rel=REL)
@@ -289,6 +293,29 @@ def test_identity_wise_kd_matches_eq_14_with_a_hinge_on_the_margin():
         temperature=TEMPERATURE,
     )
     assert [value.item() for value in got] == pytest.approx(list(expected), rel=REL)
+    assert got[3].item() == 0.5  # the hinge-active fraction
+
+
+# Anchors: the first two samples; targets: the whole batch (what a rank sees under DDP).
+AGAINST_THE_BATCH = {
+    "multi_positive_contrast": (losses.multi_positive_contrast, ref_multi_positive, TAU),
+    "kl_contrast": (losses.kl_contrast, ref_kl_contrast, TAU),
+    "margin_embedding_loss": (losses.margin_embedding_loss, ref_margin_embedding, COSINE_MARGIN),
+}
+
+
+@pytest.mark.parametrize("name", list(AGAINST_THE_BATCH))
+def test_anchors_contrast_against_a_larger_target_batch_with_its_own_labels(name):
+    loss, reference, scale = AGAINST_THE_BATCH[name]
+    got = loss(
+        t(ANCHOR)[:2],
+        t(TARGET),
+        labels_tensor()[:2],
+        scale,
+        reduction="none",
+        target_labels=labels_tensor(),
+    )
+    assert got.tolist() == pytest.approx(reference(ANCHOR, TARGET, LABELS, scale)[:2], rel=REL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,7 +358,7 @@ def kd_inputs():
 
 def test_identity_wise_kd_is_plain_cross_entropy_when_beta_is_zero():
     student, target, labels = kd_inputs()
-    total, ce, _ = losses.identity_wise_kd(
+    total, ce, _, _ = losses.identity_wise_kd(
         student,
         target,
         labels,
@@ -346,7 +373,7 @@ def test_identity_wise_kd_is_plain_cross_entropy_when_beta_is_zero():
 def test_a_kl_below_the_margin_passes_only_the_cross_entropy_gradient():
     beta = t(KD_BETA)
     student, target, labels = kd_inputs()
-    total, _, kl = losses.identity_wise_kd(
+    total, _, kl, _ = losses.identity_wise_kd(
         student, target, labels, margin=t([1e3] * 3), beta=beta, temperature=TEMPERATURE
     )
     assert kl.item() < 1e3
@@ -359,25 +386,25 @@ def test_a_kl_below_the_margin_passes_only_the_cross_entropy_gradient():
 
     # Above the margin the KL term does move the student, so the two gradients differ.
     student, target, labels = kd_inputs()
-    total, _, _ = losses.identity_wise_kd(
+    total, _, _, _ = losses.identity_wise_kd(
         student, target, labels, margin=t([0.0] * 3), beta=beta, temperature=TEMPERATURE
     )
     (grad_active,) = torch.autograd.grad(total, student)
     assert (grad_active - ce_grad).abs().max().item() > 1e-3
 
 
-def test_jensen_shannon_is_symmetric_zero_on_equal_inputs_and_at_most_log_2():
+def test_symmetric_kl_is_symmetric_zero_on_equal_inputs_and_unbounded():
     generator = torch.Generator().manual_seed(1)
     a = 3 * torch.randn(16, 5, generator=generator, dtype=torch.float64)
     b = 3 * torch.randn(16, 5, generator=generator, dtype=torch.float64)
-    forward = losses.jensen_shannon(a, b, reduction="none")
-    backward = losses.jensen_shannon(b, a, reduction="none")
+    forward = losses.symmetric_kl(a, b, reduction="none")
+    backward = losses.symmetric_kl(b, a, reduction="none")
     assert forward.tolist() == pytest.approx(backward.tolist(), rel=REL)
-    assert losses.jensen_shannon(a, a, reduction="none").abs().max().item() < 1e-15
-    assert (forward >= 0).all() and (forward <= math.log(2)).all()
-    # Disjoint supports approach the bound from below.
-    far = losses.jensen_shannon(t([[40.0, -40.0]]), t([[-40.0, 40.0]])).item()
-    assert far == pytest.approx(math.log(2), rel=1e-12) and far <= math.log(2)
+    assert losses.symmetric_kl(a, a, reduction="none").abs().max().item() < 1e-15
+    assert (forward >= 0).all()
+    # Unlike a Jensen–Shannon divergence (≤ log 2), it grows without bound as supports separate.
+    far = losses.symmetric_kl(t([[40.0, -40.0]]), t([[-40.0, 40.0]])).item()
+    assert far == pytest.approx(80.0, rel=1e-9)
 
 
 def test_hinton_kd_is_zero_for_equal_logits_and_scales_as_t_squared_kl():

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from stand_ins import tiny_backbone
 from torch import nn
 
+from ikd import losses
 from ikd.config import STUDENTS as STUDENT_NAMES
 from ikd.config import load_config
 from ikd.errors import ConfigError
@@ -38,16 +39,18 @@ Terms = dict[str, torch.Tensor]
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """A method as a table row: its overrides, the unweighted terms it logs (besides `loss`), how
-    its terms combine at `WEIGHTS` (name → expected value), and which state it carries."""
+    """A method as a table row: its overrides, the unweighted terms it logs (besides `loss`), the
+    statistics it logs, how its terms combine at `WEIGHTS` (name → expected value), and which
+    state it carries."""
 
     method: str
     overrides: tuple[str, ...]
     terms: frozenset[str]
     combine: Callable[[Terms], Terms]
-    composer: bool = False  # trains a composer (eq. 6 / CCL)
+    stats: frozenset[str] = frozenset()
+    composer: str = "none"  # a composer (eq. 6 / CCL) and who learns through it (base.Net)
     identity_wise: bool = False  # eqs. 12–14's per-identity margins and β
-    averaged: bool = False  # FAWA: evaluates a weight average of the student
+    averaged: bool = False  # FAWA on by default: evaluates a weight average of the student
 
 
 # Non-default weights, so the combination checks see every weight act.
@@ -57,16 +60,39 @@ WEIGHTS = (
     "identitykd.delta1=0.3",
     "identitykd.delta2=2.0",
     "identitykd.gamma=0.7",
+    # A margin every sample's KL clears at initialisation (KL ≈ 0.006–0.009 here), so the
+    # combination of eq. 14's means below holds.
+    "identitykd.margin0=0.002",
+    "vanilla_kd.margin0=0.002",
 )
 IDENTITYKD_TERMS = frozenset({"cs", "st", "sp", "kd", "ce", "kl", "composer_ce"})
+M0, BETA0 = 0.002, 6.0  # every identity's m and β before any update (WEIGHTS)
+
+
+def _eq14(t: Terms) -> torch.Tensor:
+    """Eq. 14 from its means, valid while every identity has β0 and every hinge is active."""
+    return (t["ce"] + BETA0 * (t["kl"] - M0)) / (1 + BETA0)
 
 
 def _identitykd(t: Terms) -> Terms:
     return {
         "loss": 0.3 * t["cs"] + 2.0 * t["kd"] + t["composer_ce"],
         "cs": 0.7 * t["st"] + 0.3 * t["sp"],
+        "kd": _eq14(t),
+        "hinge_active": torch.tensor(1.0),
     }
 
+
+def _cfkd(t: Terms) -> Terms:
+    return {
+        "loss": t["student"] + t["composer"],
+        "student": t["ce"] + t["vm"] + t["vi"] + t["agreement"],
+        # CCL's loss_vm and JSD are the same numbers in both objectives (only the gradient differs)
+        "composer": t["composer_ce"] + t["vm"] + t["mi"] + t["agreement"],
+    }
+
+
+CFKD_TERMS = frozenset({"student", "composer", "ce", "composer_ce", "vm", "vi", "mi", "agreement"})
 
 # Every method under its own name, plus the two variants the paper's tables use.
 CASES: dict[str, Case] = {
@@ -80,17 +106,12 @@ CASES: dict[str, Case] = {
     "vanilla_kd-identity_wise": Case(
         "vanilla_kd",
         ("vanilla_kd.identity_wise=true",),
-        frozenset({"ce", "kl", "kd"}),
-        lambda t: {"loss": t["kd"]},
+        frozenset({"ce", "kl"}),
+        lambda t: {"loss": _eq14(t), "hinge_active": torch.tensor(1.0)},
+        stats=frozenset({"hinge_active"}),
         identity_wise=True,
     ),
-    "cfkd": Case(
-        "cfkd",
-        (),
-        frozenset({"ce", "composer_ce", "contrast", "jsd"}),
-        lambda t: {"loss": t["ce"] + t["composer_ce"] + t["contrast"] + t["jsd"]},
-        composer=True,
-    ),
+    "cfkd": Case("cfkd", (), CFKD_TERMS, _cfkd, stats=frozenset({"fused_acc"}), composer="both"),
     "mkd": Case(
         "mkd", (), frozenset({"ce", "margin"}), lambda t: {"loss": t["ce"] + 0.5 * t["margin"]}
     ),
@@ -99,7 +120,8 @@ CASES: dict[str, Case] = {
         (),
         IDENTITYKD_TERMS,
         _identitykd,
-        composer=True,
+        stats=frozenset({"hinge_active", "fused_acc"}),
+        composer="own",
         identity_wise=True,
         averaged=True,
     ),
@@ -108,7 +130,8 @@ CASES: dict[str, Case] = {
         ("identitykd.contrast=kl",),
         IDENTITYKD_TERMS,
         _identitykd,
-        composer=True,
+        stats=frozenset({"hinge_active", "fused_acc"}),
+        composer="own",
         identity_wise=True,
         averaged=True,
     ),
@@ -132,14 +155,15 @@ def config_for(case: str, *extra: str):
     return load_config("smoke", [f"train.method={row.method}", *row.overrides, *extra], warn=False)
 
 
-def tiny_student() -> Student:
+def tiny_student(batchnorm: bool = True) -> Student:
     """The stand-in: a tiny backbone and the students' shared 512-d projection and classifier."""
-    return Student(*tiny_backbone(), N)
+    return Student(*tiny_backbone(batchnorm), N)
 
 
-def build(case: str, *extra: str, seed: int = 0) -> Method:
+def build(case: str, *extra: str, seed: int = 0, batchnorm: bool = True) -> Method:
     torch.manual_seed(seed)
-    return build_method(config_for(case, *extra), num_identities=N, student=tiny_student())
+    student = tiny_student(batchnorm)
+    return build_method(config_for(case, *extra), num_identities=N, student=student)
 
 
 def make_batch(seed: int = 1, *, teacher_grad: bool = False) -> dict[str, torch.Tensor]:
@@ -197,18 +221,21 @@ def test_the_case_table_covers_the_method_dict():
     assert all(name in CASES for name in METHODS)  # every method under its own name
     for name, case in CASES.items():
         assert METHODS[case.method].composer == case.composer, name
-        assert hasattr(build(name), "average") == case.averaged, name
+        assert (build(name).average is not None) == case.averaged, name
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_forward_returns_the_loss_its_named_terms_and_detached_student_logits(case):
     method = build(case).train()
     out = method(make_batch())
-    assert out.keys() == {"loss", "logits"} | {f"loss/{t}" for t in CASES[case].terms}
+    terms = {f"loss/{t}" for t in CASES[case].terms}
+    assert out.keys() == {"loss", "logits"} | terms | CASES[case].stats
     for key, value in out.items():
-        if key.startswith("loss"):
+        if key != "logits":
             assert value.ndim == 0, key
             assert torch.isfinite(value), key
+    for key in CASES[case].stats:  # fractions of the batch
+        assert 0 <= out[key].item() <= 1 and not out[key].requires_grad, key
     assert out["loss"].requires_grad
     assert out["logits"].shape == (B, N)
     assert not out["logits"].requires_grad
@@ -219,6 +246,7 @@ def test_the_loss_combines_the_named_terms_as_each_method_documents(case):
     method = build(case, *WEIGHTS).train()
     out = method(make_batch())
     terms = {key.removeprefix("loss/"): value.detach() for key, value in out.items()}
+    assert CASES[case].combine(terms), "every case checks something"
     for name, expected in CASES[case].combine(terms).items():
         torch.testing.assert_close(terms[name], expected, msg=name)
 
@@ -273,7 +301,7 @@ def test_identitykd_composer_learns_only_from_its_own_cross_entropy(case):
         assert all(is_zero(g) for g in grads(out[f"loss/{term}"], composer)), term
 
 
-@pytest.mark.parametrize("case", [c for c, case in CASES.items() if case.composer])
+@pytest.mark.parametrize("case", [c for c, case in CASES.items() if case.composer != "none"])
 def test_the_student_receives_no_gradient_from_the_composer_cross_entropy(case):
     method = build(case).train()
     out = method(make_batch())
@@ -292,12 +320,92 @@ def test_identitykd_student_learns_from_both_contrasts_and_the_kd_term(case):
         assert any(not is_zero(g) for g in grads(out[f"loss/{term}"], backbone)), term
 
 
-def test_cfkd_composer_learns_from_contrasts_and_jsd_as_well_as_its_cross_entropy():
+def cfkd_parts(method: Method) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    return list(method.net.student.parameters()), list(method.net.composer.parameters())
+
+
+def test_cfkd_student_learns_only_its_objective_and_the_composer_only_its_own():
     method = build("cfkd").train()
     out = method(make_batch())
-    residual = [method.net.composer.residual.weight]
-    for term in ("composer_ce", "contrast", "jsd"):
-        assert not is_zero(grads(out[f"loss/{term}"], residual)[0]), term
+    student, composer = cfkd_parts(method)
+    for params, own, other in ((student, "student", "composer"), (composer, "composer", "student")):
+        from_total, from_own = grads(out["loss"], params), grads(out[f"loss/{own}"], params)
+        assert all(g is not None and g.any() for g in from_own), own
+        for total, mine in zip(from_total, from_own, strict=True):
+            torch.testing.assert_close(total, mine, msg=own)
+        assert all(is_zero(g) for g in grads(out[f"loss/{other}"], params)), (own, other)
+
+
+def test_cfkd_student_objective_reaches_the_student_through_the_frozen_composer():
+    """CCL feeds the student's feature into the composer undetached: the student's contrast with
+    the composed embedding and its agreement term pull on it through the composer too."""
+    method = build("cfkd").train()
+    batch = make_batch()
+    out = method.net(batch["spectrogram"], batch["teacher_embedding"])
+    student, _ = cfkd_parts(method)
+    labels, t = batch["identity"], method.params.temperature
+    v, m = out["student_embedding"], out["student_fused_embedding"]
+    both_ways = losses.multi_positive_contrast(v, m, labels, t) + losses.multi_positive_contrast(
+        m, v, labels, t
+    )
+    m_fixed = m.detach()
+    target_only = losses.multi_positive_contrast(
+        v, m_fixed, labels, t
+    ) + losses.multi_positive_contrast(m_fixed, v, labels, t)
+    through, around = grads(both_ways, student), grads(target_only, student)
+    assert any(not torch.allclose(a, b) for a, b in zip(through, around, strict=True))
+
+
+EPSILON = 1e-10  # CCL's EPISILON
+
+
+def ccl_nce(f1: torch.Tensor, f2: torch.Tensor, targets: torch.Tensor, tau: float) -> torch.Tensor:
+    """CCL's NCELoss (loss/nce_loss.py) as its code computes it, with its ε."""
+    f1, f2 = F.normalize(f1, dim=1), F.normalize(f2, dim=1)
+    negative = (targets[:, None] != targets[None, :]).float()
+    cos = 1 - 0.5 * (f1[:, None, :] - f2[None, :, :]).pow(2).sum(2)
+    p = torch.softmax(cos / tau, dim=1)
+    pos_term = (-torch.log(p + EPSILON) * (1 - negative)).sum(1) / (1 - negative).sum(1)
+    neg_term = (-torch.log(1 - p + EPSILON) * negative).sum(1) / negative.sum(1)
+    return (pos_term + neg_term).mean()
+
+
+def ccl_jsd(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """CCL's JSDLoss(weight=0.5) (loss/jsd_loss.py) as its code computes it."""
+    p, q = torch.softmax(p_logits, dim=1), torch.softmax(q_logits, dim=1)
+    both = (p * torch.log(p / q + EPSILON)).sum(1) + (q * torch.log(q / p + EPSILON)).sum(1)
+    return both.mean() * 0.5
+
+
+def test_cfkd_equals_ccls_two_objectives_in_value_and_in_each_optimizers_gradient():
+    """CCL's `train_i_epoch`: the student's optimizer steps on ∂total_loss_v, the composer's on
+    ∂total_loss_i (`generate_prediction`: fc(t + mlp(cat(norm t, norm v))), v undetached)."""
+    method = build("cfkd").train()
+    batch = make_batch()
+    labels, tau = batch["identity"], method.params.temperature
+    student, composer = cfkd_parts(method)
+    out = method(batch)
+
+    torch.manual_seed(0)  # nothing random follows; the same student forward as above
+    v, v_logits = method.net.student(batch["spectrogram"])
+    t = batch["teacher_embedding"]
+    layer = method.net.composer
+    m = t + layer.residual(torch.cat([F.normalize(t, dim=1), F.normalize(v, dim=1)], dim=1))
+    m_logits = layer.classifier(m)
+    loss_vm = ccl_nce(v, m, labels, tau) + ccl_nce(m, v, labels, tau)
+    loss_vi = ccl_nce(v, t, labels, tau) + ccl_nce(t, v, labels, tau)
+    loss_mi = ccl_nce(m, t, labels, tau) + ccl_nce(t, m, labels, tau)
+    jsd = ccl_jsd(v_logits, m_logits)
+    total_v = F.cross_entropy(v_logits, labels) + loss_vm + loss_vi + jsd
+    total_i = F.cross_entropy(m_logits, labels) + loss_vm + loss_mi + jsd
+
+    close = functools.partial(torch.testing.assert_close, rtol=1e-4, atol=1e-6)
+    close(out["loss/student"], total_v)
+    close(out["loss/composer"], total_i)
+    for ours, theirs in zip(grads(out["loss"], student), grads(total_v, student), strict=True):
+        close(ours, theirs)
+    for ours, theirs in zip(grads(out["loss"], composer), grads(total_i, composer), strict=True):
+        close(ours, theirs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,9 +516,9 @@ def test_the_kd_term_uses_the_updated_margins_and_betas(case):
     method = build(case).eval()
     batch = make_batch()
     with torch.no_grad():
-        before = method(batch)["loss/kd"]
+        before = method(batch)["loss"]
         method.end_epoch(0, accuracy(0.0, 0.0, 0.0, 0.0), accuracy(0, 0, 0, 0))
-        after = method(batch)["loss/kd"]
+        after = method(batch)["loss"]
     assert not torch.equal(before, after)
 
 
@@ -424,14 +532,134 @@ def test_methods_without_identity_wise_terms_carry_no_state_across_epochs(case):
     assert_states_equal(snapshot(method), before)
 
 
+def per_sample_kl(target_logits: torch.Tensor, student_logits: torch.Tensor, t: float):
+    """KL(softmax(z_t/T) ‖ softmax(z_s/T)) per sample, without any T² factor."""
+    log_target = F.log_softmax(target_logits / t, dim=1)
+    return (log_target.exp() * (log_target - F.log_softmax(student_logits / t, dim=1))).sum(1)
+
+
+def kd_target(method: Method, out: dict[str, torch.Tensor], batch) -> torch.Tensor:
+    return out["fused_logits"] if method.net.composer is not None else batch["teacher_logits"]
+
+
+@pytest.mark.parametrize("case", IDENTITY_WISE)
+def test_eq_14_compares_distributions_at_temperature_one_without_a_t_squared_factor(case):
+    """CFA's scale (TRADES: T = 1, no T²); `kd_temperature` changes it, with T²."""
+    for extra, t in (((), 1.0), ((f"{CASES[case].method}.kd_temperature=3",), 3.0)):
+        method = build(case, *extra).train()
+        batch = make_batch()
+        with torch.no_grad():
+            out = method.net(batch["spectrogram"], batch["teacher_embedding"])
+            kl = t**2 * per_sample_kl(kd_target(method, out, batch), out["student_logits"], t)
+            got = method.losses(out, batch)
+        torch.testing.assert_close(got["loss/kl"], kl.mean())
+
+
+def test_plain_vanilla_kd_keeps_hintons_temperature_four_and_t_squared():
+    method = build("vanilla_kd").train()
+    batch = make_batch()
+    with torch.no_grad():
+        out = method(batch)
+        student_logits = method.net.student(batch["spectrogram"])[1]
+    expected = 16 * per_sample_kl(batch["teacher_logits"], student_logits, 4.0).mean()
+    torch.testing.assert_close(out["loss/kl"], expected)
+
+
+@pytest.mark.parametrize("case", IDENTITY_WISE)
+def test_hinge_active_is_the_fraction_of_samples_whose_kl_exceeds_their_margin(case):
+    method = build(case).train()
+    batch = make_batch()
+    with torch.no_grad():
+        out = method.net(batch["spectrogram"], batch["teacher_embedding"])
+        kl = per_sample_kl(kd_target(method, out, batch), out["student_logits"], 1.0)
+        # Margins between the samples' KLs: identity i's margin sits at its first sample's KL.
+        margins = kl[::2].clone()
+        method.identity_wise.margin.copy_(margins)
+        expected = (kl > margins[batch["identity"]]).float().mean()
+        got = method.losses(out, batch)["hinge_active"]
+    assert 0 < expected < 1, "the margins should split the batch"
+    assert got.item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("case", IDENTITY_WISE)
+def test_the_kd_part_of_eq_14_has_zero_weight_until_the_kd_start_epoch(case):
+    section = CASES[case].method
+    method = build(case, f"{section}.kd_start_epoch=2", f"{section}.warmup_epochs=0").train()
+    batch = make_batch()
+
+    def eq14_is_ce() -> bool:
+        with torch.no_grad():
+            out = method(batch)
+        total = out["loss/kd"] if "loss/kd" in out else out["loss"]
+        return torch.allclose(total, out["loss/ce"])
+
+    assert eq14_is_ce()  # epoch 0
+    method.end_epoch(0, accuracy(0.5, 0.5, 0.5, 0.5), accuracy(1, 1, 1, 1))
+    assert eq14_is_ce()  # epoch 1
+    assert method.identity_wise.beta.min() > 0  # β itself is kept for later
+    method.end_epoch(1, accuracy(0.5, 0.5, 0.5, 0.5), accuracy(1, 1, 1, 1))
+    assert not eq14_is_ce()  # epoch 2: the KD term starts
+    fresh = build(case, f"{section}.kd_start_epoch=2", f"{section}.warmup_epochs=0")
+    fresh.load_state_dict(method.state_dict())  # a resumed run knows which epoch it is in
+    assert int(fresh.identity_wise.epochs) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# 5b. ablation switches remove exactly their term
+
+
+def identitykd_terms(*extra: str) -> tuple[Terms, list[torch.Tensor | None]]:
+    """identitykd's terms on the fixed batch, and the student's gradient of its loss."""
+    method = build("identitykd", *WEIGHTS, *extra).train()
+    out = method(make_batch())
+    student = list(method.net.student.parameters())
+    return {k: v.detach() for k, v in out.items()}, grads(out["loss"], student)
+
+
+def test_delta1_zero_removes_exactly_the_composed_contrast():
+    full, _ = identitykd_terms()
+    ablated, ablated_grads = identitykd_terms("identitykd.delta1=0")
+    torch.testing.assert_close(ablated["loss"], full["loss"] - 0.3 * full["loss/cs"])
+    method = build("identitykd", *WEIGHTS).train()
+    out = method(make_batch())
+    without = grads(2.0 * out["loss/kd"], list(method.net.student.parameters()))
+    for a, b in zip(ablated_grads, without, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_beta0_zero_removes_the_kd_term_and_keeps_the_students_cross_entropy_at_full_weight():
+    for case in IDENTITY_WISE:
+        section = CASES[case].method
+        method = build(case, *WEIGHTS, f"{section}.beta0=0").train()
+        out = method(make_batch())
+        kd = out["loss/kd"] if "loss/kd" in out else out["loss"]
+        torch.testing.assert_close(kd, out["loss/ce"], msg=case)  # eq. 14 = CE exactly
+    full, _ = identitykd_terms()
+    ablated, _ = identitykd_terms("identitykd.beta0=0")
+    expected = 0.3 * full["loss/cs"] + 2.0 * full["loss/ce"] + full["loss/composer_ce"]
+    torch.testing.assert_close(ablated["loss"], expected)
+
+
+def test_fawa_off_evaluates_the_live_student_after_fair_epochs():
+    method = build("identitykd", "identitykd.fawa=false", "identitykd.fawa_threshold=0")
+    assert method.average is None
+    method.end_epoch(0, accuracy(1, 1, 1, 1), accuracy(1, 1, 1, 1))
+    assert method.evaluated_student() is method.net.student
+    assert method.epoch_record() == {"fawa/engaged": False, "fawa/epochs": 0}
+
+
 # ---------------------------------------------------------------------------------------------
 # 6. fairness-aware weight averaging (FAWA)
 
-FAWA = ["identitykd.fawa_decay=0.75", "identitykd.fawa_threshold=0.5"]
+
+def fawa(method: str) -> list[str]:
+    """FAWA switched on for `method` (a setting of every method), decay 0.75, threshold 0.5."""
+    return [f"{method}.fawa=true", f"{method}.fawa_decay=0.75", f"{method}.fawa_threshold=0.5"]
 
 
-def test_fawa_evaluates_the_live_student_until_a_fair_epoch_enters_the_average():
-    method = build("identitykd", *FAWA)
+@pytest.mark.parametrize("name", list(METHODS))
+def test_fawa_evaluates_the_live_student_until_a_fair_epoch_enters_the_average(name):
+    method = build(name, *fawa(name))
     live, average = method.net.student, method.average
     train_acc = accuracy(0.5, 0.5, 0.5, 0.5)
     assert method.evaluated_student() is live
@@ -456,8 +684,9 @@ def test_fawa_evaluates_the_live_student_until_a_fair_epoch_enters_the_average()
     assert_states_equal(snapshot(average.student), w1)
 
 
-def test_fawa_averages_qualifying_epochs_with_the_configured_decay():
-    method = build("identitykd", *FAWA)
+@pytest.mark.parametrize("name", list(METHODS))
+def test_fawa_averages_qualifying_epochs_with_the_configured_decay(name):
+    method = build(name, *fawa(name))
     live, average = method.net.student, method.average
     train_acc, fair, unfair = (
         accuracy(0.5, 0.5, 0.5, 0.5),
@@ -495,8 +724,24 @@ def test_fawa_averages_qualifying_epochs_with_the_configured_decay():
         assert not torch.allclose(method.predict(spectrogram), live(spectrogram)[1])
 
 
-def test_the_averaged_student_is_not_trainable():
-    method = build("identitykd")
+def test_fawa_is_on_by_default_for_identitykd_only():
+    assert [name for name in METHODS if build(name).average is not None] == ["identitykd"]
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_the_epoch_record_says_whether_fawa_engaged_and_over_how_many_epochs(name):
+    method = build(name, *fawa(name))
+    assert method.epoch_record() == {"fawa/engaged": False, "fawa/epochs": 0}
+    method.end_epoch(0, accuracy(1, 1, 1, 1), accuracy(0.1, 1, 1, 1))  # unfair: not kept
+    assert method.epoch_record() == {"fawa/engaged": False, "fawa/epochs": 0}
+    for epoch in (1, 2):
+        method.end_epoch(epoch, accuracy(1, 1, 1, 1), accuracy(1, 1, 1, 1))
+    assert method.epoch_record() == {"fawa/engaged": True, "fawa/epochs": 2}
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_the_averaged_student_is_not_trainable(name):
+    method = build(name, *fawa(name))
     trainable = {id(p) for p in method.trainable().parameters()}
     for param in method.average.student.parameters():
         assert not param.requires_grad
@@ -509,7 +754,7 @@ def test_the_averaged_student_is_not_trainable():
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_method_state_survives_a_checkpoint_round_trip(case):
-    method = build(case, *FAWA, seed=0)
+    method = build(case, *fawa(CASES[case].method), seed=0)
     fair = accuracy(0.9, 0.8, 0.7, 0.6)
     method.end_epoch(0, accuracy(0.2, 0.9, 0.5, float("nan")), fair)
     shift(method.net.student, 0.05)
@@ -517,7 +762,7 @@ def test_the_method_state_survives_a_checkpoint_round_trip(case):
     shift(method.net.student, 0.05)  # the live student now differs from the average
     state = method.state_dict()
 
-    fresh = build(case, *FAWA, seed=1)
+    fresh = build(case, *fawa(CASES[case].method), seed=1)
     batch = make_batch()
     method.eval()
     fresh.eval()
@@ -531,9 +776,8 @@ def test_the_method_state_survives_a_checkpoint_round_trip(case):
     if hasattr(method, "identity_wise"):
         assert torch.equal(fresh.identity_wise.margin, method.identity_wise.margin)
         assert torch.equal(fresh.identity_wise.beta, method.identity_wise.beta)
-    if CASES[case].averaged:
-        assert fresh.average.epochs.item() == 2
-        assert fresh.evaluated_student() is fresh.average.student
+    assert fresh.average.epochs.item() == 2
+    assert fresh.evaluated_student() is fresh.average.student
     with torch.no_grad():
         out, fresh_out = method(batch), fresh(batch)
         assert out.keys() == fresh_out.keys()

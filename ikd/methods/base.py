@@ -8,22 +8,45 @@ optimizer and DDP see; `forward(batch)` returns `loss` plus unweighted named `lo
 from the dataset (computed once, frozen) as tensors in the batch.
 
 A batch is a dict of tensors: `spectrogram` (B, 3, H, H), `identity` (B,), `teacher_embedding`
-(B, 512) and `teacher_logits` (B, N) of the face view chosen for this epoch.
+(B, 512) and `teacher_logits` (B, N) of the face view chosen for this epoch. Under DDP it is this
+rank's share of the global batch; contrastive terms take their targets from the whole global
+batch (`global_batch`), so a method's loss does not depend on `train.workers` (DESIGN.md §5).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed import _functional_collectives as collectives
 
-from ikd.method_params import IdentityWiseParams
+from ikd.method_params import IdentityWiseParams, WeightAveragingParams
 from ikd.models import EMBEDDING_DIM
 from ikd.models.students import Student
+
+
+def global_batch(tensor: torch.Tensor) -> torch.Tensor:
+    """Every DDP rank's `tensor` (B, …) concatenated in rank order (W·B, …); itself without a
+    process group. Differentiable: the gradient that every rank's loss puts on this rank's rows
+    flows back to them, summed (torch.distributed.nn's all_gather semantics; this is its
+    non-deprecated successor). Ranks must pass equal shapes (the loop gives each the same batch
+    size). With DDP's gradient averaging, training on W ranks then follows the gradient of the
+    mean over ranks of their losses — the 1-rank loss of the whole batch."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    gathered = collectives.all_gather_single_autograd(tensor.contiguous(), 0, dist.group.WORLD)
+    return collectives.wait_tensor(gathered) if isinstance(gathered, torch.Tensor) else gathered
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The fraction of rows whose argmax is the label, for logging (no gradient)."""
+    return (logits.detach().argmax(dim=1) == labels).to(torch.float32).mean()
 
 
 class Composer(nn.Module):
@@ -48,12 +71,21 @@ class Composer(nn.Module):
 
 
 class Net(nn.Module):
-    """Everything that learns, with one forward (so DDP sees every use of every parameter)."""
+    """Everything that learns, with one forward (so DDP sees every use of every parameter).
 
-    def __init__(self, student: Student, num_identities: int, composer: bool) -> None:
+    `composer`: "none"; "own" — the composer sees the student's embedding detached and learns
+    from its own objective (`fused_*`: IdentityKD, DESIGN.md §5); "both" — as "own", plus a
+    second pass with the composer's parameters frozen on the live embedding (`student_fused_*`),
+    so the student's objective reaches the student through the composer but moves only the
+    student: CCL's two objectives and two optimizers, emulated by stop-gradients in one graph.
+    The teacher is frozen either way.
+    """
+
+    def __init__(self, student: Student, num_identities: int, composer: str) -> None:
         super().__init__()
         self.student = student
-        self.composer = Composer(num_identities) if composer else None
+        self.composer = Composer(num_identities) if composer != "none" else None
+        self.through_composer = composer == "both"
 
     def forward(
         self, spectrogram: torch.Tensor, teacher_embedding: torch.Tensor
@@ -61,11 +93,14 @@ class Net(nn.Module):
         embedding, logits = self.student(spectrogram)
         out = {"student_embedding": embedding, "student_logits": logits}
         if self.composer is not None:
-            # The student's embedding enters the composer detached: the composer and f_p learn
-            # from their own objectives, and the student only from its own (DESIGN.md §5). The
-            # teacher is frozen.
+            teacher_embedding = teacher_embedding.detach()
             out["fused_embedding"], out["fused_logits"] = self.composer(
-                teacher_embedding.detach(), embedding.detach()
+                teacher_embedding, embedding.detach()
+            )
+        if self.through_composer:
+            frozen = {name: p.detach() for name, p in self.composer.named_parameters()}
+            out["student_fused_embedding"], out["student_fused_logits"] = (
+                torch.func.functional_call(self.composer, frozen, (teacher_embedding, embedding))
             )
         return out
 
@@ -76,7 +111,9 @@ class IdentityWise(nn.Module):
     After each epoch from the end of the warm-up on, the epoch's training accuracy A_i of
     identity i (summed over DDP ranks by the loop) sets m_i = (λ1 + A_i)·m0, β_i = (λ2 + A_i)·β0:
     a harder identity gets a smaller margin and a weaker KD weight. Before, m = m0 and β = β0. An
-    identity absent from the epoch keeps its values.
+    identity absent from the epoch keeps its values. Before epoch `kd_start_epoch` (counted in
+    the `epochs` buffer, so a resumed run knows it) `weights()` gives β = 0: eq. 14 is the
+    student's CE alone.
     """
 
     def __init__(
@@ -88,13 +125,15 @@ class IdentityWise(nn.Module):
         margin0: float,
         beta0: float,
         warmup_epochs: int,
+        kd_start_epoch: int = 0,
     ) -> None:
         super().__init__()
         self.lambda1, self.lambda2 = lambda1, lambda2
         self.margin0, self.beta0 = margin0, beta0
-        self.warmup_epochs = warmup_epochs
+        self.warmup_epochs, self.kd_start_epoch = warmup_epochs, kd_start_epoch
         self.register_buffer("margin", torch.full((num_identities,), float(margin0)))
         self.register_buffer("beta", torch.full((num_identities,), float(beta0)))
+        self.register_buffer("epochs", torch.zeros((), dtype=torch.long))  # epochs ended
 
     @classmethod
     def from_params(cls, num_identities: int, params: IdentityWiseParams) -> IdentityWise:
@@ -106,10 +145,17 @@ class IdentityWise(nn.Module):
             margin0=params.margin0,
             beta0=params.beta0,
             warmup_epochs=params.warmup_epochs,
+            kd_start_epoch=params.kd_start_epoch,
         )
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(m, β) for this epoch's eq. 14: β is 0 before `kd_start_epoch`."""
+        started = int(self.epochs) >= self.kd_start_epoch
+        return self.margin, self.beta if started else torch.zeros_like(self.beta)
 
     def update(self, epoch: int, accuracy: torch.Tensor) -> None:
         """`epoch` just ended (0-based) with per-identity training accuracy (N,) (NaN: absent)."""
+        self.epochs.fill_(epoch + 1)
         if epoch + 1 < self.warmup_epochs:
             return
         seen = ~torch.isnan(accuracy)
@@ -121,6 +167,9 @@ class IdentityWise(nn.Module):
 class Method(nn.Module):
     """Base of the five methods. Subclasses set `Params`, `version`, `composer` and `losses`.
 
+    Every method's section has the weight-averaging switch (`fawa`, CFA's FAWA): when on, the
+    method keeps `average` and evaluates (and deploys) it once an epoch has entered it.
+
     Args:
         params: the method's section of the config (`Params`, ikd/method_params.py).
         student: the gait network it trains (`Student.from_name` for Table 4's; tests hand in a
@@ -131,14 +180,21 @@ class Method(nn.Module):
     # The version of the method's code: bump it when the loss changes, so runs of the old code
     # get another run hash and are not reused by a resumed study (train/runs.py `run_hash`).
     version: ClassVar[int] = 1
-    composer: ClassVar[bool] = False
+    composer: ClassVar[str] = "none"  # a composer and who learns through it (`Net`)
 
-    def __init__(self, params: Any, num_identities: int, student: Student) -> None:
+    def __init__(
+        self, params: WeightAveragingParams, num_identities: int, student: Student
+    ) -> None:
         super().__init__()
         self.params = params
         self.num_identities = num_identities
         self.net = Net(student, num_identities, composer=self.composer)
         self._set_runner(self.net)
+        self.average = (
+            WeightAverage(self.net.student, params.fawa_decay, params.fawa_threshold)
+            if params.fawa
+            else None
+        )
 
     def _set_runner(self, runner: nn.Module) -> None:
         # Not a registered submodule: the DDP wrapper must not add its parameters twice to
@@ -170,7 +226,10 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def evaluated_student(self) -> Student:
-        """The student that evaluation and deployment use (gait only)."""
+        """The student that evaluation and deployment use (gait only): the weight average once an
+        epoch has entered it, else the live student."""
+        if self.average is not None and self.average.epochs > 0:
+            return self.average.student
         return self.net.student
 
     def predict(self, spectrogram: torch.Tensor) -> torch.Tensor:
@@ -186,7 +245,18 @@ class Method(nn.Module):
     ) -> None:
         """Carry state into the next epoch from this epoch's per-identity accuracies (N,)
         (training: of the student on its training batches; val: of `net.student`; NaN where an
-        identity had no sample), both already reduced across ranks."""
+        identity had no sample), both already reduced across ranks. Here: the weight average;
+        methods with more state extend it."""
+        if self.average is not None:
+            present = val_accuracy[~torch.isnan(val_accuracy)]  # identities with val samples
+            worst = float(present.min()) if len(present) else math.nan
+            self.average.update(self.net.student, worst)
+
+    def epoch_record(self) -> dict[str, Any]:
+        """What the epoch's metrics record of the method's state: whether the evaluated model is
+        the weight average (`fawa/engaged`) and over how many epochs (`fawa/epochs`)."""
+        epochs = int(self.average.epochs) if self.average is not None else 0
+        return {"fawa/engaged": epochs > 0, "fawa/epochs": epochs}
 
 
 class WeightAverage(nn.Module):

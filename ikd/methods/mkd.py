@@ -7,15 +7,16 @@ import torch
 
 from ikd.losses import cross_entropy, margin_embedding_loss
 from ikd.method_params import MKDParams
-from ikd.methods.base import Method
+from ikd.methods.base import Method, global_batch
 
 
 class MKD(Method):
     """L = CE(y^s) + α·L_margin(p^s, p^t): the student's 512-d embedding is pulled onto its
-    identity's (frozen) face embeddings and pushed below a cosine margin from the others'."""
+    identity's (frozen) face embeddings and pushed below a cosine margin from the others' — this
+    rank's students against the global batch's faces."""
 
     Params = MKDParams
-    version = 1  # bump when the loss changes: runs of older code get another hash
+    version = 2  # bump when the loss changes: runs of older code get another hash
 
     def losses(
         self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
@@ -24,8 +25,9 @@ class MKD(Method):
         ce = cross_entropy(out["student_logits"], labels)
         margin = margin_embedding_loss(
             out["student_embedding"],
-            batch["teacher_embedding"].detach(),
+            global_batch(batch["teacher_embedding"].detach()),
             labels,
             self.params.margin,
+            target_labels=global_batch(labels),
         )
         return {"loss": ce + self.params.alpha * margin, "loss/ce": ce, "loss/margin": margin}

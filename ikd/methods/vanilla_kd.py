@@ -12,10 +12,14 @@ from ikd.models.students import Student
 
 class VanillaKD(Method):
     """L = CE + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), z_t the frozen teacher classifier's
-    logits on the paired face. With `identity_wise`, L = eq. 14 with those logits as target."""
+    logits on the paired face, at Hinton's T = 4 with T² (RepDistiller's `DistillKL`).
+
+    With `identity_wise`, L = eq. 14 with those logits as target, on CFA's scale (T =
+    `kd_temperature` = 1, T² = 1), per-identity m and β (eqs. 12–13), β = 0 before
+    `kd_start_epoch`; `hinge_active` logs the fraction of samples whose hinge is active."""
 
     Params = VanillaKDParams
-    version = 1  # bump when the loss changes: runs of older code get another hash
+    version = 2  # bump when the loss changes: runs of older code get another hash
 
     def __init__(self, params: VanillaKDParams, num_identities: int, student: Student) -> None:
         super().__init__(params, num_identities, student)
@@ -28,15 +32,11 @@ class VanillaKD(Method):
         logits, labels = out["student_logits"], batch["identity"]
         target = batch["teacher_logits"].detach()
         if p.identity_wise:
-            loss, ce, kl = identity_wise_kd(
-                logits,
-                target,
-                labels,
-                margin=self.identity_wise.margin,
-                beta=self.identity_wise.beta,
-                temperature=p.temperature,
+            margin, beta = self.identity_wise.weights()
+            loss, ce, kl, active = identity_wise_kd(
+                logits, target, labels, margin=margin, beta=beta, temperature=p.kd_temperature
             )
-            return {"loss": loss, "loss/ce": ce, "loss/kl": kl, "loss/kd": loss}
+            return {"loss": loss, "loss/ce": ce, "loss/kl": kl, "hinge_active": active}
         ce = cross_entropy(logits, labels)
         kl = hinton_kd(logits, target, p.temperature)
         return {"loss": ce + p.alpha * kl, "loss/ce": ce, "loss/kl": kl}
@@ -46,3 +46,4 @@ class VanillaKD(Method):
     ) -> None:
         if self.params.identity_wise:
             self.identity_wise.update(epoch, train_accuracy)
+        super().end_epoch(epoch, train_accuracy, val_accuracy)

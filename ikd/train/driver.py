@@ -207,9 +207,10 @@ def load_run(run_dir: Path) -> tuple[Config, Method, dict[str, Any], int]:
 
 
 def evaluate_run(run_dir: Path, split: str) -> dict[str, Any]:
-    """Gait-only metrics of a run's newest checkpoint on `split`. The test split is evaluated
-    once, and only for a finished run of the final stage: its `test.json` is written the first
-    time and returned unchanged afterwards."""
+    """Gait-only metrics of a run's newest checkpoint on `split`: `<split>/acc`, … of the
+    evaluated model (FAWA's average once engaged) and `<split>/live_acc`, … of the live student.
+    The test split is evaluated once, and only for a finished run of the final stage: its
+    `test.json` is written the first time and returned unchanged afterwards."""
     run_dir = Path(run_dir)
     if split == "test" and (run_dir / TEST).exists():
         log.info("%s: %s exists; the test split is evaluated once", run_dir.name, TEST)
@@ -221,8 +222,22 @@ def evaluate_run(run_dir: Path, split: str) -> dict[str, Any]:
         raise UserError(f"{run_dir}: a tuning run never reads the test split")
     dataset = open_dataset(record["dataset"], config)
     samples = Samples.from_dataset(dataset, split)
-    matrix = evaluate(method.predict, samples, dataset.num_identities, 256, Context())
-    metrics = {"split": split, "epoch": epoch, **summarize(matrix, split)}
+
+    def confusion_of(predict: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        return evaluate(predict, samples, dataset.num_identities, 256, Context())
+
+    matrix = confusion_of(method.predict)
+    live = method.net.student
+    live_matrix = (
+        matrix if method.evaluated_student() is live else confusion_of(lambda x: live(x)[1])
+    )
+    metrics = {
+        "split": split,
+        "epoch": epoch,
+        **summarize(matrix, f"{split}/"),  # the evaluated model (FAWA's average once engaged)
+        **summarize(live_matrix, f"{split}/live_"),  # the live student
+        **method.epoch_record(),
+    }
     if split == "test":
         write_json(run_dir / TEST, metrics)
     return metrics

@@ -61,8 +61,10 @@ class Context:
 
 
 def _accumulate(sums: dict[str, float], out: dict[str, torch.Tensor], size: int) -> None:
+    """Sum each batch mean the method returns (loss terms and statistics such as `fused_acc`)
+    times the batch size, so the epoch's `train/<name>` is the mean over its samples."""
     for name, value in out.items():
-        if name.startswith("loss"):
+        if name != "logits":
             sums[name] = sums.get(name, 0.0) + float(value.detach()) * size
 
 
@@ -170,7 +172,9 @@ def train_loop(
             correct[1].index_add_(0, labels, torch.ones_like(labels))
             if bar is not batches:  # live loss terms (set_description: tqdm_ray has no postfix)
                 terms = " ".join(
-                    f"{k.removeprefix('loss/')} {v / seen:.3f}" for k, v in sums.items()
+                    f"{k.removeprefix('loss/')} {v / seen:.3f}"
+                    for k, v in sums.items()
+                    if k.startswith("loss")
                 )
                 bar.set_description(f"{title}: {terms}")
         if bar is not batches:
@@ -202,8 +206,11 @@ def train_loop(
                 for name, total in zip(sums, totals[1:].tolist(), strict=True)
             },
             "train/acc": float(correct[0].sum() / max(int(correct[1].sum()), 1)),
-            **summarize(matrix, "val"),
-            "val/live_acc": summarize(live, "live")["live/acc"],
+            # val/*: the evaluated model (FAWA's average once engaged) — what tuning optimises
+            # and a user deploys; val/live_*: the student being trained.
+            **summarize(matrix, "val/"),
+            **summarize(live, "val/live_"),
+            **method.epoch_record(),
             "seconds": round(time.perf_counter() - began, 3),
         }
         if main:

@@ -48,7 +48,8 @@ def per_identity_accuracy(matrix: torch.Tensor) -> torch.Tensor:
 
 
 def summarize(matrix: torch.Tensor, prefix: str) -> dict[str, Any]:
-    """Metrics of one split as `<prefix>/acc`, `/recall`, `/f1`, `/worst_acc`, `/per_identity`."""
+    """Metrics of one split as `<prefix>acc`, `recall`, `f1`, `worst_acc`, `per_identity`,
+    `samples` (prefix e.g. "val/", or "val/live_" for the live student's)."""
     matrix = matrix.to(torch.float64)
     total = matrix.sum()
     recall = per_identity_accuracy(matrix)
@@ -63,10 +64,10 @@ def summarize(matrix: torch.Tensor, prefix: str) -> dict[str, Any]:
         return float(values[present].mean()) if present.any() else math.nan
 
     return {
-        f"{prefix}/acc": float(torch.diagonal(matrix).sum() / total) if total else math.nan,
-        f"{prefix}/recall": mean(recall),
-        f"{prefix}/f1": mean(f1),
-        f"{prefix}/worst_acc": float(recall[present].min()) if present.any() else math.nan,
-        f"{prefix}/per_identity": [None if math.isnan(v) else round(v, 6) for v in recall.tolist()],
-        f"{prefix}/samples": int(total),
+        f"{prefix}acc": float(torch.diagonal(matrix).sum() / total) if total else math.nan,
+        f"{prefix}recall": mean(recall),
+        f"{prefix}f1": mean(f1),
+        f"{prefix}worst_acc": float(recall[present].min()) if present.any() else math.nan,
+        f"{prefix}per_identity": [None if math.isnan(v) else round(v, 6) for v in recall.tolist()],
+        f"{prefix}samples": int(total),
     }
