@@ -193,9 +193,9 @@ def identity_wise_kd(
         KL_i = T²·KL(softmax(z_t,i/T) ‖ softmax(z_s,i/T))
 
     Eq. 14's constant "− m_i" would have no gradient, so the margin is a hinge (DESIGN.md §5);
-    dividing by 1 + β is CFA's (1 − b)·CE + b·KL with b = β/(1 + β). CFA (after TRADES) compares
-    the distributions at T = 1 with no T² factor, the scale its margin m0 = 8/255 is set on: that
-    is the default of `kd_temperature` (ikd/method_params.py). With β = 0, L_KD = mean CE.
+    dividing by 1 + β is CFA's (1 − b)·CE + b·KL with b = β/(1 + β). CFA (after TRADES) weighs a
+    KL at T = 1, no T² factor, against CE with β: the scale eq. 14 takes β and m from, hence the
+    default T = 1 of `kd_temperature` (ikd/method_params.py). With β = 0, L_KD = mean CE.
 
     Args:
         student_logits: z_s = y^s (B, N).

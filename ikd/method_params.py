@@ -63,8 +63,11 @@ class IdentityWiseParams(Section):
     training accuracy A_i sets its margin m_i = (λ1 + A_i)·m0 and KD weight β_i = (λ2 + A_i)·β0,
     and eq. 14 mixes CE with the hinge max(0, KL_i − m_i) at weight β_i.
 
-    KL_i is on CFA's (TRADES') scale: class distributions at temperature 1 with no T² factor (the
-    margin m0 = 8/255 lives on that scale); `kd_temperature` changes T (and multiplies by T²).
+    KL_i is on CFA's (TRADES') scale: class distributions at temperature 1 with no T² factor,
+    weighed against CE by β (β0 = 6), the scale eq. 14 borrows β and the margin from
+    (`kd_temperature` changes T, and multiplies by T²). m0 = 8/255 is CFA's L∞ attack budget,
+    which the paper transplants as a KL margin: the hinge may rarely bite, so its activity is
+    logged (`hinge_active`).
     Ablations: β0 = 0 leaves eq. 14 = the student's CE (no KD, CE kept at full weight), as does
     any epoch before `kd_start_epoch` (a warm-up for the KD target)."""
 

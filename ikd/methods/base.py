@@ -2,7 +2,8 @@
 
 The contract (DESIGN.md §5, STYLE.md "For ikd" 3): a frozen `Params` of the paper's symbols;
 `trainable()` is the one module that learns (student + composer + heads), the only thing the
-optimizer and DDP see; `forward(batch)` returns `loss` plus unweighted named `loss/<term>`s;
+optimizer and DDP see; `forward(batch)` returns `loss`, unweighted named `loss/<term>`s and
+batch statistics (`fused_acc`, `hinge_active`: the loop logs every one as `train/<name>`);
 `predict`/`embed` use gait only; `end_epoch` carries state across epochs in buffers that
 `state_dict()` (hence every checkpoint) holds. The teacher is not here at all: its outputs come
 from the dataset (computed once, frozen) as tensors in the batch.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.distributed as dist
@@ -40,8 +41,14 @@ def global_batch(tensor: torch.Tensor) -> torch.Tensor:
     mean over ranks of their losses — the 1-rank loss of the whole batch."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return tensor
+    # A private module: torch.distributed.nn.functional.all_gather, the public one, is deprecated
+    # in torch 2.14 in its favour. tests/test_global_batch.py checks the values and gradients.
     gathered = collectives.all_gather_single_autograd(tensor.contiguous(), 0, dist.group.WORLD)
-    return collectives.wait_tensor(gathered) if isinstance(gathered, torch.Tensor) else gathered
+    return collectives.wait_tensor(gathered)
+
+
+ComposerMode = Literal["none", "own", "both"]
+COMPOSER_MODES: tuple[ComposerMode, ...] = ("none", "own", "both")
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -73,7 +80,7 @@ class Composer(nn.Module):
 class Net(nn.Module):
     """Everything that learns, with one forward (so DDP sees every use of every parameter).
 
-    `composer`: "none"; "own" — the composer sees the student's embedding detached and learns
+    `mode`: "none"; "own" — the composer sees the student's embedding detached and learns
     from its own objective (`fused_*`: IdentityKD, DESIGN.md §5); "both" — as "own", plus a
     second pass with the composer's parameters frozen on the live embedding (`student_fused_*`),
     so the student's objective reaches the student through the composer but moves only the
@@ -81,11 +88,13 @@ class Net(nn.Module):
     The teacher is frozen either way.
     """
 
-    def __init__(self, student: Student, num_identities: int, composer: str) -> None:
+    def __init__(self, student: Student, num_identities: int, mode: ComposerMode) -> None:
         super().__init__()
+        if mode not in COMPOSER_MODES:
+            raise ValueError(f"composer mode {mode!r}; choose from {list(COMPOSER_MODES)}")
         self.student = student
-        self.composer = Composer(num_identities) if composer != "none" else None
-        self.through_composer = composer == "both"
+        self.composer = Composer(num_identities) if mode != "none" else None
+        self.through_composer = mode == "both"
 
     def forward(
         self, spectrogram: torch.Tensor, teacher_embedding: torch.Tensor
@@ -125,7 +134,7 @@ class IdentityWise(nn.Module):
         margin0: float,
         beta0: float,
         warmup_epochs: int,
-        kd_start_epoch: int = 0,
+        kd_start_epoch: int,
     ) -> None:
         super().__init__()
         self.lambda1, self.lambda2 = lambda1, lambda2
@@ -150,8 +159,8 @@ class IdentityWise(nn.Module):
 
     def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(m, β) for this epoch's eq. 14: β is 0 before `kd_start_epoch`."""
-        started = int(self.epochs) >= self.kd_start_epoch
-        return self.margin, self.beta if started else torch.zeros_like(self.beta)
+        started = self.epochs >= self.kd_start_epoch  # a tensor: no device sync per step
+        return self.margin, torch.where(started, self.beta, torch.zeros_like(self.beta))
 
     def update(self, epoch: int, accuracy: torch.Tensor) -> None:
         """`epoch` just ended (0-based) with per-identity training accuracy (N,) (NaN: absent)."""
@@ -165,7 +174,7 @@ class IdentityWise(nn.Module):
 
 
 class Method(nn.Module):
-    """Base of the five methods. Subclasses set `Params`, `version`, `composer` and `losses`.
+    """Base of the five methods. Subclasses set `Params`, `version`, `composer_mode` and `losses`.
 
     Every method's section has the weight-averaging switch (`fawa`, CFA's FAWA): when on, the
     method keeps `average` and evaluates (and deploys) it once an epoch has entered it.
@@ -180,7 +189,7 @@ class Method(nn.Module):
     # The version of the method's code: bump it when the loss changes, so runs of the old code
     # get another run hash and are not reused by a resumed study (train/runs.py `run_hash`).
     version: ClassVar[int] = 1
-    composer: ClassVar[str] = "none"  # a composer and who learns through it (`Net`)
+    composer_mode: ClassVar[ComposerMode] = "none"  # a composer, and who learns through it (`Net`)
 
     def __init__(
         self, params: WeightAveragingParams, num_identities: int, student: Student
@@ -188,7 +197,7 @@ class Method(nn.Module):
         super().__init__()
         self.params = params
         self.num_identities = num_identities
-        self.net = Net(student, num_identities, composer=self.composer)
+        self.net = Net(student, num_identities, self.composer_mode)
         self._set_runner(self.net)
         self.average = (
             WeightAverage(self.net.student, params.fawa_decay, params.fawa_threshold)
@@ -214,15 +223,16 @@ class Method(nn.Module):
         return self
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The training objective: `loss`, the named `loss/<term>`s, and `logits`, the
-        student's (detached) for the per-identity training accuracy."""
+        """The training objective: `loss`, the named `loss/<term>`s, the batch statistics, and
+        `logits`, the student's (detached) for the per-identity training accuracy."""
         out = self._runner(batch["spectrogram"], batch["teacher_embedding"])
         return {**self.losses(out, batch), "logits": out["student_logits"].detach()}
 
     def losses(
         self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        """`loss` (what is minimised) and the unweighted `loss/<term>`s."""
+        """`loss` (what is minimised), the unweighted `loss/<term>`s, and batch statistics
+        (scalar means such as `fused_acc`), all logged per epoch as `train/<name>`."""
         raise NotImplementedError
 
     def evaluated_student(self) -> Student:

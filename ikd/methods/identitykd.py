@@ -38,7 +38,7 @@ class IdentityKD(Method):
 
     Params = IdentityKDParams
     version = 2  # bump when the loss changes: runs of older code get another hash
-    composer = "own"
+    composer_mode = "own"
 
     def __init__(self, params: IdentityKDParams, num_identities: int, student: Student) -> None:
         super().__init__(params, num_identities, student)

@@ -95,7 +95,9 @@ def run_hash(config: Config) -> str:
 
     Runs of one variant with different seeds share it (the seed is in the run's name). Changing
     another method's setting leaves it alone; bumping the method's `version` changes it, so a
-    resumed study never reuses a run of the method's older code.
+    resumed study never reuses a run of the method's older code. The whole section counts, also
+    settings this run leaves idle (`fawa_decay` with `fawa` off, eq. 14's keys in plain vanilla
+    KD): two such configs train twice, never share one run — the safe side of "nothing else".
     """
     method = config.train.method
     train = {
