@@ -4,7 +4,7 @@
     python benchmarks/bench_train.py epochs [--epochs 3]     # needs the laptop dataset built
 
 `steps`: fwd + bwd + Adam step of the resnet18 student on one laptop-sized batch (32² spectrograms),
-for baseline, vanilla_kd and identitykd, whose teacher outputs come from the dataset; and the naive
+for the five methods, whose teacher outputs come from the dataset; and the naive
 alternative, identitykd plus a frozen InceptionResnetV1 forward on the batch's 80² faces every
 step. Median of `--steps` after 3 warm-up steps, methods interleaved round-robin so drifts in the
 machine's speed hit all alike.
@@ -43,7 +43,14 @@ def steps(batch: int, count: int, threads: int) -> None:
     faces = torch.randint(0, 256, (batch, 3, 80, 80), dtype=torch.uint8)
     teacher = InceptionResnetV1(classify=False).eval().requires_grad_(False)
     runs = {}
-    for name in ("baseline", "vanilla_kd", "identitykd", "identitykd + teacher forward"):
+    for name in (
+        "baseline",
+        "vanilla_kd",
+        "cfkd",
+        "mkd",
+        "identitykd",
+        "identitykd + teacher forward",
+    ):
         method = build_method(
             load_config("laptop", [f"train.method={name.split()[0]}"], warn=False), n
         )
