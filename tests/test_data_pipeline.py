@@ -26,6 +26,9 @@ from ikd.train.teacher import INFO
 
 pytestmark = pytest.mark.slow
 
+# The data's own tests read the test split as the evaluation of a final run does.
+FINAL_RUN = {"stage": "final"}
+
 
 @pytest.fixture
 def built(smoke_dataset):
@@ -73,8 +76,8 @@ def test_both_readers_yield_identical_samples(built):
     _, folder, _ = built
     dataset = open_dataset(folder)
     for split in schema.SPLITS:
-        plain = PairedDataset(dataset, split)
-        rows = read_split(dataset, split).take_all()
+        plain = PairedDataset(dataset, split, FINAL_RUN)
+        rows = read_split(dataset, split, final_run=FINAL_RUN).take_all()
         assert [int(r["key"]) for r in rows] == [int(plain[i]["key"]) for i in range(len(plain))]
         for index, row in enumerate(rows):
             sample = plain[index]
@@ -88,6 +91,27 @@ def test_both_readers_yield_identical_samples(built):
                 )
     sample = PairedDataset(dataset, "train")[0]
     assert sample["spectrogram"].shape == (3, 32, 32) and sample["teacher_logits"].shape == (2, 4)
+
+
+@pytest.mark.parametrize("record", [None, {"stage": "tune"}, {"stage": "final"}])
+def test_the_test_split_is_read_only_for_a_final_run(built, record):
+    from ikd.data.pipeline import read_split
+    from ikd.train.data import Samples
+
+    dataset = open_dataset(built[1])
+    readers = {
+        "read": lambda: dataset.read("test", [schema.KEY], final_run=record),
+        "PairedDataset": lambda: PairedDataset(dataset, "test", record),
+        "Samples": lambda: Samples.from_dataset(dataset, "test", record),
+        "read_split": lambda: read_split(dataset, "test", decode=False, final_run=record),
+    }
+    for name, read in readers.items():
+        if record == FINAL_RUN:
+            read()
+        else:
+            with pytest.raises(UserError, match="test split is read only to evaluate a final"):
+                read()
+            assert len(Samples.from_dataset(dataset, "val", record)) > 0, name  # val: anyone
 
 
 def test_a_finished_build_is_a_no_op(built):
@@ -109,7 +133,7 @@ def test_views_made_by_another_teacher_are_rebuilt_and_earlier_stages_kept(built
     config, folder, _ = built
     pairs_done = (folder / PAIRS / DONE).stat().st_mtime_ns
     teacher = (folder / TEACHER / INFO).read_text()
-    expected = PairedDataset(open_dataset(folder), "test")[0]
+    expected = PairedDataset(open_dataset(folder), "test", FINAL_RUN)[0]
     marker = json.loads((folder / DATA / DONE).read_text())
     (folder / DATA / DONE).write_text(json.dumps({**marker, "classifier_sha256": "another"}))
     (folder / MANIFEST).unlink()
@@ -117,7 +141,7 @@ def test_views_made_by_another_teacher_are_rebuilt_and_earlier_stages_kept(built
     assert json.loads((folder / DATA / DONE).read_text()) == marker
     assert (folder / PAIRS / DONE).stat().st_mtime_ns == pairs_done
     assert (folder / TEACHER / INFO).read_text() == teacher
-    again = PairedDataset(open_dataset(folder), "test")[0]
+    again = PairedDataset(open_dataset(folder), "test", FINAL_RUN)[0]
     assert all(np.array_equal(again[k].numpy(), expected[k].numpy()) for k in expected)
 
 

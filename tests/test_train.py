@@ -8,13 +8,14 @@ the real one in tests/test_ray_train.py).
 
 import json
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 from stand_ins import tiny_backbone
 
 from ikd.cli import main
 from ikd.config import Config, apply_overrides
-from ikd.data.dataset import open_dataset
+from ikd.data.dataset import BuiltDataset, open_dataset
 from ikd.errors import ConfigError, UserError
 from ikd.methods import METHODS
 from ikd.methods.baseline import Baseline
@@ -106,9 +107,18 @@ def test_a_finished_run_is_not_trained_again(smoke_dataset, tmp_path, monkeypatc
     assert train_driver(spec) == run_dir
 
 
-def test_test_json_is_written_once_and_only_when_asked(smoke_dataset, tmp_path):
+def test_test_json_is_written_once_and_only_when_asked(smoke_dataset, tmp_path, monkeypatch):
     spec = _spec(smoke_dataset, tmp_path, **{"train.method": "mkd", "train.epochs": 1})
+    splits_read = []
+    read = BuiltDataset.read
+
+    def spy(self, split, *args, **kwargs):
+        splits_read.append(split)
+        return read(self, split, *args, **kwargs)
+
+    monkeypatch.setattr(BuiltDataset, "read", spy)
     tune_run = train_driver({**spec, "stage": "tune"})
+    assert sorted(set(splits_read)) == ["train", "val"]
     assert tune_run.parent.name == "tune" and not (tune_run / "test.json").exists()
     with pytest.raises(UserError, match="tuning run never reads the test split"):
         evaluate_run(tune_run, "test")
@@ -117,6 +127,17 @@ def test_test_json_is_written_once_and_only_when_asked(smoke_dataset, tmp_path):
     run_dir = train_driver({**spec, "test": True})
     test = json.loads((run_dir / "test.json").read_text())
     assert test["split"] == "test" and 0 <= test["test/acc"] <= 1
+    predictions = pq.read_table(run_dir / "test_predictions.parquet").to_pydict()
+    assert len(predictions["key"]) == test["test/samples"]
+    hits = [
+        max(range(4), key=row.__getitem__) == identity
+        for row, identity in zip(predictions["logits"], predictions["identity"], strict=True)
+    ]
+    assert sum(hits) / len(hits) == pytest.approx(test["test/acc"])
+    for key, walk, window in zip(
+        predictions["key"], predictions["walk"], predictions["window"], strict=True
+    ):
+        assert key % 1_000_000 == walk * 1_000 + window
     stamp = (run_dir / "test.json").stat().st_mtime_ns
     assert evaluate_run(run_dir, "test") == test
     assert (run_dir / "test.json").stat().st_mtime_ns == stamp

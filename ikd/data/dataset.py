@@ -16,6 +16,7 @@ Layout of ``<data.root>/<preset>-<data hash>/``:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -50,6 +51,23 @@ def finished_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
     return manifest if manifest is not None and manifest.get("status") == COMPLETE else None
 
 
+def check_split_access(split: str, final_run: Mapping[str, Any] | None) -> None:
+    """The test split is read only to evaluate a final run: `final_run` is that run's record
+    (`run.json`, stage "final"). Tuning and training never read it (DESIGN.md §6).
+
+    Raises:
+        UserError: an unknown split, or the test split without a final run's record.
+    """
+    if split not in schema.SPLITS:
+        raise UserError(f"unknown split {split!r}; choose from {schema.SPLITS}")
+    if split == "test" and (final_run is None or final_run.get("stage") != "final"):
+        stage = "no run" if final_run is None else f"a {final_run.get('stage')!r}-stage run"
+        raise UserError(
+            f"the test split is read only to evaluate a final run, not for {stage}: tuning and "
+            "training see train and val alone"
+        )
+
+
 @dataclass(frozen=True)
 class BuiltDataset:
     """A finished dataset on disk, checked once (`open_dataset`): its folder and manifest."""
@@ -79,12 +97,17 @@ class BuiltDataset:
         return self.manifest["synthetic"]
 
     def read(
-        self, split: str, columns: list[str] | None = None, stage: str = DATA
+        self,
+        split: str,
+        columns: list[str] | None = None,
+        stage: str = DATA,
+        *,
+        final_run: Mapping[str, Any] | None = None,
     ) -> dict[str, np.ndarray]:
         """One split's good rows of a stage (`data`, or `pairs` for the faces) as numpy columns,
-        sorted by key."""
-        if split not in schema.SPLITS:
-            raise UserError(f"unknown split {split!r}; choose from {schema.SPLITS}")
+        sorted by key. The test split needs the record of the final run it evaluates
+        (`check_split_access`)."""
+        check_split_access(split, final_run)
         where = pads.field(schema.SPLIT) == split
         if stage == PAIRS:
             where = where & (pads.field(schema.ERROR) == "")
@@ -137,11 +160,14 @@ def _differences(theirs: dict[str, Any], mine: dict[str, Any]) -> list[str]:
 
 
 class PairedDataset(Dataset):
-    """The plain torch view of one split (tests, debugging): sample i is the i-th key in order."""
+    """The plain torch view of one split (tests, debugging): sample i is the i-th key in order.
+    The test split needs a final run's record (`check_split_access`)."""
 
-    def __init__(self, dataset: BuiltDataset, split: str) -> None:
+    def __init__(
+        self, dataset: BuiltDataset, split: str, final_run: Mapping[str, Any] | None = None
+    ) -> None:
         self.shapes = dataset.shapes
-        self.columns = dataset.read(split, list(schema.SAMPLE_COLUMNS))
+        self.columns = dataset.read(split, list(schema.SAMPLE_COLUMNS), final_run=final_run)
 
     def __len__(self) -> int:
         return len(self.columns[schema.KEY])

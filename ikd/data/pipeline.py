@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from ikd.data.dataset import (
     TEACHER,
     TIMINGS,
     BuiltDataset,
+    check_split_access,
     dataset_folder,
     finished_manifest,
 )
@@ -248,14 +249,22 @@ def _build_views(folder: Path, shapes: schema.Shapes) -> None:
     )
 
 
-def read_split(dataset: BuiltDataset, split: str, *, decode: bool = True) -> ray.data.Dataset:
+def read_split(
+    dataset: BuiltDataset,
+    split: str,
+    *,
+    decode: bool = True,
+    final_run: Mapping[str, Any] | None = None,
+) -> ray.data.Dataset:
     """The Ray Data reader of one split: the same decoded samples as `PairedDataset`, ordered by
     key; or, with `decode=False`, the stored columns (`schema.SAMPLE_COLUMNS`) in any order —
-    what Ray Train workers read (train/data.py sorts and decodes them compactly).
+    what Ray Train workers read (train/data.py sorts and decodes them compactly). The test split
+    needs a final run's record (`dataset.check_split_access`).
 
     Read tasks ask for a quarter CPU: beside training workers that hold most CPUs they still run
     (DESIGN.md §7: Ray Data feeding Train on 2 CPUs deadlocks otherwise).
     """
+    check_split_access(split, final_run)
     columns = list(schema.SAMPLE_COLUMNS)
     # A Ray dataset keeps the DataContext its read was made in. Ray's default shuffle
     # (SHUFFLE_V2) sorts into 200 partitions, so the decode after it ran 200 tasks however small

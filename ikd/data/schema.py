@@ -89,6 +89,12 @@ def row_key(identity: np.ndarray, walk: np.ndarray, window: np.ndarray) -> np.nd
     )
 
 
+def key_parts(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`row_key`'s inverse: (identity, walk, window), each (B,) int64."""
+    key = np.asarray(key, np.int64)
+    return key // 1_000_000, key // 1_000 % 1_000, key % 1_000
+
+
 def to_storage(
     batch: dict[str, np.ndarray], *, splits: dict[tuple[int, int], str]
 ) -> dict[str, np.ndarray]:

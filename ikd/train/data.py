@@ -10,8 +10,9 @@ Rank r of W takes every W-th sample of the epoch's permutation, like `Distribute
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,9 +67,13 @@ class Samples:
         )
 
     @classmethod
-    def from_dataset(cls, dataset: BuiltDataset, split: str) -> Samples:
-        """Read a split with pyarrow (no Ray): the plain loop's reader."""
-        return cls.from_columns(dataset.read(split, list(schema.SAMPLE_COLUMNS)), dataset.shapes)
+    def from_dataset(
+        cls, dataset: BuiltDataset, split: str, final_run: Mapping[str, Any] | None = None
+    ) -> Samples:
+        """Read a split with pyarrow (no Ray): the plain loop's reader. The test split needs the
+        record of the final run it evaluates (`dataset.check_split_access`)."""
+        columns = dataset.read(split, list(schema.SAMPLE_COLUMNS), final_run=final_run)
+        return cls.from_columns(columns, dataset.shapes)
 
     def __len__(self) -> int:
         return len(self.key)

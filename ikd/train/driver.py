@@ -15,24 +15,29 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from ikd.config import CONFIG, LOOPS, STAGES, Config, apply_overrides, load_config, suggest
+from ikd.data import schema
 from ikd.data.dataset import BuiltDataset, dataset_folder, open_dataset
 from ikd.errors import ConfigError, UserError
 from ikd.files import read_json, write_json
 from ikd.methods import Method, build_method
 from ikd.train.data import Samples
-from ikd.train.loop import Context, evaluate, train_loop
-from ikd.train.metrics import summarize
+from ikd.train.loop import Context, train_loop
+from ikd.train.metrics import confusion, summarize
 from ikd.train.runs import (
     METRICS,
     RUN,
     TEST,
+    TEST_PREDICTIONS,
     DivergedError,
     LocalCheckpoints,
     Reporter,
@@ -209,8 +214,10 @@ def load_run(run_dir: Path) -> tuple[Config, Method, dict[str, Any], int]:
 def evaluate_run(run_dir: Path, split: str) -> dict[str, Any]:
     """Gait-only metrics of a run's newest checkpoint on `split`: `<split>/acc`, … of the
     evaluated model (FAWA's average once engaged) and `<split>/live_acc`, … of the live student.
-    The test split is evaluated once, and only for a finished run of the final stage: its
-    `test.json` is written the first time and returned unchanged afterwards."""
+    The test split is evaluated once, and only for a finished run of the final stage (the
+    dataset refuses the test split to any other): its per-window predictions
+    (`test_predictions.parquet`: key, identity, walk, window, the evaluated model's logits) and
+    `test.json` are written the first time, and `test.json` is returned unchanged afterwards."""
     run_dir = Path(run_dir)
     if split == "test" and (run_dir / TEST).exists():
         log.info("%s: %s exists; the test split is evaluated once", run_dir.name, TEST)
@@ -221,15 +228,17 @@ def evaluate_run(run_dir: Path, split: str) -> dict[str, Any]:
     if split == "test" and record.get("stage") == "tune":
         raise UserError(f"{run_dir}: a tuning run never reads the test split")
     dataset = open_dataset(record["dataset"], config)
-    samples = Samples.from_dataset(dataset, split)
-
-    def confusion_of(predict: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        return evaluate(predict, samples, dataset.num_identities, 256, Context())
-
-    matrix = confusion_of(method.predict)
+    samples = Samples.from_dataset(dataset, split, final_run=record if split == "test" else None)
+    n = dataset.num_identities
+    logits = window_logits(method.predict, samples)
+    matrix = confusion(logits.argmax(dim=1), samples.identity, n)
     live = method.net.student
     live_matrix = (
-        matrix if method.evaluated_student() is live else confusion_of(lambda x: live(x)[1])
+        matrix
+        if method.evaluated_student() is live
+        else confusion(
+            window_logits(lambda x: live(x)[1], samples).argmax(dim=1), samples.identity, n
+        )
     )
     metrics = {
         "split": split,
@@ -239,5 +248,36 @@ def evaluate_run(run_dir: Path, split: str) -> dict[str, Any]:
         **method.epoch_record(),
     }
     if split == "test":
+        write_predictions(run_dir / TEST_PREDICTIONS, samples, logits)
         write_json(run_dir / TEST, metrics)
     return metrics
+
+
+@torch.no_grad()
+def window_logits(
+    predict: Callable[[torch.Tensor], torch.Tensor], samples: Samples, batch_size: int = 256
+) -> torch.Tensor:
+    """`predict`'s logits (n, N) of every window of a split, in key order (one process)."""
+    batches = samples.batches(batch_size, seed=0, epoch=0, train=False)
+    return torch.cat([predict(batch["spectrogram"]) for batch in batches])
+
+
+def write_predictions(path: Path, samples: Samples, logits: torch.Tensor) -> None:
+    """Per-window predictions as Parquet — key, identity, walk, window (int64) and logits (N
+    float32 per row) — written whole (a temporary file renamed), for confusion matrices,
+    walk-level votes and paired tests without retraining."""
+    key = samples.key.numpy()
+    identity, walk, window = schema.key_parts(key)
+    flat = pa.array(logits.float().numpy().ravel())
+    table = pa.table(
+        {
+            schema.KEY: key,
+            schema.IDENTITY: identity,
+            schema.WALK: walk,
+            schema.WINDOW: window,
+            "logits": pa.FixedSizeListArray.from_arrays(flat, logits.shape[1]),
+        }
+    )
+    partial = path.with_name(path.name + ".partial")
+    pq.write_table(table, partial)
+    os.replace(partial, path)

@@ -25,6 +25,7 @@ from ikd.files import read_json, write_json
 from ikd.methods import METHODS
 
 RUN, METRICS, TEST = "run.json", "metrics.jsonl", "test.json"
+TEST_PREDICTIONS = "test_predictions.parquet"  # a final run's per-window test logits
 CHECKPOINTS, STATE, EPOCH = "checkpoints", "state.pt", "epoch.json"
 RAY_STORAGE = "ray"  # the run folder's subfolder where Ray Train keeps its checkpoints
 KEEP_CHECKPOINTS = 2
