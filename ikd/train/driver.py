@@ -67,6 +67,9 @@ class RunOptions:
     # (a Tune function trainable passes `ray.tune.report`); epochs a resumed or finished run has
     # already trained are replayed from its metrics.jsonl first.
     on_epoch: Callable[[dict[str, Any]], None] | None = None
+    # The train and val splits already in memory (loop=plain): a study reads them once and hands
+    # them to every trial through Ray's object store instead of each trial re-reading Parquet.
+    splits: Mapping[str, Samples] | None = None
     fail_at_epochs: tuple[int, ...] = ()  # test hook: the last rank dies once after each
 
     def __post_init__(self) -> None:
@@ -83,6 +86,8 @@ class RunOptions:
             )
         if self.fail_at_epochs and self.loop != "ray":
             raise ConfigError("fail_at_epochs is a Ray Train test hook (loop=ray)")
+        if self.splits is not None and (self.loop != "plain" or set(self.splits) != SPLITS):
+            raise ConfigError(f"splits are for loop=plain and hold {sorted(SPLITS)}")
 
 
 def split_spec(spec: Mapping[str, Any]) -> tuple[RunOptions, dict[str, Any]]:
@@ -98,6 +103,19 @@ def split_spec(spec: Mapping[str, Any]) -> tuple[RunOptions, dict[str, Any]]:
     return RunOptions(**options), {key: value for key, value in spec.items() if "." in key}
 
 
+SPLITS = {"train", "val"}  # what training reads; the test split is a final run's alone
+
+
+def resolve_run(spec: Mapping[str, Any]) -> tuple[RunOptions, Config, Path]:
+    """The driver's dict → (options, the run's resolved config, its run folder), without
+    touching the dataset or the folder."""
+    options, overrides = split_spec(spec)
+    config = load_config(options.preset, overrides, warn=False)
+    if options.loop == "plain":
+        config = apply_overrides(config, {"train.workers": 1})
+    return options, config, run_folder(config, options.study, options.stage, options.variant)
+
+
 def train_driver(spec: Mapping[str, Any]) -> Path:
     """Train (or resume, or confirm) one run and return its folder.
 
@@ -105,7 +123,7 @@ def train_driver(spec: Mapping[str, Any]) -> Path:
     (``"train.method": "identitykd"``, ``"identitykd.tau": 0.1``; strings are parsed by the
     field's type) plus the `RunOptions` keys: ``preset``, ``study``, ``variant``, ``stage``
     ("tune" | "final"), ``dataset``, ``test``, ``loop`` ("ray" | "plain"), ``progress``,
-    ``max_failures``, ``on_epoch`` and the test hook ``fail_at_epochs``. Relative
+    ``max_failures``, ``on_epoch``, ``splits`` and the test hook ``fail_at_epochs``. Relative
     ``data.root``/``train.runs_root``/``dataset`` resolve against the current directory: a caller
     that changes it (Ray Tune's trials do) passes absolute ones.
 
@@ -114,12 +132,8 @@ def train_driver(spec: Mapping[str, Any]) -> Path:
             a run resumed with the other loop, a diverged run (`DivergedError`), or Ray Train
             out of restarts.
     """
-    options, overrides = split_spec(spec)
-    config = load_config(options.preset, overrides, warn=False)
-    if options.loop == "plain":
-        config = apply_overrides(config, {"train.workers": 1})
+    options, config, run_dir = resolve_run(spec)
     dataset = open_dataset(options.dataset or dataset_folder(config), config)
-    run_dir = run_folder(config, options.study, options.stage, options.variant)
     record = prepare_run(config, dataset, run_dir, options.loop, options.stage)
     if record["status"] == "complete" and options.on_epoch is not None:
         for metrics in read_metrics(run_dir / METRICS):
@@ -156,11 +170,12 @@ def _fit_in_process(
     device = torch.device(
         "cuda" if config.train.device != "cpu" and torch.cuda.is_available() else "cpu"
     )
+    splits = options.splits or {name: Samples.from_dataset(dataset, name) for name in SPLITS}
     return train_loop(
         config,
         run_dir,
-        Samples.from_dataset(dataset, "train"),
-        Samples.from_dataset(dataset, "val"),
+        splits["train"],
+        splits["val"],
         dataset.num_identities,
         context=Context(device=device, progress=options.progress),
         reporter=_Notifying(LocalCheckpoints(run_dir), options.on_epoch, run_dir / METRICS),

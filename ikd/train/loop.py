@@ -152,8 +152,8 @@ def train_loop(
         )
         steps = len(train) // context.world // per_rank_batch
         title = f"epoch {epoch + 1}/{t.epochs}"
-        bar = context.bar(batches, total=steps, desc=title, unit="step")
-        bar = bar if context.progress and main else batches
+        drawn = context.progress and main  # a bar made and not used would still be drawn
+        bar = context.bar(batches, total=steps, desc=title, unit="step") if drawn else batches
         for step, batch in enumerate(bar):
             batch = {name: value.to(context.device) for name, value in batch.items()}
             out = method(batch)

@@ -41,6 +41,7 @@ from ray.train import (
     TrainingFailedError,
 )
 from ray.train.torch import TorchTrainer, get_device, prepare_model
+from ray.tune.trainable.trainable_fn_utils import _in_tune_session
 
 from ikd.config import Config, apply_overrides
 from ikd.data import schema
@@ -197,6 +198,11 @@ def fit_with_ray(
         threads,
         ", GPUs" if scaling_config.use_gpu else "",
     )
+    callbacks = []
+    if _in_tune_session():  # a Tune trial running Ray Train (Ray's Train V2 pattern)
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        callbacks.append(TuneReportCallback())
     trainer = TorchTrainer(
         _worker,
         train_loop_config={
@@ -214,6 +220,7 @@ def fit_with_ray(
             storage_path=str(run_dir),
             failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+            callbacks=callbacks,
         ),
         # Materialised here, with the whole cluster: read tasks inside the workers would
         # wait for CPUs the workers hold (seen on 2 CPUs, DESIGN.md §7).

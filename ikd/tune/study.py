@@ -1,0 +1,137 @@
+"""Study files: one short Python file per paper artefact (`studies/`), declaring its variants,
+seeds, tuning space, trial budget and report (STYLE.md "For ikd" 6).
+
+    # studies/table3_methods.py
+    from ikd.tune.study import Study, Variant, table_space
+
+    STUDY = Study(
+        artefact="Table 3",
+        variants=tuple(
+            Variant(m, {"train.method": m}, space=table_space(m))
+            for m in ("baseline", "vanilla_kd", "cfkd", "mkd", "identitykd")
+        ),
+        trials=20,
+        seeds=3,
+    )
+
+`load_study(path)` imports the file and checks it before anything runs: each variant's overrides
+must be config keys with valid values (an unknown method or student names the nearest), and its
+space must be a valid `ikd.tune.space` space for that variant — each problem one line naming the
+study file and the variant. Torch-free and Ray-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ikd.config import Config, apply_overrides, load_config
+from ikd.errors import ConfigError, UserError
+from ikd.tune.space import Integer, LogUniform, Range, Uniform, check_space
+
+LR = LogUniform(1e-5, 1e-3)
+
+# What the tables tune (DESIGN.md §5): what the paper leaves open — the lr, the
+# distillation weights and temperatures, β0, the KD start epoch, FAWA's threshold — plus τ; the
+# same for every variant of a method, so no method wins by more tuning.
+TABLE_SPACES: dict[str, dict[str, Range]] = {
+    "baseline": {"train.lr": LR},
+    "vanilla_kd": {
+        "train.lr": LR,
+        "vanilla_kd.alpha": LogUniform(0.1, 10.0),
+        "vanilla_kd.temperature": LogUniform(1.0, 10.0),
+    },
+    "cfkd": {"train.lr": LR, "cfkd.temperature": LogUniform(0.05, 1.0)},
+    "mkd": {
+        "train.lr": LR,
+        "mkd.alpha": LogUniform(0.1, 10.0),
+        "mkd.margin": Uniform(-0.5, 0.8),
+    },
+    "identitykd": {
+        "train.lr": LR,
+        "identitykd.tau": LogUniform(0.05, 5.0),
+        "identitykd.delta1": LogUniform(0.1, 10.0),
+        "identitykd.delta2": LogUniform(0.1, 10.0),
+        "identitykd.beta0": LogUniform(0.1, 10.0),
+        "identitykd.kd_start_epoch": Integer(0, 3),
+        "identitykd.fawa_threshold": Uniform(0.0, 0.6),
+    },
+}
+# Identity-wise vanilla KD (Fig. 4) tunes eq. 14's open values instead of α and Hinton's T.
+TABLE_SPACES["vanilla_kd-identity_wise"] = {
+    "train.lr": LR,
+    "vanilla_kd.beta0": LogUniform(0.1, 10.0),
+    "vanilla_kd.kd_start_epoch": Integer(0, 3),
+}
+
+
+def table_space(name: str) -> dict[str, Range]:
+    """The tables' tuning space of a method (or "vanilla_kd-identity_wise"), a fresh copy."""
+    if name not in TABLE_SPACES:
+        raise ConfigError(f"no table space for {name!r}; choose from {list(TABLE_SPACES)}")
+    return dict(TABLE_SPACES[name])
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row (or curve) of an artefact: a name, the dotted overrides that make it, and what is
+    tuned for it (empty: nothing — the configuration comes from elsewhere)."""
+
+    name: str
+    overrides: Mapping[str, Any]
+    space: Mapping[str, Range] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Study:
+    """An artefact's study: its variants, the trial budget per tuned variant, the seeds of each
+    final variant, and the smaller budget the tests run it with."""
+
+    artefact: str
+    variants: tuple[Variant, ...]
+    trials: int = 20
+    seeds: int = 3
+    test_trials: int = 2
+    test_seeds: int = 2
+    name: str = ""  # the file's stem, set by `load_study`
+
+    def check(self, base: Config, where: str) -> None:
+        """Every variant resolves to a valid config and a valid space (one line per problem)."""
+        if not self.variants:
+            raise UserError(f"{where}: a study needs at least one variant")
+        if min(self.trials, self.seeds, self.test_trials, self.test_seeds) < 1:
+            raise UserError(f"{where}: trials, seeds and their test sizes must be ≥ 1")
+        names = [variant.name for variant in self.variants]
+        if len(set(names)) != len(names):
+            raise UserError(f"{where}: variant names repeat: {names}")
+        for variant in self.variants:
+            try:
+                config = apply_overrides(base, dict(variant.overrides))
+                check_space(variant.space, config)
+            except ConfigError as error:
+                raise UserError(f"{where}, variant {variant.name!r}: {error}") from None
+
+
+def load_study(path: str | Path, preset: str = "smoke") -> Study:
+    """Import a study file, take its `STUDY`, name it after the file and check it against the
+    preset's config.
+
+    Raises:
+        UserError: no such file, no `STUDY` in it, or a variant or space the config refuses.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such study file")
+    spec = importlib.util.spec_from_file_location(f"ikd_study_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    study = getattr(module, "STUDY", None)
+    if not isinstance(study, Study):
+        raise UserError(f"{path}: defines no STUDY = Study(...)")
+    study = dataclasses.replace(study, name=path.stem)
+    study.check(load_config(preset, warn=False), str(path))
+    return study

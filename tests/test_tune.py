@@ -1,0 +1,147 @@
+"""Tuning (`ikd.tune`): spaces checked before a trial runs, and Ray Tune + Optuna + ASHA over one
+variant on the smoke preset, each trial an ordinary tuning-stage run folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ikd.config import load_config
+from ikd.errors import ConfigError
+from ikd.tune.space import Choice, Integer, LogUniform, Uniform, check_space, optuna_space
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"identitykd.taus": LogUniform(0.05, 5)}, r"did you mean 'identitykd\.tau'"),
+        ({"train.lr": LogUniform(1e-3, 1e-4)}, r"train\.lr: empty or inverted range"),
+        ({"train.lr": Uniform(0.1, 0.1)}, r"train\.lr: empty or inverted range"),
+        ({"identitykd.tau": LogUniform(0, 5)}, r"identitykd\.tau: a log-uniform range needs low"),
+        ({"identitykd.kd_start_epoch": Integer(3, 1)}, r"kd_start_epoch: inverted range"),
+        ({"identitykd.gamma": Uniform(0.5, 2)}, r"identitykd\.gamma must lie in \[0, 1\]"),
+        ({"identitykd.contrast": Choice(())}, r"identitykd\.contrast: a choice needs"),
+        ({"identitykd.contrast": Choice(("nce", "dot"))}, r"identitykd\.contrast='dot'"),
+        ({"train.lr": (1e-4, 1e-3)}, r"train\.lr: .* is not a range"),
+    ],
+)
+def test_a_bad_tuning_space_is_one_clear_line(space, message):
+    with pytest.raises(ConfigError, match=message):
+        check_space(space, load_config("smoke", warn=False))
+
+
+def test_a_good_space_becomes_optuna_distributions():
+    space = {
+        "train.lr": LogUniform(1e-5, 1e-3),
+        "identitykd.gamma": Uniform(0.0, 1.0),
+        "identitykd.kd_start_epoch": Integer(0, 3),
+        "identitykd.contrast": Choice(("nce", "kl")),
+    }
+    check_space(space, load_config("smoke", warn=False))
+    converted = optuna_space(space)
+    assert converted["train.lr"].log and not converted["identitykd.gamma"].log
+    assert (
+        converted["identitykd.kd_start_epoch"].low,
+        converted["identitykd.kd_start_epoch"].high,
+    ) == (0, 3)
+    assert converted["identitykd.contrast"].choices == ("nce", "kl")
+
+
+@pytest.mark.slow
+def test_tuning_a_variant_writes_one_tuning_run_folder_per_trial(smoke_dataset, tmp_path):
+    from ikd.data.dataset import open_dataset
+    from ikd.train.data import Samples
+    from ikd.tune.search import METRIC, tune_variant
+
+    config, folder, _ = smoke_dataset
+    dataset = open_dataset(folder)
+    splits = {name: Samples.from_dataset(dataset, name) for name in ("train", "val")}
+    spec = {
+        "preset": "smoke",
+        "study": "tuned",
+        "data.root": config.data.root,
+        "teacher.source": "trained",
+        "train.runs_root": str(tmp_path / "runs"),
+        "train.method": "baseline",
+        "train.epochs": 3,
+        "train.batch_size": 8,
+    }
+    results = tune_variant(
+        spec,
+        {"train.lr": LogUniform(1e-4, 1e-2)},
+        trials=3,
+        storage=str(tmp_path / "tune"),
+        name="baseline",
+        splits=splits,
+        epochs=3,
+    )
+    assert len(results) == 3 and not results.errors
+    runs = sorted((tmp_path / "runs" / "tuned" / "tune").iterdir())
+    assert len(runs) == 3
+    for run in runs:
+        record = json.loads((run / "run.json").read_text())
+        assert record["stage"] == "tune" and not (run / "test.json").exists()
+    best = results.get_best_result()
+    assert 0 <= best.metrics[METRIC] <= 1 and best.metrics["run"] in {r.name for r in runs}
+    lrs = {json.loads((run / "config.json").read_text())["train"]["lr"] for run in runs}
+    assert len(lrs) == 3 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
+
+
+GOOD_STUDY = """
+from ikd.tune.study import Study, Variant, table_space
+
+STUDY = Study(
+    artefact="Table 3",
+    variants=(
+        Variant("baseline", {"train.method": "baseline"}, space=table_space("baseline")),
+        Variant("identitykd", {"train.method": "identitykd"}, space=table_space("identitykd")),
+    ),
+    trials=4,
+)
+"""
+
+
+def write_study(tmp_path, text: str, name: str = "table3_methods.py"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_study_file_loads_named_after_its_file(tmp_path):
+    from ikd.tune.study import load_study
+
+    study = load_study(write_study(tmp_path, GOOD_STUDY))
+    assert study.name == "table3_methods" and study.trials == 4 and study.seeds == 3
+    assert [v.name for v in study.variants] == ["baseline", "identitykd"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("STUDY =", "OTHER ="), r"defines no STUDY"),
+        (('"train.method": "baseline"}', '"train.method": "baselin"}'), r"did you mean 'baseline'"),
+        (('"train.method": "baseline"}', '"train.student": "resnet"}'), r"did you mean 'resnet18'"),
+        (('space=table_space("baseline")', 'space={"train.lr": 1}'), r"'baseline': train\.lr"),
+        (("trials=4", "trials=0"), r"trials, seeds and their test sizes must be ≥ 1"),
+        (('Variant("identitykd"', 'Variant("baseline"'), r"variant names repeat"),
+    ],
+)
+def test_a_bad_study_file_is_one_clear_line_naming_the_file(tmp_path, change, message):
+    from ikd.errors import UserError
+    from ikd.tune.study import load_study
+
+    path = write_study(tmp_path, GOOD_STUDY.replace(*change))
+    with pytest.raises(UserError, match=message) as error:
+        load_study(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_every_table_space_is_valid_for_its_method():
+    from ikd.tune.study import TABLE_SPACES, table_space
+
+    for name in TABLE_SPACES:
+        method = name.split("-")[0]
+        extra = ["vanilla_kd.identity_wise=true"] if "identity_wise" in name else []
+        config = load_config("smoke", [f"train.method={method}", *extra], warn=False)
+        check_space(table_space(name), config)
