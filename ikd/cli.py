@@ -181,6 +181,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.set_defaults(handler=_train)
 
+    study = commands.add_parser(
+        "study",
+        help="tune and train one paper artefact's study (studies/*.py)",
+        description="Run a study file's stages on a preset: tune (Ray Tune: Optuna's TPE proposes, "
+        "ASHA stops, on val/acc; every trial an ordinary tuning run folder), then final (each "
+        "variant's best configuration × seeds, the test split read once per run). A missing "
+        "dataset is built first; a finished trial or final run is never trained again, so the "
+        "same command resumes. best_config.json goes to <results>/<study>/. The overrides apply "
+        "to every run of the study (your own data: data.captures=FOLDER).",
+    )
+    study.add_argument(
+        "path", type=Path, metavar="STUDY", help="a study file, e.g. studies/table3_methods.py"
+    )
+    _common(study)
+    _ray_options(study)
+    study.add_argument(
+        "--stage",
+        choices=["tune", "final", "all"],
+        default="all",
+        help="tune, final, or all (default): each is idempotent",
+    )
+    study.add_argument(
+        "--results", type=Path, default=Path("results"), help="results root (default: results)"
+    )
+    study.add_argument(
+        "--quick",
+        action="store_true",
+        help="the study file's test budget (test_trials, test_seeds, test_variants)",
+    )
+    study.set_defaults(handler=_study)
+
     evaluate = commands.add_parser(
         "eval",
         help="gait-only metrics of a run's newest checkpoint on val or test",
@@ -266,6 +297,26 @@ def _train(args: argparse.Namespace) -> None:
     )
     log.info("%s in %.0f s", run_dir, time.perf_counter() - start)
     _show_metrics(run_dir)
+
+
+def _study(args: argparse.Namespace) -> None:
+    from ikd.cluster import init_ray
+    from ikd.tune.stages import STAGES, run_study
+
+    _config(args)  # a mistake in the overrides is reported before anything starts
+    init_ray(args.num_cpus)
+    start = time.perf_counter()
+    run = run_study(
+        args.path,
+        preset=args.preset,
+        overrides=dict(map(split_override, args.overrides)),
+        stages=STAGES if args.stage == "all" else (args.stage,),
+        results_root=args.results.resolve(),
+        quick=args.quick,
+    )
+    log.info(
+        "study %s (%s) in %.0f s", run.study.name, run.study.artefact, time.perf_counter() - start
+    )
 
 
 def _show_metrics(run_dir: Path) -> None:

@@ -145,3 +145,65 @@ def test_every_table_space_is_valid_for_its_method():
         extra = ["vanilla_kd.identity_wise=true"] if "identity_wise" in name else []
         config = load_config("smoke", [f"train.method={method}", *extra], warn=False)
         check_space(table_space(name), config)
+
+
+TUNED = """
+from ikd.tune.space import LogUniform
+from ikd.tune.study import Study, Variant
+
+STUDY = Study(
+    artefact="a table",
+    variants=(
+        Variant("baseline", {"train.method": "baseline"}, space={"train.lr": LogUniform(1e-4, 1e-2)}),
+    ),
+    test_trials=2,
+    test_seeds=1,
+)
+"""
+REUSING = """
+from ikd.tune.study import Study, Variant
+
+STUDY = Study(
+    artefact="another table",
+    variants=(Variant("averaged", {"baseline.fawa": True}, tuned_in=("tuned", "baseline")),),
+    test_seeds=2,
+)
+"""
+
+
+@pytest.mark.slow
+def test_a_study_reuses_another_studys_tuned_configuration_tuning_it_first(smoke_dataset, tmp_path):
+    """`final` of a study whose variant starts from another study's tuned configuration: that
+    study is tuned first (its best_config.json), the final runs take its best with their own
+    override on top, read test once each, and a second call trains nothing."""
+    from ikd.tune.stages import BEST_CONFIG, run_study
+
+    config = smoke_dataset[0]
+    write_study(tmp_path, TUNED, "tuned.py")
+    reusing = write_study(tmp_path, REUSING, "reusing.py")
+    overrides = {
+        "data.root": config.data.root,
+        "teacher.source": "trained",
+        "train.runs_root": str(tmp_path / "runs"),
+        "train.epochs": 3,
+        "train.batch_size": 8,
+    }
+    results = tmp_path / "results"
+    common = {"preset": "smoke", "overrides": overrides, "results_root": results, "quick": True}
+    run_study(reusing, stages=("final",), **common)
+
+    best = json.loads((results / "tuned" / BEST_CONFIG).read_text())["baseline"]
+    assert best["finished"] >= 1 and set(best["overrides"]) == {"train.lr"}
+    tuning = sorted((tmp_path / "runs" / "tuned" / "tune").iterdir())
+    assert len(tuning) == 2 and best["run"] in {run.name for run in tuning}
+    finals = sorted((tmp_path / "runs" / "reusing" / "final").iterdir())
+    assert [run.name.rsplit("-", 1)[1] for run in finals] == ["seed0", "seed1"]
+    for run in finals:
+        saved = json.loads((run / "config.json").read_text())
+        assert saved["train"]["lr"] == best["overrides"]["train.lr"]
+        assert saved["baseline"]["fawa"] is True and saved["train"]["method"] == "baseline"
+        assert (run / "test.json").exists() and (run / "test_predictions.parquet").exists()
+    stamps = [(run / "test.json").stat().st_mtime_ns for run in finals]
+    run_study(reusing, stages=("tune", "final"), **common)  # nothing left to do
+    assert [(run / "test.json").stat().st_mtime_ns for run in finals] == stamps
+    assert len(list((tmp_path / "runs" / "tuned" / "tune").iterdir())) == 2

@@ -114,8 +114,14 @@ def tune_variant(
         mode="max",
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=10),
     )
+    # stop_last_trials=False: a trial stopped at its last report would never run the code after
+    # it (DESIGN.md §7), and its run would stay "running" instead of "complete".
     scheduler = ASHAScheduler(
-        time_attr="training_iteration", max_t=epochs, grace_period=1, reduction_factor=2
+        time_attr="training_iteration",
+        max_t=epochs,
+        grace_period=1,
+        reduction_factor=2,
+        stop_last_trials=False,
     )
     tuner = tune.Tuner(
         trainable,

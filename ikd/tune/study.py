@@ -78,12 +78,16 @@ def table_space(name: str) -> dict[str, Range]:
 
 @dataclass(frozen=True)
 class Variant:
-    """One row (or curve) of an artefact: a name, the dotted overrides that make it, and what is
-    tuned for it (empty: nothing — the configuration comes from elsewhere)."""
+    """One row (or curve point) of an artefact: a name, the dotted overrides that make it, and
+    what is tuned for it (empty: nothing is tuned here)."""
 
     name: str
     overrides: Mapping[str, Any]
     space: Mapping[str, Range] = field(default_factory=dict)
+    # (study, variant) whose tuned configuration this variant starts from, its own overrides on
+    # top (Table 4's students, Fig. 4's λ values): read from that study's best_config.json.
+    tuned_in: tuple[str, str] | None = None
+    final: bool = True  # False: tuned only, for other variants to start from (no final runs)
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class Study:
     seeds: int = 3
     test_trials: int = 2
     test_seeds: int = 2
+    test_variants: tuple[str, ...] = ()  # the variants a test run keeps (empty: all)
     name: str = ""  # the file's stem, set by `load_study`
 
     def check(self, base: Config, where: str) -> None:
@@ -108,7 +113,15 @@ class Study:
         names = [variant.name for variant in self.variants]
         if len(set(names)) != len(names):
             raise UserError(f"{where}: variant names repeat: {names}")
+        unknown = set(self.test_variants) - set(names)
+        if unknown:
+            raise UserError(f"{where}: test_variants names no variant: {sorted(unknown)}")
         for variant in self.variants:
+            if variant.space and variant.tuned_in:
+                raise UserError(
+                    f"{where}, variant {variant.name!r}: tune it here or take another study's "
+                    "tuned configuration (tuned_in), not both"
+                )
             try:
                 config = apply_overrides(base, dict(variant.overrides))
                 check_space(variant.space, config)

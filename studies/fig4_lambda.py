@@ -1,0 +1,58 @@
+"""Fig. 4: average and worst-identity test accuracy against λ1 (λ2 = 0.4) and λ2 (λ1 = 0.5), for
+IdentityKD and identity-wise vanilla KD, other settings at each method's tuned best.
+
+IdentityKD starts from Table 3's tuned configuration; identity-wise vanilla KD is tuned here once
+with the tables' budget (a tuning-only variant), then swept.
+"""
+
+from ikd.tune.study import Study, Variant, table_space
+
+LAMBDAS = (0.3, 0.4, 0.5, 0.6, 0.7)
+IDENTITY_WISE = {"train.method": "vanilla_kd", "vanilla_kd.identity_wise": True}
+STARTS = {
+    "identitykd": ("table3_methods", "identitykd"),
+    "vanilla_kd": ("fig4_lambda", "vanilla_kd-identity_wise"),
+}
+
+
+def sweep(method: str) -> tuple[Variant, ...]:
+    """Two 1-D sweeps of one method: λ1 with λ2 = 0.4, and λ2 with λ1 = 0.5."""
+    return tuple(
+        Variant(
+            f"{method}-{name}-{value}",
+            {f"{method}.lambda1": l1, f"{method}.lambda2": l2},
+            tuned_in=STARTS[method],
+        )
+        for name, points in (
+            ("lambda1", [(v, 0.4) for v in LAMBDAS]),
+            ("lambda2", [(0.5, v) for v in LAMBDAS]),
+        )
+        for value, (l1, l2) in zip(LAMBDAS, points, strict=True)
+    )
+
+
+STUDY = Study(
+    artefact="Fig. 4",
+    variants=(
+        Variant(
+            "vanilla_kd-identity_wise",
+            IDENTITY_WISE,
+            space=table_space("vanilla_kd-identity_wise"),
+            final=False,
+        ),
+        *sweep("identitykd"),
+        *sweep("vanilla_kd"),
+    ),
+    trials=20,
+    seeds=3,
+    # a test run: the tuning variant and two λ values of each sweep
+    test_variants=(
+        "vanilla_kd-identity_wise",
+        *(
+            f"{method}-{name}-{value}"
+            for method in STARTS
+            for name in ("lambda1", "lambda2")
+            for value in (0.3, 0.7)
+        ),
+    ),
+)
