@@ -50,9 +50,11 @@ def test_a_good_space_becomes_optuna_distributions():
 
 @pytest.mark.slow
 def test_tuning_a_variant_writes_one_tuning_run_folder_per_trial(smoke_dataset, tmp_path):
+    import optuna
+
     from ikd.data.dataset import open_dataset
     from ikd.train.data import Samples
-    from ikd.tune.search import METRIC, tune_variant
+    from ikd.tune.search import METRIC, STOPPED, tune_variant
 
     config, folder, _ = smoke_dataset
     dataset = open_dataset(folder)
@@ -64,6 +66,7 @@ def test_tuning_a_variant_writes_one_tuning_run_folder_per_trial(smoke_dataset, 
         "teacher.source": "trained",
         "train.runs_root": str(tmp_path / "runs"),
         "train.method": "baseline",
+        "train.student": "mobilenet",  # small checkpoints
         "train.epochs": 3,
         "train.batch_size": 8,
     }
@@ -86,6 +89,22 @@ def test_tuning_a_variant_writes_one_tuning_run_folder_per_trial(smoke_dataset, 
     assert 0 <= best.metrics[METRIC] <= 1 and best.metrics["run"] in {r.name for r in runs}
     lrs = {json.loads((run / "config.json").read_text())["train"]["lr"] for run in runs}
     assert len(lrs) == 3 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
+    # ended trials keep no checkpoints; a trial ASHA stopped says so in its folder
+    assert not any((run / "checkpoints").exists() for run in runs)
+    statuses = {run.name: json.loads((run / "run.json").read_text())["status"] for run in runs}
+    for run in runs:
+        assert (statuses[run.name] == "running") == (run / STOPPED).exists(), run.name
+    # the Optuna mirror holds every trial, in the state its run ended in
+    study = optuna.load_study(
+        study_name="tuned/baseline",
+        storage=f"sqlite:///{tmp_path / 'runs' / 'tuned' / 'optuna.db'}",
+    )
+    mirrored = {t.user_attrs["run"]: t for t in study.trials}
+    assert set(mirrored) == set(statuses)
+    for run, trial in mirrored.items():
+        complete = statuses[run] == "complete"
+        assert (trial.state == optuna.trial.TrialState.COMPLETE) == complete, run
+        assert set(trial.params) == {"train.lr"} and len(trial.intermediate_values) >= 1
 
 
 GOOD_STUDY = """
@@ -185,6 +204,7 @@ def test_a_study_reuses_another_studys_tuned_configuration_tuning_it_first(smoke
         "data.root": config.data.root,
         "teacher.source": "trained",
         "train.runs_root": str(tmp_path / "runs"),
+        "train.student": "mobilenet",  # small checkpoints
         "train.epochs": 3,
         "train.batch_size": 8,
     }
