@@ -227,3 +227,91 @@ def test_a_study_reuses_another_studys_tuned_configuration_tuning_it_first(smoke
     run_study(reusing, stages=("tune", "final"), **common)  # nothing left to do
     assert [(run / "test.json").stat().st_mtime_ns for run in finals] == stamps
     assert len(list((tmp_path / "runs" / "tuned" / "tune").iterdir())) == 2
+
+
+KILLED = """
+from ikd.tune.space import LogUniform
+from ikd.tune.study import Study, Variant
+
+STUDY = Study(
+    artefact="a table",
+    variants=(
+        Variant("baseline", {"train.method": "baseline"}, space={"train.lr": LogUniform(1e-5, 1e-2)}),
+    ),
+    test_trials=8,
+)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_with_its_exact_budget_and_asha_decisions(tmp_path):
+    """SIGKILL the study driver (and its local Ray) once ASHA has stopped a trial and another is
+    training; the same command then runs exactly the budget: the interrupted trial continues with
+    its own parameters, the stopped one stays stopped, and the searcher and the Optuna mirror
+    know every finished trial."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    from ikd.tune.search import STOPPED, trial_history
+    from ikd.tune.space import LogUniform
+
+    path = write_study(tmp_path, KILLED, "killed.py")
+    runs = tmp_path / "runs" / "killed" / "tune"
+    # Two identities, batch 4, 6 epochs: val accuracies that differ between trials early enough
+    # for ASHA (rungs at epochs 1, 2, 4) to stop some (the smoke preset's 4 identities stay at
+    # chance for these few steps, and ASHA never stops a tie). Its own small dataset, built by the
+    # study driver.
+    command = [
+        sys.executable, "-m", "ikd", "study", str(path), "--preset", "smoke", "--stage", "tune",
+        "--quick", "--num-cpus", "2", "--results", str(tmp_path / "results"),
+        f"data.root={tmp_path / 'datasets'}", "teacher.source=trained",
+        "synthetic.num_identities=2", "synthetic.walks_per_identity=10",
+        f"train.runs_root={tmp_path / 'runs'}", "train.epochs=6", "train.batch_size=4",
+    ]  # fmt: skip
+    env = {**os.environ, "RAY_ADDRESS": "local"}
+    space = {"train.lr": LogUniform(1e-5, 1e-2)}
+
+    def state() -> dict[str, list]:
+        kinds: dict[str, list] = {}
+        for trial in trial_history(runs, "baseline", space) if runs.exists() else []:
+            kinds.setdefault(trial.status, []).append(trial)
+        return kinds
+
+    driver = subprocess.Popen(command, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and driver.poll() is None:
+            now = state()
+            if now.get("stopped") and any(t.values for t in now.get("interrupted", [])):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"no ASHA stop with a trial mid-training before the end: {state()}")
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    before = state()
+    stopped = {t.folder.name: t.values for t in before["stopped"]}
+    interrupted = {t.folder.name: (t.params, len(t.values)) for t in before["interrupted"]}
+
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    after = {t.folder.name: t for t in trial_history(runs, "baseline", space)}
+    assert len(after) == 8  # exactly the budget
+    assert all(t.status in ("complete", "stopped", "diverged") for t in after.values())
+    for name, values in stopped.items():  # still stopped, not one epoch more
+        assert after[name].status == "stopped" and after[name].values == values
+        assert (runs / name / STOPPED).exists()
+    for name, (params, epochs) in interrupted.items():  # continued with its own parameters
+        assert after[name].params == params and len(after[name].values) > epochs
+    mirror = optuna.load_study(
+        study_name="killed/baseline", storage=f"sqlite:///{runs.parent / 'optuna.db'}"
+    )
+    assert {t.user_attrs["run"] for t in mirror.trials} == set(after)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from ikd.train.runs import CHECKPOINTS, METRICS, RUN, DivergedError, read_metric
 log = logging.getLogger(__name__)
 
 METRIC = "val/acc"  # what tuning maximises: the evaluated model's val accuracy
-STOPPED = "stopped.json"  # in a tuning run's folder: ASHA stopped it (kept across restores)
+STOPPED = "stopped.json"  # in a tuning run's folder: ASHA stopped it (a resumed study keeps it so)
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,14 +49,29 @@ def trial(params: dict[str, Any], *, spec: Mapping[str, Any], splits: dict[str, 
     A diverged run is recorded as failed by the driver (its run.json says why) and reports
     `val/acc` = 0, so ASHA and TPE learn from it instead of dropping it; the study goes on.
     """
+    run_dir = resolve_run({**spec, **params, "stage": "tune", "loop": "plain"})[2]
+    trial_in_process(
+        params,
+        spec=spec,
+        splits=splits,
+        report=lambda metrics: tune.report({**_scalars(metrics), "run": run_dir.name}),
+    )
+
+
+def trial_in_process(
+    params: Mapping[str, Any],
+    *,
+    spec: Mapping[str, Any],
+    splits: dict[str, Samples],
+    report: Callable[[dict[str, Any]], None] = lambda metrics: None,
+) -> None:
+    """One tuning run through the run driver, each epoch's metrics to `report`: what `trial`
+    runs inside Tune, and what continues an interrupted trial outside it."""
     run = {**spec, **params, "stage": "tune", "loop": "plain", "progress": False}
     run_dir = resolve_run(run)[2]
 
-    def report(metrics: dict[str, Any]) -> None:
-        tune.report({**_scalars(metrics), "run": run_dir.name})
-
     stopped = read_json(run_dir / STOPPED)
-    if stopped is not None:  # ASHA stopped it before a restore, which forgets ASHA's rungs
+    if stopped is not None:  # ASHA stopped it before; the searcher proposed the same values again
         log.info("trial %s was stopped by ASHA after epoch %d", run_dir.name, stopped["epochs"])
         for metrics in read_metrics(run_dir / METRICS):
             report(metrics)
@@ -64,7 +80,7 @@ def trial(params: dict[str, Any], *, spec: Mapping[str, Any], splits: dict[str, 
         train_driver({**run, "on_epoch": report, "splits": splits})
     except DivergedError as error:
         log.warning("trial %s diverged: %s", run_dir.name, error)
-        tune.report({METRIC: 0.0, "diverged": True, "run": run_dir.name})
+        report({METRIC: 0.0, "diverged": True})
         return
     # A finished tuning run is never resumed: its checkpoints (~135 MB each for resnet18 with
     # Adam's state) would only fill the disk over a study's trials.
@@ -82,6 +98,33 @@ def trial_with_ray_train(params: dict[str, Any], *, spec: Mapping[str, Any]) -> 
         tune.report({METRIC: 0.0, "diverged": True})
 
 
+@dataclass(frozen=True)
+class Trial:
+    """A tuning run of a variant as its run folder records it."""
+
+    folder: Path
+    params: dict[str, Any]
+    status: str  # "complete", "stopped" (by ASHA), "diverged" or "interrupted"
+    values: list[float]  # val/acc per epoch
+
+
+def trial_history(runs: Path, variant: str, space: Mapping[str, Any]) -> list[Trial]:
+    """Every tuning run of `variant` under `runs` (<runs_root>/<study>/tune), read from its
+    folder — the truth a study resumes from (Tune's own state may lag a killed driver)."""
+    history = []
+    for folder in sorted(runs.glob(f"{variant}-*-seed*")):
+        record, config = read_json(folder / RUN), read_json(folder / "config.json")
+        if folder.name.rsplit("-", 2)[0] != variant or record is None or config is None:
+            continue
+        status = record["status"]
+        if status == "running":
+            status = "stopped" if (folder / STOPPED).exists() else "interrupted"
+        params = {key: config[key.split(".")[0]][key.split(".", 1)[1]] for key in space}
+        values = [line[METRIC] for line in read_metrics(folder / METRICS)]
+        history.append(Trial(folder, params, status, values))
+    return history
+
+
 def tune_variant(
     spec: Mapping[str, Any],
     space: Mapping[str, Any],
@@ -95,15 +138,22 @@ def tune_variant(
     concurrent: int = 1,
     threads: int = 1,
     optuna_storage: str | None = None,
-) -> tune.ResultGrid:
+) -> tune.ResultGrid | None:
     """Tune one variant: `trials` trials of `trial`, proposed by Optuna's TPE (seeded, its first
     ten at random) over `space` (`ikd.tune.space` ranges, checked by the caller) and stopped early
-    by ASHA on `val/acc` per epoch. `storage` is the Tune experiment's absolute path or URI; an
-    experiment already there is restored (its finished trials kept, its searcher's history too).
+    by ASHA on `val/acc` per epoch.
+
+    Resuming is done from the run folders, not from Tune's state (which a killed driver may have
+    left behind its trials): a trial that was interrupted is first continued in this process with
+    its own parameters (its run resumes from its last checkpoint); every finished trial —
+    complete, stopped by ASHA, diverged — is told to the searcher; and only the rest of the budget
+    is proposed. A trial ASHA stopped stays stopped. Returns the new trials' results (None when
+    the budget was already spent).
 
     Args:
         spec: the run driver's dict every trial starts from (absolute data and runs roots: trials
             change their working directory).
+        storage: where Tune keeps its experiments (absolute path or URI).
         splits: the train and val splits, read once by the caller, shared with every trial
             through the object store.
         epochs: a trial's epochs (ASHA's max_t).
@@ -117,29 +167,38 @@ def tune_variant(
 
     from ikd.tune.space import optuna_space
 
-    trainable = tune.with_resources(
-        tune.with_parameters(trial, spec={**spec, "train.threads": threads}, splits=splits),
-        {"cpu": threads},
-    )
-    path = f"{storage.rstrip('/')}/{name}"
-    run_dir = resolve_run({**spec, "stage": "tune", "loop": "plain"})[2]
-    study = run_dir.parent.parent  # <runs_root>/<study>
+    spec = {**spec, "train.threads": threads}
+    runs = resolve_run({**spec, "stage": "tune", "loop": "plain"})[2].parent
     records = TrialRecords(
-        run_dir.parent,
+        runs,
         space,
-        optuna_storage or f"sqlite:///{study / 'optuna.db'}",
-        f"{study.name}/{name}",
+        optuna_storage or f"sqlite:///{runs.parent / 'optuna.db'}",
+        f"{runs.parent.name}/{name}",
     )
-    if tune.Tuner.can_restore(path):
-        log.info("restoring the tuning experiment at %s", path)
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
-        return tuner.fit()
+    for interrupted in (t for t in trial_history(runs, name, space) if t.status == "interrupted"):
+        log.info("continuing the interrupted trial %s", interrupted.folder.name)
+        trial_in_process(interrupted.params, spec=spec, splits=splits)
+        records.ended(interrupted.params, interrupted.folder.name)
+    finished = trial_history(runs, name, space)
+    if len(finished) >= trials:
+        log.info("%s: all %d trials are finished", name, trials)
+        return None
     searcher = OptunaSearch(
         space=optuna_space(space),
         metric=METRIC,
         mode="max",
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=10),
+        # Seeded by the history too: a resumed search must not draw the first start's random
+        # points again (they would name the same run folders, and the budget would shrink).
+        sampler=optuna.samplers.TPESampler(seed=seed + len(finished), n_startup_trials=10),
     )
+    for done in finished:
+        searcher.add_evaluated_point(
+            done.params,
+            done.values[-1] if done.values else 0.0,
+            error=done.status == "diverged",
+            pruned=done.status == "stopped",
+            intermediate_values=done.values,
+        )
     # stop_last_trials=False: a trial stopped at its last report would never run the code after
     # it (DESIGN.md §7), and its run would stay "running" instead of "complete".
     scheduler = ASHAScheduler(
@@ -150,18 +209,25 @@ def tune_variant(
         stop_last_trials=False,
     )
     tuner = tune.Tuner(
-        trainable,
+        tune.with_resources(
+            tune.with_parameters(trial, spec=spec, splits=splits), {"cpu": threads}
+        ),
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode="max",
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=trials,
+            num_samples=trials - len(finished),
             max_concurrent_trials=concurrent,
             reuse_actors=True,
             trial_dirname_creator=_trial_folder,
         ),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=[records]),
+        run_config=tune.RunConfig(
+            name=f"{name}-after-{len(finished)}",  # one experiment per (re)start
+            storage_path=storage,
+            verbose=0,
+            callbacks=[records],
+        ),
     )
     return tuner.fit()
 
@@ -175,9 +241,8 @@ class TrialRecords(tune.Callback):
     """What the study driver does as trials report and end.
 
     - A progress line per trial and epoch: its run, the sampled values, val acc.
-    - A trial ASHA stopped gets a `stopped.json` in its run folder (a restored experiment has
-      forgotten ASHA's rungs: `trial` then replays the run instead of training on) and loses its
-      checkpoints.
+    - A trial ASHA stopped gets a `stopped.json` in its run folder (so a resumed study counts it
+      as finished, and never trains it on) and loses its checkpoints.
     - Every ended trial is mirrored into an Optuna study in an RDB (`storage`, e.g. a SQLite
       file), complete, pruned (stopped by ASHA) or failed (diverged), with its per-epoch val acc —
       what `optuna-dashboard` opens. OptunaSearch's own RDB storage breaks `Tuner.restore` here
@@ -199,8 +264,11 @@ class TrialRecords(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         run = (trial.last_result or {}).get("run")
-        if run is None:
-            return
+        if run is not None:
+            self.ended(trial.config, run)
+
+    def ended(self, params: Mapping[str, Any], run: str) -> None:
+        """A trial's run ended: mark it if ASHA stopped it, and mirror it into Optuna."""
         folder = self.runs / run
         record = read_json(folder / RUN) or {}
         lines = read_metrics(folder / METRICS)
@@ -208,7 +276,7 @@ class TrialRecords(tune.Callback):
             write_json(folder / STOPPED, {"by": "ASHA", "epochs": len(lines)})
             shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)
             log.info("trial %s stopped by ASHA after epoch %d", run, len(lines))
-        self._mirror(trial.config, run, record.get("status"), lines)
+        self._mirror(params, run, record.get("status"), lines)
 
     def _mirror(self, params: Mapping[str, Any], run: str, status: str | None, lines) -> None:
         import optuna
