@@ -26,8 +26,7 @@ from ikd.errors import UserError
 from ikd.files import read_json, write_json
 from ikd.train.data import Samples
 from ikd.train.driver import SPLITS, train_driver
-from ikd.train.runs import METRICS, RUN, read_metrics
-from ikd.tune.search import METRIC, tune_variant
+from ikd.tune.search import METRIC, trial_history, tune_variant
 from ikd.tune.study import Study, Variant, load_study
 
 log = logging.getLogger(__name__)
@@ -120,20 +119,21 @@ class StudyRun:
         return best
 
     def _best(self, variant: Variant) -> dict[str, Any]:
-        """The best finished tuning run of a variant, by its last epoch's val/acc."""
-        scored = []
-        for folder in sorted((self.runs / "tune").glob(f"{variant.name}-*-seed*")):
-            if folder.name.rsplit("-", 2)[0] != variant.name:
-                continue  # another variant whose name starts with this one's
-            record, lines = read_json(folder / RUN), read_metrics(folder / METRICS)
-            if record and record.get("status") == "complete" and lines:
-                scored.append((lines[-1][METRIC], folder))
-        if not scored:
+        """The best complete tuning run of a variant, by its last epoch's val/acc."""
+        complete = [
+            t
+            for t in trial_history(self.runs / "tune", variant.name, variant.space)
+            if t.status == "complete" and t.values
+        ]
+        if not complete:
             raise UserError(f"{self.study.name}: no finished tuning run of {variant.name!r}")
-        score, folder = max(scored, key=lambda item: (item[0], item[1].name))
-        config = read_json(folder / "config.json")
-        tuned = {key: _get(config, key) for key in variant.space}
-        return {"overrides": tuned, METRIC: score, "run": folder.name, "finished": len(scored)}
+        best = max(complete, key=lambda t: (t.values[-1], t.folder.name))
+        return {
+            "overrides": best.params,
+            METRIC: best.values[-1],
+            "run": best.folder.name,
+            "finished": len(complete),
+        }
 
     # -- final ----------------------------------------------------------------------------------
 
@@ -228,11 +228,6 @@ def run_study(
         if stage in stages:
             getattr(run, stage)()
     return run
-
-
-def _get(config: Mapping[str, Any], dotted: str) -> Any:
-    section, key = dotted.split(".", 1)
-    return config[section][key]
 
 
 def _threads() -> int:
