@@ -95,6 +95,16 @@ def _cfkd(t: Terms) -> Terms:
     }
 
 
+IDENTITYKD_CASE = Case(
+    "identitykd",
+    (),
+    IDENTITYKD_TERMS,
+    _identitykd,
+    stats=frozenset({"hinge_active", "fused_acc"}),
+    composer_mode="own",
+    identity_wise=True,
+    averaged=True,
+)
 CFKD_TERMS = frozenset(
     {
         "student",
@@ -131,26 +141,8 @@ CASES: dict[str, Case] = {
     "mkd": Case(
         "mkd", (), frozenset({"ce", "margin"}), lambda t: {"loss": t["ce"] + 0.5 * t["margin"]}
     ),
-    "identitykd": Case(
-        "identitykd",
-        (),
-        IDENTITYKD_TERMS,
-        _identitykd,
-        stats=frozenset({"hinge_active", "fused_acc"}),
-        composer_mode="own",
-        identity_wise=True,
-        averaged=True,
-    ),
-    "identitykd-kl": Case(
-        "identitykd",
-        ("identitykd.contrast=kl",),
-        IDENTITYKD_TERMS,
-        _identitykd,
-        stats=frozenset({"hinge_active", "fused_acc"}),
-        composer_mode="own",
-        identity_wise=True,
-        averaged=True,
-    ),
+    "identitykd": dataclasses.replace(IDENTITYKD_CASE),
+    "identitykd-kl": dataclasses.replace(IDENTITYKD_CASE, overrides=("identitykd.contrast=kl",)),
 }
 IDENTITYKD = [c for c, case in CASES.items() if case.method == "identitykd"]
 IDENTITY_WISE = [c for c, case in CASES.items() if case.identity_wise]
