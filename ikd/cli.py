@@ -185,11 +185,13 @@ def _parser() -> argparse.ArgumentParser:
         "study",
         help="tune and train one paper artefact's study (studies/*.py)",
         description="Run a study file's stages on a preset: tune (Ray Tune: Optuna's TPE proposes, "
-        "ASHA stops, on val/acc; every trial an ordinary tuning run folder), then final (each "
-        "variant's best configuration × seeds, the test split read once per run). A missing "
-        "dataset is built first; a finished trial or final run is never trained again, so the "
-        "same command resumes. best_config.json goes to <results>/<study>/. The overrides apply "
-        "to every run of the study (your own data: data.captures=FOLDER).",
+        "ASHA stops, on val/acc; every trial an ordinary tuning run folder), final (each "
+        "variant's best configuration × seeds, the test split read once per run), then report "
+        "(tables, figures and provenance in <results>/<study>/, rendered from the run records). "
+        "A missing dataset is built first; a finished trial or final run is never trained "
+        "again, so the same command resumes. The overrides apply to every run of the study "
+        "(your own data: data.captures=FOLDER). Joins the Ray cluster named by RAY_ADDRESS, "
+        "else starts a local one.",
     )
     study.add_argument(
         "path", type=Path, metavar="STUDY", help="a study file, e.g. studies/table3_methods.py"
@@ -198,12 +200,24 @@ def _parser() -> argparse.ArgumentParser:
     _ray_options(study)
     study.add_argument(
         "--stage",
-        choices=["tune", "final", "all"],
+        choices=["tune", "final", "report", "all"],
         default="all",
-        help="tune, final, or all (default): each is idempotent",
+        help="tune, final, report, or all (default): each is idempotent",
+    )
+    _results(study)
+    study.add_argument(
+        "--storage",
+        default=None,
+        metavar="PATH",
+        help="where the study keeps its run folders and Tune's experiments "
+        "(default: train.runs_root)",
     )
     study.add_argument(
-        "--results", type=Path, default=Path("results"), help="results root (default: results)"
+        "--optuna-storage",
+        default=None,
+        metavar="URL",
+        help="the Optuna RDB the trials are mirrored into, for optuna-dashboard "
+        "(default: sqlite:///<storage>/<study>/optuna.db)",
     )
     study.add_argument(
         "--quick",
@@ -211,6 +225,20 @@ def _parser() -> argparse.ArgumentParser:
         help="the study file's test budget (test_trials, test_seeds, test_variants)",
     )
     study.set_defaults(handler=_study)
+
+    report = commands.add_parser(
+        "report",
+        help="re-render studies' results from their run records",
+        description="Render <results>/<study>/ again from the run records (no training): tables, "
+        "figures, runs.csv, provenance. Names a study (table3_methods) or its results folder; "
+        "without one, every study under --results.",
+    )
+    report.add_argument("studies", nargs="*", metavar="STUDY", help="studies to render")
+    _results(report)
+    report.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
+    report.set_defaults(handler=_study_report)
 
     evaluate = commands.add_parser(
         "eval",
@@ -225,6 +253,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=_eval)
     return parser
+
+
+def _results(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--results", type=Path, default=Path("results"), help="results root (default: results)"
+    )
 
 
 def _ray_options(parser: argparse.ArgumentParser) -> None:
@@ -304,19 +338,36 @@ def _study(args: argparse.Namespace) -> None:
     from ikd.tune.stages import STAGES, run_study
 
     _config(args)  # a mistake in the overrides is reported before anything starts
-    init_ray(args.num_cpus)
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    if stages != ("report",):
+        init_ray(args.num_cpus)
     start = time.perf_counter()
     run = run_study(
         args.path,
         preset=args.preset,
         overrides=dict(map(split_override, args.overrides)),
-        stages=STAGES if args.stage == "all" else (args.stage,),
+        stages=stages,
         results_root=args.results.resolve(),
         quick=args.quick,
+        storage=args.storage,
+        optuna_storage=args.optuna_storage,
+        command=["ikd", *sys.argv[1:]],
     )
-    log.info(
-        "study %s (%s) in %.0f s", run.study.name, run.study.artefact, time.perf_counter() - start
-    )
+    print(run.summary(time.perf_counter() - start))
+
+
+def _study_report(args: argparse.Namespace) -> None:
+    from ikd.tune.stages import STUDY_RECORD, StudyRun
+
+    root = args.results.resolve()
+    names = args.studies or sorted(p.parent.name for p in root.glob(f"*/{STUDY_RECORD}"))
+    if not names:
+        raise UserError(f"{root}: no study results to render (run `ikd study` first)")
+    for name in names:
+        folder = Path(name) if Path(name).is_dir() else root / Path(name).stem
+        run = StudyRun.from_record(folder, studies=Path("studies").resolve())
+        written = run.report()
+        log.info("%s: %d files in %s", run.study.name, len(written), run.results)
 
 
 def _show_metrics(run_dir: Path) -> None:

@@ -5,10 +5,12 @@ IdentityKD starts from Table 3's tuned configuration; identity-wise vanilla KD i
 with the tables' budget (a tuning-only variant), then swept.
 """
 
-from ikd.tune.study import Study, Variant, table_space
+from ikd.tune.study import Figure, Study, Variant, table_space
 
 LAMBDAS = (0.3, 0.4, 0.5, 0.6, 0.7)
 IDENTITY_WISE = {"train.method": "vanilla_kd", "vanilla_kd.identity_wise": True}
+SERIES = {"identitykd": "IdentityKD", "vanilla_kd": "identity-wise vanilla KD"}
+PANELS = {"lambda1": "λ1 (λ2 = 0.4)", "lambda2": "λ2 (λ1 = 0.5)"}
 STARTS = {
     "identitykd": ("table3_methods", "identitykd"),
     "vanilla_kd": ("fig4_lambda", "vanilla_kd-identity_wise"),
@@ -45,6 +47,15 @@ STUDY = Study(
     ),
     trials=20,
     seeds=3,
+    report=Figure(
+        points={
+            f"{method}-{name}-{value}": (panel, series, value)
+            for method, series in SERIES.items()
+            for name, panel in PANELS.items()
+            for value in LAMBDAS
+        },
+        source="Shan et al. 2024, Fig. 4 (printed as a plot only: no values to compare)",
+    ),
     # a test run: the tuning variant and two λ values of each sweep
     test_variants=(
         "vanilla_kd-identity_wise",

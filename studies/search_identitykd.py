@@ -2,7 +2,7 @@
 for IdentityKD (`ikd study studies/search_identitykd.py data.captures=…`)."""
 
 from ikd.tune.space import Choice, LogUniform, Uniform
-from ikd.tune.study import Study, Variant
+from ikd.tune.study import Study, Table, Variant
 
 STUDY = Study(
     artefact="Joint search",
@@ -23,4 +23,5 @@ STUDY = Study(
     ),
     trials=40,
     seeds=3,
+    report=Table(labels={"identitykd": "IdentityKD, best of the joint search"}, importances=True),
 )

@@ -3,8 +3,6 @@ variant on the smoke preset, each trial an ordinary tuning-stage run folder."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from ikd.config import load_config
@@ -48,67 +46,8 @@ def test_a_good_space_becomes_optuna_distributions():
     assert converted["identitykd.contrast"].choices == ("nce", "kl")
 
 
-@pytest.mark.slow
-def test_tuning_a_variant_writes_one_tuning_run_folder_per_trial(smoke_dataset, tmp_path):
-    import optuna
-
-    from ikd.data.dataset import open_dataset
-    from ikd.train.data import Samples
-    from ikd.tune.search import METRIC, STOPPED, tune_variant
-
-    config, folder, _ = smoke_dataset
-    dataset = open_dataset(folder)
-    splits = {name: Samples.from_dataset(dataset, name) for name in ("train", "val")}
-    spec = {
-        "preset": "smoke",
-        "study": "tuned",
-        "data.root": config.data.root,
-        "teacher.source": "trained",
-        "train.runs_root": str(tmp_path / "runs"),
-        "train.method": "baseline",
-        "train.student": "mobilenet",  # small checkpoints
-        "train.epochs": 3,
-        "train.batch_size": 8,
-    }
-    results = tune_variant(
-        spec,
-        {"train.lr": LogUniform(1e-4, 1e-2)},
-        trials=3,
-        storage=str(tmp_path / "tune"),
-        name="baseline",
-        splits=splits,
-        epochs=3,
-    )
-    assert len(results) == 3 and not results.errors
-    runs = sorted((tmp_path / "runs" / "tuned" / "tune").iterdir())
-    assert len(runs) == 3
-    for run in runs:
-        record = json.loads((run / "run.json").read_text())
-        assert record["stage"] == "tune" and not (run / "test.json").exists()
-    best = results.get_best_result()
-    assert 0 <= best.metrics[METRIC] <= 1 and best.metrics["run"] in {r.name for r in runs}
-    lrs = {json.loads((run / "config.json").read_text())["train"]["lr"] for run in runs}
-    assert len(lrs) == 3 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
-    # ended trials keep no checkpoints; a trial ASHA stopped says so in its folder
-    assert not any((run / "checkpoints").exists() for run in runs)
-    statuses = {run.name: json.loads((run / "run.json").read_text())["status"] for run in runs}
-    for run in runs:
-        assert (statuses[run.name] == "running") == (run / STOPPED).exists(), run.name
-    # the Optuna mirror holds every trial, in the state its run ended in
-    study = optuna.load_study(
-        study_name="tuned/baseline",
-        storage=f"sqlite:///{tmp_path / 'runs' / 'tuned' / 'optuna.db'}",
-    )
-    mirrored = {t.user_attrs["run"]: t for t in study.trials}
-    assert set(mirrored) == set(statuses)
-    for run, trial in mirrored.items():
-        complete = statuses[run] == "complete"
-        assert (trial.state == optuna.trial.TrialState.COMPLETE) == complete, run
-        assert set(trial.params) == {"train.lr"} and len(trial.intermediate_values) >= 1
-
-
 GOOD_STUDY = """
-from ikd.tune.study import Study, Variant, table_space
+from ikd.tune.study import Study, Table, Variant, table_space
 
 STUDY = Study(
     artefact="Table 3",
@@ -144,6 +83,10 @@ def test_a_study_file_loads_named_after_its_file(tmp_path):
         (('space=table_space("baseline")', 'space={"train.lr": 1}'), r"'baseline': train\.lr"),
         (("trials=4", "trials=0"), r"trials, seeds and their test sizes must be ≥ 1"),
         (('Variant("identitykd"', 'Variant("baseline"'), r"variant names repeat"),
+        (
+            ("trials=4,", 'trials=4, report=Table(compare=(("baseline", "base"),)),'),
+            r"the report names no final variant: \['base'\]",
+        ),
     ],
 )
 def test_a_bad_study_file_is_one_clear_line_naming_the_file(tmp_path, change, message):
@@ -164,69 +107,6 @@ def test_every_table_space_is_valid_for_its_method():
         extra = ["vanilla_kd.identity_wise=true"] if "identity_wise" in name else []
         config = load_config("smoke", [f"train.method={method}", *extra], warn=False)
         check_space(table_space(name), config)
-
-
-TUNED = """
-from ikd.tune.space import LogUniform
-from ikd.tune.study import Study, Variant
-
-STUDY = Study(
-    artefact="a table",
-    variants=(
-        Variant("baseline", {"train.method": "baseline"}, space={"train.lr": LogUniform(1e-4, 1e-2)}),
-    ),
-    test_trials=2,
-    test_seeds=1,
-)
-"""
-REUSING = """
-from ikd.tune.study import Study, Variant
-
-STUDY = Study(
-    artefact="another table",
-    variants=(Variant("averaged", {"baseline.fawa": True}, tuned_in=("tuned", "baseline")),),
-    test_seeds=2,
-)
-"""
-
-
-@pytest.mark.slow
-def test_a_study_reuses_another_studys_tuned_configuration_tuning_it_first(smoke_dataset, tmp_path):
-    """`final` of a study whose variant starts from another study's tuned configuration: that
-    study is tuned first (its best_config.json), the final runs take its best with their own
-    override on top, read test once each, and a second call trains nothing."""
-    from ikd.tune.stages import BEST_CONFIG, run_study
-
-    config = smoke_dataset[0]
-    write_study(tmp_path, TUNED, "tuned.py")
-    reusing = write_study(tmp_path, REUSING, "reusing.py")
-    overrides = {
-        "data.root": config.data.root,
-        "teacher.source": "trained",
-        "train.runs_root": str(tmp_path / "runs"),
-        "train.student": "mobilenet",  # small checkpoints
-        "train.epochs": 3,
-        "train.batch_size": 8,
-    }
-    results = tmp_path / "results"
-    common = {"preset": "smoke", "overrides": overrides, "results_root": results, "quick": True}
-    run_study(reusing, stages=("final",), **common)
-
-    best = json.loads((results / "tuned" / BEST_CONFIG).read_text())["baseline"]
-    assert best["finished"] >= 1 and set(best["overrides"]) == {"train.lr"}
-    tuning = sorted((tmp_path / "runs" / "tuned" / "tune").iterdir())
-    assert len(tuning) == 2 and best["run"] in {run.name for run in tuning}
-    finals = sorted((tmp_path / "runs" / "reusing" / "final").iterdir())
-    assert [run.name.rsplit("-", 1)[1] for run in finals] == ["seed0", "seed1"]
-    for run in finals:
-        saved = json.loads((run / "config.json").read_text())
-        assert saved["train"]["lr"] == best["overrides"]["train.lr"]
-        assert saved["baseline"]["fawa"] is True and saved["train"]["method"] == "baseline"
-        assert (run / "test.json").exists() and (run / "test_predictions.parquet").exists()
-    stamps = [(run / "test.json").stat().st_mtime_ns for run in finals]
-    run_study(reusing, stages=("tune", "final"), **common)  # nothing left to do
-    assert [(run / "test.json").stat().st_mtime_ns for run in finals] == stamps
-    assert len(list((tmp_path / "runs" / "tuned" / "tune").iterdir())) == 2
 
 
 KILLED = """
@@ -257,7 +137,8 @@ def test_a_killed_study_resumes_with_its_exact_budget_and_asha_decisions(tmp_pat
 
     import optuna
 
-    from ikd.tune.search import STOPPED, trial_history
+    from ikd.train.runs import STOPPED
+    from ikd.tune.search import trial_history
     from ikd.tune.space import LogUniform
 
     path = write_study(tmp_path, KILLED, "killed.py")

@@ -23,9 +23,12 @@ from ikd.data.dataset import BuiltDataset
 from ikd.errors import UserError
 from ikd.files import read_json, write_json
 from ikd.methods import METHODS
+from ikd.provenance import git_sha
 
 RUN, METRICS, TEST = "run.json", "metrics.jsonl", "test.json"
 TEST_PREDICTIONS = "test_predictions.parquet"  # a final run's per-window test logits
+METRIC = "val/acc"  # what tuning maximises and reports rank by: the evaluated model's val acc
+STOPPED = "stopped.json"  # in a tuning run's folder: ASHA stopped it (a resumed study keeps it so)
 CHECKPOINTS, STATE, EPOCH = "checkpoints", "state.pt", "epoch.json"
 RAY_STORAGE = "ray"  # the run folder's subfolder where Ray Train keeps its checkpoints
 KEEP_CHECKPOINTS = 2
@@ -147,6 +150,7 @@ def prepare_run(
         "num_identities": dataset.num_identities,
         "shapes": dataset.manifest["shapes"],
         "versions": {"torch": torch.__version__},
+        "git": git_sha(),
     }
     previous = read_json(run_dir / RUN)
     if previous is not None and previous.get("teacher") != dataset.teacher:
@@ -193,6 +197,17 @@ def truncate_metrics(path: Path, start: int) -> None:
     os.replace(partial, path)
 
 
+def run_status(run_dir: Path, record: dict[str, Any] | None = None) -> str:
+    """How a run ended: "complete", "diverged", "stopped" (by ASHA, `stopped.json`), or
+    "interrupted" (still "running" in its record: a killed driver's); "missing" without a
+    record."""
+    record = read_json(run_dir / RUN) if record is None else record
+    status = (record or {}).get("status", "missing")
+    if status == "running":
+        return "stopped" if (run_dir / STOPPED).exists() else "interrupted"
+    return status
+
+
 def set_status(run_dir: Path, status: str, **fields: Any) -> None:
     record = read_json(run_dir / RUN) or {}
     write_json(run_dir / RUN, {**record, "status": status, **fields})
@@ -213,3 +228,25 @@ def latest_checkpoint(run_dir: Path) -> dict[str, Any]:
     if not candidates:
         raise UserError(f"{run_dir}: no checkpoint (is it a run folder of `ikd train`?)")
     return load_state(max(candidates, key=checkpoint_epoch))
+
+
+def keep_model_only(run_dir: Path) -> None:
+    """A finished run never resumes: keep its newest checkpoint's model (what `ikd eval` and an
+    export load) without the optimizer's and scheduler's state, and drop the older ones — a
+    study's final runs would otherwise keep ~270 MB each for resnet18."""
+    candidates = checkpoint_folders(run_dir / CHECKPOINTS, "epoch-*")
+    candidates += checkpoint_folders(run_dir / RAY_STORAGE, "checkpoint_*")
+    if not candidates:
+        return
+    newest = max(candidates, key=checkpoint_epoch)
+    if not read_json(newest / EPOCH).get("model_only"):
+        state = load_state(newest)
+        partial = newest.with_name(newest.name + ".part")
+        shutil.rmtree(partial, ignore_errors=True)
+        write_state({"method": state["method"], "epoch": state["epoch"]}, partial)
+        write_json(partial / EPOCH, {"epoch": state["epoch"], "model_only": True})
+        shutil.rmtree(newest)
+        os.replace(partial, newest)
+    for old in candidates:
+        if old != newest:
+            shutil.rmtree(old)

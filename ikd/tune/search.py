@@ -19,6 +19,7 @@ the Ray Train shape stays for multi-worker or GPU trials, where the training dwa
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,12 +31,21 @@ from ray import tune
 from ikd.files import read_json, write_json
 from ikd.train.data import Samples
 from ikd.train.driver import resolve_run, train_driver
-from ikd.train.runs import CHECKPOINTS, METRICS, RUN, DivergedError, read_metrics
+from ikd.train.runs import (
+    CHECKPOINTS,
+    METRIC,
+    METRICS,
+    RUN,
+    STOPPED,
+    DivergedError,
+    read_metrics,
+    run_status,
+)
 
 log = logging.getLogger(__name__)
 
-METRIC = "val/acc"  # what tuning maximises: the evaluated model's val accuracy
-STOPPED = "stopped.json"  # in a tuning run's folder: ASHA stopped it (a resumed study keeps it so)
+ASHA = {"grace_period": 1, "reduction_factor": 2}  # a rung after epochs 1, 2, 4, …
+TPE_STARTUP = 10  # TPE's first trials are random
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,7 +59,7 @@ def trial(params: dict[str, Any], *, spec: Mapping[str, Any], splits: dict[str, 
     A diverged run is recorded as failed by the driver (its run.json says why) and reports
     `val/acc` = 0, so ASHA and TPE learn from it instead of dropping it; the study goes on.
     """
-    run_dir = resolve_run({**spec, **params, "stage": "tune", "loop": "plain"})[2]
+    run_dir = tuning_folder({**spec, **params})
     trial_in_process(
         params,
         spec=spec,
@@ -68,7 +78,7 @@ def trial_in_process(
     """One tuning run through the run driver, each epoch's metrics to `report`: what `trial`
     runs inside Tune, and what continues an interrupted trial outside it."""
     run = {**spec, **params, "stage": "tune", "loop": "plain", "progress": False}
-    run_dir = resolve_run(run)[2]
+    run_dir = tuning_folder(run)
 
     stopped = read_json(run_dir / STOPPED)
     if stopped is not None:  # ASHA stopped it before; the searcher proposed the same values again
@@ -108,21 +118,29 @@ class Trial:
     values: list[float]  # val/acc per epoch
 
 
-def trial_history(runs: Path, variant: str, space: Mapping[str, Any]) -> list[Trial]:
+def trial_history(
+    runs: Path, variant: str, space: Mapping[str, Any], spec: Mapping[str, Any] | None = None
+) -> list[Trial]:
     """Every tuning run of `variant` under `runs` (<runs_root>/<study>/tune), read from its
-    folder — the truth a study resumes from (Tune's own state may lag a killed driver)."""
+    folder — the truth a study resumes from (Tune's own state may lag a killed driver). With
+    the tuning's run `spec`, only the runs it would have made (their folder is the one `spec`
+    plus their parameters names: another preset's or data's runs of the variant are not its)."""
     history = []
     for folder in sorted(runs.glob(f"{variant}-*-seed*")):
         record, config = read_json(folder / RUN), read_json(folder / "config.json")
         if folder.name.rsplit("-", 2)[0] != variant or record is None or config is None:
             continue
-        status = record["status"]
-        if status == "running":
-            status = "stopped" if (folder / STOPPED).exists() else "interrupted"
         params = {key: config[key.split(".")[0]][key.split(".", 1)[1]] for key in space}
+        if spec is not None and tuning_folder({**spec, **params}).name != folder.name:
+            continue
         values = [line[METRIC] for line in read_metrics(folder / METRICS)]
-        history.append(Trial(folder, params, status, values))
+        history.append(Trial(folder, params, run_status(folder, record), values))
     return history
+
+
+def tuning_folder(spec: Mapping[str, Any]) -> Path:
+    """The run folder of a tuning run of `spec`."""
+    return resolve_run({**spec, "stage": "tune", "loop": "plain"})[2]
 
 
 def tune_variant(
@@ -168,28 +186,31 @@ def tune_variant(
     from ikd.tune.space import optuna_space
 
     spec = {**spec, "train.threads": threads}
-    runs = resolve_run({**spec, "stage": "tune", "loop": "plain"})[2].parent
+    runs = tuning_folder(spec).parent
     records = TrialRecords(
         runs,
         space,
         optuna_storage or f"sqlite:///{runs.parent / 'optuna.db'}",
         f"{runs.parent.name}/{name}",
     )
-    for interrupted in (t for t in trial_history(runs, name, space) if t.status == "interrupted"):
+    for interrupted in (
+        t for t in trial_history(runs, name, space, spec) if t.status == "interrupted"
+    ):
         log.info("continuing the interrupted trial %s", interrupted.folder.name)
         trial_in_process(interrupted.params, spec=spec, splits=splits)
         records.ended(interrupted.params, interrupted.folder.name)
-    finished = trial_history(runs, name, space)
+    finished = trial_history(runs, name, space, spec)
     if len(finished) >= trials:
         log.info("%s: all %d trials are finished", name, trials)
         return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     searcher = OptunaSearch(
         space=optuna_space(space),
         metric=METRIC,
         mode="max",
         # Seeded by the history too: a resumed search must not draw the first start's random
         # points again (they would name the same run folders, and the budget would shrink).
-        sampler=optuna.samplers.TPESampler(seed=seed + len(finished), n_startup_trials=10),
+        sampler=optuna.samplers.TPESampler(seed=seed + len(finished), n_startup_trials=TPE_STARTUP),
     )
     for done in finished:
         searcher.add_evaluated_point(
@@ -202,12 +223,11 @@ def tune_variant(
     # stop_last_trials=False: a trial stopped at its last report would never run the code after
     # it (DESIGN.md §7), and its run would stay "running" instead of "complete".
     scheduler = ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=epochs,
-        grace_period=1,
-        reduction_factor=2,
-        stop_last_trials=False,
+        time_attr="training_iteration", max_t=epochs, stop_last_trials=False, **ASHA
     )
+    # Quiet Tune and Optuna: no experiment box or TensorBoard hint (Tune's legacy output is
+    # silent at verbose=0), no "study created" lines; TrialRecords logs a line per trial epoch.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     tuner = tune.Tuner(
         tune.with_resources(
             tune.with_parameters(trial, spec=spec, splits=splits), {"cpu": threads}

@@ -1,11 +1,14 @@
-"""A study's stages: `tune` (each tuned variant's trials, its best configuration) and `final`
-(each variant's best configuration × seeds, test read once at the end of each final run).
+"""A study's stages: `tune` (each tuned variant's trials, its best configuration), `final`
+(each variant's best configuration × seeds, test read once at the end of each final run) and
+`report` (the results folder rendered from the run records, `ikd.report.render`).
 
-    run_study("studies/table3_methods.py", preset="laptop", stages=("tune", "final"),
+    run_study("studies/table3_methods.py", preset="laptop", stages=STAGES,
               results_root=Path("results").resolve())
 
-Both stages are idempotent: a finished trial or final run is a finished run folder and is not
-trained again; re-running a stage continues where it stopped. Run folders are the truth:
+Every stage is idempotent: a finished trial or final run is a finished run folder and is not
+trained again; re-running a stage continues where it stopped. `<results>/<study>/study.json`
+records how the study was run (preset, overrides, storage, commands, wall time per stage), so
+`ikd report` re-renders it from its records alone. Run folders are the truth:
 `best_config.json` is derived from the tuning runs' records (the best finished trial by its last
 epoch's `val/acc`), and another study reading it (`Variant.tuned_in`) tunes that study first if
 it is absent. The dataset is built if missing and its train and val splits are read once, then
@@ -14,7 +17,10 @@ shared with every trial and final run.
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,16 +29,24 @@ from ikd.cluster import cluster_cpus, init_ray
 from ikd.config import load_config
 from ikd.data.dataset import dataset_folder, finished_manifest, open_dataset
 from ikd.errors import UserError
-from ikd.files import read_json, write_json
+from ikd.files import read_json, sha256_file, write_json
+from ikd.provenance import git_sha, hardware, versions
+from ikd.report.records import RunRecord, read_run, read_runs
 from ikd.train.data import Samples
-from ikd.train.driver import SPLITS, train_driver
-from ikd.tune.search import METRIC, trial_history, tune_variant
+from ikd.train.driver import SPLITS, resolve_run, train_driver
+from ikd.train.runs import keep_model_only
+from ikd.tune.search import ASHA, METRIC, TPE_STARTUP, trial_history, tune_variant
 from ikd.tune.study import Study, Variant, load_study
 
 log = logging.getLogger(__name__)
 
 BEST_CONFIG = "best_config.json"
-STAGES = ("tune", "final")
+STUDY_RECORD = "study.json"  # in <results>/<study>/: how the study was run
+STAGES = ("tune", "final", "report")
+
+
+class NotTunedError(UserError):
+    """A variant's tuned configuration is not there yet (and the caller may not tune)."""
 
 
 class StudyRun:
@@ -46,10 +60,18 @@ class StudyRun:
         overrides: Mapping[str, Any],
         results_root: Path,
         quick: bool = False,
+        storage: str | None = None,
+        optuna_storage: str | None = None,
     ) -> None:
         self.path = Path(path).resolve()
         self.study: Study = load_study(self.path, preset)
-        self.preset, self.overrides, self.quick = preset, dict(overrides), quick
+        self.preset, self.quick = preset, quick
+        self.overrides = dict(overrides)
+        if quick:  # the study file's test epochs, unless the command sets them
+            self.overrides.setdefault("train.epochs", self.study.test_epochs)
+        if storage is not None:
+            self.overrides["train.runs_root"] = storage
+        self.storage, self.optuna_storage = storage, optuna_storage
         self.results = Path(results_root).resolve() / self.study.name
         config = load_config(preset, self.overrides, warn=False)
         # Trials change their working directory: every root is absolute from here on.
@@ -112,19 +134,26 @@ class StudyRun:
                     splits=self.splits(),
                     epochs=self.config.train.epochs,
                     threads=self.config.train.threads or _threads(),
+                    optuna_storage=self.optuna_storage,
                 )
         best = {variant.name: self._best(variant) for variant in self.variants if variant.space}
         self.results.mkdir(parents=True, exist_ok=True)
         write_json(self.results / BEST_CONFIG, best)
         return best
 
+    def tuning_spec(self, variant: Variant) -> dict[str, Any]:
+        """The run driver's dict a variant's trials start from (their parameters on top)."""
+        return {**self.spec, **self.base_overrides(variant, tune=False), "variant": variant.name}
+
+    def trials_of(self, variant: Variant) -> list:
+        """The variant's tuning runs (`ikd.tune.search.Trial`), this study's own only."""
+        return trial_history(
+            self.runs / "tune", variant.name, variant.space, self.tuning_spec(variant)
+        )
+
     def _best(self, variant: Variant) -> dict[str, Any]:
         """The best complete tuning run of a variant, by its last epoch's val/acc."""
-        complete = [
-            t
-            for t in trial_history(self.runs / "tune", variant.name, variant.space)
-            if t.status == "complete" and t.values
-        ]
+        complete = [t for t in self.trials_of(variant) if t.status == "complete" and t.values]
         if not complete:
             raise UserError(f"{self.study.name}: no finished tuning run of {variant.name!r}")
         best = max(complete, key=lambda t: (t.values[-1], t.folder.name))
@@ -137,9 +166,9 @@ class StudyRun:
 
     # -- final ----------------------------------------------------------------------------------
 
-    def base_overrides(self, variant: Variant) -> dict[str, Any]:
+    def base_overrides(self, variant: Variant, tune: bool = True) -> dict[str, Any]:
         """A variant's overrides before its own tuning: another study's tuned configuration
-        (tuned first if absent), then the variant's own."""
+        (tuned first if absent — or, with `tune=False`, `NotTunedError`), then the variant's own."""
         base: dict[str, Any] = {}
         if variant.tuned_in is not None:
             study, name = variant.tuned_in
@@ -150,42 +179,215 @@ class StudyRun:
                 overrides=self.overrides,
                 results_root=self.results.parent,
                 quick=self.quick,
+                tune=tune,
             )
         return {**base, **variant.overrides}
 
-    def final_overrides(self, variant: Variant) -> dict[str, Any]:
-        """A variant's final configuration: its base overrides and, if tuned here, its best."""
-        overrides = self.base_overrides(variant)
+    def final_overrides(self, variant: Variant, tune: bool = True) -> dict[str, Any]:
+        """A variant's final configuration: its base overrides and, if tuned here, its best
+        (tuned first if absent — or, with `tune=False`, `NotTunedError`)."""
+        overrides = self.base_overrides(variant, tune)
         if variant.space:
             best = read_json(self.results / BEST_CONFIG) or {}
+            if variant.name not in best and not tune:
+                raise NotTunedError(f"{self.study.name}: {variant.name!r} is not tuned yet")
             if variant.name not in best:
                 best = self.tune()
             overrides.update(best[variant.name]["overrides"])
         return overrides
 
+    def final_spec(self, variant: Variant, seed: int, tune: bool = True) -> dict[str, Any]:
+        """The run driver's dict of a variant's final run with one seed."""
+        return {
+            **self.spec,
+            **self.final_overrides(variant, tune),
+            "train.seed": seed,
+            "variant": variant.name,
+            "stage": "final",
+            "loop": "plain",
+            "test": True,
+            "progress": False,
+        }
+
     def final(self) -> list[Path]:
         """Every variant's final configuration × seeds, each run evaluated on test once."""
         done = []
         for variant in (v for v in self.variants if v.final):
-            overrides = self.final_overrides(variant)
             for seed in range(self.seeds):
                 log.info("%s: final %s, seed %d", self.study.name, variant.name, seed)
-                done.append(
-                    train_driver(
-                        {
-                            **self.spec,
-                            **overrides,
-                            "train.seed": seed,
-                            "variant": variant.name,
-                            "stage": "final",
-                            "loop": "plain",
-                            "test": True,
-                            "progress": False,
-                            "splits": self.splits(),
-                        }
-                    )
-                )
+                spec = self.final_spec(variant, seed)
+                done.append(train_driver({**spec, "splits": self.splits()}))
+                keep_model_only(done[-1])
         return done
+
+    # -- report ---------------------------------------------------------------------------------
+
+    def finals(self) -> dict[str, list[RunRecord]]:
+        """Each final variant's finished final runs (test evaluated), by seed; none for a
+        variant whose configuration is not tuned yet. Never trains."""
+        finals: dict[str, list[RunRecord]] = {}
+        for variant in (v for v in self.variants if v.final):
+            runs = []
+            for seed in range(self.seeds):
+                try:
+                    folder = resolve_run(self.final_spec(variant, seed, tune=False))[2]
+                except NotTunedError:
+                    break
+                run = read_run(folder)
+                if run is not None and run.status == "complete" and run.test is not None:
+                    runs.append(run)
+            finals[variant.name] = runs
+        return finals
+
+    def tuning(self) -> dict[str, list[RunRecord]]:
+        """Each tuned variant's tuning runs (this study's own), read."""
+        tuning = {}
+        for variant in (v for v in self.variants if v.space):
+            try:
+                trials = self.trials_of(variant)
+            except NotTunedError:  # the configuration it starts from is not tuned yet
+                trials = []
+            tuning[variant.name] = [read_run(trial.folder) for trial in trials]
+        return tuning
+
+    def report(self) -> list[Path]:
+        """Render `<results>/<study>/` from the run records; returns the files written."""
+        from ikd.report.render import Context, render
+
+        finals, tuning = self.finals(), self.tuning()
+        missing = {name: self.seeds - len(runs) for name, runs in finals.items()}
+        for name, count in missing.items():
+            if count:
+                log.warning("%s: %s lacks %d final run(s)", self.study.name, name, count)
+        data = self.config
+        first = next((run for runs in finals.values() for run in runs), None)
+        context = Context(
+            study=self.study,
+            preset=self.preset,
+            seeds=self.seeds,
+            trials=self.trials,
+            epochs=data.train.epochs,
+            searcher=f"Optuna TPE (seed 0, its first {TPE_STARTUP} trials random)",
+            scheduler=(
+                f"ASHA on {METRIC} per epoch (grace {ASHA['grace_period']} epoch, "
+                f"reduction factor {ASHA['reduction_factor']})"
+            ),
+            dataset={
+                "data_hash": data.data_hash(),
+                "synthetic": first.record["synthetic"] if first else not data.data.captures,
+                "num_identities": first.record["num_identities"] if first else None,
+                "seed": data.synthetic.seed,
+                "split_seed": data.data.split_seed,
+            },
+            quick=self.quick,
+            spaces={v.name: v.space for v in self.variants if v.space},
+        )
+        runs = read_runs(self.runs)
+        return render(self.results, context, finals, tuning, runs, self.provenance(runs))
+
+    def provenance(self, runs: Sequence[RunRecord]) -> dict[str, Any]:
+        """provenance.json: the code, packages, hardware, how the study was run, its dataset
+        and teacher, and the wall time of each stage."""
+        folder = dataset_folder(self.config)
+        manifest = folder / "manifest.json"
+        record = read_json(self.results / STUDY_RECORD) or {}
+        teachers = {
+            json.dumps(run.record.get("teacher"), sort_keys=True): run.record.get("teacher")
+            for run in runs
+        }
+        return {
+            "study": self.study.name,
+            "artefact": self.study.artefact,
+            "study_file": str(self.path),
+            "preset": self.preset,
+            "overrides": self.overrides,
+            "quick": self.quick,
+            "git": git_sha(),
+            "runs_git": sorted({run.record.get("git", "unknown") for run in runs}),
+            "versions": versions(),
+            "hardware": hardware(),
+            "commands": record.get("commands", []),
+            "stage_seconds": record.get("stage_seconds", {}),
+            "dataset": {
+                "folder": str(folder),
+                "data_hash": self.config.data_hash(),
+                "manifest_sha256": sha256_file(manifest) if manifest.exists() else None,
+            },
+            "teacher": [teacher for teacher in teachers.values() if teacher],
+            "runs": len(runs),
+            "rendered": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def summary(self, seconds: float) -> str:
+        """What the study did, for the end of `ikd study`: per tuned variant its trials (how
+        many ASHA stopped), compute used and best configuration; final runs; where results are."""
+        from ikd.report.render import tuning_summary
+
+        lines = [
+            f"{self.study.name} ({self.study.artefact}, {self.preset} preset): {seconds:.0f} s"
+        ]
+        spaces = {v.name: v.space for v in self.variants if v.space}
+        for row in tuning_summary(self.tuning(), spaces).to_dict("records"):
+            lines.append(
+                f"  tuned {row['variant']}: {row['trials']}/{self.trials} trials "
+                f"({row['complete']} complete, {row['stopped']} stopped early by ASHA, "
+                f"{row['diverged']} diverged), {row['trial_epochs']} trial-epochs, "
+                f"{row['train_seconds']:.0f} s of training; best val acc "
+                f"{row['best_val_acc']:.4f}: {row['best_params']}"
+            )
+        finals = self.finals()
+        done = sum(len(runs) for runs in finals.values())
+        lines.append(f"  final runs: {done}/{self.seeds * len(finals)} finished")
+        lines.append(f"  results: {self.results}")
+        return "\n".join(lines)
+
+    # -- record ---------------------------------------------------------------------------------
+
+    def run(self, stages: Sequence[str], command: Sequence[str] | None = None) -> None:
+        """Run `stages` in order, recording the command and each stage's wall time (summed
+        over the sessions that ran it) in study.json."""
+        record = read_json(self.results / STUDY_RECORD) or {}
+        record.update(
+            {
+                "study_file": str(self.path),
+                "preset": self.preset,
+                # with the roots made absolute: `ikd report` may run from another folder
+                "overrides": {k: v for k, v in self.spec.items() if "." in k},
+                "quick": self.quick,
+                "storage": self.storage,
+                "optuna_storage": self.optuna_storage,
+            }
+        )
+        command = list(sys.argv if command is None else command)
+        record["commands"] = [*record.get("commands", []), " ".join(command)][-20:]
+        write_json(self.results / STUDY_RECORD, record)
+        for stage in STAGES:
+            if stage in stages:
+                start = time.perf_counter()
+                getattr(self, stage)()
+                seconds = record.setdefault("stage_seconds", {})
+                seconds[stage] = round(seconds.get(stage, 0.0) + time.perf_counter() - start, 1)
+                write_json(self.results / STUDY_RECORD, record)
+
+    @classmethod
+    def from_record(cls, results: Path, studies: Path | None = None) -> StudyRun:
+        """The study run that `<results>/<study>/study.json` records (its study file looked up
+        in `studies` when it has moved)."""
+        record = read_json(Path(results) / STUDY_RECORD)
+        if record is None:
+            raise UserError(f"{results}: no {STUDY_RECORD} (run `ikd study` on it first)")
+        path = Path(record["study_file"])
+        if not path.exists() and studies is not None:
+            path = Path(studies) / path.name
+        return cls(
+            path,
+            preset=record["preset"],
+            overrides=record["overrides"],
+            results_root=Path(results).parent,
+            quick=record["quick"],
+            storage=record.get("storage"),
+            optuna_storage=record.get("optuna_storage"),
+        )
 
 
 def tuned_configuration(
@@ -196,16 +398,18 @@ def tuned_configuration(
     overrides: Mapping[str, Any],
     results_root: Path,
     quick: bool,
+    tune: bool = True,
 ) -> dict[str, Any]:
     """Another study's tuned configuration of one variant (its overrides and its best), read
-    from that study's best_config.json — tuning that study first if the file is absent."""
+    from that study's best_config.json — tuning that study first if the file is absent (or,
+    with `tune=False`, raising `NotTunedError`)."""
     other = StudyRun(
         path, preset=preset, overrides=overrides, results_root=results_root, quick=quick
     )
     names = {v.name: v for v in other.study.variants}
     if variant not in names:
         raise UserError(f"{path}: no variant {variant!r} (it has {list(names)})")
-    return other.final_overrides(names[variant])
+    return other.final_overrides(names[variant], tune)
 
 
 def run_study(
@@ -216,17 +420,24 @@ def run_study(
     stages: Sequence[str] = STAGES,
     results_root: Path,
     quick: bool = False,
+    storage: str | None = None,
+    optuna_storage: str | None = None,
+    command: Sequence[str] | None = None,
 ) -> StudyRun:
     """Run a study's stages in order (each idempotent); returns the study run."""
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise UserError(f"unknown stage(s) {sorted(unknown)}; choose from {list(STAGES)}")
     run = StudyRun(
-        path, preset=preset, overrides=overrides or {}, results_root=results_root, quick=quick
+        path,
+        preset=preset,
+        overrides=overrides or {},
+        results_root=results_root,
+        quick=quick,
+        storage=storage,
+        optuna_storage=optuna_storage,
     )
-    for stage in STAGES:
-        if stage in stages:
-            getattr(run, stage)()
+    run.run(stages, command)
     return run
 
 

@@ -91,6 +91,41 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Table:
+    """The report of a table artefact: a row per final variant with its test metrics over seeds.
+
+    `paper` holds the paper's printed values (in %, keys "acc", "recall", "f1") of the rows it
+    has, `compare` the pairs (a, b) whose paired difference a − b over seeds gets a significance
+    line, `per_identity` asks for the identities × variants plot and `importances` for Optuna's
+    parameter importances of each tuned variant (a search study's report)."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)  # variant → row label
+    paper: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    source: str = ""  # where `paper` is printed, e.g. "Shan et al. 2024, Table 3"
+    compare: tuple[tuple[str, str], ...] = ()
+    per_identity: bool = False
+    importances: bool = False
+
+    def variants(self) -> set[str]:
+        return {*self.labels, *self.paper, *(name for pair in self.compare for name in pair)}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """The report of a sweep figure (Fig. 4): test accuracy (solid) and worst-identity accuracy
+    (dotted) of each series against the swept value, one panel per sweep.
+
+    `points` maps each final variant to (panel, series, x)."""
+
+    points: Mapping[str, tuple[str, str, float]]
+    xlabel: str = "λ"
+    source: str = ""
+
+    def variants(self) -> set[str]:
+        return set(self.points)
+
+
+@dataclass(frozen=True)
 class Study:
     """An artefact's study: its variants, the trial budget per tuned variant, the seeds of each
     final variant, and the smaller budget the tests run it with."""
@@ -102,13 +137,15 @@ class Study:
     test_trials: int = 2
     test_seeds: int = 2
     test_variants: tuple[str, ...] = ()  # the variants a test run keeps (empty: all)
+    test_epochs: int = 3  # a test run's epochs: enough for ASHA to stop a trial
+    report: Table | Figure = field(default_factory=Table)
     name: str = ""  # the file's stem, set by `load_study`
 
     def check(self, base: Config, where: str) -> None:
         """Every variant resolves to a valid config and a valid space (one line per problem)."""
         if not self.variants:
             raise UserError(f"{where}: a study needs at least one variant")
-        if min(self.trials, self.seeds, self.test_trials, self.test_seeds) < 1:
+        if min(self.trials, self.seeds, self.test_trials, self.test_seeds, self.test_epochs) < 1:
             raise UserError(f"{where}: trials, seeds and their test sizes must be ≥ 1")
         names = [variant.name for variant in self.variants]
         if len(set(names)) != len(names):
@@ -116,6 +153,10 @@ class Study:
         unknown = set(self.test_variants) - set(names)
         if unknown:
             raise UserError(f"{where}: test_variants names no variant: {sorted(unknown)}")
+        finals = {variant.name for variant in self.variants if variant.final}
+        unknown = self.report.variants() - finals
+        if unknown:
+            raise UserError(f"{where}: the report names no final variant: {sorted(unknown)}")
         for variant in self.variants:
             if variant.space and variant.tuned_in:
                 raise UserError(

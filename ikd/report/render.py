@@ -1,0 +1,541 @@
+"""Render a study's results folder from its run records (DESIGN.md §6, issue 11).
+
+    <results>/<study>/
+      table.md, table.csv        a Table study: a row per final variant, mean ± std over seeds,
+                                 n, the paper's value and our difference; significance lines
+      figure.png, figure.csv     a Figure study (Fig. 4): the sweep's points
+      figure.md                  its caption and points as a table
+      per_identity.png/.csv      identities × variants test accuracy (Table 3)
+      importances.csv            Optuna's parameter importances (the joint search)
+      tuning.csv                 every tuning trial: status, epochs, val acc, parameters
+      runs.csv                   one row per run folder of the study
+      provenance.json            code, packages, hardware, commands, dataset, teacher, wall time
+
+Nothing here trains or reads a checkpoint; every number comes from a run folder's records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ikd.files import write_json
+from ikd.report.records import RunRecord
+from ikd.report.stats import Difference, mean_std, paired_difference
+from ikd.train.runs import METRIC
+from ikd.tune.study import Figure, Study, Table
+
+log = logging.getLogger(__name__)
+
+TABLE_METRICS = (("acc", "ACC"), ("recall", "Recall"), ("f1", "F1"))  # the paper's columns
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a caption says about how the runs were made."""
+
+    study: Study
+    preset: str
+    seeds: int  # seeds asked per final variant
+    trials: int  # trials per tuned variant
+    epochs: int
+    searcher: str  # e.g. "Optuna TPE (seed 0, its first 10 trials random)"
+    scheduler: str  # e.g. "ASHA on val/acc (grace 1 epoch, reduction factor 2)"
+    dataset: Mapping[str, Any]  # data_hash, synthetic, num_identities, seed, split_seed
+    quick: bool = False
+    spaces: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # tuned variants
+
+
+def render(
+    folder: Path,
+    context: Context,
+    finals: Mapping[str, Sequence[RunRecord]],
+    tuning: Mapping[str, Sequence[RunRecord]],
+    runs: Sequence[RunRecord],
+    provenance: Mapping[str, Any],
+) -> list[Path]:
+    """Write a study's results folder; returns the files written.
+
+    Args:
+        finals: each final variant's finished final runs (test evaluated), one per seed.
+        tuning: each tuned variant's tuning runs.
+        runs: every run folder of the study (runs.csv).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    report = context.study.report
+    summary = tuning_summary(tuning, context.spaces)
+    if isinstance(report, Figure):
+        written += render_figure(folder, context, finals, summary)
+    else:
+        importances = importance_rows(context, tuning) if report.importances else None
+        if importances is not None:
+            importances.to_csv(folder / "importances.csv", index=False, float_format="%.4f")
+            written.append(folder / "importances.csv")
+        written += render_table(folder, context, finals, summary, importances)
+        if report.per_identity:
+            written += render_per_identity(folder, context, finals)
+    trials = pd.DataFrame(
+        [
+            trial_row(run, context.spaces.get(variant, {}))
+            for variant, variant_runs in tuning.items()
+            for run in variant_runs
+        ]
+    )
+    trials.to_csv(folder / "tuning.csv", index=False)
+    pd.DataFrame([run.row() for run in runs]).to_csv(folder / "runs.csv", index=False)
+    write_json(folder / "provenance.json", dict(provenance))
+    written += [folder / "tuning.csv", folder / "runs.csv", folder / "provenance.json"]
+    return written
+
+
+# -- tables ---------------------------------------------------------------------------------------
+
+
+def table_rows(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -> pd.DataFrame:
+    """A row per final variant: mean and std (in %) of each metric over its runs, n, the
+    paper's values and our differences, walks and windows counted."""
+    report = context.study.report
+    rows = []
+    for variant, runs in finals.items():
+        row: dict[str, Any] = {
+            "variant": variant,
+            "label": report.labels.get(variant, variant) if isinstance(report, Table) else variant,
+            "n": len(runs),
+            "seeds": " ".join(str(run.seed) for run in runs),
+        }
+        for key in ("acc", "recall", "f1", "worst_acc"):
+            mean, std, _ = mean_std([run.value(f"test/{key}") for run in runs])
+            row[f"{key}_mean"], row[f"{key}_std"] = 100 * mean, 100 * std
+        mean, std, _ = mean_std([run.walk[0] for run in runs])
+        row["walk_acc_mean"], row["walk_acc_std"] = 100 * mean, 100 * std
+        row["walks"] = runs[0].walk[1] if runs else 0
+        row["windows"] = int(runs[0].value("test/samples")) if runs else 0
+        paper = report.paper.get(variant, {}) if isinstance(report, Table) else {}
+        for key, _ in TABLE_METRICS:
+            row[f"paper_{key}"] = paper.get(key, math.nan)
+            row[f"diff_{key}"] = row[f"{key}_mean"] - row[f"paper_{key}"]
+        engaged = [bool((run.test or {}).get("fawa/engaged")) for run in runs]
+        fawa = bool(runs) and bool(runs[0].config.get(runs[0].record["method"], {}).get("fawa"))
+        row["evaluated"] = "FAWA average" if fawa else "last epoch"
+        row["fawa_engaged"] = f"{sum(engaged)}/{len(runs)}" if fawa else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def significance(
+    context: Context, finals: Mapping[str, Sequence[RunRecord]], key: str = "test/acc"
+) -> list[Difference]:
+    """The table's comparisons of interest, as paired differences (in points) over seeds."""
+    report = context.study.report
+    pairs = report.compare if isinstance(report, Table) else ()
+
+    def by_seed(variant: str) -> dict[int, float]:
+        return {run.seed: 100 * run.value(key) for run in finals.get(variant, ())}
+
+    return [paired_difference(a, b, by_seed(a), by_seed(b)) for a, b in pairs]
+
+
+def render_table(
+    folder: Path,
+    context: Context,
+    finals: Mapping[str, Sequence[RunRecord]],
+    summary: pd.DataFrame,
+    importances: pd.DataFrame | None = None,
+) -> list[Path]:
+    rows = table_rows(context, finals)
+    report = context.study.report
+    differences = significance(context, finals)
+    rows.to_csv(folder / "table.csv", index=False, float_format="%.4f")
+    pd.DataFrame(
+        [
+            {
+                "a": d.a,
+                "b": d.b,
+                "metric": "test/acc",
+                "mean_points": d.mean,
+                "low": d.low,
+                "high": d.high,
+                "n": d.n,
+                "verdict": d.verdict,
+            }
+            for d in differences
+        ]
+    ).to_csv(folder / "significance.csv", index=False, float_format="%.4f")
+    has_paper = bool(report.paper)
+    header = ["Row", "n"]
+    for _, name in TABLE_METRICS:
+        header += [f"{name} (%)", *(["paper", "Δ"] if has_paper else [])]
+    header += ["worst-identity ACC (%)", "walk ACC (%)"]
+    lines = [
+        f"# {context.study.artefact}: {_synthetic(context)}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    for row in rows.to_dict("records"):
+        cells = [row["label"], str(row["n"])]
+        for key, _ in TABLE_METRICS:
+            cells.append(_cell(row[f"{key}_mean"], row[f"{key}_std"], row["n"]))
+            if has_paper:
+                cells += [_number(row[f"paper_{key}"]), _number(row[f"diff_{key}"], sign=True)]
+        cells.append(_cell(row["worst_acc_mean"], row["worst_acc_std"], row["n"]))
+        cells.append(_cell(row["walk_acc_mean"], row["walk_acc_std"], row["n"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", caption(context, rows), ""]
+    if differences:
+        lines += ["## Significance", "", *(_significance_line(d, report) for d in differences), ""]
+    lines += tuning_section(summary)
+    if importances is not None:
+        lines += [
+            "## Parameter importances",
+            "",
+            "Optuna's PED-ANOVA importances (its default evaluator: how much each parameter's "
+            "distribution differs between the best trials and all) over each tuned variant's "
+            "complete trials (importances.csv).",
+            "",
+            "| Variant | parameter | importance | complete trials |",
+            "|---|---|---|---|",
+            *(
+                f"| {r['variant']} | {r['parameter']} | {r['importance']:.3f} | {r['trials']} |"
+                for r in importances.to_dict("records")
+            ),
+            "",
+        ]
+    (folder / "table.md").write_text("\n".join(lines))
+    return [folder / "table.md", folder / "table.csv", folder / "significance.csv"]
+
+
+def caption(context: Context, rows: pd.DataFrame) -> str:
+    """The caption: data, split, aggregation rule, tuning budget, evaluated model, paper."""
+    data = context.dataset
+    report = context.study.report
+    windows = int(rows["windows"].max()) if len(rows) else 0
+    walks = int(rows["walks"].max()) if len(rows) else 0
+    seeds = ", ".join(sorted({s for seeds in rows.get("seeds", []) for s in seeds.split()}))
+    fawa = [
+        f"{r['label']} ({r['fawa_engaged']} engaged)"
+        for _, r in rows.iterrows()
+        if r["fawa_engaged"]
+    ]
+    last = [r["label"] for _, r in rows.iterrows() if not r["fawa_engaged"]]
+    parts = [
+        f"*{context.study.artefact}, reproduced by ikd on {_synthetic(context)}:",
+        f"one {'synthetic ' if data.get('synthetic') else ''}population of "
+        f"{data.get('num_identities')} identities with one split by walk (dataset {data.get('data_hash')}, "
+        f"generator seed {data.get('seed')}, split seed {data.get('split_seed')}).",
+        f"Test split, read once per final run. Mean ± sample std over n runs, one per training seed "
+        f"({seeds or 'none'}; {context.seeds} asked per row); a row with n < {context.seeds} is "
+        "not finished.",
+        f"ACC, macro recall and macro F1 (unweighted means over identities) and worst-identity ACC "
+        f"count {windows} test windows; walk ACC votes each walk's windows (majority, ties to the "
+        f"larger summed log-probability) and counts {walks} walks.",
+    ]
+    if context.spaces:
+        parts.append(
+            f"Tuning on val only: {context.trials} trials per tuned variant, {context.searcher}, "
+            f"{context.scheduler}, {context.epochs} epochs at most; every tuned row had this same "
+            "budget."
+        )
+    if fawa:
+        parts.append(
+            "Evaluated model: the FAWA-averaged student for "
+            + ", ".join(fawa)
+            + " (a run whose average never engaged evaluates its last epoch)"
+            + (f"; the last epoch's student for {', '.join(last)}." if last else ".")
+        )
+    elif last:
+        parts.append("Evaluated model: each run's last-epoch student (no FAWA).")
+    if isinstance(report, Table) and report.paper:
+        parts.append(
+            f"Paper: {report.source}, measured on real radar recordings with other settings; "
+            "Δ = ours − paper is context, not a test."
+        )
+    if context.quick:
+        parts.append("Test budget (--quick): not a result.")
+    return " ".join(parts) + "*"
+
+
+def _synthetic(context: Context) -> str:
+    kind = "synthetic data" if context.dataset.get("synthetic") else "recorded data"
+    return f"{kind}, {context.preset} preset"
+
+
+def _significance_line(difference: Difference, report: Table) -> str:
+    a, b = (report.labels.get(v, v) for v in (difference.a, difference.b))
+    verdict = dataclasses.replace(difference, a=a, b=b).verdict
+    if difference.n < 2:
+        return f"- {a} − {b}: ACC {_number(difference.mean, sign=True)} points over n = {difference.n} paired seeds: {verdict}."
+    return (
+        f"- {a} − {b}: ACC {_number(difference.mean, sign=True)} points, 95 % CI "
+        f"[{_number(difference.low, sign=True)}, {_number(difference.high, sign=True)}] "
+        f"(paired over n = {difference.n} seeds, Student's t): {verdict}."
+    )
+
+
+def _cell(mean: float, std: float, n: int) -> str:
+    if n == 0 or math.isnan(mean):
+        return "—"
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _number(value: float, sign: bool = False) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    return f"{value:+.2f}" if sign else f"{value:.2f}"
+
+
+# -- tuning ---------------------------------------------------------------------------------------
+
+
+def trial_row(run: RunRecord, space: Mapping[str, Any]) -> dict[str, Any]:
+    """A tuning run as a row of tuning.csv: how it ended, its last val acc, its parameters."""
+    return {
+        "variant": run.variant,
+        "run": run.folder.name,
+        "status": run.status,
+        "epochs": len(run.metrics),
+        "train_seconds": round(run.train_seconds, 2),
+        METRIC: run.value(METRIC),
+        **{key: run.param(key) for key in space},
+    }
+
+
+def tuning_summary(
+    tuning: Mapping[str, Sequence[RunRecord]], spaces: Mapping[str, Mapping[str, Any]]
+) -> pd.DataFrame:
+    """Per tuned variant: trials by how they ended, compute used, the best complete trial (by
+    its last val acc, as best_config.json) and its parameters."""
+    rows = []
+    for variant, runs in tuning.items():
+        statuses = [run.status for run in runs]
+        complete = [run for run in runs if run.status == "complete" and run.metrics]
+        best = max(complete, key=lambda r: (r.value(METRIC), r.folder.name), default=None)
+        rows.append(
+            {
+                "variant": variant,
+                "trials": len(runs),
+                "complete": statuses.count("complete"),
+                "stopped": statuses.count("stopped"),
+                "diverged": statuses.count("diverged"),
+                "interrupted": statuses.count("interrupted"),
+                "trial_epochs": sum(len(run.metrics) for run in runs),
+                "train_seconds": sum(run.train_seconds for run in runs),
+                "best_val_acc": best.value(METRIC) if best else math.nan,
+                "best_run": best.folder.name if best else "",
+                "best_params": (
+                    ", ".join(f"{k}={_short(best.param(k))}" for k in spaces.get(variant, {}))
+                    if best
+                    else ""
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def tuning_section(summary: pd.DataFrame) -> list[str]:
+    if summary.empty:
+        return []
+    lines = [
+        "## Tuning",
+        "",
+        "| Variant | trials | complete | stopped by ASHA | diverged | trial-epochs | train time (s) | best val ACC (%) | best run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in summary.to_dict("records"):
+        lines.append(
+            f"| {row['variant']} | {row['trials']} | {row['complete']} | {row['stopped']} | "
+            f"{row['diverged']} | {row['trial_epochs']} | {row['train_seconds']:.0f} | "
+            f"{_number(100 * row['best_val_acc'])} | {row['best_run']} |"
+        )
+    lines += ["", "Best configurations (best_config.json; every trial in tuning.csv):", ""]
+    lines += [f"- {row['variant']}: {row['best_params']}" for row in summary.to_dict("records")]
+    return [*lines, ""]
+
+
+# -- figures --------------------------------------------------------------------------------------
+
+
+def figure_points(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -> pd.DataFrame:
+    """A row per point of a Figure study: panel, series, x, test accuracy and worst-identity
+    accuracy (in %, mean and std over its runs), n."""
+    report = context.study.report
+    rows = []
+    for variant, (panel, series, x) in report.points.items():
+        if variant not in finals:
+            continue
+        runs = finals[variant]
+        row = {"panel": panel, "series": series, "x": x, "variant": variant, "n": len(runs)}
+        for key in ("acc", "worst_acc"):
+            mean, std, _ = mean_std([run.value(f"test/{key}") for run in runs])
+            row[f"{key}_mean"], row[f"{key}_std"] = 100 * mean, 100 * std
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render_figure(
+    folder: Path,
+    context: Context,
+    finals: Mapping[str, Sequence[RunRecord]],
+    summary: pd.DataFrame,
+) -> list[Path]:
+    """Fig. 4: per panel, each series' mean test ACC (solid) and worst-identity ACC (dotted)
+    against x, error bars one std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = figure_points(context, finals)
+    points.to_csv(folder / "figure.csv", index=False, float_format="%.4f")
+    panels = list(dict.fromkeys(panel for panel, _, _ in context.study.report.points.values()))
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for axis, panel in zip(axes[0], panels, strict=True):
+        for index, (series, group) in enumerate(
+            points[points["panel"] == panel].groupby("series", sort=False) if len(points) else []
+        ):
+            group = group.sort_values("x")
+            color = f"C{index}"
+            for key, style, name in (("acc", "-", "average"), ("worst_acc", ":", "worst identity")):
+                axis.errorbar(
+                    group["x"],
+                    group[f"{key}_mean"],
+                    yerr=group[f"{key}_std"].fillna(0),
+                    linestyle=style,
+                    marker="o",
+                    color=color,
+                    capsize=3,
+                    label=f"{series}, {name}",
+                )
+        axis.set_title(panel)
+        axis.set_xlabel(context.study.report.xlabel)
+        axis.set_ylabel("test accuracy (%)")
+        axis.grid(alpha=0.3)
+        if axis.has_data():
+            axis.legend(fontsize=8)
+    figure.suptitle(f"{context.study.artefact}: {_synthetic(context)}")
+    figure.tight_layout()
+    figure.savefig(folder / "figure.png", dpi=120)
+    plt.close(figure)
+    lines = [
+        f"# {context.study.artefact}: {_synthetic(context)}",
+        "",
+        "![figure](figure.png)",
+        "",
+        "| Panel | Series | x | n | ACC (%) | worst-identity ACC (%) |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {r['panel']} | {r['series']} | {r['x']} | {r['n']} | "
+            f"{_cell(r['acc_mean'], r['acc_std'], r['n'])} | "
+            f"{_cell(r['worst_acc_mean'], r['worst_acc_std'], r['n'])} |"
+            for r in points.to_dict("records")
+        ),
+        "",
+        caption(context, table_rows(context, finals)),
+        "",
+        *tuning_section(summary),
+    ]
+    (folder / "figure.md").write_text("\n".join(lines))
+    return [folder / "figure.png", folder / "figure.csv", folder / "figure.md"]
+
+
+def render_per_identity(
+    folder: Path, context: Context, finals: Mapping[str, Sequence[RunRecord]]
+) -> list[Path]:
+    """Identities × variants: each identity's test accuracy (mean over seeds) per variant — the
+    worst identities are where the paper's identity-wise claim lives."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    report = context.study.report
+    rows = []
+    for variant, runs in finals.items():
+        per_run = [run.test.get("test/per_identity") or [] for run in runs if run.test]
+        for identity in range(max((len(p) for p in per_run), default=0)):
+            values = [p[identity] for p in per_run if p[identity] is not None]
+            mean, std, n = mean_std(values)
+            rows.append(
+                {
+                    "variant": variant,
+                    "identity": identity,
+                    "acc_mean": 100 * mean,
+                    "acc_std": 100 * std,
+                    "n": n,
+                }
+            )
+    frame = pd.DataFrame(rows)
+    frame.to_csv(folder / "per_identity.csv", index=False, float_format="%.4f")
+    paths = [folder / "per_identity.csv"]
+    if frame.empty:
+        return paths
+    grid = frame.pivot(index="identity", columns="variant", values="acc_mean")
+    grid = grid[[v for v in finals if v in grid.columns]]
+    order = grid.min(axis=1).sort_values().index  # the hardest identities first
+    grid = grid.loc[order]
+    labels = [report.labels.get(v, v) for v in grid.columns]
+    height = max(3.0, 0.25 * len(grid) + 1.5)
+    figure, axis = plt.subplots(figsize=(1.4 * len(labels) + 2, height))
+    image = axis.imshow(grid.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=100)
+    axis.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    axis.set_yticks(range(len(grid)), [str(i) for i in grid.index])
+    axis.set_ylabel("identity (hardest first)")
+    if len(grid) <= 40:
+        for (i, j), value in np.ndenumerate(grid.to_numpy()):
+            if not math.isnan(value):
+                color = "black" if value > 60 else "white"  # readable on viridis
+                axis.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7, color=color)
+    figure.colorbar(image, label="test accuracy (%), mean over seeds")
+    axis.set_title(f"{context.study.artefact} per identity: {_synthetic(context)}")
+    figure.tight_layout()
+    figure.savefig(folder / "per_identity.png", dpi=120)
+    plt.close(figure)
+    return [*paths, folder / "per_identity.png"]
+
+
+def importance_rows(context: Context, tuning: Mapping[str, Sequence[RunRecord]]) -> pd.DataFrame:
+    """Optuna's PED-ANOVA parameter importances of each tuned variant, from its complete tuning
+    runs (rebuilt into an in-memory Optuna study, so committed records suffice)."""
+    import optuna
+
+    from ikd.tune.space import optuna_space
+
+    rows = []
+    for variant, runs in tuning.items():
+        space = context.spaces.get(variant, {})
+        study = optuna.create_study(direction="maximize")
+        distributions = optuna_space(space)
+        for run in runs:
+            if run.status == "complete" and run.metrics:
+                study.add_trial(
+                    optuna.trial.create_trial(
+                        params={key: run.param(key) for key in space},
+                        distributions=distributions,
+                        value=run.value(METRIC),
+                    )
+                )
+        try:
+            importances = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+            )
+        except (ValueError, RuntimeError) as error:  # too few complete trials
+            log.warning("%s: no parameter importances (%s)", variant, error)
+            continue
+        rows += [
+            {"variant": variant, "parameter": key, "importance": value, "trials": len(study.trials)}
+            for key, value in importances.items()
+        ]
+    return pd.DataFrame(rows, columns=["variant", "parameter", "importance", "trials"])

@@ -1,0 +1,193 @@
+"""Reports (`ikd.report`) against hand-written run records: mean ± std over seeds, the paired
+significance interval, walk-level accuracy and the paper column — each number worked out by hand
+here, not by the code under test — and the paper's values in the study files checked against the
+paper's own text."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ikd.report.records import read_run
+from ikd.report.render import Context, render
+from ikd.report.stats import mean_std, paired_difference, walk_accuracy
+from ikd.tune.space import LogUniform
+from ikd.tune.study import Study, Table, Variant, load_study
+
+PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "identitykd-mmasia24.txt"
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+
+# identity, walk, logits: walk (0, 1) votes 0 of 0, 0, 1 — right; walk (1, 2) ties one window
+# each, and the tie goes to identity 0 by its summed log-probability (log .9933 + log .4750 =
+# −0.751 against log .0067 + log .5250 = −5.651) — wrong; walk (1, 3) votes 1 twice — right.
+WINDOWS = [
+    (0, 1, [2.0, 0.0]),
+    (0, 1, [1.0, 0.0]),
+    (0, 1, [0.0, 1.0]),
+    (1, 2, [5.0, 0.0]),
+    (1, 2, [0.0, 0.1]),
+    (1, 3, [0.0, 3.0]),
+    (1, 3, [0.0, 3.0]),
+]
+
+
+def predictions() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "key": range(len(WINDOWS)),
+            "identity": [w[0] for w in WINDOWS],
+            "walk": [w[1] for w in WINDOWS],
+            "window": range(len(WINDOWS)),
+            "logits": [w[2] for w in WINDOWS],
+        }
+    )
+
+
+def test_walk_accuracy_votes_each_walks_windows_and_breaks_ties_by_log_probability():
+    assert walk_accuracy(predictions()) == (2 / 3, 3)
+    assert walk_accuracy(predictions().iloc[:0]) == (pytest.approx(math.nan, nan_ok=True), 0)
+
+
+def test_mean_and_sample_std_over_seeds():
+    assert mean_std([0.8, 0.9, 0.7]) == (pytest.approx(0.8), pytest.approx(0.1), 3)
+    mean, std, n = mean_std([0.5])
+    assert (mean, n) == (0.5, 1) and math.isnan(std)
+    assert mean_std([0.5, math.nan])[2] == 1
+
+
+def test_the_paired_difference_and_its_t_interval():
+    # differences 20, 15, 4: mean 13, sd √67 = 8.1854, t(.975, 2) = 4.3027 → half 20.334
+    noisy = paired_difference("a", "b", {0: 80, 1: 90, 2: 70}, {0: 60, 1: 75, 2: 66})
+    assert (noisy.mean, noisy.n) == (pytest.approx(13.0), 3)
+    assert (noisy.low, noisy.high) == (
+        pytest.approx(13 - 20.3336, abs=1e-3),
+        pytest.approx(13 + 20.3336, abs=1e-3),
+    )
+    assert noisy.verdict == "within seed noise"
+    # differences 10, 11, 12: sd 1 → half 4.3027 / √3 = 2.4841
+    clear = paired_difference("c", "b", {0: 70, 1: 86, 2: 78, 5: 99}, {0: 60, 1: 75, 2: 66})
+    assert (clear.low, clear.high, clear.n) == (
+        pytest.approx(8.5159, abs=1e-3),
+        pytest.approx(13.4841, abs=1e-3),
+        3,
+    )
+    assert clear.verdict == "c better"
+    assert (
+        paired_difference("b", "c", {0: 60, 1: 75, 2: 66}, {0: 70, 1: 86, 2: 78}).verdict
+        == "c better"
+    )
+    assert (
+        paired_difference("a", "b", {0: 1}, {0: 0}).verdict
+        == "too few paired seeds for an interval"
+    )
+
+
+def write_run(root: Path, variant: str, seed: int, acc: float, fawa: bool = False) -> Path:
+    """A finished final run's records, written by hand."""
+    folder = root / "golden" / "final" / f"{variant}-0123456789ab-seed{seed}"
+    folder.mkdir(parents=True)
+    record = {"status": "complete", "seed": seed, "method": "identitykd", "stage": "final",
+              "run_hash": "0123456789ab", "synthetic": True, "num_identities": 2, "git": "abc"}  # fmt: skip
+    (folder / "run.json").write_text(json.dumps(record))
+    config = {"train": {"seed": seed}, "identitykd": {"fawa": fawa}}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "metrics.jsonl").write_text(
+        json.dumps({"epoch": 0, "val/acc": 0.5, "seconds": 2.0}) + "\n"
+    )
+    test = {"test/acc": acc, "test/recall": acc - 0.1, "test/f1": acc - 0.2, "test/worst_acc": 0.5,
+            "test/per_identity": [acc, 1.0], "test/samples": 7, "fawa/engaged": fawa and seed > 0}  # fmt: skip
+    (folder / "test.json").write_text(json.dumps(test))
+    predictions().to_parquet(folder / "test_predictions.parquet")
+    return folder
+
+
+def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
+    accs = {"a": (0.8, 0.9, 0.7), "b": (0.6, 0.75, 0.66), "c": (0.7, 0.86, 0.78)}
+    finals = {
+        variant: [read_run(write_run(tmp_path, variant, seed, acc, fawa=variant == "a"))
+                  for seed, acc in enumerate(values)]
+        for variant, values in accs.items()
+    }  # fmt: skip
+    study = Study(
+        artefact="Table 9",
+        variants=tuple(Variant(v, {}) for v in accs),
+        report=Table(
+            labels={"a": "Ours", "b": "Theirs"},
+            paper={"a": {"acc": 85.0, "recall": 70.0, "f1": 60.0}},
+            source="Someone 2024, Table 9",
+            compare=(("a", "b"), ("c", "b")),
+            per_identity=True,
+        ),
+    )
+    context = Context(
+        study=study, preset="smoke", seeds=3, trials=4, epochs=1, searcher="TPE",
+        scheduler="ASHA", dataset={"data_hash": "feedbeef", "synthetic": True,
+        "num_identities": 2, "seed": 7, "split_seed": 8},
+        spaces={"a": {"train.lr": LogUniform(1e-4, 1e-2)}},
+    )  # fmt: skip
+    runs = [run for values in finals.values() for run in values]
+    render(tmp_path / "out", context, finals, {}, runs, {"git": "abc"})
+
+    table = pd.read_csv(tmp_path / "out" / "table.csv").set_index("variant")
+    assert table.loc["a", ["acc_mean", "acc_std", "n"]].tolist() == pytest.approx([80.0, 10.0, 3])
+    assert table.loc["a", ["recall_mean", "f1_mean"]].tolist() == pytest.approx([70.0, 60.0])
+    assert table.loc["a", ["paper_acc", "diff_acc", "diff_recall"]].tolist() == pytest.approx(
+        [85.0, -5.0, 0.0]
+    )
+    assert math.isnan(table.loc["b", "paper_acc"])
+    assert table.loc["a", ["walk_acc_mean", "walks", "windows"]].tolist() == pytest.approx(
+        [200 / 3, 3, 7]
+    )
+    assert table.loc["a", "evaluated"] == "FAWA average" and table.loc["a", "fawa_engaged"] == "2/3"
+    assert table.loc["b", "evaluated"] == "last epoch"
+
+    markdown = (tmp_path / "out" / "table.md").read_text()
+    assert "| Ours | 3 | 80.00 ± 10.00 | 85.00 | -5.00 |" in markdown
+    assert "- Ours − Theirs: ACC +13.00 points, 95 % CI [-7.33, +33.33]" in markdown
+    assert "within seed noise" in markdown and "c better" in markdown
+    for phrase in ("synthetic data, smoke preset", "one synthetic population of 2 identities",
+                   "generator seed 7, split seed 8", "over n runs", "(0, 1, 2; 3 asked per row)",
+                   "count 7 test windows", "counts 3 walks", "4 trials per tuned variant",
+                   "FAWA-averaged student for Ours (2/3 engaged)", "Someone 2024, Table 9"):  # fmt: skip
+        assert phrase in markdown, phrase
+
+    significance = pd.read_csv(tmp_path / "out" / "significance.csv")
+    assert significance["low"].tolist() == pytest.approx([13 - 20.3336, 11 - 2.4841], abs=1e-3)
+    per_identity = pd.read_csv(tmp_path / "out" / "per_identity.csv")
+    row = per_identity[(per_identity["variant"] == "a") & (per_identity["identity"] == 0)]
+    assert row[["acc_mean", "n"]].values.tolist()[0] == pytest.approx([80.0, 3])
+    assert (tmp_path / "out" / "per_identity.png").stat().st_size > 1000
+    assert len(pd.read_csv(tmp_path / "out" / "runs.csv")) == 9
+
+
+def paper_table(number: int) -> dict[str, tuple[float, float, float]]:
+    """A table of the paper as printed in its text: row label → (ACC, Recall, F1)."""
+    text = PAPER.read_text()
+    block = text[text.index(f"Table {number}:") :]
+    rows = {}
+    for line in block.splitlines()[1:]:
+        match = re.fullmatch(r"(\S[^\t]*)\t([\d.]+)\t([\d.]+)\t([\d.]+)", line.strip())
+        if match:
+            rows[match[1]] = tuple(float(v) for v in match.groups()[1:])
+        elif rows and line.strip():
+            break
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("study", "table"), [("table3_methods", 3), ("table4_students", 4), ("table5_contrast", 5)]
+)
+def test_the_paper_column_is_the_papers_own_table(study, table):
+    printed = paper_table(table)
+    assert len(printed) >= 2
+    report = load_study(STUDIES / f"{study}.py").report
+    ours = {v: (p["acc"], p["recall"], p["f1"]) for v, p in report.paper.items()}
+    assert sorted(ours.values()) == sorted(printed.values())
+    for variant, values in ours.items():  # the row it sits in is the paper's row of that name
+        label = report.labels[variant]
+        assert printed.get(label, printed.get(label.split()[0])) == values, label

@@ -1,0 +1,177 @@
+"""Every study file end to end on the smoke preset, with its test budget (`--quick`: 2 trials per
+tuned variant, 2 seeds, 3 epochs, fewer λ values): tune → final → report, one session-scoped run
+of all five feeding the assertions below."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ikd.tune.study import Figure, load_study
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+# Table 4 first: it reads Table 3's tuned identitykd, so Table 3 is tuned on the way (a study
+# reusing another's best configuration tunes that study first).
+ORDER = ("table4_students", "table3_methods", "table5_contrast", "fig4_lambda", "search_identitykd")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def studies(smoke_dataset, tmp_path_factory):
+    """All five studies run once (quick) on the session's smoke dataset: (results, runs)."""
+    from ikd.tune.stages import run_study
+
+    config, _, _ = smoke_dataset
+    root = tmp_path_factory.mktemp("studies")
+    overrides = {
+        "data.root": config.data.root,
+        "teacher.source": "trained",
+        "train.runs_root": str(root / "runs"),
+        "train.student": "mobilenet",  # Table 4 and the search choose their own
+    }
+    for name in ORDER:
+        run_study(
+            STUDIES / f"{name}.py",
+            preset="smoke",
+            overrides=overrides,
+            results_root=root / "results",
+            quick=True,
+            command=["pytest", name],
+        )
+    yield root / "results", root / "runs"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_every_study_renders_its_artefact_from_its_own_runs(studies):
+    results, runs = studies
+    for name in ORDER:
+        study = load_study(STUDIES / f"{name}.py")
+        folder = results / name
+        finals = [v.name for v in study.variants if v.final]
+        finals = [v for v in finals if not study.test_variants or v in study.test_variants]
+        if isinstance(study.report, Figure):
+            points = pd.read_csv(folder / "figure.csv")
+            assert sorted(points["variant"]) == sorted(finals)
+            assert (points["n"] == study.test_seeds).all()
+            assert (folder / "figure.png").stat().st_size > 10_000
+            assert "![figure](figure.png)" in (folder / "figure.md").read_text()
+        else:
+            table = pd.read_csv(folder / "table.csv")
+            assert table["variant"].tolist() == finals, name
+            assert (table["n"] == study.test_seeds).all(), name
+            assert table["acc_mean"].between(0, 100).all() and table["walks"].gt(0).all()
+            text = (folder / "table.md").read_text()
+            assert "synthetic data, smoke preset" in text and "Test budget (--quick)" in text
+        # every run of the study is in runs.csv; tuning runs never saw the test split
+        rows = pd.read_csv(folder / "runs.csv")
+        on_disk = list((runs / name).glob("*/*-seed*"))
+        assert len(rows) == len(on_disk)
+        assert rows.loc[rows["stage"] == "tune", "test_acc"].isna().all()
+        assert rows.loc[rows["stage"] == "final", "test_acc"].notna().all()
+        tuned = [v.name for v in study.variants if v.space]
+        trials = pd.read_csv(folder / "tuning.csv") if tuned else None
+        for variant in tuned:
+            assert (trials["variant"] == variant).sum() == study.test_trials
+        provenance = json.loads((folder / "provenance.json").read_text())
+        assert provenance["preset"] == "smoke" and provenance["quick"] is True
+        assert {"tune", "final"} <= set(provenance["stage_seconds"])
+        assert provenance["dataset"]["manifest_sha256"] and provenance["teacher"]
+
+
+def test_table3_compares_identitykd_with_every_baseline_and_plots_identities(studies):
+    results, _ = studies
+    significance = pd.read_csv(results / "table3_methods" / "significance.csv")
+    assert significance[["a", "b"]].values.tolist() == [
+        ["identitykd", m] for m in ("baseline", "vanilla_kd", "cfkd", "mkd")
+    ]
+    assert (significance["n"] == 2).all()
+    per_identity = pd.read_csv(results / "table3_methods" / "per_identity.csv")
+    assert len(per_identity) == 5 * 4  # variants × the smoke preset's identities
+    paper = pd.read_csv(results / "table3_methods" / "table.csv").set_index("variant")
+    assert paper.loc["identitykd", "paper_acc"] == 98.58
+
+
+def test_table4_and_table5_reuse_table3s_tuned_identitykd(studies):
+    results, runs = studies
+    best = json.loads((results / "table3_methods" / "best_config.json").read_text())["identitykd"]
+    for study, variant in (("table4_students", "identitykd-resnet18"), ("table5_contrast", "identitykd-nce-tau5")):  # fmt: skip
+        config = json.loads(
+            next((runs / study / "final").glob(f"{variant}-*/config.json")).read_text()
+        )
+        for key, value in best["overrides"].items():
+            section, name = key.split(".", 1)
+            expected = 5.0 if (study, key) == ("table5_contrast", "identitykd.tau") else value
+            assert config[section][name] == expected, (study, key)
+    # table3's identitykd was tuned once: table4 and table5 read it, never tuned it again
+    assert len(list((runs / "table3_methods" / "tune").glob("identitykd-*"))) == 2
+    assert not (runs / "table4_students" / "tune").exists()
+
+
+def test_the_search_reports_its_best_configuration_and_importances(studies):
+    results, _ = studies
+    importances = pd.read_csv(results / "search_identitykd" / "importances.csv")
+    study = load_study(STUDIES / "search_identitykd.py")
+    assert set(importances["parameter"]) == set(study.variants[0].space)
+    text = (results / "search_identitykd" / "table.md").read_text()
+    assert "## Parameter importances" in text and "train.student=" in text
+
+
+def test_tuning_runs_end_without_checkpoints_marked_and_mirrored_into_optuna(studies):
+    import optuna
+
+    from ikd.train.runs import STOPPED
+
+    _, runs = studies
+    tuning = sorted((runs / "table3_methods" / "tune").iterdir())
+    assert len(tuning) == 5 * 2
+    assert not any((run / "checkpoints").exists() for run in tuning)
+    statuses = {run.name: json.loads((run / "run.json").read_text())["status"] for run in tuning}
+    for run in tuning:  # a trial ASHA stopped says so; every other one finished
+        assert (statuses[run.name] == "running") == (run / STOPPED).exists(), run.name
+    storage = f"sqlite:///{runs / 'table3_methods' / 'optuna.db'}"
+    for variant in ("baseline", "identitykd"):
+        mirror = optuna.load_study(study_name=f"table3_methods/{variant}", storage=storage)
+        mirrored = {t.user_attrs["run"]: t for t in mirror.trials}
+        assert set(mirrored) == {name for name in statuses if name.startswith(f"{variant}-")}
+        for run, trial in mirrored.items():
+            complete = statuses[run] == "complete"
+            assert (trial.state == optuna.trial.TrialState.COMPLETE) == complete, run
+            assert len(trial.intermediate_values) >= 1
+    # final runs keep one model-only checkpoint (for `ikd eval` and export), not a resume state
+    for run in (runs / "table3_methods" / "final").iterdir():
+        (checkpoint,) = (run / "checkpoints").iterdir()
+        assert json.loads((checkpoint / "epoch.json").read_text())["model_only"] is True
+
+
+def test_a_finished_study_run_again_trains_nothing(studies):
+    from ikd.tune.stages import run_study
+
+    results, runs = studies
+    finals = sorted((runs / "table3_methods" / "final").glob("*/test.json"))
+    stamps = [path.stat().st_mtime_ns for path in finals]
+    record = json.loads((results / "table3_methods" / "study.json").read_text())
+    run_study(
+        STUDIES / "table3_methods.py",
+        preset="smoke",
+        overrides=record["overrides"],
+        results_root=results,
+        quick=True,
+    )
+    assert [path.stat().st_mtime_ns for path in finals] == stamps
+    assert len(list((runs / "table3_methods" / "tune").iterdir())) == 5 * 2
+
+
+def test_ikd_report_rerenders_the_same_tables_from_the_records(studies, capsys):
+    from ikd.cli import main
+
+    results, _ = studies
+    before = {p: p.read_text() for p in results.glob("*/table.csv")}
+    assert main(["report", "--results", str(results)]) == 0
+    assert {p: p.read_text() for p in results.glob("*/table.csv")} == before
+    assert main(["report", "no_such_study", "--results", str(results)]) == 2
+    assert "no_such_study" in capsys.readouterr().err
