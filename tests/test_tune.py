@@ -3,6 +3,8 @@ variant on the smoke preset, each trial an ordinary tuning-stage run folder."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ikd.config import load_config
@@ -196,3 +198,45 @@ def test_a_killed_study_resumes_with_its_exact_budget_and_asha_decisions(tmp_pat
         study_name="killed/baseline", storage=f"sqlite:///{runs.parent / 'optuna.db'}"
     )
     assert {t.user_attrs["run"] for t in mirror.trials} == set(after)
+
+
+@pytest.mark.slow
+def test_a_diverging_trial_reports_zero_is_recorded_as_failed_and_the_search_goes_on(
+    smoke_dataset, tmp_path, monkeypatch
+):
+    """What Tune's trial runs (`trial_in_process`) when the loss turns NaN: the run records why,
+    the trial reports val/acc = 0 (so ASHA and TPE learn from it) instead of raising, the Optuna
+    mirror marks it failed, and the report counts it as diverged."""
+    import optuna
+    import torch
+
+    from ikd.methods.baseline import Baseline
+    from ikd.report.records import read_run
+    from ikd.report.render import tuning_summary
+    from ikd.tune.search import TrialRecords, trial_history, trial_in_process
+
+    def diverging(self, out, batch):
+        return {"loss": out["student_logits"].sum() * torch.nan}
+
+    monkeypatch.setattr(Baseline, "losses", diverging)
+    config = smoke_dataset[0]
+    spec = {
+        "preset": "smoke", "study": "broken", "variant": "baseline",
+        "data.root": config.data.root, "teacher.source": "trained",
+        "train.runs_root": str(tmp_path / "runs"), "train.method": "baseline",
+        "train.student": "mobilenet",
+    }  # fmt: skip
+    space = {"train.lr": LogUniform(1e-4, 1e-2)}
+    reported = []
+    trial_in_process({"train.lr": 1e-3}, spec=spec, splits=None, report=reported.append)
+    assert reported == [{"val/acc": 0.0, "diverged": True}]
+    runs = tmp_path / "runs" / "broken" / "tune"
+    (trial,) = trial_history(runs, "baseline", space, spec)
+    assert trial.status == "diverged" and trial.params == {"train.lr": 1e-3}
+    assert "non-finite" in json.loads((trial.folder / "run.json").read_text())["diverged"]["reason"]
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    TrialRecords(runs, space, storage, "broken/baseline").ended(trial.params, trial.folder.name)
+    (mirrored,) = optuna.load_study(study_name="broken/baseline", storage=storage).trials
+    assert mirrored.state == optuna.trial.TrialState.FAIL
+    summary = tuning_summary({"baseline": [read_run(trial.folder)]}, {"baseline": space})
+    assert summary.loc[0, ["trials", "diverged", "complete"]].tolist() == [1, 1, 0]
