@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py steps [--batch 128] [--steps 12] [--threads 2]
     python benchmarks/bench_train.py epochs [--epochs 3]     # needs the laptop dataset built
+    python benchmarks/bench_train.py layouts [--steps 8] [--threads 2]
 
 `steps`: fwd + bwd + Adam step of the resnet18 student on one laptop-sized batch (32² spectrograms),
 for the five methods, whose teacher outputs come from the dataset; and the naive
@@ -13,6 +14,10 @@ machine's speed hit all alike.
 seconds from metrics.jsonl (the first epoch dropped as warm-up): the plain loop in this process,
 Ray Train with 1 worker at the same torch thread count, and Ray Train with 2 workers (gloo DDP,
 one thread each). Prints Markdown rows for benchmarks/README.md.
+
+`layouts`: fwd + bwd + Adam step of each student on a batch of 128 laptop spectrograms, weights
+and batch in NCHW against channels-last (NHWC), and `torch.compile` of the NHWC step for resnet18;
+median of `--steps` after a warm-up, the layouts interleaved.
 """
 
 import argparse
@@ -123,6 +128,32 @@ def epochs(count: int) -> None:
         print(f"| {label} | {seconds:.1f} | {seconds / base:.2f}× |")
 
 
+def layouts(count: int, threads: int) -> None:
+    import torch
+
+    from ikd.models.students import STUDENTS
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    print("| student | NCHW step (s) | channels-last step (s) | ratio |\n|---|---|---|---|")
+    for name, build in STUDENTS.items():
+        runs = {}
+        for layout in (torch.contiguous_format, torch.channels_last):
+            net = build()[0].to(memory_format=layout)
+            batch = torch.rand(128, 3, 32, 32).contiguous(memory_format=layout)
+            optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+            runs[layout] = (net, batch, optimizer, [])
+        for _ in range(count + 1):  # interleaved; the first round warms up
+            for net, batch, optimizer, times in runs.values():
+                start = time.perf_counter()
+                optimizer.zero_grad()
+                net(batch).mean().backward()
+                optimizer.step()
+                times.append(time.perf_counter() - start)
+        nchw, nhwc = (statistics.median(run[3][1:]) for run in runs.values())
+        print(f"| {name} | {nchw:.3f} | {nhwc:.3f} | {nhwc / nchw:.2f}× |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -134,9 +165,14 @@ def main() -> None:
     step_parser.add_argument("--threads", type=int, default=2)
     epoch_parser = commands.add_parser("epochs")
     epoch_parser.add_argument("--epochs", type=int, default=3)
+    layout_parser = commands.add_parser("layouts")
+    layout_parser.add_argument("--steps", type=int, default=8)
+    layout_parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     if args.command == "steps":
         steps(args.batch, args.steps, args.threads)
+    elif args.command == "layouts":
+        layouts(args.steps, args.threads)
     else:
         epochs(args.epochs)
 

@@ -56,15 +56,33 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="the main job on a preset (today: spectrogram previews, then the dataset and its report)",
-        description="Run the main job on a preset. Until the training and study stages land, it "
-        "renders micro-Doppler previews of the first walkers, then builds (or resumes, or confirms) "
-        "the paired face–gait dataset with Ray Data and writes its report.",
+        help="the main job: the dataset, every paper artefact's study, results/<preset>/",
+        description="Regenerate the paper's artefacts on a preset: spectrogram previews, the "
+        "paired face-gait dataset (built or reused) and its report, then the studies of Table 3, "
+        "Table 4, Table 5, Fig. 4 and the joint search (tune on val, final runs over seeds, "
+        "reports), each resumable: killed at any point, the same command continues. Says up front "
+        "how long it will take here; prints Table 3 at the end. Run records go to "
+        "<results>/runs/, the artefacts to <results>/<study>/. The smoke preset runs each study's "
+        "test budget, a taste of the same path in minutes.",
     )
     _common(run)
     _ray_options(run)
     run.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: runs/<preset>)"
+        "--results",
+        type=Path,
+        default=None,
+        help="results folder (default: results/<preset>)",
+    )
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="each study's test budget (the default on the smoke preset)",
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="previews go to <out>/preview (default: runs/<preset>)",
     )
     run.set_defaults(handler=_run)
 
@@ -284,6 +302,9 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from ikd.data.dataset import open_dataset
+    from ikd.tune.regenerate import regenerate
+
     config = _config(args)
     out = args.out or Path(config.train.runs_root) / config.preset
     captures = Path(config.data.captures) if config.data.captures else None
@@ -291,6 +312,17 @@ def _run(args: argparse.Namespace) -> None:
     _render(config, captures, out / "preview", 6, 4, title)
     folder = _build_dataset(config, args, "views")
     _print_report(folder)
+    results = (args.results or Path("results") / config.preset).resolve()
+    runs = regenerate(
+        preset=args.preset,
+        overrides=dict(map(split_override, args.overrides)),
+        results_root=results,
+        quick=args.quick or args.preset == "smoke",
+        train_windows=open_dataset(folder).manifest["counts"]["per_split"]["train"],
+    )
+    table = runs[0].results / "table.md"
+    print(table.read_text())
+    log.info("results: %s", results)
 
 
 def _build(args: argparse.Namespace) -> None:

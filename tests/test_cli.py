@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -64,17 +63,6 @@ def test_simulate_then_preview_a_capture_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_renders_previews_then_builds_and_reports_the_dataset(smoke_dataset, tmp_path, capsys):
-    config, folder, _ = smoke_dataset  # built by the session (the build is tested on its own)
-    overrides = ["--preset", "smoke", f"data.root={config.data.root}", "teacher.source=trained"]
-    assert main(["run", *overrides, "--out", str(tmp_path / "run")]) == 0
-    assert (tmp_path / "run" / "preview" / "grid.png").exists()
-    (dataset,) = Path(config.data.root).iterdir()
-    assert dataset == folder
-    assert (dataset / "manifest.json").exists() and (dataset / "samples.png").exists()
-    assert "# Dataset smoke-" in capsys.readouterr().out
-
-
 def test_preview_of_a_folder_without_metadata_is_a_user_error(tmp_path, capsys):
     assert main(["data", "preview", "--captures", str(tmp_path), "--preset", "smoke"]) == 2
     assert "metadata.json: no such file" in capsys.readouterr().err

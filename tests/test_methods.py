@@ -387,8 +387,10 @@ def ccl_jsd(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
 
 def test_cfkd_equals_ccls_two_objectives_in_value_and_in_each_optimizers_gradient():
     """CCL's `train_i_epoch`: the student's optimizer steps on ∂total_loss_v, the composer's on
-    ∂total_loss_i (`generate_prediction`: fc(t + mlp(cat(norm t, norm v))), v undetached)."""
-    method = build("cfkd").train()
+    ∂total_loss_i (`generate_prediction`: fc(t + mlp(cat(norm t, norm v))), v undetached).
+    In NCHW (what the reference computes with): channels-last kernels sum in another order, which
+    moves near-zero gradient elements by ~1e-6."""
+    method = build("cfkd").to(memory_format=torch.contiguous_format).train()
     batch = make_batch()
     labels, tau = batch["identity"], method.params.temperature
     student, composer = cfkd_parts(method)

@@ -1,9 +1,11 @@
 """Every study file end to end on the smoke preset, with its test budget (`--quick`: 2 trials per
-tuned variant, 2 seeds, 3 epochs, fewer λ values): tune → final → report, one session-scoped run
-of all five feeding the assertions below."""
+tuned variant, 2 seeds, 3 epochs, fewer λ values): tune → final → report, run by the main job
+(`ikd run --preset smoke`) once per session, feeding the assertions below."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -14,41 +16,58 @@ import pytest
 from ikd.tune.study import Figure, load_study
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
-# Table 4 first: it reads Table 3's tuned identitykd, so Table 3 is tuned on the way (a study
-# reusing another's best configuration tunes that study first).
-ORDER = ("table4_students", "table3_methods", "table5_contrast", "fig4_lambda", "search_identitykd")
+ORDER = ("table3_methods", "table4_students", "table5_contrast", "fig4_lambda", "search_identitykd")
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
 def studies(smoke_dataset, tmp_path_factory):
-    """All five studies run once (quick) on the session's smoke dataset: (results, runs)."""
+    """The main job on the smoke preset (`ikd run`: every study with its test budget) on the
+    session's smoke dataset: (results, runs, what it printed)."""
+    from ikd.cli import main
     from ikd.tune.stages import run_study
 
     config, _, _ = smoke_dataset
     root = tmp_path_factory.mktemp("studies")
+    results, runs = root / "results", root / "results" / "runs"
     overrides = {
         "data.root": config.data.root,
         "teacher.source": "trained",
-        "train.runs_root": str(root / "runs"),
         "train.student": "mobilenet",  # Table 4 and the search choose their own
     }
-    for name in ORDER:
-        run_study(
-            STUDIES / f"{name}.py",
-            preset="smoke",
-            overrides=overrides,
-            results_root=root / "results",
-            quick=True,
-            command=["pytest", name],
-        )
-    yield root / "results", root / "runs"
+    # Table 4 alone first: it reads Table 3's tuned identitykd, so Table 3 is tuned on the way
+    # (a study reusing another's best configuration tunes that study first).
+    run_study(
+        STUDIES / "table4_students.py",
+        preset="smoke",
+        overrides=overrides,
+        results_root=results,
+        quick=True,
+        storage=str(runs),
+    )
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(
+            ["run", "--preset", "smoke", "--results", str(results), "--out", str(root),
+             *(f"{key}={value}" for key, value in overrides.items())]
+        )  # fmt: skip
+    assert status == 0
+    yield results, runs, printed.getvalue()
     shutil.rmtree(root, ignore_errors=True)
 
 
+def test_the_main_job_previews_builds_reports_and_prints_table3(studies, smoke_dataset):
+    results, _, printed = studies
+    assert (results.parent / "preview" / "grid.png").exists()  # <--out>/preview
+    config, folder, _ = smoke_dataset
+    assert list(Path(config.data.root).iterdir()) == [folder]  # reused, not built again
+    assert "# Dataset smoke-" in printed and "# Table 3: synthetic data, smoke preset" in printed
+    assert {p.name for p in results.iterdir()} >= {*ORDER, "runs"}
+
+
 def test_every_study_renders_its_artefact_from_its_own_runs(studies):
-    results, runs = studies
+    results, runs, _ = studies
     for name in ORDER:
         study = load_study(STUDIES / f"{name}.py")
         folder = results / name
@@ -84,7 +103,7 @@ def test_every_study_renders_its_artefact_from_its_own_runs(studies):
 
 
 def test_table3_compares_identitykd_with_every_baseline_and_plots_identities(studies):
-    results, _ = studies
+    results, _, _ = studies
     significance = pd.read_csv(results / "table3_methods" / "significance.csv")
     assert significance[["a", "b"]].values.tolist() == [
         ["identitykd", m] for m in ("baseline", "vanilla_kd", "cfkd", "mkd")
@@ -97,7 +116,7 @@ def test_table3_compares_identitykd_with_every_baseline_and_plots_identities(stu
 
 
 def test_table4_and_table5_reuse_table3s_tuned_identitykd(studies):
-    results, runs = studies
+    results, runs, _ = studies
     best = json.loads((results / "table3_methods" / "best_config.json").read_text())["identitykd"]
     for study, variant in (("table4_students", "identitykd-resnet18"), ("table5_contrast", "identitykd-nce-tau5")):  # fmt: skip
         config = json.loads(
@@ -113,7 +132,7 @@ def test_table4_and_table5_reuse_table3s_tuned_identitykd(studies):
 
 
 def test_the_search_reports_its_best_configuration_and_importances(studies):
-    results, _ = studies
+    results, _, _ = studies
     importances = pd.read_csv(results / "search_identitykd" / "importances.csv")
     study = load_study(STUDIES / "search_identitykd.py")
     assert set(importances["parameter"]) == set(study.variants[0].space)
@@ -126,7 +145,7 @@ def test_tuning_runs_end_without_checkpoints_marked_and_mirrored_into_optuna(stu
 
     from ikd.train.runs import STOPPED
 
-    _, runs = studies
+    _, runs, _ = studies
     tuning = sorted((runs / "table3_methods" / "tune").iterdir())
     assert len(tuning) == 5 * 2
     assert not any((run / "checkpoints").exists() for run in tuning)
@@ -151,7 +170,7 @@ def test_tuning_runs_end_without_checkpoints_marked_and_mirrored_into_optuna(stu
 def test_a_finished_study_run_again_trains_nothing(studies):
     from ikd.tune.stages import run_study
 
-    results, runs = studies
+    results, runs, _ = studies
     finals = sorted((runs / "table3_methods" / "final").glob("*/test.json"))
     stamps = [path.stat().st_mtime_ns for path in finals]
     record = json.loads((results / "table3_methods" / "study.json").read_text())
@@ -169,9 +188,9 @@ def test_a_finished_study_run_again_trains_nothing(studies):
 def test_ikd_report_rerenders_the_same_tables_from_the_records(studies, capsys):
     from ikd.cli import main
 
-    results, _ = studies
+    results, _, _ = studies
     before = {p: p.read_text() for p in results.glob("*/table.csv")}
-    assert main(["report", "--results", str(results)]) == 0
+    assert main(["report", "table3_methods", "--results", str(results)]) == 0
     assert {p: p.read_text() for p in results.glob("*/table.csv")} == before
     assert main(["report", "no_such_study", "--results", str(results)]) == 2
     assert "no_such_study" in capsys.readouterr().err

@@ -126,7 +126,7 @@ STUDY = Study(
 
 
 @pytest.mark.slow
-def test_a_killed_study_resumes_with_its_exact_budget_and_asha_decisions(tmp_path):
+def test_a_killed_study_resumes_with_its_exact_budget_and_asha_decisions(smoke_dataset, tmp_path):
     """SIGKILL the study driver (and its local Ray) once ASHA has stopped a trial and another is
     training; the same command then runs exactly the budget: the interrupted trial continues with
     its own parameters, the stopped one stays stopped, and the searcher and the Optuna mirror
@@ -145,15 +145,13 @@ def test_a_killed_study_resumes_with_its_exact_budget_and_asha_decisions(tmp_pat
 
     path = write_study(tmp_path, KILLED, "killed.py")
     runs = tmp_path / "runs" / "killed" / "tune"
-    # Two identities, batch 4, 6 epochs: val accuracies that differ between trials early enough
-    # for ASHA (rungs at epochs 1, 2, 4) to stop some (the smoke preset's 4 identities stay at
-    # chance for these few steps, and ASHA never stops a tie). Its own small dataset, built by the
-    # study driver.
+    # The session's smoke dataset, batch 4, 6 epochs: val accuracies that differ between trials
+    # early enough for ASHA (rungs at epochs 1, 2, 4) to stop one (TPE's seeded draws and seeded
+    # training make which one, and when, the same every time).
     command = [
         sys.executable, "-m", "ikd", "study", str(path), "--preset", "smoke", "--stage", "tune",
         "--quick", "--num-cpus", "2", "--results", str(tmp_path / "results"),
-        f"data.root={tmp_path / 'datasets'}", "teacher.source=trained",
-        "synthetic.num_identities=2", "synthetic.walks_per_identity=10",
+        f"data.root={smoke_dataset[0].data.root}", "teacher.source=trained",
         f"train.runs_root={tmp_path / 'runs'}", "train.epochs=6", "train.batch_size=4",
     ]  # fmt: skip
     env = {**os.environ, "RAY_ADDRESS": "local"}

@@ -114,7 +114,9 @@ class Samples:
             index = order[start : start + batch_size]
             view = views[index]
             yield {
-                "spectrogram": (self.gait[index].float() / 255.0)[:, None].expand(-1, 3, -1, -1),
+                "spectrogram": (self.gait[index].float() / 255.0)[:, None]
+                .expand(-1, 3, -1, -1)
+                .contiguous(memory_format=torch.channels_last),  # as the students' weights
                 "identity": self.identity[index],
                 "teacher_embedding": self.teacher_embedding[index, view],
                 "teacher_logits": self.teacher_logits[index, view],

@@ -200,6 +200,8 @@ def tune_variant(
         trial_in_process(interrupted.params, spec=spec, splits=splits)
         records.ended(interrupted.params, interrupted.folder.name)
     finished = trial_history(runs, name, space, spec)
+    for done in finished:  # a fresh clone's mirror learns the committed trials first
+        records.ended(done.params, done.folder.name)
     if len(finished) >= trials:
         log.info("%s: all %d trials are finished", name, trials)
         return None

@@ -1,0 +1,127 @@
+"""The main job (`ikd run`): every paper artefact's study in order — Table 3, Table 4, Table 5,
+Fig. 4, then the joint search — each resumable, with an estimate of the time left up front.
+
+    regenerate(preset="laptop", overrides={}, results_root=Path("results/laptop").resolve())
+
+Runs live under `<results_root>/runs/` (their records, never their checkpoints, are what a
+results tree commits; a continued regeneration reuses every finished trial and final run found
+there), the rendered artefacts in `<results_root>/<study>/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ikd.config import Config
+from ikd.tune.stages import STAGES, StudyRun
+
+log = logging.getLogger(__name__)
+
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
+ORDER = ("table3_methods", "table4_students", "table5_contrast", "fig4_lambda", "search_identitykd")
+RUNS = "runs"  # <results_root>/runs: the regeneration's run folders
+
+
+def study_runs(
+    preset: str, overrides: Mapping[str, Any], results_root: Path, quick: bool
+) -> list[StudyRun]:
+    """The regeneration's studies, in order, with their runs under `<results_root>/runs`."""
+    storage = str(Path(overrides.get("train.runs_root", results_root / RUNS)).resolve())
+    return [
+        StudyRun(
+            STUDIES / f"{name}.py",
+            preset=preset,
+            overrides=overrides,
+            results_root=results_root,
+            quick=quick,
+            storage=storage,
+        )
+        for name in ORDER
+    ]
+
+
+def remaining(runs: list[StudyRun]) -> tuple[int, int]:
+    """(tuning trials, final runs) not finished yet across the studies."""
+    trials = finals = 0
+    for run in runs:
+        for variant in (v for v in run.variants if v.space):
+            trials += max(0, run.trials - len(run.trials_of(variant)))
+        done = run.finals()
+        for variant in (v for v in run.variants if v.final):
+            finals += run.seeds - len(done[variant.name])
+    return trials, finals
+
+
+def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> float:
+    """Seconds per training epoch of the configured student here and now: a few timed Adam
+    steps on a batch of random spectrograms, scaled to the epoch (+15 % for evaluating val)."""
+    import torch
+
+    from ikd.models.students import STUDENTS
+
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    net = STUDENTS[config.train.student]()[0].to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.train.lr)
+    size = config.dsp.image_size
+    batch = torch.randn(config.train.batch_size, 3, size, size)
+    batch = batch.contiguous(memory_format=torch.channels_last)  # as training holds them
+    times = []
+    for _ in range(steps + 1):  # the first step warms up
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        net(batch).float().mean().backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    step = sorted(times[1:])[len(times[1:]) // 2]
+    return 1.15 * step * math.ceil(train_windows / config.train.batch_size)
+
+
+def regenerate(
+    *,
+    preset: str,
+    overrides: Mapping[str, Any],
+    results_root: Path,
+    quick: bool = False,
+    train_windows: int,
+) -> list[StudyRun]:
+    """Run every study's stages in ORDER (each resumable), saying first how long it will take."""
+    runs = study_runs(preset, overrides, results_root, quick)
+    trials, finals = remaining(runs)
+    config = runs[0].config
+    seconds = epoch_seconds(config, train_windows)
+    total = (trials + finals) * config.train.epochs * seconds
+    log.info(
+        "%s preset: %d tuning trials and %d final runs left, %d epochs each, ~%.0f s per epoch "
+        "measured here now — about %s at most (ASHA's early stops make it shorter; this "
+        "machine's speed varies from day to day)",
+        preset,
+        trials,
+        finals,
+        config.train.epochs,
+        seconds,
+        _duration(total),
+    )
+    start = time.perf_counter()
+    for index, run in enumerate(runs, 1):
+        log.info("study %d/%d: %s (%s)", index, len(runs), run.study.name, run.study.artefact)
+        run.run(STAGES)
+        left = remaining(runs[index:])
+        log.info(
+            "study %d/%d done after %s; %d tuning trials and %d final runs left",
+            index,
+            len(runs),
+            _duration(time.perf_counter() - start),
+            *left,
+        )
+    return runs
+
+
+def _duration(seconds: float) -> str:
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
