@@ -194,3 +194,37 @@ def test_ikd_report_rerenders_the_same_tables_from_the_records(studies, capsys):
     assert {p: p.read_text() for p in results.glob("*/table.csv")} == before
     assert main(["report", "no_such_study", "--results", str(results)]) == 2
     assert "no_such_study" in capsys.readouterr().err
+
+
+def test_a_clone_of_the_records_continues_without_rerunning_anything_finished(studies, tmp_path):
+    """What a fresh clone of a committed results tree holds — run records, no checkpoints, no
+    Tune state, no Optuna mirror — continues a study: only what is missing is trained."""
+    from ikd.tune.stages import run_study
+
+    results, _, _ = studies
+    clone = tmp_path / "clone"
+    ignore = shutil.ignore_patterns("checkpoints", "tune-experiments", "optuna.db")
+    shutil.copytree(results, clone, ignore=ignore)  # copy2: modification times kept
+    finals = sorted((clone / "runs" / "table3_methods" / "final").iterdir())
+    missing = finals.pop()  # a final run the committed tree did not have yet
+    shutil.rmtree(missing)
+    stamps = {run.name: (run / "metrics.jsonl").stat().st_mtime_ns for run in finals}
+    tuning = {run.name for run in (clone / "runs" / "table3_methods" / "tune").iterdir()}
+    record = json.loads((results / "table3_methods" / "study.json").read_text())
+    overrides = {k: v for k, v in record["overrides"].items() if k != "train.runs_root"}
+    run_study(
+        STUDIES / "table3_methods.py",
+        preset="smoke",
+        overrides=overrides,
+        results_root=clone,
+        quick=True,
+        storage=str(clone / "runs"),
+    )
+    after = sorted((clone / "runs" / "table3_methods" / "final").iterdir())
+    assert [run.name for run in after] == sorted([*stamps, missing.name])
+    for run in finals:  # nothing finished was trained again
+        assert (run / "metrics.jsonl").stat().st_mtime_ns == stamps[run.name]
+    assert (missing / "test.json").exists()
+    assert {run.name for run in (clone / "runs" / "table3_methods" / "tune").iterdir()} == tuning
+    table = pd.read_csv(clone / "table3_methods" / "table.csv")
+    assert (table["n"] == 2).all()

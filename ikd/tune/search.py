@@ -156,6 +156,7 @@ def tune_variant(
     concurrent: int = 1,
     threads: int = 1,
     optuna_storage: str | None = None,
+    asha: bool = True,
 ) -> tune.ResultGrid | None:
     """Tune one variant: `trials` trials of `trial`, proposed by Optuna's TPE (seeded, its first
     ten at random) over `space` (`ikd.tune.space` ranges, checked by the caller) and stopped early
@@ -178,9 +179,11 @@ def tune_variant(
         concurrent, threads: trials at once and torch threads per trial (CPUs it reserves).
         optuna_storage: the RDB URL of the Optuna mirror (default: a SQLite file `optuna.db`
             beside the runs of `spec`'s study); its study is named `<study>/<name>`.
+        asha: stop trials early with ASHA (False: every trial runs all its epochs — what ASHA
+            is measured against, `benchmarks/asha_budget.py`).
     """
     import optuna
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     from ikd.tune.space import optuna_space
@@ -224,8 +227,10 @@ def tune_variant(
         )
     # stop_last_trials=False: a trial stopped at its last report would never run the code after
     # it (DESIGN.md §7), and its run would stay "running" instead of "complete".
-    scheduler = ASHAScheduler(
-        time_attr="training_iteration", max_t=epochs, stop_last_trials=False, **ASHA
+    scheduler = (
+        ASHAScheduler(time_attr="training_iteration", max_t=epochs, stop_last_trials=False, **ASHA)
+        if asha
+        else FIFOScheduler()
     )
     # Quiet Tune and Optuna: no experiment box or TensorBoard hint (Tune's legacy output is
     # silent at verbose=0), no "study created" lines; TrialRecords logs a line per trial epoch.
