@@ -389,6 +389,7 @@ def _study(args: argparse.Namespace) -> None:
 
 
 def _study_report(args: argparse.Namespace) -> None:
+    from ikd.report.overview import write_overview
     from ikd.tune.stages import STUDY_RECORD, StudyRun
 
     root = args.results.resolve()
@@ -400,6 +401,7 @@ def _study_report(args: argparse.Namespace) -> None:
         run = StudyRun.from_record(folder, studies=Path("studies").resolve())
         written = run.report()
         log.info("%s: %d files in %s", run.study.name, len(written), run.results)
+    log.info("overview: %s", write_overview(root))
 
 
 def _show_metrics(run_dir: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ikd.report.overview import write_overview
 from ikd.report.records import read_run
 from ikd.report.render import Context, render
 from ikd.report.stats import mean_std, paired_difference, walk_accuracy
@@ -163,6 +164,18 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
     assert row[["acc_mean", "n"]].values.tolist()[0] == pytest.approx([80.0, 3])
     assert (tmp_path / "out" / "per_identity.png").stat().st_size > 1000
     assert len(pd.read_csv(tmp_path / "out" / "runs.csv")) == 9
+
+    (tmp_path / "out" / "study.json").write_text("{}")
+    overview = write_overview(tmp_path, studies=("out",)).read_text()
+    assert "| Ours | 3 | 80.00 ± 10.00 | 85.00 | 50.00 ± 0.00 |" in overview
+    assert (
+        "- Ours − Theirs: +13.00 points of test ACC, 95 % CI [-7.33, +33.33] over 3 seeds — "
+        "within seed noise: this reproduction does not support a difference." in overview
+    )
+    assert (
+        "- c − Theirs: +11.00 points of test ACC, 95 % CI [+8.52, +13.48] over 3 seeds — "
+        "c is better beyond seed noise." in overview
+    )
 
 
 def paper_table(number: int) -> dict[str, tuple[float, float, float]]:

@@ -63,7 +63,11 @@ def test_the_main_job_previews_builds_reports_and_prints_table3(studies, smoke_d
     config, folder, _ = smoke_dataset
     assert list(Path(config.data.root).iterdir()) == [folder]  # reused, not built again
     assert "# Dataset smoke-" in printed and "# Table 3: synthetic data, smoke preset" in printed
-    assert {p.name for p in results.iterdir()} >= {*ORDER, "runs"}
+    assert {p.name for p in results.iterdir()} >= {*ORDER, "runs", "README.md"}
+    overview = (results / "README.md").read_text()
+    assert "Does IdentityKD beat each baseline beyond seed noise?" in overview
+    assert overview.count("- IdentityKD − ") == 4 and "over 2 seeds" in overview
+    assert "| λ1 (λ2 = 0.4) | IdentityKD |" in overview
 
 
 def test_every_study_renders_its_artefact_from_its_own_runs(studies):

@@ -140,7 +140,11 @@ def significance(
     def by_seed(variant: str) -> dict[int, float]:
         return {run.seed: 100 * run.value(key) for run in finals.get(variant, ())}
 
-    return [paired_difference(a, b, by_seed(a), by_seed(b)) for a, b in pairs]
+    return [  # a run with fewer variants (`--quick`) compares only the ones it has
+        paired_difference(a, b, by_seed(a), by_seed(b))
+        for a, b in pairs
+        if a in finals and b in finals
+    ]
 
 
 def render_table(
@@ -167,7 +171,8 @@ def render_table(
                 "verdict": d.verdict,
             }
             for d in differences
-        ]
+        ],
+        columns=["a", "b", "metric", "mean_points", "low", "high", "n", "verdict"],
     ).to_csv(folder / "significance.csv", index=False, float_format="%.4f")
     has_paper = bool(report.paper)
     header = ["Row", "n"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ikd.config import Config
+from ikd.report.overview import write_overview
 from ikd.tune.stages import STAGES, StudyRun
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ def regenerate(
             _duration(time.perf_counter() - start),
             *left,
         )
+    write_overview(results_root, [run.study.name for run in runs])
     return runs
 
 
