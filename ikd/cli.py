@@ -222,13 +222,18 @@ def _parser() -> argparse.ArgumentParser:
         default="all",
         help="tune, final, report, or all (default): each is idempotent",
     )
-    _results(study)
+    study.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="results root (default: results/<preset>, where `ikd run` puts them)",
+    )
     study.add_argument(
         "--storage",
         default=None,
         metavar="PATH",
         help="where the study keeps its run folders and Tune's experiments "
-        "(default: train.runs_root)",
+        "(default: <results>/runs)",
     )
     study.add_argument(
         "--optuna-storage",
@@ -248,11 +253,14 @@ def _parser() -> argparse.ArgumentParser:
         "report",
         help="re-render studies' results from their run records",
         description="Render <results>/<study>/ again from the run records (no training): tables, "
-        "figures, runs.csv, provenance. Names a study (table3_methods) or its results folder; "
-        "without one, every study under --results.",
+        "figures, runs.csv, provenance, and the overview README.md beside them. Names a study "
+        "(table3_methods) or its results folder; without one, every study found in --results "
+        "or one level below it (results/laptop/…).",
     )
     report.add_argument("studies", nargs="*", metavar="STUDY", help="studies to render")
-    _results(report)
+    report.add_argument(
+        "--results", type=Path, default=Path("results"), help="results root (default: results)"
+    )
     report.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
     )
@@ -271,12 +279,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=_eval)
     return parser
-
-
-def _results(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--results", type=Path, default=Path("results"), help="results root (default: results)"
-    )
 
 
 def _ray_options(parser: argparse.ArgumentParser) -> None:
@@ -379,7 +381,7 @@ def _study(args: argparse.Namespace) -> None:
         preset=args.preset,
         overrides=dict(map(split_override, args.overrides)),
         stages=stages,
-        results_root=args.results.resolve(),
+        results_root=(args.results or Path("results") / args.preset).resolve(),
         quick=args.quick,
         storage=args.storage,
         optuna_storage=args.optuna_storage,
@@ -393,15 +395,23 @@ def _study_report(args: argparse.Namespace) -> None:
     from ikd.tune.stages import STUDY_RECORD, StudyRun
 
     root = args.results.resolve()
-    names = args.studies or sorted(p.parent.name for p in root.glob(f"*/{STUDY_RECORD}"))
-    if not names:
-        raise UserError(f"{root}: no study results to render (run `ikd study` first)")
-    for name in names:
-        folder = Path(name) if Path(name).is_dir() else root / Path(name).stem
+    found = sorted({*root.glob(f"*/{STUDY_RECORD}"), *root.glob(f"*/*/{STUDY_RECORD}")})
+    folders = [path.parent for path in found]
+    if args.studies:
+        wanted = [Path(name) for name in args.studies]
+        named = [f for f in folders if any(f.name == w.stem or f == w.resolve() for w in wanted)]
+        missing = [str(w) for w in wanted if not any(f.name == w.stem for f in named)]
+        if missing:
+            raise UserError(f"{root}: no study results for {', '.join(missing)}")
+        folders = named
+    if not folders:
+        raise UserError(f"{root}: no study results to render (run `ikd study` or `ikd run` first)")
+    for folder in folders:
         run = StudyRun.from_record(folder, studies=Path("studies").resolve())
         written = run.report()
         log.info("%s: %d files in %s", run.study.name, len(written), run.results)
-    log.info("overview: %s", write_overview(root))
+    for parent in sorted({folder.parent for folder in folders}):
+        log.info("overview: %s", write_overview(parent))
 
 
 def _show_metrics(run_dir: Path) -> None:

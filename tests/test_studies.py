@@ -172,19 +172,14 @@ def test_tuning_runs_end_without_checkpoints_marked_and_mirrored_into_optuna(stu
 
 
 def test_a_finished_study_run_again_trains_nothing(studies):
-    from ikd.tune.stages import run_study
+    from ikd.tune.stages import STAGES, StudyRun
 
     results, runs, _ = studies
     finals = sorted((runs / "table3_methods" / "final").glob("*/test.json"))
     stamps = [path.stat().st_mtime_ns for path in finals]
     record = json.loads((results / "table3_methods" / "study.json").read_text())
-    run_study(
-        STUDIES / "table3_methods.py",
-        preset="smoke",
-        overrides=record["overrides"],
-        results_root=results,
-        quick=True,
-    )
+    assert record["overrides"]["train.runs_root"] == "<results>/runs"  # portable
+    StudyRun.from_record(results / "table3_methods").run(STAGES)
     assert [path.stat().st_mtime_ns for path in finals] == stamps
     assert len(list((runs / "table3_methods" / "tune").iterdir())) == 5 * 2
 

@@ -77,10 +77,12 @@ def _verdicts(folder: Path) -> list[str]:
         if row["n"] < 2:
             lines.append(f"- {a} − {b}: not enough paired seeds yet.")
             continue
-        verdict = {
-            True: "within seed noise: this reproduction does not support a difference",
-            False: f"{a if row['low'] > 0 else b} is better beyond seed noise",
-        }[row["low"] <= 0 <= row["high"]]
+        if row["verdict"] == "within seed noise":
+            verdict = "within seed noise: this reproduction does not support a difference"
+        else:  # "<a> better" or "<b> better", in variant names
+            verdict = (
+                f"{a if row['verdict'] == row['a'] + ' better' else b} is better beyond seed noise"
+            )
         lines.append(
             f"- {a} − {b}: {row['mean_points']:+.2f} points of test ACC, 95 % CI "
             f"[{row['low']:+.2f}, {row['high']:+.2f}] over {row['n']} seeds — {verdict}."

@@ -112,14 +112,3 @@ def read_run(folder: Path) -> RunRecord | None:
     return RunRecord(
         folder, record, config, read_metrics(folder / METRICS), read_json(folder / TEST)
     )
-
-
-def read_runs(study_runs: Path) -> list[RunRecord]:
-    """Every run of a study (`<runs_root>/<study>`), tuning runs first, by folder name."""
-    runs = []
-    for stage in ("tune", "final"):
-        for folder in sorted((Path(study_runs) / stage).glob("*-seed*")):
-            run = read_run(folder)
-            if run is not None:
-                runs.append(run)
-    return runs

@@ -35,6 +35,7 @@ from ikd.tune.study import Figure, Study, Table
 log = logging.getLogger(__name__)
 
 TABLE_METRICS = (("acc", "ACC"), ("recall", "Recall"), ("f1", "F1"))  # the paper's columns
+TRIAL_COLUMNS = ["variant", "run", "status", "epochs", "train_seconds", METRIC]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class Context:
     dataset: Mapping[str, Any]  # data_hash, synthetic, num_identities, seed, split_seed
     quick: bool = False
     spaces: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # tuned variants
+    origins: Mapping[str, str] = field(default_factory=dict)  # variant → "<study>/<variant>"
+    diverged: Mapping[str, int] = field(default_factory=dict)  # variant → final runs diverged
 
 
 def render(
@@ -87,7 +90,8 @@ def render(
             trial_row(run, context.spaces.get(variant, {}))
             for variant, variant_runs in tuning.items()
             for run in variant_runs
-        ]
+        ],
+        columns=None if any(tuning.values()) else TRIAL_COLUMNS,
     )
     trials.to_csv(folder / "tuning.csv", index=False)
     pd.DataFrame([run.row() for run in runs]).to_csv(folder / "runs.csv", index=False)
@@ -124,6 +128,7 @@ def table_rows(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -> p
             row[f"diff_{key}"] = row[f"{key}_mean"] - row[f"paper_{key}"]
         engaged = [bool((run.test or {}).get("fawa/engaged")) for run in runs]
         fawa = bool(runs) and bool(runs[0].config.get(runs[0].record["method"], {}).get("fawa"))
+        row["diverged"] = context.diverged.get(variant, 0)
         row["evaluated"] = "FAWA average" if fawa else "last epoch"
         row["fawa_engaged"] = f"{sum(engaged)}/{len(runs)}" if fawa else ""
         rows.append(row)
@@ -224,7 +229,9 @@ def caption(context: Context, rows: pd.DataFrame) -> str:
     report = context.study.report
     windows = int(rows["windows"].max()) if len(rows) else 0
     walks = int(rows["walks"].max()) if len(rows) else 0
-    seeds = ", ".join(sorted({s for seeds in rows.get("seeds", []) for s in seeds.split()}))
+    seeds = ", ".join(
+        map(str, sorted({int(s) for seeds in rows.get("seeds", []) for s in seeds.split()}))
+    )
     fawa = [
         f"{r['label']} ({r['fawa_engaged']} engaged)"
         for _, r in rows.iterrows()
@@ -248,6 +255,20 @@ def caption(context: Context, rows: pd.DataFrame) -> str:
             f"Tuning on val only: {context.trials} trials per tuned variant, {context.searcher}, "
             f"{context.scheduler}, {context.epochs} epochs at most; every tuned row had this same "
             "budget."
+        )
+    origins = sorted(set(context.origins.values()))
+    if origins:
+        parts.append(
+            f"Rows start from the tuned configuration of {', '.join(origins)} (tuned there: "
+            f"{context.trials} trials, {context.searcher}, {context.scheduler}), their own "
+            "settings on top."
+        )
+    diverged = {r["label"]: r["diverged"] for _, r in rows.iterrows() if r.get("diverged")}
+    if diverged:
+        parts.append(
+            "Diverged final runs (left out of the means): "
+            + ", ".join(f"{label} {count}" for label, count in diverged.items())
+            + "."
         )
     if fawa:
         parts.append(

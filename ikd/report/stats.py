@@ -49,10 +49,14 @@ class Difference:
 def paired_difference(
     a: str, b: str, values_a: Mapping[int, float], values_b: Mapping[int, float]
 ) -> Difference:
-    """The paired difference a − b over the seeds both variants ran (seed s of a against seed s
-    of b: the same seed gives both the same data order), with the two-sided 95 % interval of its
+    """The paired difference a − b over the seeds both variants ran with a finite value (seed s
+    of a against seed s of b: the same seed gives both the same data order), with the two-sided 95 % interval of its
     mean from Student's t with n − 1 degrees of freedom."""
-    seeds = sorted(set(values_a) & set(values_b))
+    seeds = sorted(
+        s
+        for s in set(values_a) & set(values_b)
+        if math.isfinite(values_a[s]) and math.isfinite(values_b[s])
+    )
     differences = np.array([values_a[s] - values_b[s] for s in seeds], dtype=float)
     n = len(differences)
     if n == 0:

@@ -25,14 +25,13 @@ log = logging.getLogger(__name__)
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 ORDER = ("table3_methods", "table4_students", "table5_contrast", "fig4_lambda", "search_identitykd")
-RUNS = "runs"  # <results_root>/runs: the regeneration's run folders
 
 
 def study_runs(
     preset: str, overrides: Mapping[str, Any], results_root: Path, quick: bool
 ) -> list[StudyRun]:
-    """The regeneration's studies, in order, with their runs under `<results_root>/runs`."""
-    storage = str(Path(overrides.get("train.runs_root", results_root / RUNS)).resolve())
+    """The regeneration's studies, in order, with their runs under `<results_root>/runs` (unless
+    the overrides set `train.runs_root`)."""
     return [
         StudyRun(
             STUDIES / f"{name}.py",
@@ -40,7 +39,6 @@ def study_runs(
             overrides=overrides,
             results_root=results_root,
             quick=quick,
-            storage=storage,
         )
         for name in ORDER
     ]

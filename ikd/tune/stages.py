@@ -31,10 +31,10 @@ from ikd.data.dataset import dataset_folder, finished_manifest, open_dataset
 from ikd.errors import UserError
 from ikd.files import read_json, sha256_file, write_json
 from ikd.provenance import git_sha, hardware, versions
-from ikd.report.records import RunRecord, read_run, read_runs
+from ikd.report.records import RunRecord, read_run
 from ikd.train.data import Samples
 from ikd.train.driver import SPLITS, resolve_run, train_driver
-from ikd.train.runs import keep_model_only
+from ikd.train.runs import DivergedError, keep_model_only
 from ikd.tune.search import ASHA, METRIC, TPE_STARTUP, trial_history, tune_variant
 from ikd.tune.study import Study, Variant, load_study
 
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 BEST_CONFIG = "best_config.json"
 STUDY_RECORD = "study.json"  # in <results>/<study>/: how the study was run
+RUNS = "runs"  # <results>/runs/<study>/{tune,final}/…: a study's run folders by default
+RESULTS_MARK = "<results>"  # study.json's paths inside the results root start with it
 STAGES = ("tune", "final", "report")
 
 
@@ -69,10 +71,12 @@ class StudyRun:
         self.overrides = dict(overrides)
         if quick:  # the study file's test epochs, unless the command sets them
             self.overrides.setdefault("train.epochs", self.study.test_epochs)
+        self.results = Path(results_root).resolve() / self.study.name
+        if storage is None and "train.runs_root" not in self.overrides:
+            storage = str(self.results.parent / RUNS)  # a study's runs live with its results
         if storage is not None:
             self.overrides["train.runs_root"] = storage
         self.storage, self.optuna_storage = storage, optuna_storage
-        self.results = Path(results_root).resolve() / self.study.name
         config = load_config(preset, self.overrides, warn=False)
         # Trials change their working directory: every root is absolute from here on.
         roots = {
@@ -188,13 +192,30 @@ class StudyRun:
         (tuned first if absent — or, with `tune=False`, `NotTunedError`)."""
         overrides = self.base_overrides(variant, tune)
         if variant.space:
-            best = read_json(self.results / BEST_CONFIG) or {}
-            if variant.name not in best and not tune:
+            best = self.best(variant)
+            if best is None and not tune:
                 raise NotTunedError(f"{self.study.name}: {variant.name!r} is not tuned yet")
-            if variant.name not in best:
-                best = self.tune()
-            overrides.update(best[variant.name]["overrides"])
+            if best is None:
+                self.run(("tune",))
+                best = self.best(variant)
+            overrides.update(best["overrides"])
         return overrides
+
+    def best(self, variant: Variant) -> dict[str, Any] | None:
+        """A variant's entry of best_config.json — if it names a finished tuning run of this
+        study as it is configured now (not one of another preset, budget or older settings)."""
+        entry = (read_json(self.results / BEST_CONFIG) or {}).get(variant.name)
+        if entry is None:
+            return None
+        try:
+            trials = self.trials_of(variant)
+        except NotTunedError:
+            return None
+        finished = [t for t in trials if t.status == "complete"]
+        if entry.get("run") not in {t.folder.name for t in finished} or len(trials) < self.trials:
+            log.info("%s: best_config.json's %s is stale; tuning it", self.study.name, variant.name)
+            return None
+        return entry
 
     def final_spec(self, variant: Variant, seed: int, tune: bool = True) -> dict[str, Any]:
         """The run driver's dict of a variant's final run with one seed."""
@@ -216,7 +237,12 @@ class StudyRun:
             for seed in range(self.seeds):
                 log.info("%s: final %s, seed %d", self.study.name, variant.name, seed)
                 spec = self.final_spec(variant, seed)
-                done.append(train_driver({**spec, "splits": self.splits()}))
+                try:
+                    done.append(train_driver({**spec, "splits": self.splits()}))
+                except DivergedError as error:  # recorded in its run folder; the others go on
+                    log.warning("%s: final %s, seed %d diverged: %s", self.study.name,
+                                variant.name, seed, error)  # fmt: skip
+                    continue
                 keep_model_only(done[-1])
         return done
 
@@ -225,7 +251,12 @@ class StudyRun:
     def finals(self) -> dict[str, list[RunRecord]]:
         """Each final variant's finished final runs (test evaluated), by seed; none for a
         variant whose configuration is not tuned yet. Never trains."""
-        finals: dict[str, list[RunRecord]] = {}
+        return _finished(self.final_records())
+
+    def final_records(self) -> dict[str, list[RunRecord]]:
+        """Each final variant's final run folders of its current configuration that exist,
+        whatever their status (running, diverged, complete)."""
+        records: dict[str, list[RunRecord]] = {}
         for variant in (v for v in self.variants if v.final):
             runs = []
             for seed in range(self.seeds):
@@ -234,10 +265,10 @@ class StudyRun:
                 except NotTunedError:
                     break
                 run = read_run(folder)
-                if run is not None and run.status == "complete" and run.test is not None:
+                if run is not None:
                     runs.append(run)
-            finals[variant.name] = runs
-        return finals
+            records[variant.name] = runs
+        return records
 
     def tuning(self) -> dict[str, list[RunRecord]]:
         """Each tuned variant's tuning runs (this study's own), read."""
@@ -254,7 +285,8 @@ class StudyRun:
         """Render `<results>/<study>/` from the run records; returns the files written."""
         from ikd.report.render import Context, render
 
-        finals, tuning = self.finals(), self.tuning()
+        records, tuning = self.final_records(), self.tuning()
+        finals = _finished(records)
         missing = {name: self.seeds - len(runs) for name, runs in finals.items()}
         for name, count in missing.items():
             if count:
@@ -281,8 +313,15 @@ class StudyRun:
             },
             quick=self.quick,
             spaces={v.name: v.space for v in self.variants if v.space},
+            origins={v.name: "/".join(v.tuned_in) for v in self.variants if v.tuned_in},
+            diverged={
+                name: sum(run.status == "diverged" for run in runs)
+                for name, runs in records.items()
+            },
         )
-        runs = read_runs(self.runs)
+        # this configuration's runs only (the storage may hold other presets' or older ones)
+        runs = [run for runs in tuning.values() for run in runs]
+        runs += [run for runs in records.values() for run in runs]
         return render(self.results, context, finals, tuning, runs, self.provenance(runs))
 
     def provenance(self, runs: Sequence[RunRecord]) -> dict[str, Any]:
@@ -351,10 +390,11 @@ class StudyRun:
             {
                 "study_file": str(self.path),
                 "preset": self.preset,
-                # with the roots made absolute: `ikd report` may run from another folder
-                "overrides": {k: v for k, v in self.spec.items() if "." in k},
+                # the roots absolute (`ikd report` may run from another folder), or relative to
+                # the results root where they lie inside it (a clone elsewhere reads them there)
+                "overrides": {k: self._portable(v) for k, v in self.spec.items() if "." in k},
                 "quick": self.quick,
-                "storage": self.storage,
+                "storage": self._portable(self.storage),
                 "optuna_storage": self.optuna_storage,
             }
         )
@@ -365,9 +405,21 @@ class StudyRun:
             if stage in stages:
                 start = time.perf_counter()
                 getattr(self, stage)()
+                record = read_json(self.results / STUDY_RECORD) or record  # a nested stage's
                 seconds = record.setdefault("stage_seconds", {})
                 seconds[stage] = round(seconds.get(stage, 0.0) + time.perf_counter() - start, 1)
                 write_json(self.results / STUDY_RECORD, record)
+
+    def _portable(self, value: Any) -> Any:
+        """A path inside the results root as `<results>/…`; anything else as it is."""
+        root = self.results.parent
+        if (
+            isinstance(value, str)
+            and Path(value).is_absolute()
+            and Path(value).is_relative_to(root)
+        ):
+            return f"{RESULTS_MARK}/{Path(value).relative_to(root)}"
+        return value
 
     @classmethod
     def from_record(cls, results: Path, studies: Path | None = None) -> StudyRun:
@@ -379,13 +431,23 @@ class StudyRun:
         path = Path(record["study_file"])
         if not path.exists() and studies is not None:
             path = Path(studies) / path.name
+        root = Path(results).resolve().parent
+
+        def local(value: Any) -> Any:
+            if isinstance(value, str) and value.startswith(f"{RESULTS_MARK}/"):
+                return str(root / value[len(RESULTS_MARK) + 1 :])
+            return value
+
+        overrides = {key: local(value) for key, value in record["overrides"].items()}
+        if not Path(overrides.get("data.root", "")).is_dir():  # another machine's: the default
+            overrides.pop("data.root", None)
         return cls(
             path,
             preset=record["preset"],
-            overrides=record["overrides"],
-            results_root=Path(results).parent,
+            overrides=overrides,
+            results_root=root,
             quick=record["quick"],
-            storage=record.get("storage"),
+            storage=local(record.get("storage")),
             optuna_storage=record.get("optuna_storage"),
         )
 
@@ -439,6 +501,14 @@ def run_study(
     )
     run.run(stages, command)
     return run
+
+
+def _finished(records: Mapping[str, list[RunRecord]]) -> dict[str, list[RunRecord]]:
+    """The final runs that finished and read test."""
+    return {
+        name: [run for run in runs if run.status == "complete" and run.test is not None]
+        for name, runs in records.items()
+    }
 
 
 def _threads() -> int:
