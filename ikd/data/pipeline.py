@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import logging
 import shutil
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -68,16 +69,23 @@ def data_context(progress: bool = True) -> Iterator[None]:
     Ray Data reserves half of the CPUs per operator by default; on a 2-CPU machine that ran the
     simulate + DSP stage one task at a time (1.1× speed-up from 1 to 2 CPUs; 1.7× without it,
     benchmarks/README.md). Our stages are single map operators, so the reservation buys nothing.
+
+    Quiet: Ray Data's bars only on a terminal (elsewhere it logs every operator's progress every
+    few seconds), and its INFO lines (execution plans, "execution finished", sink summaries)
+    hidden — ikd logs each stage and what it wrote.
     """
     context = ray.data.DataContext.get_current()
+    data_log = logging.getLogger("ray.data")
     saved = (
         context.op_resource_reservation_enabled,
         context.execution_options.preserve_order,
         context.enable_progress_bars,
+        data_log.level,
     )
     context.op_resource_reservation_enabled = False
     context.execution_options.preserve_order = True
-    context.enable_progress_bars = progress
+    context.enable_progress_bars = progress and sys.stderr.isatty()
+    data_log.setLevel(logging.WARNING)
     try:
         yield
     finally:
@@ -85,7 +93,9 @@ def data_context(progress: bool = True) -> Iterator[None]:
             context.op_resource_reservation_enabled,
             context.execution_options.preserve_order,
             context.enable_progress_bars,
+            level,
         ) = saved
+        data_log.setLevel(level)
 
 
 def walk_rows(
@@ -241,7 +251,7 @@ def _build_views(folder: Path, shapes: schema.Shapes) -> None:
             TeacherViews,
             fn_constructor_args=(str(folder / TEACHER), shapes),
             batch_size=32,
-            concurrency=cpus,
+            compute=ray.data.ActorPoolStrategy(size=cpus),
             num_cpus=0.9,
             batch_format="numpy",
         )
@@ -304,7 +314,7 @@ def _build_pairs(config: Config, rows: dict[str, np.ndarray], frames: dict, out:
         dataset = dataset.map_batches(
             RealFaces,
             fn_constructor_args=(config, frames),
-            concurrency=cluster_cpus(),
+            compute=ray.data.ActorPoolStrategy(size=cluster_cpus()),
             num_cpus=0.5,
             batch_size=16,
             batch_format="numpy",
