@@ -188,6 +188,7 @@ def tune_variant(
 
     from ikd.tune.space import optuna_space
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created/used" lines
     spec = {**spec, "train.threads": threads}
     runs = tuning_folder(spec).parent
     records = TrialRecords(
@@ -208,7 +209,6 @@ def tune_variant(
     if len(finished) >= trials:
         log.info("%s: all %d trials are finished", name, trials)
         return None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     searcher = OptunaSearch(
         space=optuna_space(space),
         metric=METRIC,
