@@ -35,7 +35,14 @@ from ikd.report.records import RunRecord, read_run
 from ikd.train.data import Samples
 from ikd.train.driver import SPLITS, resolve_run, train_driver
 from ikd.train.runs import DivergedError, keep_model_only
-from ikd.tune.search import ASHA, METRIC, TPE_STARTUP, trial_history, tune_variant
+from ikd.tune.search import (
+    ASHA_REDUCTION,
+    METRIC,
+    TPE_STARTUP,
+    asha_grace,
+    trial_history,
+    tune_variant,
+)
 from ikd.tune.study import Study, Variant, load_study
 
 log = logging.getLogger(__name__)
@@ -301,8 +308,8 @@ class StudyRun:
             epochs=data.train.epochs,
             searcher=f"Optuna TPE (seed 0, its first {TPE_STARTUP} trials random)",
             scheduler=(
-                f"ASHA on {METRIC} per epoch (grace {ASHA['grace_period']} epoch, "
-                f"reduction factor {ASHA['reduction_factor']})"
+                f"ASHA on {METRIC} per epoch (grace {asha_grace(data.train.epochs)} epochs, "
+                f"reduction factor {ASHA_REDUCTION})"
             ),
             dataset={
                 "data_hash": data.data_hash(),
