@@ -1,6 +1,7 @@
 """What the paper preset costs: a training step at 256² × batch 128, per epoch, per regeneration.
 
     python benchmarks/paper_cost.py step [--device cpu|cuda] [--batch 128] [--steps 20] [--json F]
+    python benchmarks/paper_cost.py loop [--device cuda] [--windows 16384] [--image 256]
     python benchmarks/paper_cost.py estimate STEP.json [STEP.json ...] [--results results/laptop]
 
 `step` (needs torch and torchvision only, so it runs on a bare GPU machine from the repository
@@ -11,6 +12,12 @@ in fp32 and — on CUDA — under bf16 autocast; median of `--steps` after warm-
 student's forward throughput for evaluation (twice the batch, no grad), and the FLOPs of one fwd + bwd
 per sample (3 × the forward's, counted by torch's FlopCounterMode: convolutions and matrix
 products, 2 per multiply-add).
+
+`loop`: the real training loop (`ikd.train.loop.train_loop`, identitykd, resnet18) for a few
+epochs on synthetic windows (random uint8 spectrograms and teacher outputs, paper sizes by
+default) on `--device`: epoch seconds (training + val evaluation) with the batches converted on the
+host as before issue 13 in fp32, converted on the device in fp32, and converted on the device
+under bf16 autocast (CUDA only), the last epoch's median over `--epochs`.
 
 `estimate`: the paper regeneration — every study's tuning trials and final runs at the paper
 preset (200 epochs each; trials × epochs is the no-early-stopping bound, and the bound times the
@@ -196,6 +203,79 @@ def _input_ms(device, batch_size: int, size: int, repeats: int = 10) -> dict[str
     return result
 
 
+def loop(device_name: str, windows: int, image: int, epochs: int) -> list[dict]:
+    import tempfile
+    from unittest import mock
+
+    import torch
+
+    import ikd.train.data as data
+    import ikd.train.loop as training
+    from ikd.config import load_config
+    from ikd.train.runs import LocalCheckpoints
+
+    device = torch.device(device_name)
+    generator = torch.Generator().manual_seed(0)
+
+    def samples(n: int) -> data.Samples:
+        identity = torch.randint(IDENTITIES, (n,), generator=generator)
+        embedding = torch.nn.functional.normalize(
+            torch.randn(n, 4, 512, generator=generator), dim=2
+        )
+        return data.Samples(
+            key=torch.arange(n),
+            identity=identity,
+            gait=torch.randint(0, 256, (n, image, image), dtype=torch.uint8, generator=generator),
+            teacher_embedding=embedding,
+            teacher_logits=torch.randn(n, 4, IDENTITIES, generator=generator),
+        )
+
+    train, val = samples(windows), samples(windows // 8)
+    config = load_config(
+        "paper", {"train.epochs": epochs, "train.lr_milestones": (epochs - 1,)}, warn=False
+    )
+    convert = data.to_device
+
+    def on_host(stored: dict, device_: torch.device | None) -> dict:  # before issue 13
+        return {k: v.to(device_) for k, v in convert(stored, None).items()}
+
+    shapes = [("host, fp32", on_host, False), ("device, fp32", convert, False)]
+    if device.type == "cuda":
+        shapes.append(("device, bf16", convert, True))
+    rows = []
+    for name, to_device, bf16 in shapes:
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            mock.patch.object(data, "to_device", to_device),
+            mock.patch.object(training, "autocast", _autocast(bf16)),
+        ):
+            run_dir = Path(folder)
+            training.train_loop(
+                config, run_dir, train, val, IDENTITIES,
+                context=training.Context(device=device, progress=False),
+                reporter=LocalCheckpoints(run_dir),
+            )  # fmt: skip
+            lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+        seconds = statistics.median(line["seconds"] for line in lines[1:] or lines)
+        rows.append({"shape": name, "epoch_s": seconds, "samples_per_s": windows / seconds,
+                     "train_loss": lines[-1]["train/loss"], "val_acc": lines[-1]["val/acc"]})  # fmt: skip
+        print(
+            f"{name}: {seconds:.2f} s per epoch of {windows} + {windows // 8} windows at "
+            f"{image}² ({windows / seconds:.0f} training windows/s), last train loss "
+            f"{lines[-1]['train/loss']:.3f}",
+            flush=True,
+        )
+    return rows
+
+
+def _autocast(bf16: bool):
+    import torch
+
+    return lambda device: torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"
+    )
+
+
 def _windows() -> dict[str, int]:
     """Gait windows per split at the paper preset (before pairs without a face are dropped)."""
     from ikd.config import load_config
@@ -313,12 +393,21 @@ def main() -> None:
     one.add_argument("--students", nargs="+", default=list(STUDENTS), choices=STUDENTS)
     one.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     one.add_argument("--json", type=Path, default=None, help="write the rows here")
+    real = commands.add_parser("loop", help="time the training loop's epochs")
+    real.add_argument("--device", default="cpu")
+    real.add_argument("--windows", type=int, default=16384)
+    real.add_argument("--image", type=int, default=256)
+    real.add_argument("--epochs", type=int, default=3)
+    real.add_argument("--json", type=Path, default=None)
     whole = commands.add_parser("estimate", help="price the paper regeneration from step files")
     whole.add_argument("files", nargs="+", type=Path)
     whole.add_argument("--results", type=Path, default=Path("results/laptop"))
     args = parser.parse_args()
-    if args.command == "step":
-        rows = step(args.device, args.batch, args.steps, args.students, args.methods)
+    if args.command in ("step", "loop"):
+        if args.command == "step":
+            rows = step(args.device, args.batch, args.steps, args.students, args.methods)
+        else:
+            rows = loop(args.device, args.windows, args.image, args.epochs)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
     else:
