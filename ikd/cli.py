@@ -103,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--force", action="store_true", help=f"write even when it takes over {_LARGE // 2**30} GiB"
     )
+    simulate.add_argument(
+        "--identities",
+        type=_span,
+        default=None,
+        metavar="A:B",
+        help="walkers A … B−1 instead of the preset's (≥ synthetic.num_identities: walkers a "
+        "model trained on the preset's dataset never saw, for `ikd identify`)",
+    )
     simulate.set_defaults(handler=_simulate)
 
     preview = data.add_parser(
@@ -261,9 +269,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--results", type=Path, default=Path("results"), help="results root (default: results)"
     )
-    report.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
-    )
+    _verbose(report)
     report.set_defaults(handler=_study_report)
 
     evaluate = commands.add_parser(
@@ -274,11 +280,122 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
     evaluate.add_argument("--split", choices=["val", "test"], default="val")
-    evaluate.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
-    )
+    _verbose(evaluate)
     evaluate.set_defaults(handler=_eval)
+
+    export = commands.add_parser(
+        "export",
+        help="a run's gait-only student as one model file, with its unknown threshold",
+        description="Write a run's evaluated student (no face model) as TorchScript — and ONNX "
+        "beside it where torch's exporter works — holding the identity names, the radar and DSP "
+        "settings its captures must have, and an 'unknown' threshold calibrated on val so that "
+        "95%% of known walkers' val captures are accepted. For a finished final run it also "
+        "reports, on test, the closed-set accuracy at that threshold and how often walkers never "
+        "seen in training (new synthetic identities) are rejected.",
+    )
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    export.add_argument(
+        "--out", type=Path, default=None, help="model file (default: RUN_DIR/gait_model.pt)"
+    )
+    export.add_argument(
+        "--names", type=Path, default=None, help="identity names, one per line in label order"
+    )
+    export.add_argument(
+        "--max-windows",
+        type=int,
+        default=8,
+        help="gait windows per capture decision, evenly spread (0: all; default 8)",
+    )
+    export.add_argument(
+        "--unknown",
+        type=int,
+        default=12,
+        help="never-seen synthetic walkers for the open-set report (default 12)",
+    )
+    _verbose(export)
+    export.set_defaults(handler=_export)
+
+    identify = commands.add_parser(
+        "identify",
+        help="who walked: identity, confidence or 'unknown' per radar capture",
+        description="Run the DSP and an exported student on DCA1000 captures — .bin files "
+        "(their folder's metadata.json gives frames and radar settings) or capture folders — and "
+        "print one decision per capture: the windows' log-probabilities averaged, the best "
+        "identity when its probability reaches the model's threshold, else 'unknown'. A capture "
+        "that cannot be read is named and the rest go on (exit status 1); a folder recorded "
+        "with other radar settings than the model's is refused, naming the fields.",
+    )
+    identify.add_argument("model", type=Path, metavar="MODEL", help="an `ikd export` model file")
+    identify.add_argument("inputs", nargs="+", type=Path, metavar="CAPTURE", help=".bin or folder")
+    identify.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    identify.add_argument("--windows", action="store_true", help="each window's own best identity")
+    _verbose(identify)
+    identify.set_defaults(handler=_identify)
     return parser
+
+
+def _export(args: argparse.Namespace) -> None:
+    from ikd.deploy import export
+
+    names = None
+    if args.names is not None:
+        names = [line.strip() for line in args.names.read_text().splitlines() if line.strip()]
+    if args.max_windows < 0 or args.unknown < 0:
+        raise UserError("--max-windows and --unknown must be ≥ 0")
+    out = args.out or args.run_dir / "gait_model.pt"
+    meta = export(
+        args.run_dir,
+        out,
+        names=names,
+        max_windows=args.max_windows,
+        unknown_identities=args.unknown,
+    )
+    calibration = meta["calibration"]
+    log.info(
+        "wrote %s (%d identities, threshold %.3f: %.1f%% of val captures accepted)",
+        out,
+        len(meta["identities"]),
+        meta["threshold"],
+        100 * calibration["val"]["accepted"],
+    )
+    if "test" in calibration:
+        test = calibration["test"]
+        log.info(
+            "test: %.1f%% of known captures accepted; closed-set accuracy %.1f%%, %.1f%% at the "
+            "threshold (accepted and right)",
+            100 * test["accepted"],
+            100 * test["closed_set_accuracy"],
+            100 * test["accuracy_at_threshold"],
+        )
+    if "unknown" in calibration:
+        unknown = calibration["unknown"]
+        log.info(
+            "never-seen walkers: %.1f%% of %d captures rejected as unknown",
+            100 * unknown["rejected"],
+            unknown["captures"],
+        )
+
+
+def _identify(args: argparse.Namespace) -> int:
+    import json
+
+    from ikd.deploy import GaitModel
+
+    model = GaitModel.load(args.model)
+    logging.getLogger("ikd.radar.captures").setLevel(logging.ERROR)  # each bad capture once, below
+    decisions = []
+    for decision in model.identify(args.inputs, windows=args.windows):
+        decisions.append(decision)
+        if decision.error:
+            print(f"ikd: {decision.error}", file=sys.stderr)
+        elif not args.json:
+            print(f"{decision.source}\t{decision.identity}\t{decision.confidence:.3f}", flush=True)
+            pairs = zip(decision.window_identities, decision.window_confidences, strict=True)
+            for number, (name, confidence) in enumerate(pairs):
+                print(f"  window {number}\t{name}\t{confidence:.3f}")
+    if args.json:
+        print(json.dumps([d.to_dict() for d in decisions], indent=1))
+    return 1 if any(d.error for d in decisions) else 0
 
 
 def _ray_options(parser: argparse.ArgumentParser) -> None:
@@ -287,14 +404,19 @@ def _ray_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _verbose(parser: argparse.ArgumentParser) -> None:
+    """-v also after the command (`ikd eval RUN -v`), without resetting the top-level one."""
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset", choices=list(PRESETS), default="laptop", help="sizes (default: laptop)"
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
-    )
+    _verbose(parser)
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -303,12 +425,23 @@ def _config(args: argparse.Namespace) -> Config:
     return config
 
 
+def _job_roots(config: Config, args: argparse.Namespace, **roots: object) -> None:
+    """Inside a Ray job, the data root, the run root when set, and the given roots must be
+    absolute (`ikd.cluster.require_absolute_in_job`)."""
+    from ikd.cluster import require_absolute_in_job
+
+    given = dict(map(split_override, args.overrides))
+    runs = {"train.runs_root": given["train.runs_root"]} if "train.runs_root" in given else {}
+    require_absolute_in_job({"data.root": config.data.root, **runs, **roots})
+
+
 def _run(args: argparse.Namespace) -> None:
     from ikd.data.dataset import open_dataset
     from ikd.tune.regenerate import regenerate
 
     config = _config(args)
     out = args.out or Path(config.train.runs_root) / config.preset
+    _job_roots(config, args, results=args.results or f"results/{config.preset}", out=out)
     captures = Path(config.data.captures) if config.data.captures else None
     title = str(captures) if captures else f"synthetic, {config.preset} preset"
     _render(config, captures, out / "preview", 6, 4, title)
@@ -345,7 +478,8 @@ def _train(args: argparse.Namespace) -> None:
 
     if args.method is not None:
         args.overrides = [f"train.method={args.method}", *args.overrides]
-    _config(args)  # a mistake in the overrides is reported before anything starts
+    config = _config(args)  # a mistake in the overrides is reported before anything starts
+    _job_roots(config, args, **{"train.runs_root": config.train.runs_root}, dataset=args.dataset)
     start = time.perf_counter()
     if not args.no_ray:
         from ikd.cluster import init_ray
@@ -371,7 +505,8 @@ def _study(args: argparse.Namespace) -> None:
     from ikd.cluster import init_ray
     from ikd.tune.stages import STAGES, run_study
 
-    _config(args)  # a mistake in the overrides is reported before anything starts
+    config = _config(args)  # a mistake in the overrides is reported before anything starts
+    _job_roots(config, args, results=args.results or f"results/{args.preset}", storage=args.storage)
     stages = STAGES if args.stage == "all" else (args.stage,)
     if stages != ("report",):
         init_ray(args.num_cpus)
@@ -482,7 +617,8 @@ def _simulate(args: argparse.Namespace) -> None:
     from ikd.data.export import capture_folder_bytes, simulate_captures
 
     config = _config(args)
-    size = capture_folder_bytes(config)
+    identities = args.identities or range(config.synthetic.num_identities)
+    size = capture_folder_bytes(config) * len(identities) // config.synthetic.num_identities
     if size > _LARGE and not args.force:
         raise UserError(
             f"these captures would take {size / 2**30:.1f} GiB; pass --force, or simulate fewer "
@@ -491,7 +627,18 @@ def _simulate(args: argparse.Namespace) -> None:
         )
     out = (args.out or Path("captures") / config.preset).resolve()
     log.info("writing %.2f GiB of captures to %s", size / 2**30, out)
-    simulate_captures(config, out)
+    simulate_captures(config, out, identities=identities)
+
+
+def _span(text: str) -> range:
+    """'A:B' → range(A, B), for argparse."""
+    try:
+        first, stop = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not A:B (two integers)") from None
+    if not 0 <= first < stop:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 ≤ A < B")
+    return range(first, stop)
 
 
 def _preview(args: argparse.Namespace) -> None:

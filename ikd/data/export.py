@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,18 @@ def capture_folder_bytes(config: Config) -> int:
 
 
 def simulate_captures(
-    config: Config, folder: str | os.PathLike, *, webcam: bool = True, progress: bool = True
+    config: Config,
+    folder: str | os.PathLike,
+    *,
+    webcam: bool = True,
+    progress: bool = True,
+    identities: Iterable[int] | None = None,
 ) -> Path:
     """Write the config's synthetic walks as DCA1000 captures plus `metadata.json`.
+
+    `identities` (default: the config's 0 … num_identities − 1) may name walkers beyond the
+    config's: identity i is the same person in every preset, so identities ≥ num_identities are
+    walkers a model trained on the config's dataset never saw (the open-set check).
 
     Uses the exact ADC path, quantised with `synthetic.adc_full_scale`, and writes the webcam's
     frames beside each capture as JPEGs (`face.frame_rate_hz`). The metadata is rewritten after
@@ -62,9 +72,8 @@ def simulate_captures(
         "captures": [],
     }
     path = folder / METADATA
-    pairs = [
-        (i, w) for i in range(synthetic.num_identities) for w in range(synthetic.walks_per_identity)
-    ]
+    chosen = range(synthetic.num_identities) if identities is None else identities
+    pairs = [(i, w) for i in chosen for w in range(synthetic.walks_per_identity)]
     for identity, walk_index in tqdm(
         pairs, desc="simulate captures", unit="walk", disable=not progress
     ):

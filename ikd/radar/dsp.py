@@ -210,10 +210,18 @@ def walk_spectrogram(profiles: np.ndarray, radar: RadarConfig, dsp: DSPConfig) -
     return micro_doppler(profiles, dsp.doppler_window, band)
 
 
+def spread(count: int, most: int) -> np.ndarray:
+    """Indices of at most `most` of `count` windows, evenly spread over the walk (0: all)."""
+    if most <= 0 or count <= most:
+        return np.arange(count)
+    return np.unique(np.rint(np.linspace(0, count - 1, most)).astype(np.int64))
+
+
 def spectrogram_windows(
-    spectrogram: np.ndarray, radar: RadarConfig, dsp: DSPConfig
+    spectrogram: np.ndarray, radar: RadarConfig, dsp: DSPConfig, most: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A walk's (D, T) spectrogram → gait images and their centre times.
+    """A walk's (D, T) spectrogram → gait images and their centre times; with `most`, only that
+    many windows, evenly spread (`spread`), are imaged (the rest cost nothing).
 
     Returns:
         (W, 3, H, H) float32 images in [0, 1] and (W,) window centre times, s from the first chirp.
@@ -222,5 +230,8 @@ def spectrogram_windows(
     windows, starts = gait_windows(
         spectrogram, dsp.window_frames * per_frame, dsp.hop_frames * per_frame
     )
+    if 0 < most < len(windows):  # (all windows: the strided view, as datasets are built)
+        chosen = spread(len(windows), most)
+        windows, starts = windows[chosen], starts[chosen]
     centres = (starts / per_frame + dsp.window_frames / 2) * radar.frame_period_s
     return to_images(windows, dsp.dynamic_range_db, dsp.image_size), centres

@@ -1,0 +1,412 @@
+"""Deployment: a trained run's gait-only student as one model file, and identification of captures.
+
+    export(run_dir, out) → out (TorchScript), with out.with_suffix(".onnx") where torch can write it
+    GaitModel.load(out).identify(paths) → a Decision per capture
+
+The model file is the student alone — no face model, no teacher — traced with TorchScript, taking
+uint8 gait images (B, H, H) as the dataset stores them and returning identity log-probabilities.
+Inside the file (`ikd.json`, TorchScript's extra files) travel what identifying needs and what
+says where it came from: the format version, the identity names, the radar and DSP settings the
+captures must match, the window budget, the "unknown" threshold and its calibration, and the run.
+
+A capture's decision: its gait windows (at most `max_windows`, evenly spread over the walk),
+their log-probabilities averaged, softmax of the mean; the best identity when its probability
+reaches the threshold, else "unknown". The threshold is calibrated on val captures alone, as the
+probability that `accept` (95 %) of the known walkers' val captures reach; export then reports on
+test the closed-set accuracy at that threshold and how often walkers never seen in training (new
+synthetic identities of the same generator) are rejected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ikd.config import Config, DSPConfig, RadarConfig, build
+from ikd.data import schema
+from ikd.data.dataset import open_dataset
+from ikd.errors import CaptureError, UserError
+from ikd.files import write_json
+from ikd.radar.captures import METADATA, read_metadata, walk_windows_batch
+from ikd.radar.dca1000 import read_bin
+from ikd.radar.dsp import range_band, range_fft, spectrogram_windows, spread, walk_spectrogram
+from ikd.train.data import Samples
+from ikd.train.driver import load_run
+
+log = logging.getLogger(__name__)
+
+FORMAT = "ikd-gait-model/1"
+META = "ikd.json"
+ACCEPT = 0.95  # the share of known walkers' val captures the threshold accepts
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One capture's outcome: `identity` is a name or "unknown"; `error` says why there is none."""
+
+    source: str
+    identity: str = ""
+    confidence: float = math.nan  # the best identity's probability (softmax of the mean log-prob)
+    best: str = ""  # the best identity, also when the decision is "unknown"
+    windows: int = 0  # windows the decision used
+    window_identities: tuple[str, ...] = ()  # each window's own best identity (--windows)
+    window_confidences: tuple[float, ...] = ()
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class _Identifier(nn.Module):
+    """uint8 gait images (B, H, H) → identity log-probabilities (B, N): the student and the same
+    conversion training applies (`ikd.train.data.to_device`)."""
+
+    def __init__(self, student: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, gait: torch.Tensor) -> torch.Tensor:
+        images = (gait.float() / 255.0)[:, None].expand(-1, 3, -1, -1)
+        images = images.contiguous(memory_format=torch.channels_last)
+        return torch.log_softmax(self.student(images)[1], dim=1)
+
+
+def to_gait(images: np.ndarray) -> np.ndarray:
+    """(W, 3, H, H) float images in [0, 1] → (W, H, H) uint8, exactly as the dataset stores them."""
+    return np.clip(np.rint(images[:, 0] * 255), 0, 255).astype(np.uint8)
+
+
+def capture_probabilities(log_probs: torch.Tensor) -> torch.Tensor:
+    """A capture's windows' log-probabilities (W, N) → its identity probabilities (N,)."""
+    return torch.softmax(log_probs.mean(dim=0), dim=0)
+
+
+def threshold_for(confidences: np.ndarray, accept: float = ACCEPT) -> float:
+    """The largest threshold that at least `accept` of `confidences` reach."""
+    ordered = np.sort(np.asarray(confidences, np.float64))
+    if len(ordered) == 0:
+        raise UserError("no val captures to calibrate the unknown threshold on")
+    return float(ordered[math.floor((1 - accept) * len(ordered))])
+
+
+class GaitModel:
+    """An exported model, loaded: `identify` captures, `decide` on a capture's windows."""
+
+    def __init__(self, module: torch.jit.ScriptModule, meta: dict[str, Any], path: Path) -> None:
+        self.module, self.meta, self.path = module.eval(), meta, path
+        self.names: list[str] = meta["identities"]
+        self.radar = build(RadarConfig, meta["radar"])
+        self.dsp = build(DSPConfig, meta["dsp"])
+        self.threshold: float = meta["threshold"]
+        self.max_windows: int = meta["max_windows"]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> GaitModel:
+        """Raises UserError for a file that is not an ikd model, or of another format version."""
+        path = Path(path)
+        extra = {META: ""}
+        try:
+            with _quiet_torchscript():
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        except (RuntimeError, ValueError, OSError) as error:
+            reason = str(error).strip().split(". ")[0].split("\n")[0] or type(error).__name__
+            raise UserError(f"{path}: not a TorchScript model file ({reason})") from None
+        try:
+            meta = json.loads(extra[META] or "null")
+        except json.JSONDecodeError:
+            meta = None
+        if not isinstance(meta, dict):
+            raise UserError(f"{path}: a TorchScript file without ikd's {META}: not an ikd model")
+        if meta.get("format") != FORMAT:
+            raise UserError(
+                f"{path}: model format {meta.get('format')!r}; this ikd reads {FORMAT!r} "
+                "(export the run again with this version)"
+            )
+        return cls(module, meta, path)
+
+    @torch.no_grad()
+    def log_probs(self, gait: np.ndarray) -> torch.Tensor:
+        """(W, H, H) uint8 gait images → (W, N) log-probabilities."""
+        return self.module(torch.from_numpy(np.ascontiguousarray(gait)))
+
+    def decide(self, source: str, gait: np.ndarray, windows: bool = False) -> Decision:
+        """A capture's decision from its gait images (all of them; `max_windows` are used)."""
+        chosen = gait[spread(len(gait), self.max_windows)]
+        if len(chosen) == 0:
+            return Decision(source, error=f"{source}: no gait window (the capture is too short)")
+        if chosen.min() == chosen.max():
+            return Decision(source, error=f"{source}: no signal (every spectrogram pixel equal)")
+        log_probs = self.log_probs(chosen)
+        probabilities = capture_probabilities(log_probs)
+        best = int(probabilities.argmax())
+        confidence = float(probabilities[best])
+        per_window = log_probs.exp().max(dim=1)
+        return Decision(
+            source,
+            identity=self.names[best] if confidence >= self.threshold else UNKNOWN,
+            confidence=confidence,
+            best=self.names[best],
+            windows=len(chosen),
+            window_identities=tuple(self.names[i] for i in per_window.indices.tolist())
+            if windows
+            else (),
+            window_confidences=tuple(per_window.values.tolist()) if windows else (),
+        )
+
+    def identify(
+        self, inputs: Sequence[str | os.PathLike], windows: bool = False
+    ) -> Iterator[Decision]:
+        """A decision per capture of each input (a `.bin` with its folder's metadata.json, or a
+        capture folder). A bad capture or a folder recorded with other radar settings gives an
+        error decision naming it, and the rest go on."""
+        bins = range_band(self.radar, self.dsp)
+        for path in map(Path, inputs):
+            try:
+                folder, captures = _captures(path)
+                radar, _ = read_metadata(folder)
+                self.check_radar(radar, folder)
+            except CaptureError as error:
+                yield Decision(str(path), error=str(error))
+                continue
+            for entry in captures:
+                source = str(folder / entry["file"])
+                try:
+                    gait = self.gait(folder / entry["file"], entry["num_frames"], bins)
+                except CaptureError as error:
+                    named = str(error) if source in str(error) else f"{source}: {error}"
+                    yield Decision(source, error=named)
+                    continue
+                yield self.decide(source, gait, windows)
+
+    def gait(self, path: Path, frames: int, bins: slice) -> np.ndarray:
+        """A capture → the uint8 gait images of the windows a decision uses (only those are
+        imaged). Raises CaptureError for a missing, truncated or non-finite capture."""
+        radar = self.radar
+        cube = read_bin(path, frames, radar.num_chirps, radar.num_rx, radar.num_samples)
+        spectrogram = walk_spectrogram(range_fft(cube, bins), radar, self.dsp)
+        images, _ = spectrogram_windows(spectrogram, radar, self.dsp, most=self.max_windows)
+        return to_gait(images)
+
+    def check_radar(self, radar: RadarConfig, folder: Path) -> None:
+        """Raises CaptureError naming each radar field that differs from the model's."""
+        ours, theirs = dataclasses.asdict(self.radar), dataclasses.asdict(radar)
+        differ = [f"{k}={theirs[k]!r} (model: {ours[k]!r})" for k in ours if ours[k] != theirs[k]]
+        if differ:
+            raise CaptureError(
+                f"{folder / METADATA}: recorded with other radar settings than the model's: "
+                + ", ".join(differ)
+            )
+
+
+def _captures(path: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """An input → (its capture folder, the metadata entries to identify)."""
+    if path.is_dir():
+        _, captures = read_metadata(path)
+        if not captures:
+            raise CaptureError(f"{path / METADATA} lists no captures")
+        return path, captures
+    if not path.exists():
+        raise CaptureError(f"{path}: no such file or folder")
+    _, captures = read_metadata(path.parent)
+    entry = [c for c in captures if c["file"] == path.name]
+    if not entry:
+        raise CaptureError(f"{path}: not listed in {path.parent / METADATA}")
+    return path.parent, entry
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+
+def export(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    max_windows: int = 8,
+    unknown_identities: int = 12,
+    onnx: bool = True,
+) -> dict[str, Any]:
+    """Export a run's evaluated student (FAWA's average once engaged) with its calibration.
+
+    Args:
+        out: the model file (default `<run_dir>/gait_model.pt`).
+        names: identity names in label order (default id000, id001, …).
+        max_windows: gait windows per capture decision (0: all).
+        unknown_identities: never-seen synthetic walkers for the open-set report (synthetic
+            datasets only).
+
+    Returns:
+        The model's metadata (also inside the file, and beside it as `<out>.json`).
+    """
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "gait_model.pt"
+    config, method, record, epoch = load_run(run_dir)
+    n = record["num_identities"]
+    names = list(names) if names is not None else [f"id{i:03d}" for i in range(n)]
+    if len(names) != n:
+        raise UserError(f"{len(names)} identity names for a model of {n} identities")
+    identifier = _Identifier(method.evaluated_student()).eval()
+    size = config.dsp.image_size
+    with _quiet_torchscript():
+        traced = torch.jit.trace(identifier, torch.zeros(2, size, size, dtype=torch.uint8))
+    dataset = open_dataset(record["dataset"], config)
+    model = GaitModel(
+        traced,
+        {
+            "identities": names,
+            "radar": dataclasses.asdict(config.radar),
+            "dsp": dataclasses.asdict(config.dsp),
+            "threshold": 0.0,
+            "max_windows": max_windows,
+        },
+        out,
+    )
+    val = _split_decisions(model, Samples.from_dataset(dataset, "val"))
+    threshold = threshold_for([d.confidence for d, _ in val])
+    model.threshold = threshold
+    calibration: dict[str, Any] = {
+        "accept_target": ACCEPT,
+        "val": _rates(val, threshold, names),
+    }
+    if record.get("stage") == "final" and record.get("status") == "complete":
+        test = Samples.from_dataset(dataset, "test", final_run=record)
+        calibration["test"] = _rates(_split_decisions(model, test), threshold, names)
+        if not config.data.captures:  # synthetic: walkers the generator never showed in training
+            calibration["unknown"] = _unknown_rates(
+                model, config, _test_walks(test), unknown_identities, threshold
+            )
+    meta = {
+        "format": FORMAT,
+        "identities": names,
+        "radar": dataclasses.asdict(config.radar),
+        "dsp": dataclasses.asdict(config.dsp),
+        "threshold": threshold,
+        "max_windows": max_windows,
+        "calibration": calibration,
+        "run": {
+            "folder": run_dir.name,
+            "method": config.train.method,
+            "student": config.train.student,
+            "epoch": epoch,
+            "config_hash": config.hash(),
+            "git": record.get("git"),
+            "synthetic": not config.data.captures,
+        },
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(meta, indent=2)
+    with _quiet_torchscript():
+        torch.jit.save(traced, str(out), _extra_files={META: text})
+    write_json(out.with_suffix(".json"), meta)
+    if onnx:
+        _onnx(identifier, size, out.with_suffix(".onnx"))
+    return meta
+
+
+@contextlib.contextmanager
+def _quiet_torchscript() -> Iterator[None]:
+    """torch 2.14 marks TorchScript deprecated (a FutureWarning on every call); it is still the
+    format that loads in libtorch (C++) and mobile runtimes without Python, so the file is one."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.", category=FutureWarning)
+        yield
+
+
+def _onnx(identifier: nn.Module, size: int, path: Path) -> None:
+    """ONNX beside the TorchScript file, where torch's exporter works (it needs `onnx`)."""
+    example = (torch.zeros(2, size, size, dtype=torch.uint8),)
+    axes = {"gait": {0: "windows"}, "log_probs": {0: "windows"}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter
+            torch.onnx.export(
+                identifier,
+                example,
+                str(path),
+                input_names=["gait"],
+                output_names=["log_probs"],
+                dynamic_axes=axes,
+                dynamo=False,
+            )
+    except Exception as error:  # the exporter's failures have no common type
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "onnx" in reason.lower() and "not installed" in reason.lower():
+            reason = "the onnx package is not installed (pip install 'ikd[onnx]')"
+        log.warning("ONNX export skipped: %s", reason)
+        path.unlink(missing_ok=True)
+
+
+def _split_decisions(model: GaitModel, samples: Samples) -> list[tuple[Decision, int]]:
+    """A decision per walk of a split (its windows in order), with the walk's true label."""
+    identity, walk, window = schema.key_parts(samples.key.numpy())
+    gait = samples.gait.numpy()
+    decisions = []
+    for label, number in sorted(set(zip(identity.tolist(), walk.tolist(), strict=True))):
+        rows = np.flatnonzero((identity == label) & (walk == number))
+        rows = rows[np.argsort(window[rows])]
+        source = f"identity {label} walk {number}"
+        decisions.append((model.decide(source, gait[rows]), label))
+    return decisions
+
+
+def _rates(
+    decisions: list[tuple[Decision, int]], threshold: float, names: Sequence[str]
+) -> dict[str, Any]:
+    """Acceptance and accuracy of known walkers' captures at `threshold`."""
+    good = [(d, names[label]) for d, label in decisions if not d.error]
+    accepted = [(d, name) for d, name in good if d.confidence >= threshold]
+    correct = sum(d.best == name for d, name in accepted)
+    closed = sum(d.best == name for d, name in good)
+    return {
+        "captures": len(good),
+        "accepted": len(accepted) / max(len(good), 1),
+        # correct and accepted over all known captures: what a deployment gets right
+        "accuracy_at_threshold": correct / max(len(good), 1),
+        "accuracy_of_accepted": correct / max(len(accepted), 1),
+        "closed_set_accuracy": closed / max(len(good), 1),
+    }
+
+
+def _test_walks(samples: Samples) -> list[int]:
+    """The walk numbers of one identity's test captures (the same for every identity)."""
+    identity, walk, _ = schema.key_parts(samples.key.numpy())
+    first = int(identity.min())
+    return sorted(set(walk[identity == first].tolist()))
+
+
+def _unknown_rates(
+    model: GaitModel, config: Config, walks: Iterable[int], count: int, threshold: float
+) -> dict[str, Any]:
+    """How often walkers the generator never showed in training are rejected: identities
+    num_identities … num_identities + count − 1, the test split's walk numbers, simulated as the
+    dataset's walks are (the fast path)."""
+    first = config.synthetic.num_identities
+    identities = np.repeat(np.arange(first, first + count), len(list(walks)))
+    rows = {"identity": identities, "walk": np.tile(np.asarray(list(walks)), count)}
+    batch = walk_windows_batch(rows, config=config)
+    decisions = []
+    for label, number in zip(rows["identity"].tolist(), rows["walk"].tolist(), strict=True):
+        mask = (batch[schema.IDENTITY] == label) & (batch[schema.WALK] == number)
+        mask &= batch[schema.ERROR] == ""
+        images = batch[schema.SPECTROGRAM][mask]
+        decisions.append(model.decide(f"new identity {label} walk {number}", to_gait(images)))
+    good = [d for d in decisions if not d.error]
+    return {
+        "identities": count,
+        "captures": len(good),
+        "rejected": sum(d.confidence < threshold for d in good) / max(len(good), 1),
+    }
