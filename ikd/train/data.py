@@ -129,7 +129,8 @@ def to_device(stored: dict[str, torch.Tensor], device: torch.device | None) -> d
     students take them: float in [0, 1], 3 channels, channels-last like their weights. On a GPU
     the uint8 batch is copied (pinned, asynchronously) and converted there: 1.6 ms per batch of
     128 at 256² on an H200, against 31.5 ms for converting on the host first
-    (benchmarks/paper_cost.py). The values are the same either way."""
+    (benchmarks/paper_cost.py). The CPU gives the values it always gave; a GPU's division rounds
+    about half the pixels one float32 ulp differently (tests/test_gpu.py)."""
     if device is not None and device.type == "cuda":
         stored = {k: v.pin_memory().to(device, non_blocking=True) for k, v in stored.items()}
     spectrogram = (stored["spectrogram"].float() / 255.0)[:, None].expand(-1, 3, -1, -1)
