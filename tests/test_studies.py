@@ -4,28 +4,32 @@ tuned variant, 2 seeds, 3 epochs, fewer λ values): tune → final → report, r
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from ikd.tune.study import Figure, load_study
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
+SHA = "0123456789abcdef0123456789abcdef01234567"  # what the job says its commit is
 ORDER = ("table3_methods", "table4_students", "table5_contrast", "fig4_lambda", "search_identitykd")
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
-def studies(smoke_dataset, tmp_path_factory):
+def studies(smoke_dataset, ray_head, tmp_path_factory):
     """The main job on the smoke preset (`ikd run`: every study with its test budget) on the
-    session's smoke dataset: (results, runs, what it printed)."""
-    from ikd.cli import main
+    session's smoke dataset, submitted as a Ray job to a head of its own the way
+    cluster/README.md says (the Job SDK, the working dir with cluster/runtime_env.yaml's
+    excludes, absolute roots, the commit passed as IKD_GIT_SHA): (results, runs, its logs)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+    from test_jobs import wait_for
+
     from ikd.tune.stages import run_study
 
     config, _, _ = smoke_dataset
@@ -46,14 +50,19 @@ def studies(smoke_dataset, tmp_path_factory):
         quick=True,
         storage=str(runs),
     )
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        status = main(
-            ["run", "--preset", "smoke", "--results", str(results), "--out", str(root),
-             *(f"{key}={value}" for key, value in overrides.items())]
-        )  # fmt: skip
-    assert status == 0
-    yield results, runs, printed.getvalue()
+    address, python = ray_head
+    client = JobSubmissionClient(address)
+    runtime_env = yaml.safe_load((STUDIES.parent / "cluster" / "runtime_env.yaml").read_text())
+    command = [f"env IKD_GIT_SHA={SHA}", python, "-m", "ikd", "run", "--preset", "smoke",
+               "--results", str(results), "--out", str(root),
+               *(f"{key}={value}" for key, value in overrides.items())]  # fmt: skip
+    job = client.submit_job(
+        entrypoint=" ".join(command),
+        runtime_env={**runtime_env, "working_dir": str(STUDIES.parent)},
+    )
+    status, logs = wait_for(client, job)
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    yield results, runs, logs
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -104,6 +113,7 @@ def test_every_study_renders_its_artefact_from_its_own_runs(studies):
         assert provenance["preset"] == "smoke" and provenance["quick"] is True
         assert {"tune", "final"} <= set(provenance["stage_seconds"])
         assert provenance["dataset"]["manifest_sha256"] and provenance["teacher"]
+        assert provenance["git"] == SHA  # passed with the job (cluster/runtime_env.yaml drops .git)
 
 
 def test_table3_compares_identitykd_with_every_baseline_and_plots_identities(studies):
