@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
 
 import ray
 
@@ -50,3 +58,63 @@ def require_absolute_in_job(roots: dict[str, str | os.PathLike | None]) -> None:
 def cluster_cpus() -> int:
     """The cluster's CPUs, at least 1."""
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+@contextlib.contextmanager
+def local_head(num_cpus: int = 2) -> Iterator[str]:
+    """A Ray head of its own on this machine (`ray start --head --block`), for job tests and
+    benchmarks: free ports for every component, its own temp dir, token auth as a fresh cluster
+    has it. Yields its dashboard address (the Job SDK's and `ray job submit`'s). Stopped by
+    killing its process group: `ray stop` would stop every Ray on the machine."""
+    from ray.job_submission import JobSubmissionClient
+
+    temp = tempfile.mkdtemp(prefix="ikdray-", dir="/tmp")  # Ray's socket paths must stay short
+    ports = _free_ports(10)
+    # Workers get a range below the ephemeral ports (where _free_ports draws) and above the
+    # default worker range (10002-19999) of any other Ray on the machine.
+    worker = 20000 + (os.getpid() % 50) * 200
+    names = ("port", "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+             "metrics-export-port", "runtime-env-agent-port", "node-manager-port",
+             "object-manager-port", "ray-client-server-port")  # fmt: skip
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ADDRESS", None)
+    command = [
+        sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+        f"--num-cpus={num_cpus}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+        f"--temp-dir={temp}", "--disable-usage-stats",
+        f"--min-worker-port={worker}", f"--max-worker-port={worker + 199}",
+        *(f"--{name}={port}" for name, port in zip(names, ports, strict=False)),
+    ]  # fmt: skip
+    errors = open(os.path.join(temp, "start.err"), "w")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=errors
+    )
+    address = f"http://127.0.0.1:{ports[1]}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                JobSubmissionClient(address).list_jobs()
+                break
+            except Exception:  # not up yet (connection refused, no job agent yet)
+                if process.poll() is not None or time.monotonic() > deadline:
+                    with open(errors.name) as text:
+                        raise UserError(f"a local Ray head did not start: {text.read()}") from None
+                time.sleep(1)
+        yield address
+    finally:  # `ray start --block` ignores SIGTERM for 30 s and more: no state worth saving
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        errors.close()
+        subprocess.run(["pkill", "-9", "-f", temp], check=False)  # workers in their own sessions
+        subprocess.run(["rm", "-rf", temp], check=False)
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
