@@ -44,13 +44,10 @@ def main() -> None:
 
 def _preset(preset: str, folder: Path, args: argparse.Namespace) -> tuple[int, float]:
     """Print the preset's row; return (captures, seconds) of identifying the folder."""
-    import dataclasses
-
-    import torch
 
     from ikd.config import apply_overrides, load_config
     from ikd.data.export import simulate_captures
-    from ikd.deploy import FORMAT, GaitModel, _Identifier, to_gait
+    from ikd.deploy import GaitModel, to_gait
     from ikd.models.students import Student
     from ikd.radar.captures import read_metadata
     from ikd.radar.dca1000 import read_bin
@@ -67,18 +64,10 @@ def _preset(preset: str, folder: Path, args: argparse.Namespace) -> tuple[int, f
         config, {"synthetic.num_identities": 2, "synthetic.walks_per_identity": 1}
     )
     simulate_captures(one, folder, webcam=False, progress=False, identities=range(args.captures))
+    names = [f"id{i:03d}" for i in range(36)]
+    student = Student.from_name("resnet18", len(names))
+    model = GaitModel.trace(student, config, names, 8, folder / "model.pt")
     size = config.dsp.image_size
-    identifier = _Identifier(Student.from_name("resnet18", 36)).eval()
-    module = torch.jit.trace(identifier, torch.zeros(2, size, size, dtype=torch.uint8))
-    meta = {
-        "format": FORMAT,
-        "identities": [f"id{i:03d}" for i in range(36)],
-        "radar": dataclasses.asdict(config.radar),
-        "dsp": dataclasses.asdict(config.dsp),
-        "threshold": 0.5,
-        "max_windows": 8,
-    }
-    model = GaitModel(module, meta, folder / "model.pt")
     radar, captures = read_metadata(folder)
     entry = captures[0]
     path = folder / entry["file"]

@@ -29,7 +29,7 @@ def main() -> None:
     import yaml
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    from ikd.cluster import local_head
+    from ikd.cluster import local_head, wait_for_job
 
     def command(results: Path) -> list[str]:
         return [sys.executable, "-m", "ikd", "study", f"studies/{args.study}.py", "--preset",
@@ -50,15 +50,10 @@ def main() -> None:
                 entrypoint=" ".join(command(Path(scratch) / "job")),
                 runtime_env={**runtime_env, "working_dir": str(ROOT)},
             )
-            while (status := client.get_job_status(job)) not in {
-                JobStatus.SUCCEEDED,
-                JobStatus.FAILED,
-                JobStatus.STOPPED,
-            }:
-                time.sleep(0.5)
+            status, logs = wait_for_job(client, job)
             submitted = time.perf_counter() - start
             if status != JobStatus.SUCCEEDED:
-                raise SystemExit(client.get_job_logs(job)[-3000:])
+                raise SystemExit(logs[-3000:])
     print(f"| {args.study}, smoke, --quick | direct {direct:.1f} s | as a Ray job {submitted:.1f} s "
           f"| {submitted / direct:.2f}× |")  # fmt: skip
 

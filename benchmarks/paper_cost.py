@@ -280,9 +280,10 @@ def _windows() -> dict[str, int]:
     """Gait windows per split at the paper preset (before pairs without a face are dropped)."""
     from ikd.config import load_config
     from ikd.data.splits import assign_splits
+    from ikd.radar.dsp import num_windows
 
     config = load_config("paper", [], warn=False)
-    per_walk = (config.num_frames - config.dsp.window_frames) // config.dsp.hop_frames + 1
+    per_walk = num_windows(config.num_frames, config.dsp)
     walks = [
         (identity, walk)
         for identity in range(config.synthetic.num_identities)

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import ray
 
@@ -108,6 +109,24 @@ def local_head(num_cpus: int = 2) -> Iterator[str]:
         errors.close()
         subprocess.run(["pkill", "-9", "-f", temp], check=False)  # workers in their own sessions
         subprocess.run(["rm", "-rf", temp], check=False)
+
+
+def wait_for_job(client: Any, job: str, seconds: float = 600) -> tuple[Any, str]:
+    """A submitted job's final status and its logs, polling its `JobSubmissionClient`.
+
+    Raises:
+        TimeoutError: it has not ended after `seconds`; the logs' tail says where it was.
+    """
+    from ray.job_submission import JobStatus
+
+    deadline = time.monotonic() + seconds
+    ended = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+    while (status := client.get_job_status(job)) not in ended:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job} still {status} after {seconds:.0f} s: "
+                               f"{client.get_job_logs(job)[-2000:]}")  # fmt: skip
+        time.sleep(0.5)
+    return status, client.get_job_logs(job)
 
 
 def _free_ports(count: int) -> list[int]:

@@ -115,6 +115,26 @@ class GaitModel:
         self.max_windows: int = meta["max_windows"]
 
     @classmethod
+    def trace(
+        cls, student: nn.Module, config: Config, names: Sequence[str], max_windows: int, path: Path
+    ) -> GaitModel:
+        """A model of `student` for `config`'s radar and DSP; its threshold 0 until calibrated."""
+        size = config.dsp.image_size
+        with _quiet_torchscript():
+            module = torch.jit.trace(
+                _Identifier(student).eval(), torch.zeros(2, size, size, dtype=torch.uint8)
+            )
+        meta = {
+            "format": FORMAT,
+            "identities": list(names),
+            "radar": dataclasses.asdict(config.radar),
+            "dsp": dataclasses.asdict(config.dsp),
+            "threshold": 0.0,
+            "max_windows": max_windows,
+        }
+        return cls(module, meta, path)
+
+    @classmethod
     def load(cls, path: str | os.PathLike) -> GaitModel:
         """Raises UserError for a file that is not an ikd model, or of another format version."""
         path = Path(path)
@@ -259,25 +279,11 @@ def export(
     names = list(names) if names is not None else [f"id{i:03d}" for i in range(n)]
     if len(names) != n:
         raise UserError(f"{len(names)} identity names for a model of {n} identities")
-    identifier = _Identifier(method.evaluated_student()).eval()
-    size = config.dsp.image_size
-    with _quiet_torchscript():
-        traced = torch.jit.trace(identifier, torch.zeros(2, size, size, dtype=torch.uint8))
+    model = GaitModel.trace(method.evaluated_student(), config, names, max_windows, out)
     dataset = open_dataset(record["dataset"], config)
-    model = GaitModel(
-        traced,
-        {
-            "identities": names,
-            "radar": dataclasses.asdict(config.radar),
-            "dsp": dataclasses.asdict(config.dsp),
-            "threshold": 0.0,
-            "max_windows": max_windows,
-        },
-        out,
-    )
     val = _split_decisions(model, Samples.from_dataset(dataset, "val"))
     threshold = threshold_for([d.confidence for d, _ in val])
-    model.threshold = threshold
+    model.threshold = model.meta["threshold"] = threshold
     calibration: dict[str, Any] = {
         "accept_target": ACCEPT,
         "val": _rates(val, threshold, names),
@@ -289,13 +295,7 @@ def export(
             calibration["unknown"] = _unknown_rates(
                 model, config, _test_walks(test), unknown_identities, threshold
             )
-    meta = {
-        "format": FORMAT,
-        "identities": names,
-        "radar": dataclasses.asdict(config.radar),
-        "dsp": dataclasses.asdict(config.dsp),
-        "threshold": threshold,
-        "max_windows": max_windows,
+    meta = model.meta | {
         "calibration": calibration,
         "run": {
             "folder": run_dir.name,
@@ -310,10 +310,10 @@ def export(
     out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(meta, indent=2)
     with _quiet_torchscript():
-        torch.jit.save(traced, str(out), _extra_files={META: text})
+        torch.jit.save(model.module, str(out), _extra_files={META: text})
     write_json(out.with_suffix(".json"), meta)
     if onnx:
-        _onnx(identifier, size, out.with_suffix(".onnx"))
+        _onnx(model.module, config.dsp.image_size, out.with_suffix(".onnx"))
     return meta
 
 

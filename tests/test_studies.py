@@ -28,8 +28,8 @@ def studies(smoke_dataset, ray_head, tmp_path_factory):
     cluster/README.md says (the Job SDK, the working dir with cluster/runtime_env.yaml's
     excludes, absolute roots, the commit passed as IKD_GIT_SHA): (results, runs, its logs)."""
     from ray.job_submission import JobStatus, JobSubmissionClient
-    from test_jobs import wait_for
 
+    from ikd.cluster import wait_for_job
     from ikd.tune.stages import run_study
 
     config, _, _ = smoke_dataset
@@ -60,7 +60,7 @@ def studies(smoke_dataset, ray_head, tmp_path_factory):
         entrypoint=" ".join(command),
         runtime_env={**runtime_env, "working_dir": str(STUDIES.parent)},
     )
-    status, logs = wait_for(client, job)
+    status, logs = wait_for_job(client, job)
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
     yield results, runs, logs
     shutil.rmtree(root, ignore_errors=True)
