@@ -8,9 +8,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ikd.config import PRESETS, STAGES, Config, load_config, split_override
 from ikd.errors import UserError
+
+if TYPE_CHECKING:
+    from ikd.storage import Location
 
 log = logging.getLogger("ikd")
 _LARGE = 2 * 2**30  # bytes of captures written without --force
@@ -150,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common(report)
     report.add_argument(
-        "--dataset", type=Path, default=None, help="dataset folder (default: the config's)"
+        "--dataset", default=None, help="dataset folder, a path or a URI (default: the config's)"
     )
     report.set_defaults(handler=_report)
 
@@ -197,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
         "--name", default=None, help="variant name in the run folder (default: method[-student])"
     )
     fit.add_argument(
-        "--dataset", type=Path, default=None, help="dataset folder (default: the config's)"
+        "--dataset", default=None, help="dataset folder, a path or a URI (default: the config's)"
     )
     fit.add_argument(
         "--test", action="store_true", help="evaluate the test split once when done (test.json)"
@@ -278,7 +282,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Evaluate a run folder's newest checkpoint on a split, from gait alone. The test "
         "split is evaluated once: test.json is written the first time and shown afterwards.",
     )
-    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (a path or a URI)")
     evaluate.add_argument("--split", choices=["val", "test"], default="val")
     _verbose(evaluate)
     evaluate.set_defaults(handler=_eval)
@@ -293,9 +297,13 @@ def _parser() -> argparse.ArgumentParser:
         "reports, on test, the closed-set accuracy at that threshold and how often walkers never "
         "seen in training (new synthetic identities) are rejected.",
     )
-    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (a path or a URI)")
     export.add_argument(
-        "--out", type=Path, default=None, help="model file (default: RUN_DIR/gait_model.pt)"
+        "--out",
+        type=Path,
+        default=None,
+        help="model file (default: RUN_DIR/gait_model.pt; ./<run>.gait_model.pt for a run in "
+        "an object store)",
     )
     export.add_argument(
         "--names", type=Path, default=None, help="identity names, one per line in label order"
@@ -335,14 +343,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from ikd.deploy import export
+    from ikd.deploy import default_model_file, export
+    from ikd.storage import location
 
     names = None
     if args.names is not None:
         names = [line.strip() for line in args.names.read_text().splitlines() if line.strip()]
     if args.max_windows < 0 or args.unknown < 0:
         raise UserError("--max-windows and --unknown must be ≥ 0")
-    out = args.out or args.run_dir / "gait_model.pt"
+    out = args.out or default_model_file(location(args.run_dir))
     meta = export(
         args.run_dir,
         out,
@@ -474,6 +483,7 @@ def _teacher_train(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from ikd.storage import absolute
     from ikd.train.driver import train_driver
 
     if args.method is not None:
@@ -491,7 +501,7 @@ def _train(args: argparse.Namespace) -> None:
             "study": args.study,
             "stage": args.stage,
             "variant": args.name,
-            "dataset": str(args.dataset.resolve()) if args.dataset else None,
+            "dataset": absolute(args.dataset) if args.dataset else None,
             "test": args.test,
             "loop": "plain" if args.no_ray else "ray",
             **dict(map(split_override, args.overrides)),
@@ -549,8 +559,8 @@ def _study_report(args: argparse.Namespace) -> None:
         log.info("overview: %s", write_overview(parent))
 
 
-def _show_metrics(run_dir: Path) -> None:
-    from ikd.files import read_json
+def _show_metrics(run_dir: Location) -> None:
+    from ikd.storage import read_json
     from ikd.train.runs import METRICS, TEST, read_metrics
 
     _log_split(read_metrics(run_dir / METRICS)[-1], "val")
@@ -583,7 +593,7 @@ def _eval(args: argparse.Namespace) -> None:
 
     from ikd.train.driver import evaluate_run
 
-    metrics = evaluate_run(args.run_dir.resolve(), args.split)
+    metrics = evaluate_run(args.run_dir, args.split)
     print(json.dumps(metrics, indent=2))
 
 
@@ -593,7 +603,7 @@ def _report(args: argparse.Namespace) -> None:
     _print_report(args.dataset or dataset_folder(_config(args)))
 
 
-def _build_dataset(config: Config, args: argparse.Namespace, stop_after: str) -> Path:
+def _build_dataset(config: Config, args: argparse.Namespace, stop_after: str) -> Location:
     from ikd.cluster import init_ray
     from ikd.data.pipeline import build_dataset
 
@@ -604,7 +614,7 @@ def _build_dataset(config: Config, args: argparse.Namespace, stop_after: str) ->
     return folder
 
 
-def _print_report(folder: Path) -> None:
+def _print_report(folder: str | Location) -> None:
     from ikd.data.dataset import open_dataset
     from ikd.data.report import write_report
 

@@ -39,10 +39,10 @@ from ikd.config import Config, DSPConfig, RadarConfig, build
 from ikd.data import schema
 from ikd.data.dataset import open_dataset
 from ikd.errors import CaptureError, UserError
-from ikd.files import write_json
 from ikd.radar.captures import METADATA, read_metadata, walk_windows_batch
 from ikd.radar.dca1000 import read_bin
 from ikd.radar.dsp import range_band, range_fft, spectrogram_windows, spread, walk_spectrogram
+from ikd.storage import Location, location, write_json
 from ikd.train.data import Samples
 from ikd.train.driver import load_run
 
@@ -251,6 +251,15 @@ def _captures(path: Path) -> tuple[Path, list[dict[str, Any]]]:
 # -- export ---------------------------------------------------------------------------------------
 
 
+MODEL_FILE = "gait_model.pt"
+
+
+def default_model_file(run_dir: Location) -> Path:
+    """`<run_dir>/gait_model.pt` for a run on a file system; `./<run>.gait_model.pt` for one in
+    an object store (a deployed model is a local file)."""
+    return run_dir.local / MODEL_FILE if run_dir.is_local else Path(f"{run_dir.name}.{MODEL_FILE}")
+
+
 def export(
     run_dir: str | os.PathLike,
     out: str | os.PathLike | None = None,
@@ -263,7 +272,7 @@ def export(
     """Export a run's evaluated student (FAWA's average once engaged) with its calibration.
 
     Args:
-        out: the model file (default `<run_dir>/gait_model.pt`).
+        out: the model file, local (default `default_model_file(run_dir)`).
         names: identity names in label order (default id000, id001, …).
         max_windows: gait windows per capture decision (0: all).
         unknown_identities: never-seen synthetic walkers for the open-set report (synthetic
@@ -272,8 +281,8 @@ def export(
     Returns:
         The model's metadata (also inside the file, and beside it as `<out>.json`).
     """
-    run_dir = Path(run_dir)
-    out = Path(out) if out is not None else run_dir / "gait_model.pt"
+    run_dir = location(run_dir)
+    out = Path(out) if out is not None else default_model_file(run_dir)
     config, method, record, epoch = load_run(run_dir)
     n = record["num_identities"]
     names = list(names) if names is not None else [f"id{i:03d}" for i in range(n)]

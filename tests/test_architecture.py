@@ -58,7 +58,7 @@ def test_library_code_logs_instead_of_printing():
 
 
 def test_the_config_imports_no_method_model_or_torch():
-    for name in ("config.py", "method_params.py", "errors.py", "files.py"):
+    for name in ("config.py", "method_params.py", "errors.py", "storage.py"):
         imported = _imports_of(name)[name]
         assert not any(
             m.split(".")[0] == "torch" or m.startswith(("ikd.methods", "ikd.models", "ikd.train"))
@@ -79,5 +79,5 @@ def test_models_do_not_import_the_dataset_schema_or_training():
 
 
 def test_the_ground_floor_imports_nothing_of_ikd():
-    for name in ("errors.py", "files.py"):
+    for name in ("errors.py", "storage.py"):
         assert not any(m.startswith("ikd") for m in _imports_of(name)[name]), name

@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as pads
@@ -118,10 +119,10 @@ def test_a_finished_build_is_a_no_op(built):
     from ikd.data.pipeline import build_dataset
 
     config, folder, _ = built
-    before = (folder / MANIFEST).stat().st_mtime_ns
+    before = Path(folder / MANIFEST).stat().st_mtime_ns
     start = time.perf_counter()
     assert build_dataset(config, progress=False) == folder
-    assert time.perf_counter() - start < 5 and (folder / MANIFEST).stat().st_mtime_ns == before
+    assert time.perf_counter() - start < 5 and Path(folder / MANIFEST).stat().st_mtime_ns == before
 
 
 def test_views_made_by_another_teacher_are_rebuilt_and_earlier_stages_kept(built):
@@ -131,15 +132,15 @@ def test_views_made_by_another_teacher_are_rebuilt_and_earlier_stages_kept(built
     from ikd.data.pipeline import build_dataset
 
     config, folder, _ = built
-    pairs_done = (folder / PAIRS / DONE).stat().st_mtime_ns
+    pairs_done = Path(folder / PAIRS / DONE).stat().st_mtime_ns
     teacher = (folder / TEACHER / INFO).read_text()
     expected = PairedDataset(open_dataset(folder), "test", FINAL_RUN)[0]
     marker = json.loads((folder / DATA / DONE).read_text())
     (folder / DATA / DONE).write_text(json.dumps({**marker, "classifier_sha256": "another"}))
-    (folder / MANIFEST).unlink()
+    (folder / MANIFEST).remove()
     build_dataset(config, progress=False)
     assert json.loads((folder / DATA / DONE).read_text()) == marker
-    assert (folder / PAIRS / DONE).stat().st_mtime_ns == pairs_done
+    assert Path(folder / PAIRS / DONE).stat().st_mtime_ns == pairs_done
     assert (folder / TEACHER / INFO).read_text() == teacher
     again = PairedDataset(open_dataset(folder), "test", FINAL_RUN)[0]
     assert all(np.array_equal(again[k].numpy(), expected[k].numpy()) for k in expected)

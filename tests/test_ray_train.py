@@ -44,7 +44,7 @@ def test_a_worker_that_dies_mid_training_resumes_to_the_same_final_metrics(smoke
     assert [m["epoch"] for m in _metric_lines(broken_dir)] == [0]
     # The same command resumes it at epoch 1; the last rank dies after it again, Ray Train
     # restarts the workers, and the run goes on to the end within this one call.
-    assert train_driver({**broken, "fail_at_epochs": (1,), "max_failures": 1}) == broken_dir
+    assert train_driver({**broken, "fail_at_epochs": (1,), "max_failures": 1}).local == broken_dir
     assert (broken_dir / ".fault-injected-epoch-1").exists()
     assert _metric_lines(broken_dir) == _metric_lines(unbroken)
     assert len(_metric_lines(broken_dir)) == 3

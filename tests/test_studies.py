@@ -70,7 +70,7 @@ def test_the_main_job_previews_builds_reports_and_prints_table3(studies, smoke_d
     results, _, printed = studies
     assert (results.parent / "preview" / "grid.png").exists()  # <--out>/preview
     config, folder, _ = smoke_dataset
-    assert list(Path(config.data.root).iterdir()) == [folder]  # reused, not built again
+    assert list(Path(config.data.root).iterdir()) == [folder.local]  # reused, not built again
     assert "# Dataset smoke-" in printed and "# Table 3: synthetic data, smoke preset" in printed
     assert {p.name for p in results.iterdir()} >= {*ORDER, "runs", "README.md"}
     overview = (results / "README.md").read_text()

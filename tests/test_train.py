@@ -73,7 +73,7 @@ def test_a_run_folder_holds_its_config_provenance_metrics_and_two_checkpoints(
     spec = _spec(smoke_dataset, tmp_path, **{"train.method": "vanilla_kd", "train.epochs": 3})
     reported = []
     run_dir = train_driver({**spec, "on_epoch": reported.append})
-    assert run_dir.parent == tmp_path / "train" / "final"
+    assert run_dir.parent.local == tmp_path / "train" / "final"
     overrides = driver.split_spec(spec)[1]
     one_worker = apply_overrides(smoke_dataset[0], {**overrides, "train.workers": 1})  # no Ray
     assert run_dir.name == f"vanilla_kd-{run_hash(one_worker)}-seed0"
@@ -138,9 +138,9 @@ def test_test_json_is_written_once_and_only_when_asked(smoke_dataset, tmp_path, 
         predictions["key"], predictions["walk"], predictions["window"], strict=True
     ):
         assert key % 1_000_000 == walk * 1_000 + window
-    stamp = (run_dir / "test.json").stat().st_mtime_ns
+    stamp = (run_dir.local / "test.json").stat().st_mtime_ns
     assert evaluate_run(run_dir, "test") == test
-    assert (run_dir / "test.json").stat().st_mtime_ns == stamp
+    assert (run_dir.local / "test.json").stat().st_mtime_ns == stamp
     val = evaluate_run(run_dir, "val")
     assert val["val/acc"] == _metric_lines(run_dir)[-1]["val/acc"]
 
@@ -189,7 +189,7 @@ def test_an_interrupted_run_resumes_and_ends_like_an_unbroken_one(
     monkeypatch.setattr(LocalCheckpoints, "report", report)
     reported = []  # a Tune trial sees every epoch once, in order, the trained ones replayed
     resumed = train_driver({**spec, "study": "broken", "on_epoch": reported.append})
-    assert resumed == broken
+    assert resumed.local == broken
     assert [m["epoch"] for m in reported] == [0, 1]
     finished = []
     train_driver({**spec, "study": "broken", "on_epoch": finished.append})

@@ -19,7 +19,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ from torch.utils.data import Dataset
 from ikd.config import DATA_SECTIONS, Config
 from ikd.data import schema
 from ikd.errors import UserError
-from ikd.files import read_json
+from ikd.storage import Location, location, read_json
 
 MANIFEST = "manifest.json"
 PAIRS, TEACHER, DATA = "pairs", "teacher", "data"
@@ -40,14 +39,15 @@ REPORT, SAMPLES = "report.md", "samples.png"
 COMPLETE = "complete"  # the manifest's status once every stage is done
 
 
-def dataset_folder(config: Config) -> Path:
-    """Where the config's dataset lives: <data.root>/<preset>-<data hash> (absolute)."""
-    return (Path(config.data.root) / f"{config.preset}-{config.data_hash()}").resolve()
+def dataset_folder(config: Config) -> Location:
+    """Where the config's dataset lives: <data.root>/<preset>-<data hash> (absolute, or in the
+    storage a URI names: `ikd.storage`)."""
+    return location(config.data.root) / f"{config.preset}-{config.data_hash()}"
 
 
-def finished_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
+def finished_manifest(folder: str | os.PathLike | Location) -> dict[str, Any] | None:
     """The manifest of a finished dataset in `folder`, or None (absent or interrupted)."""
-    manifest = read_json(Path(folder) / MANIFEST)
+    manifest = read_json(location(folder) / MANIFEST)
     return manifest if manifest is not None and manifest.get("status") == COMPLETE else None
 
 
@@ -70,9 +70,9 @@ def check_split_access(split: str, final_run: Mapping[str, Any] | None) -> None:
 
 @dataclass(frozen=True)
 class BuiltDataset:
-    """A finished dataset on disk, checked once (`open_dataset`): its folder and manifest."""
+    """A finished dataset, checked once (`open_dataset`): its folder and manifest."""
 
-    folder: Path
+    folder: Location
     manifest: dict[str, Any]
 
     @cached_property
@@ -111,16 +111,21 @@ class BuiltDataset:
         where = pads.field(schema.SPLIT) == split
         if stage == PAIRS:
             where = where & (pads.field(schema.ERROR) == "")
-        table = pads.dataset(self.folder / stage, format="parquet").to_table(
-            columns=columns, filter=where
-        )
+        table = parquet(self.folder / stage).to_table(columns=columns, filter=where)
         table = table.sort_by(schema.KEY) if schema.KEY in table.column_names else table
         return {
             name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
         }
 
 
-def open_dataset(folder: str | os.PathLike, config: Config | None = None) -> BuiltDataset:
+def parquet(folder: Location) -> pads.Dataset:
+    """The Parquet files of a folder, wherever it is, as one pyarrow dataset."""
+    return pads.dataset(folder.path, format="parquet", filesystem=folder.fs)
+
+
+def open_dataset(
+    folder: str | os.PathLike | Location, config: Config | None = None
+) -> BuiltDataset:
     """Open a finished dataset; with `config`, also check it was built with the config's data
     settings (its data hash).
 
@@ -128,7 +133,7 @@ def open_dataset(folder: str | os.PathLike, config: Config | None = None) -> Bui
         UserError: no finished dataset in `folder`, or one built with other data settings
             (naming each setting that differs).
     """
-    folder = Path(folder).resolve()
+    folder = location(folder)
     manifest = finished_manifest(folder)
     if manifest is None:
         preset = f" --preset {config.preset}" if config is not None else ""

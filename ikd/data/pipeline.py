@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -50,13 +49,14 @@ from ikd.data.dataset import (
     check_split_access,
     dataset_folder,
     finished_manifest,
+    parquet,
 )
 from ikd.data.pairs import RealFaces, synthetic_pairs_batch
 from ikd.data.splits import assign_splits
 from ikd.data.views import TeacherViews
 from ikd.errors import UserError
-from ikd.files import read_json, write_json
 from ikd.radar.captures import capture_rows, capture_windows_batch, read_metadata
+from ikd.storage import Location, read_json, write_json
 from ikd.train.teacher import prepare_teacher, read_teacher_info
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def walk_rows(
     return rows, frames
 
 
-def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "views") -> Path:
+def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "views") -> Location:
     """Build (or resume, or confirm) the config's dataset; return its folder.
 
     Each stage writes a marker naming what it was built from (the data hash; for the views, the
@@ -168,7 +168,6 @@ def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "v
     if finished_manifest(folder) is not None:
         log.info("dataset %s is up to date (data hash %s)", folder, config.data_hash())
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / CONFIG, config.to_dict())
     init_ray()
     rows, frames = walk_rows(config)
@@ -177,7 +176,7 @@ def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "v
         pairs_marker = {"data_hash": config.data_hash()}
         if read_json(folder / PAIRS / DONE) != pairs_marker:
             start = time.perf_counter()
-            shutil.rmtree(folder / TEACHER, ignore_errors=True)  # built from the old pairs
+            (folder / TEACHER).remove()  # built from the old pairs
             _build_pairs(config, rows, frames, folder / PAIRS)
             timings["pairs (simulate/read + DSP + faces)"] = round(time.perf_counter() - start, 1)
             write_json(folder / PAIRS / DONE, pairs_marker)
@@ -236,12 +235,12 @@ def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "v
     return folder
 
 
-def _build_views(folder: Path, shapes: schema.Shapes) -> None:
+def _build_views(folder: Location, shapes: schema.Shapes) -> None:
     """Stage 3: teacher outputs for K views of every good face (Ray Data actors)."""
-    shutil.rmtree(folder / DATA, ignore_errors=True)
+    (folder / DATA).remove()
     cpus = cluster_cpus()
     (
-        ray.data.read_parquet(str(folder / PAIRS))
+        ray.data.read_parquet((folder / PAIRS).path, filesystem=folder.fs)
         .filter(expr=col(schema.ERROR) == "")
         .drop_columns([schema.ERROR])
         .repartition(4 * cpus)
@@ -249,13 +248,15 @@ def _build_views(folder: Path, shapes: schema.Shapes) -> None:
         # Actors take 0.9 CPU each so the Parquet writes (0.1) still run beside them on 2 cores.
         .map_batches(
             TeacherViews,
-            fn_constructor_args=(str(folder / TEACHER), shapes),
+            fn_constructor_args=(str(folder / TEACHER), shapes),  # a path or a URI
             batch_size=32,
             compute=ray.data.ActorPoolStrategy(size=cpus),
             num_cpus=0.9,
             batch_format="numpy",
         )
-        .write_parquet(str(folder / DATA), ray_remote_args={"num_cpus": 0.1})
+        .write_parquet(
+            (folder / DATA).path, filesystem=folder.fs, ray_remote_args={"num_cpus": 0.1}
+        )
     )
 
 
@@ -286,7 +287,10 @@ def read_split(
     context.execution_options.preserve_order = True
     try:
         rows = ray.data.read_parquet(
-            str(dataset.folder / DATA), columns=[*columns, schema.SPLIT], num_cpus=0.25
+            (dataset.folder / DATA).path,
+            filesystem=dataset.folder.fs,
+            columns=[*columns, schema.SPLIT],
+            num_cpus=0.25,
         ).filter(expr=col(schema.SPLIT) == split)
         if not decode:
             return rows.select_columns(columns)
@@ -297,8 +301,8 @@ def read_split(
         context.shuffle_strategy, context.execution_options.preserve_order = saved
 
 
-def _build_pairs(config: Config, rows: dict[str, np.ndarray], frames: dict, out: Path) -> None:
-    shutil.rmtree(out, ignore_errors=True)
+def _build_pairs(config: Config, rows: dict[str, np.ndarray], frames: dict, out: Location) -> None:
+    out.remove()
     items = [{k: v[i] for k, v in rows.items()} for i in range(len(rows[schema.IDENTITY]))]
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * cluster_cpus()))
     if config.data.captures:
@@ -331,23 +335,21 @@ def _build_pairs(config: Config, rows: dict[str, np.ndarray], frames: dict, out:
     }
     dataset.map_batches(
         schema.to_storage, fn_kwargs={"splits": splits}, batch_format="numpy", num_cpus=0.1
-    ).write_parquet(str(out), ray_remote_args={"num_cpus": 0.1})
+    ).write_parquet(out.path, filesystem=out.fs, ray_remote_args={"num_cpus": 0.1})
 
 
-def _pair_counts(pairs: Path) -> dict[str, int]:
+def _pair_counts(pairs: Location) -> dict[str, int]:
     """Good pairs per split."""
-    table = pads.dataset(pairs, format="parquet").to_table(
-        columns=[schema.SPLIT], filter=pads.field(schema.ERROR) == ""
-    )
+    table = parquet(pairs).to_table(columns=[schema.SPLIT], filter=pads.field(schema.ERROR) == "")
     splits = table.column(schema.SPLIT).to_numpy(zero_copy_only=False)
     return {name: int((splits == name).sum()) for name in schema.SPLITS}
 
 
-def _faces(pairs: Path, split: str, config: Config) -> tuple[np.ndarray, np.ndarray]:
+def _faces(pairs: Location, split: str, config: Config) -> tuple[np.ndarray, np.ndarray]:
     """One split's good faces (train or val only: the teacher never sees test)."""
     if split == "test":
         raise ValueError("the teacher never reads test faces")
-    table = pads.dataset(pairs, format="parquet").to_table(
+    table = parquet(pairs).to_table(
         columns=[schema.IDENTITY, schema.FACE],
         filter=(pads.field(schema.ERROR) == "") & (pads.field(schema.SPLIT) == split),
     )
@@ -360,8 +362,8 @@ def _faces(pairs: Path, split: str, config: Config) -> tuple[np.ndarray, np.ndar
     return faces, table.column(schema.IDENTITY).to_numpy().astype(np.int64)
 
 
-def _dropped(pairs: Path) -> list[dict[str, Any]]:
-    table = pads.dataset(pairs, format="parquet").to_table(
+def _dropped(pairs: Location) -> list[dict[str, Any]]:
+    table = parquet(pairs).to_table(
         columns=[schema.IDENTITY, schema.WALK, schema.WINDOW, schema.ERROR],
         filter=pads.field(schema.ERROR) != "",
     )
@@ -371,11 +373,9 @@ def _dropped(pairs: Path) -> list[dict[str, Any]]:
 
 
 def _manifest(
-    config: Config, folder: Path, shapes: schema.Shapes, teacher: Any, timings: dict[str, float]
+    config: Config, folder: Location, shapes: schema.Shapes, teacher: Any, timings: dict[str, float]
 ) -> dict[str, Any]:
-    table = pads.dataset(folder / DATA, format="parquet").to_table(
-        columns=[schema.IDENTITY, schema.WALK, schema.SPLIT]
-    )
+    table = parquet(folder / DATA).to_table(columns=[schema.IDENTITY, schema.WALK, schema.SPLIT])
     identity = table.column(schema.IDENTITY).to_numpy()
     split = table.column(schema.SPLIT).to_numpy(zero_copy_only=False)
     walk = table.column(schema.WALK).to_numpy()
@@ -393,7 +393,7 @@ def _manifest(
         counts["per_identity"][str(person)] = {
             name: int(((identity == person) & (split == name)).sum()) for name in schema.SPLITS
         }
-    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    size = folder.size()
     return {
         "status": COMPLETE,
         "preset": config.preset,

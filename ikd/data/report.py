@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -11,11 +11,12 @@ from matplotlib.figure import Figure
 
 from ikd.data import schema
 from ikd.data.dataset import PAIRS, REPORT, SAMPLES, BuiltDataset
+from ikd.storage import Location
 
 
 def write_report(
     dataset: BuiltDataset, max_identities: int | None = None, samples: int = 4
-) -> tuple[Path, Path]:
+) -> tuple[Location, Location]:
     """Write `report.md` and `samples.png` into the dataset folder; return their paths."""
     markdown = dataset.folder / REPORT
     markdown.write_text(render_markdown(dataset.manifest))
@@ -80,7 +81,7 @@ def _reason(error: str) -> str:
 
 
 def _samples_png(
-    dataset: BuiltDataset, path: Path, max_identities: int | None, samples: int
+    dataset: BuiltDataset, path: Location, max_identities: int | None, samples: int
 ) -> None:
     shapes, manifest = dataset.shapes, dataset.manifest
     columns = [schema.KEY, schema.IDENTITY, schema.SPECTROGRAM, schema.FACE]
@@ -105,4 +106,6 @@ def _samples_png(
         f"{label} dataset {manifest['preset']}-{manifest['data_hash']}: training pairs (face | micro-Doppler)"
     )
     figure.tight_layout()
-    FigureCanvasAgg(figure).print_png(path)
+    png = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(png)
+    path.write_bytes(png.getbuffer())

@@ -42,12 +42,14 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-def load_backbone(path: str | os.PathLike) -> InceptionResnetV1:
-    """An InceptionResnetV1 embedding network (classify=False) from a state dict, frozen.
+def load_backbone(state: str | os.PathLike | dict[str, torch.Tensor]) -> InceptionResnetV1:
+    """An InceptionResnetV1 embedding network (classify=False) from a state dict (or its local
+    file), frozen.
 
     VGGFace2's checkpoint carries its 8631-class `logits` layer; it is not ours and is dropped.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        state = torch.load(state, map_location="cpu", weights_only=True)
     state = {k: v for k, v in state.items() if not k.startswith("logits.")}
     model = InceptionResnetV1(pretrained=None, classify=False)
     model.load_state_dict(state)

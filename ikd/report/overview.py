@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ikd.files import read_json
+from ikd.storage import read_json
 
 # (study folder, what it answers) in the order a reader wants them
 QUESTIONS = {

@@ -7,14 +7,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pyarrow.parquet as pq
 
 from ikd.config import CONFIG
-from ikd.files import read_json
 from ikd.report.stats import walk_accuracy
+from ikd.storage import Location, location, read_json
 from ikd.train.runs import METRICS, RUN, TEST, TEST_PREDICTIONS, read_metrics, run_status
 
 
@@ -22,7 +21,7 @@ from ikd.train.runs import METRICS, RUN, TEST, TEST_PREDICTIONS, read_metrics, r
 class RunRecord:
     """One run folder `<runs_root>/<study>/<stage>/<variant>-<hash>-seed<seed>`, read."""
 
-    folder: Path
+    folder: Location  # a path or a URI (`ikd.storage`)
     record: dict[str, Any]  # run.json
     config: dict[str, Any]  # config.json
     metrics: list[dict[str, Any]]  # metrics.jsonl, a line per epoch
@@ -74,7 +73,10 @@ class RunRecord:
         path = self.folder / TEST_PREDICTIONS
         if not path.exists():
             return math.nan, 0
-        return walk_accuracy(pd.read_parquet(path, columns=["identity", "walk", "logits"]))
+        columns = ["identity", "walk", "logits"]
+        return walk_accuracy(
+            pq.read_table(path.path, columns=columns, filesystem=path.fs).to_pandas()
+        )
 
     def row(self) -> dict[str, Any]:
         """The run as one row of runs.csv."""
@@ -103,9 +105,9 @@ class RunRecord:
         }
 
 
-def read_run(folder: Path) -> RunRecord | None:
+def read_run(folder: str | Location) -> RunRecord | None:
     """A run folder's records (None when it has no run.json or config.json)."""
-    folder = Path(folder)
+    folder = location(folder)
     record, config = read_json(folder / RUN), read_json(folder / CONFIG)
     if record is None or config is None:
         return None

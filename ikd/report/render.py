@@ -26,9 +26,9 @@ from typing import Any
 
 import pandas as pd
 
-from ikd.files import write_json
 from ikd.report.records import RunRecord
 from ikd.report.stats import Difference, mean_std, paired_difference
+from ikd.storage import write_json
 from ikd.train.runs import METRIC
 from ikd.tune.study import Figure, Study, Table
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -28,8 +26,8 @@ from ikd.config import CONFIG, LOOPS, STAGES, Config, apply_overrides, load_conf
 from ikd.data import schema
 from ikd.data.dataset import BuiltDataset, dataset_folder, open_dataset
 from ikd.errors import ConfigError, UserError
-from ikd.files import read_json, write_json
 from ikd.methods import Method, build_method
+from ikd.storage import Location, location, read_json, write_json
 from ikd.train.data import Samples
 from ikd.train.loop import Context, train_loop
 from ikd.train.metrics import confusion, summarize
@@ -106,7 +104,7 @@ def split_spec(spec: Mapping[str, Any]) -> tuple[RunOptions, dict[str, Any]]:
 SPLITS = {"train", "val"}  # what training reads; the test split is a final run's alone
 
 
-def resolve_run(spec: Mapping[str, Any]) -> tuple[RunOptions, Config, Path]:
+def resolve_run(spec: Mapping[str, Any]) -> tuple[RunOptions, Config, Location]:
     """The driver's dict → (options, the run's resolved config, its run folder), without
     touching the dataset or the folder."""
     options, overrides = split_spec(spec)
@@ -116,15 +114,15 @@ def resolve_run(spec: Mapping[str, Any]) -> tuple[RunOptions, Config, Path]:
     return options, config, run_folder(config, options.study, options.stage, options.variant)
 
 
-def train_driver(spec: Mapping[str, Any]) -> Path:
+def train_driver(spec: Mapping[str, Any]) -> Location:
     """Train (or resume, or confirm) one run and return its folder.
 
-    Signature: ``train_driver(spec: dict) -> Path``, where `spec` holds dotted config overrides
+    Signature: ``train_driver(spec: dict) -> Location``, where `spec` holds dotted config overrides
     (``"train.method": "identitykd"``, ``"identitykd.tau": 0.1``; strings are parsed by the
     field's type) plus the `RunOptions` keys: ``preset``, ``study``, ``variant``, ``stage``
     ("tune" | "final"), ``dataset``, ``test``, ``loop`` ("ray" | "plain"), ``progress``,
     ``max_failures``, ``on_epoch``, ``splits`` and the test hook ``fail_at_epochs``. Relative
-    ``data.root``/``train.runs_root``/``dataset`` resolve against the current directory: a caller
+    ``data.root``/``train.runs_root``/``dataset`` resolve against the current directory (a URI stays as it is, `ikd.storage`): a caller
     that changes it (Ray Tune's trials do) passes absolute ones.
 
     Raises:
@@ -162,7 +160,7 @@ def train_driver(spec: Mapping[str, Any]) -> Path:
 
 
 def _fit_in_process(
-    config: Config, dataset: BuiltDataset, run_dir: Path, options: RunOptions
+    config: Config, dataset: BuiltDataset, run_dir: Location, options: RunOptions
 ) -> str:
     """The plain loop in this process, one worker, checkpoints in the run folder."""
     if config.train.threads:
@@ -189,7 +187,7 @@ class _Notifying:
 
     inner: Reporter
     on_epoch: Callable[[dict[str, Any]], None] | None
-    metrics: Path
+    metrics: Location
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         self.inner.report(metrics, state)
@@ -205,10 +203,10 @@ class _Notifying:
         return state
 
 
-def load_run(run_dir: Path) -> tuple[Config, Method, dict[str, Any], int]:
+def load_run(run_dir: str | Location) -> tuple[Config, Method, dict[str, Any], int]:
     """A run's config, its method restored from the newest checkpoint (eval mode), its run
     record, and the checkpoint's epoch."""
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     saved = read_json(run_dir / CONFIG)
     record = read_json(run_dir / RUN)
     if saved is None or record is None:
@@ -226,14 +224,14 @@ def load_run(run_dir: Path) -> tuple[Config, Method, dict[str, Any], int]:
     return config, method.eval(), record, state["epoch"]
 
 
-def evaluate_run(run_dir: Path, split: str) -> dict[str, Any]:
+def evaluate_run(run_dir: str | Location, split: str) -> dict[str, Any]:
     """Gait-only metrics of a run's newest checkpoint on `split`: `<split>/acc`, … of the
     evaluated model (FAWA's average once engaged) and `<split>/live_acc`, … of the live student.
     The test split is evaluated once, and only for a finished run of the final stage (the
     dataset refuses the test split to any other): its per-window predictions
     (`test_predictions.parquet`: key, identity, walk, window, the evaluated model's logits) and
     `test.json` are written the first time, and `test.json` is returned unchanged afterwards."""
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     if split == "test" and (run_dir / TEST).exists():
         log.info("%s: %s exists; the test split is evaluated once", run_dir.name, TEST)
         return read_json(run_dir / TEST)
@@ -277,10 +275,10 @@ def window_logits(
     return torch.cat([predict(batch["spectrogram"]) for batch in batches])
 
 
-def write_predictions(path: Path, samples: Samples, logits: torch.Tensor) -> None:
+def write_predictions(path: Location, samples: Samples, logits: torch.Tensor) -> None:
     """Per-window predictions as Parquet — key, identity, walk, window (int64) and logits (N
-    float32 per row) — written whole (a temporary file renamed), for confusion matrices,
-    walk-level votes and paired tests without retraining."""
+    float32 per row) — written whole, for confusion matrices, walk-level votes and paired tests
+    without retraining."""
     key = samples.key.numpy()
     identity, walk, window = schema.key_parts(key)
     flat = pa.array(logits.float().numpy().ravel())
@@ -293,6 +291,6 @@ def write_predictions(path: Path, samples: Samples, logits: torch.Tensor) -> Non
             "logits": pa.FixedSizeListArray.from_arrays(flat, logits.shape[1]),
         }
     )
-    partial = path.with_name(path.name + ".partial")
-    pq.write_table(table, partial)
-    os.replace(partial, path)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    path.write_bytes(buffer.getvalue())

@@ -17,13 +17,11 @@ diverged`, the last good checkpoint kept): it is not an exception, which Ray Tra
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +30,7 @@ from tqdm import tqdm
 
 from ikd.config import Config
 from ikd.methods import build_method
+from ikd.storage import Location
 from ikd.train.data import Samples, reseed
 from ikd.train.metrics import (
     all_reduce_sum,
@@ -40,7 +39,7 @@ from ikd.train.metrics import (
     per_identity_accuracy,
     summarize,
 )
-from ikd.train.runs import METRICS, Reporter, set_status, truncate_metrics
+from ikd.train.runs import METRICS, Reporter, read_metrics, set_status, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ def evaluate(
 
 def train_loop(
     config: Config,
-    run_dir: Path,
+    run_dir: Location,
     train: Samples,
     val: Samples,
     num_identities: int,
@@ -149,8 +148,9 @@ def train_loop(
         start = state["epoch"] + 1
         log.info("resuming %s at epoch %d", run_dir.name, start + 1)
     main = context.rank == 0
-    if main:
-        truncate_metrics(run_dir / METRICS, start)
+    # the epochs before `start` (those a resumed run does not train again); the file is written
+    # whole every epoch (object stores have no append)
+    lines = [m for m in read_metrics(run_dir / METRICS) if m["epoch"] < start] if main else []
     per_rank_batch = t.batch_size // context.world  # the config checks it divides
     eval_batch = max(per_rank_batch, 256)
     for epoch in range(start, t.epochs):
@@ -235,8 +235,8 @@ def train_loop(
             "seconds": round(time.perf_counter() - began, 3),
         }
         if main:
-            with (run_dir / METRICS).open("a") as lines:
-                lines.write(json.dumps(metrics) + "\n")
+            lines.append(metrics)
+            write_metrics(run_dir / METRICS, lines)
             log.info(
                 "epoch %d/%d: loss %.4f, val acc %.4f (worst identity %.4f), %.1f s",
                 epoch + 1,
@@ -260,7 +260,7 @@ def train_loop(
     return "complete"
 
 
-def _diverged(run_dir: Path, main: bool, epoch: int, step: int, loss: float) -> None:
+def _diverged(run_dir: Location, main: bool, epoch: int, step: int, loss: float) -> None:
     reason = (
         f"the loss became non-finite (rank 0: {loss:g}) at epoch {epoch + 1}, step {step + 1}; "
         "the last good checkpoint is kept. Lower train.lr or the distillation weights."
@@ -270,7 +270,7 @@ def _diverged(run_dir: Path, main: bool, epoch: int, step: int, loss: float) -> 
         set_status(run_dir, "diverged", diverged={"epoch": epoch, "step": step, "reason": reason})
 
 
-def _fail_once(run_dir: Path, epoch: int) -> None:
+def _fail_once(run_dir: Location, epoch: int) -> None:
     marker = run_dir / FAULT_MARKER.format(epoch=epoch)
     if marker.exists():
         return

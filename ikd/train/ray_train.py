@@ -22,9 +22,7 @@ threads per worker = its CPU share, rounded (`train.threads` overrides).
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -48,7 +46,7 @@ from ikd.data import schema
 from ikd.data.dataset import BuiltDataset
 from ikd.data.pipeline import read_split
 from ikd.errors import UserError
-from ikd.files import read_json
+from ikd.storage import Location, location, read_json
 from ikd.train.data import Samples
 from ikd.train.loop import Context, train_loop
 from ikd.train.runs import (
@@ -73,8 +71,8 @@ class RayReporter:
         if state is None:
             ray.train.report(metrics, checkpoint=None)
             return
-        with tempfile.TemporaryDirectory() as folder:
-            write_state(state, Path(folder))
+        with tempfile.TemporaryDirectory() as folder:  # Ray uploads it to the run storage
+            write_state(state, folder)
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
 
     def latest(self) -> dict[str, Any] | None:
@@ -103,7 +101,7 @@ def _worker(setup: dict[str, Any]) -> None:
     }
     train_loop(
         Config.from_dict(setup["config"]),
-        Path(setup["run_dir"]),
+        location(setup["run_dir"]),
         splits["train"],
         splits["val"],
         shapes.num_identities,
@@ -165,22 +163,21 @@ def _cause(error: TrainingFailedError) -> str:
     return f"{where}: {type(failure).__name__}: {lines[0] if lines else ''}{more}"
 
 
-def _prune_checkpoints(run_dir: Path) -> None:
+def _prune_checkpoints(run_dir: Location) -> None:
     """Keep the newest two checkpoints: after a worker failure Ray leaves older ones behind, and
     a rank killed while saving leaves a folder without its epoch.json (never restored from)."""
     folder = run_dir / RAY_STORAGE
     done = sorted(checkpoint_folders(folder, "checkpoint_*"), key=checkpoint_epoch)
     for old in done[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old)
+        old.remove()
     for partial in set(folder.glob("checkpoint_*")) - set(done):
-        if partial.is_dir():
-            shutil.rmtree(partial)
+        partial.remove()
 
 
 def fit_with_ray(
     config: Config,
     dataset: BuiltDataset,
-    run_dir: Path,
+    run_dir: Location,
     *,
     progress: bool = True,
     fail_at_epochs: tuple[int, ...] = (),
@@ -217,7 +214,8 @@ def fit_with_ray(
         scaling_config=scaling_config,
         run_config=RunConfig(
             name=RAY_STORAGE,
-            storage_path=str(run_dir),
+            storage_path=run_dir.path,
+            storage_filesystem=None if run_dir.is_local else run_dir.fs,
             failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
             callbacks=callbacks,

@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -21,9 +19,10 @@ import torch
 from ikd.config import CONFIG, Config, digest
 from ikd.data.dataset import BuiltDataset
 from ikd.errors import UserError
-from ikd.files import read_json, write_json
 from ikd.methods import METHODS
+from ikd.models import read_torch, write_torch
 from ikd.provenance import git_sha
+from ikd.storage import Location, location, read_json, write_json
 
 RUN, METRICS, TEST = "run.json", "metrics.jsonl", "test.json"
 TEST_PREDICTIONS = "test_predictions.parquet"  # a final run's per-window test logits
@@ -45,7 +44,7 @@ class Reporter(Protocol):
 class LocalCheckpoints:
     """The plain loop's reporter: `checkpoints/epoch-NNNN/state.pt`, the last two kept."""
 
-    def __init__(self, run_dir: Path, keep: int = KEEP_CHECKPOINTS) -> None:
+    def __init__(self, run_dir: Location, keep: int = KEEP_CHECKPOINTS) -> None:
         self.folder = run_dir / CHECKPOINTS
         self.keep = keep
 
@@ -53,37 +52,35 @@ class LocalCheckpoints:
         if state is None:
             return
         target = self.folder / f"epoch-{metrics['epoch']:04d}"
-        partial = target.with_name(target.name + ".part")  # a killed writer leaves no half one
-        shutil.rmtree(partial, ignore_errors=True)
-        write_state(state, partial)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(partial, target)
+        target.remove()  # what a killed writer left (no epoch.json: never restored from)
+        write_state(state, target)
         for old in sorted(checkpoint_folders(self.folder, "epoch-*"))[: -self.keep]:
-            shutil.rmtree(old)
+            old.remove()
 
     def latest(self) -> dict[str, Any] | None:
         done = sorted(checkpoint_folders(self.folder, "epoch-*"))
         return load_state(done[-1]) if done else None
 
 
-def write_state(state: dict[str, Any], folder: Path) -> None:
-    """A checkpoint folder: state.pt and, to find the newest without loading it, epoch.json."""
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(state, folder / STATE)
-    write_json(folder / EPOCH, {"epoch": state["epoch"]})
+def write_state(state: dict[str, Any], folder: str | os.PathLike | Location, **mark: Any) -> None:
+    """A checkpoint folder: state.pt, then epoch.json — the mark that the folder is complete
+    (written last, whole), which also finds the newest without loading it."""
+    folder = location(folder)
+    write_torch(folder / STATE, state)
+    write_json(folder / EPOCH, {"epoch": state["epoch"], **mark})
 
 
-def checkpoint_folders(folder: Path, pattern: str) -> list[Path]:
+def checkpoint_folders(folder: Location, pattern: str) -> list[Location]:
     """Complete checkpoint folders matching `pattern` in `folder`."""
     return [p for p in folder.glob(pattern) if (p / EPOCH).exists()]
 
 
-def checkpoint_epoch(folder: Path) -> int:
+def checkpoint_epoch(folder: Location) -> int:
     return read_json(folder / EPOCH)["epoch"]
 
 
-def load_state(folder: str | os.PathLike) -> dict[str, Any]:
-    return torch.load(Path(folder) / STATE, map_location="cpu", weights_only=False)
+def load_state(folder: str | os.PathLike | Location) -> dict[str, Any]:
+    return read_torch(location(folder) / STATE, weights_only=False)
 
 
 def variant_name(config: Config) -> str:
@@ -121,14 +118,15 @@ def run_hash(config: Config) -> str:
 
 def run_folder(
     config: Config, study: str = "train", stage: str = "final", variant: str | None = None
-) -> Path:
-    """<runs_root>/<study>/<stage>/<variant>-<run hash>-seed<seed>, absolute; no timestamps."""
+) -> Location:
+    """<runs_root>/<study>/<stage>/<variant>-<run hash>-seed<seed>, absolute (a path or a URI,
+    `ikd.storage`); no timestamps."""
     name = f"{variant or variant_name(config)}-{run_hash(config)}-seed{config.train.seed}"
-    return (Path(config.train.runs_root) / study / stage / name).resolve()
+    return location(config.train.runs_root) / study / stage / name
 
 
 def prepare_run(
-    config: Config, dataset: BuiltDataset, run_dir: Path, loop: str, stage: str
+    config: Config, dataset: BuiltDataset, run_dir: Location, loop: str, stage: str
 ) -> dict[str, Any]:
     """Write config.json and run.json; refuse to resume a run whose dataset (teacher included)
     has changed since it started, or that was started by the other loop. Returns the run record
@@ -174,7 +172,7 @@ def prepare_run(
     return record
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
+def read_metrics(path: Location) -> list[dict[str, Any]]:
     """A metrics.jsonl's epoch lines (none when absent; a line cut short by a kill is skipped)."""
     lines = []
     for line in path.read_text().splitlines() if path.exists() else []:
@@ -187,17 +185,12 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return lines
 
 
-def truncate_metrics(path: Path, start: int) -> None:
-    """Drop metric lines of epochs that a resumed run will train again."""
-    if not path.exists():
-        return
-    kept = [json.dumps(m) for m in read_metrics(path) if m["epoch"] < start]
-    partial = path.with_name(path.name + ".part")
-    partial.write_text("".join(line + "\n" for line in kept))
-    os.replace(partial, path)
+def write_metrics(path: Location, lines: list[dict[str, Any]]) -> None:
+    """metrics.jsonl written whole (object stores have no append): a line per epoch."""
+    path.write_text("".join(json.dumps(metrics) + "\n" for metrics in lines))
 
 
-def run_status(run_dir: Path, record: dict[str, Any] | None = None) -> str:
+def run_status(run_dir: Location, record: dict[str, Any] | None = None) -> str:
     """How a run ended: "complete", "diverged", "stopped" (by ASHA, `stopped.json`), or
     "interrupted" (still "running" in its record: a killed driver's); "missing" without a
     record."""
@@ -208,7 +201,7 @@ def run_status(run_dir: Path, record: dict[str, Any] | None = None) -> str:
     return status
 
 
-def set_status(run_dir: Path, status: str, **fields: Any) -> None:
+def set_status(run_dir: Location, status: str, **fields: Any) -> None:
     record = read_json(run_dir / RUN) or {}
     write_json(run_dir / RUN, {**record, "status": status, **fields})
 
@@ -216,12 +209,12 @@ def set_status(run_dir: Path, status: str, **fields: Any) -> None:
 class DivergedError(UserError):
     """A run stopped itself on a non-finite loss (run.json says where)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Location) -> None:
         record = read_json(run_dir / RUN) or {}
         super().__init__(f"{run_dir}: {record.get('diverged', {}).get('reason', 'diverged')}")
 
 
-def latest_checkpoint(run_dir: Path) -> dict[str, Any]:
+def latest_checkpoint(run_dir: Location) -> dict[str, Any]:
     """The newest checkpoint of a run, whichever loop (plain or Ray) wrote it."""
     candidates = checkpoint_folders(run_dir / CHECKPOINTS, "epoch-*")
     candidates += checkpoint_folders(run_dir / RAY_STORAGE, "checkpoint_*")
@@ -230,7 +223,7 @@ def latest_checkpoint(run_dir: Path) -> dict[str, Any]:
     return load_state(max(candidates, key=checkpoint_epoch))
 
 
-def keep_model_only(run_dir: Path) -> None:
+def keep_model_only(run_dir: Location) -> None:
     """A finished run never resumes: keep its newest checkpoint's model (what `ikd eval` and an
     export load) without the optimizer's and scheduler's state, and drop the older ones — a
     study's final runs would otherwise keep ~270 MB each for resnet18."""
@@ -240,13 +233,8 @@ def keep_model_only(run_dir: Path) -> None:
         return
     newest = max(candidates, key=checkpoint_epoch)
     if not read_json(newest / EPOCH).get("model_only"):
-        state = load_state(newest)
-        partial = newest.with_name(newest.name + ".part")
-        shutil.rmtree(partial, ignore_errors=True)
-        write_state({"method": state["method"], "epoch": state["epoch"]}, partial)
-        write_json(partial / EPOCH, {"epoch": state["epoch"], "model_only": True})
-        shutil.rmtree(newest)
-        os.replace(partial, newest)
+        state = load_state(newest)  # each file is rewritten whole: a kill leaves a loadable one
+        write_state({"method": state["method"], "epoch": state["epoch"]}, newest, model_only=True)
     for old in candidates:
         if old != newest:
-            shutil.rmtree(old)
+            old.remove()

@@ -25,8 +25,7 @@ from tqdm import tqdm
 
 from ikd.config import Config, TeacherConfig
 from ikd.errors import UserError
-from ikd.files import read_json, sha256_file, write_json
-from ikd.models import EMBEDDING_DIM
+from ikd.models import EMBEDDING_DIM, read_torch, write_torch
 from ikd.models.teacher import (
     Teacher,
     augment,
@@ -35,6 +34,13 @@ from ikd.models.teacher import (
     load_backbone,
     pretrained_path,
     standardize,
+)
+from ikd.storage import (
+    Location,
+    location,
+    read_json,
+    sha256_file,
+    write_json,
 )
 
 log = logging.getLogger(__name__)
@@ -167,7 +173,7 @@ def fit_classifier(
 
 
 def prepare_teacher(
-    folder: str | os.PathLike,
+    folder: str | os.PathLike | Location,
     faces: dict[str, tuple[np.ndarray, np.ndarray]],
     num_identities: int,
     config: Config,
@@ -183,8 +189,7 @@ def prepare_teacher(
     Raises:
         UserError: `teacher.source=pretrained` but the VGGFace2 weights are absent.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = location(folder)
     start = time.perf_counter()
     teacher, seed = config.teacher, config.teacher.seed
     weights = pretrained_path()
@@ -206,8 +211,8 @@ def prepare_teacher(
             teacher.epochs,
         )
         backbone = train_backbone(*faces["train"], num_identities, teacher, seed, progress=progress)
-        backbone_path, source = Path(BACKBONE), "trained on this dataset's training faces"
-        torch.save(backbone.state_dict(), folder / BACKBONE)
+        backbone_path, source = BACKBONE, "trained on this dataset's training faces"
+        write_torch(folder / BACKBONE, backbone.state_dict())
     train_embeddings = embed(backbone, standardize(torch.from_numpy(faces["train"][0])))
     val_embeddings = embed(backbone, standardize(torch.from_numpy(faces["val"][0])))
     classifier, train_accuracy, val_accuracy = fit_classifier(
@@ -219,11 +224,11 @@ def prepare_teacher(
         teacher,
         seed,
     )
-    torch.save(classifier.state_dict(), folder / CLASSIFIER)
+    write_torch(folder / CLASSIFIER, classifier.state_dict())
     info = TeacherInfo(
         source=source,
         backbone_path=str(backbone_path),
-        backbone_sha256=sha256_file(folder / backbone_path),
+        backbone_sha256=sha256_file(_backbone(folder, str(backbone_path))),
         classifier_sha256=sha256_file(folder / CLASSIFIER),
         num_identities=num_identities,
         face_accuracy_val=round(val_accuracy, 4),
@@ -235,22 +240,27 @@ def prepare_teacher(
     return info
 
 
-def read_teacher_info(folder: str | os.PathLike) -> TeacherInfo | None:
-    info = read_json(Path(folder) / INFO)
+def _backbone(folder: Location, path: str) -> Location:
+    """The backbone file: in the teacher folder when trained here (the dataset can move), else
+    the local pretrained weights' absolute path."""
+    return location(path) if Path(path).is_absolute() else folder / path
+
+
+def read_teacher_info(folder: str | os.PathLike | Location) -> TeacherInfo | None:
+    info = read_json(location(folder) / INFO)
     return TeacherInfo(**info) if info is not None else None
 
 
-def load_teacher(folder: str | os.PathLike) -> Teacher:
+def load_teacher(folder: str | os.PathLike | Location) -> Teacher:
     """The frozen teacher saved in `folder` by `prepare_teacher`, its backbone checked against
     the recorded hash."""
+    folder = location(folder)
     info = read_teacher_info(folder)
     if info is None:
         raise UserError(f"{folder}: no teacher here (run `ikd teacher train` or `ikd data build`)")
     classifier = nn.Linear(EMBEDDING_DIM, info.num_identities)
-    classifier.load_state_dict(
-        torch.load(Path(folder) / CLASSIFIER, map_location="cpu", weights_only=True)
-    )
-    path = Path(folder) / info.backbone_path  # relative when trained here: the dataset can move
+    classifier.load_state_dict(read_torch(folder / CLASSIFIER))
+    path = _backbone(folder, info.backbone_path)
     if sha256_file(path) != info.backbone_sha256:
         raise UserError(f"{path}: its hash differs from the one {folder}/{INFO} recorded")
-    return Teacher(load_backbone(path), classifier)
+    return Teacher(load_backbone(read_torch(path)), classifier)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 
 from ray import tune
 
-from ikd.files import read_json, write_json
+from ikd.storage import Location, location, read_json, write_json
 from ikd.train.data import Samples
 from ikd.train.driver import resolve_run, train_driver
 from ikd.train.runs import (
@@ -107,7 +106,7 @@ def trial_in_process(
         return
     # A finished tuning run is never resumed: its checkpoints (~135 MB each for resnet18 with
     # Adam's state) would only fill the disk over a study's trials.
-    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+    (run_dir / CHECKPOINTS).remove()
 
 
 def trial_with_ray_train(params: dict[str, Any], *, spec: Mapping[str, Any]) -> None:
@@ -125,21 +124,21 @@ def trial_with_ray_train(params: dict[str, Any], *, spec: Mapping[str, Any]) -> 
 class Trial:
     """A tuning run of a variant as its run folder records it."""
 
-    folder: Path
+    folder: Location
     params: dict[str, Any]
     status: str  # "complete", "stopped" (by ASHA), "diverged" or "interrupted"
     values: list[float]  # val/acc per epoch
 
 
 def trial_history(
-    runs: Path, variant: str, space: Mapping[str, Any], spec: Mapping[str, Any] | None = None
+    runs: Location, variant: str, space: Mapping[str, Any], spec: Mapping[str, Any] | None = None
 ) -> list[Trial]:
     """Every tuning run of `variant` under `runs` (<runs_root>/<study>/tune), read from its
     folder — the truth a study resumes from (Tune's own state may lag a killed driver). With
     the tuning's run `spec`, only the runs it would have made (their folder is the one `spec`
     plus their parameters names: another preset's or data's runs of the variant are not its)."""
     history = []
-    for folder in sorted(runs.glob(f"{variant}-*-seed*")):
+    for folder in runs.glob(f"{variant}-*-seed*"):
         record, config = read_json(folder / RUN), read_json(folder / "config.json")
         if folder.name.rsplit("-", 2)[0] != variant or record is None or config is None:
             continue
@@ -151,7 +150,7 @@ def trial_history(
     return history
 
 
-def tuning_folder(spec: Mapping[str, Any]) -> Path:
+def tuning_folder(spec: Mapping[str, Any]) -> Location:
     """The run folder of a tuning run of `spec`."""
     return resolve_run({**spec, "stage": "tune", "loop": "plain"})[2]
 
@@ -161,7 +160,7 @@ def tune_variant(
     space: Mapping[str, Any],
     *,
     trials: int,
-    storage: str,
+    storage: str | Location,
     name: str,
     splits: dict[str, Samples],
     epochs: int,
@@ -185,13 +184,14 @@ def tune_variant(
     Args:
         spec: the run driver's dict every trial starts from (absolute data and runs roots: trials
             change their working directory).
-        storage: where Tune keeps its experiments (absolute path or URI).
+        storage: where Tune keeps its experiments (absolute path or URI, `ikd.storage`).
         splits: the train and val splits, read once by the caller, shared with every trial
             through the object store.
         epochs: a trial's epochs (ASHA's max_t).
         concurrent, threads: trials at once and torch threads per trial (CPUs it reserves).
         optuna_storage: the RDB URL of the Optuna mirror (default: a SQLite file `optuna.db`
-            beside the runs of `spec`'s study); its study is named `<study>/<name>`.
+            beside the runs of `spec`'s study, or under ~/.cache/ikd when those are in an object
+            store); its study is named `<study>/<name>`.
         asha: stop trials early with ASHA (False: every trial runs all its epochs — what ASHA
             is measured against, `benchmarks/asha_budget.py`).
     """
@@ -202,13 +202,10 @@ def tune_variant(
     from ikd.tune.space import optuna_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created/used" lines
-    spec = {**spec, "train.threads": threads}
+    spec, storage = {**spec, "train.threads": threads}, location(storage)
     runs = tuning_folder(spec).parent
     records = TrialRecords(
-        runs,
-        space,
-        optuna_storage or f"sqlite:///{runs.parent / 'optuna.db'}",
-        f"{runs.parent.name}/{name}",
+        runs, space, optuna_storage or _optuna_file(runs.parent), f"{runs.parent.name}/{name}"
     )
     for interrupted in (
         t for t in trial_history(runs, name, space, spec) if t.status == "interrupted"
@@ -270,12 +267,23 @@ def tune_variant(
         ),
         run_config=tune.RunConfig(
             name=f"{name}-after-{len(finished)}",  # one experiment per (re)start
-            storage_path=storage,
+            storage_path=storage.path,
+            storage_filesystem=None if storage.is_local else storage.fs,
             verbose=0,
             callbacks=[records],
         ),
     )
     return tuner.fit()
+
+
+def _optuna_file(study_runs: Location) -> str:
+    """The SQLite URL of a study's Optuna mirror: beside its runs on a file system; SQLite
+    cannot live in an object store, so a local file named after it then."""
+    if study_runs.is_local:
+        return f"sqlite:///{study_runs / 'optuna.db'}"
+    folder = Path.home() / ".cache" / "ikd" / "optuna"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / (str(study_runs).replace('://', '/').replace('/', '_') + '.db')}"
 
 
 def _trial_folder(trial: Any) -> str:
@@ -295,8 +303,8 @@ class TrialRecords(tune.Callback):
       (DESIGN.md §7), so the search keeps its study in memory and this mirror is written beside.
     """
 
-    def __init__(self, runs: Path, space: Mapping[str, Any], storage: str, study: str) -> None:
-        self.runs, self.space, self.storage, self.study = Path(runs), dict(space), storage, study
+    def __init__(self, runs: Location, space: Mapping[str, Any], storage: str, study: str) -> None:
+        self.runs, self.space, self.storage, self.study = runs, dict(space), storage, study
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         values = ", ".join(f"{key}={_short(trial.config.get(key))}" for key in self.space)
@@ -320,7 +328,7 @@ class TrialRecords(tune.Callback):
         lines = read_metrics(folder / METRICS)
         if record.get("status") == "running" and not (folder / STOPPED).exists():
             write_json(folder / STOPPED, {"by": "ASHA", "epochs": len(lines)})
-            shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)
+            (folder / CHECKPOINTS).remove()
             log.info("trial %s stopped by ASHA after epoch %d", run, len(lines))
         self._mirror(params, run, record.get("status"), lines)
 

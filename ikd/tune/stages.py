@@ -29,9 +29,9 @@ from ikd.cluster import cluster_cpus, init_ray
 from ikd.config import load_config
 from ikd.data.dataset import dataset_folder, finished_manifest, open_dataset
 from ikd.errors import UserError
-from ikd.files import read_json, sha256_file, write_json
 from ikd.provenance import git_sha, hardware, versions
 from ikd.report.records import RunRecord, read_run
+from ikd.storage import Location, absolute, location, read_json, sha256_file, write_json
 from ikd.train.data import Samples
 from ikd.train.driver import SPLITS, resolve_run, train_driver
 from ikd.train.runs import DivergedError, keep_model_only
@@ -85,14 +85,14 @@ class StudyRun:
             self.overrides["train.runs_root"] = storage
         self.storage, self.optuna_storage = storage, optuna_storage
         config = load_config(preset, self.overrides, warn=False)
-        # Trials change their working directory: every root is absolute from here on.
+        # Trials change their working directory: every root is absolute (or a URI) from here on.
         roots = {
-            "data.root": str(Path(config.data.root).resolve()),
-            "train.runs_root": str(Path(config.train.runs_root).resolve()),
+            "data.root": absolute(config.data.root),
+            "train.runs_root": absolute(config.train.runs_root),
         }
         self.config = load_config(preset, {**self.overrides, **roots}, warn=False)
         self.spec = {"preset": preset, "study": self.study.name, **self.overrides, **roots}
-        self.runs = Path(roots["train.runs_root"]) / self.study.name
+        self.runs = location(roots["train.runs_root"]) / self.study.name
         self._splits: dict[str, Samples] | None = None
 
     @property
@@ -140,7 +140,7 @@ class StudyRun:
                     {**self.spec, **self.base_overrides(variant), "variant": variant.name},
                     variant.space,
                     trials=self.trials,
-                    storage=str(self.runs / "tune-experiments"),
+                    storage=self.runs / "tune-experiments",
                     name=variant.name,
                     splits=self.splits(),
                     epochs=self.config.train.epochs,
@@ -237,7 +237,7 @@ class StudyRun:
             "progress": False,
         }
 
-    def final(self) -> list[Path]:
+    def final(self) -> list[Location]:
         """Every variant's final configuration × seeds, each run evaluated on test once."""
         done = []
         for variant in (v for v in self.variants if v.final):
@@ -446,8 +446,9 @@ class StudyRun:
             return value
 
         overrides = {key: local(value) for key, value in record["overrides"].items()}
-        if not Path(overrides.get("data.root", "")).is_dir():  # another machine's: the default
-            overrides.pop("data.root", None)
+        data_root = overrides.get("data.root", "")
+        if "://" not in data_root and not Path(data_root).is_dir():  # another machine's path
+            overrides.pop("data.root", None)  # the default
         return cls(
             path,
             preset=record["preset"],

@@ -1,0 +1,223 @@
+"""Where ikd keeps what it writes: local paths and URIs through one pyarrow filesystem layer.
+
+A `Location` is a place in a pyarrow filesystem with the small part of pathlib that ikd uses
+(`/`, `name`, `parent`, `exists`, `glob`, `read_bytes`, `write_bytes`, `remove`, …). The dataset
+root, the run storage (`train.runs_root`) and Tune's experiment storage take any of:
+
+- a path (local, or a shared file system mounted on every node): pyarrow's `LocalFileSystem`;
+- a URI pyarrow opens itself (`file://`, `s3://`, `gs://`, `hdfs://`): `FileSystem.from_uri`,
+  as Ray Train and Tune open their `storage_path`;
+- a URI of any other fsspec filesystem (`memory://`, `az://`, …): the fsspec implementation
+  wrapped in pyarrow's `PyFileSystem(FSSpecHandler(...))`, as Ray does with a
+  `storage_filesystem` it is handed.
+
+Everything is written whole, as object stores need (no append, no rename): a file's bytes are
+complete in memory before its one write starts, so a killed writer leaves either nothing or a
+file of its previous content; on a local disk the write goes to `<name>.part` first and is renamed
+over the target, so a reader never sees half a file. A folder (a checkpoint) is complete when its
+marker file, written last, exists.
+
+Imports nothing from ikd (the ground floor): the config, the data layer and training all use it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import posixpath
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+_CHUNK = 1 << 20
+
+
+class StorageError(OSError):
+    """A storage that cannot be opened or reached (a bad URI, no credentials, no network)."""
+
+
+class Location:
+    """A file or folder in a pyarrow filesystem; compares, hashes and sorts by its URI."""
+
+    __slots__ = ("_scheme", "fs", "path")
+
+    def __init__(self, fs: pafs.FileSystem, path: str, scheme: str = "") -> None:
+        self.fs, self.path, self._scheme = fs, path.rstrip("/") or "/", scheme
+
+    # -- naming ---------------------------------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    @property
+    def local(self) -> Path | None:
+        """The local path (a local disk or a mounted shared file system), else None."""
+        return Path(self.path) if self.is_local else None
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    @property
+    def parent(self) -> Location:
+        return Location(self.fs, posixpath.dirname(self.path), self._scheme)
+
+    def __truediv__(self, part: str | os.PathLike) -> Location:
+        return Location(self.fs, posixpath.join(self.path, os.fspath(part)), self._scheme)
+
+    def with_name(self, name: str) -> Location:
+        return self.parent / name
+
+    def relative_to(self, other: Location) -> str:
+        return posixpath.relpath(self.path, other.path)
+
+    def __str__(self) -> str:
+        if self.is_local:
+            return self.path
+        return f"{self._scheme}://{self.path}"
+
+    def __repr__(self) -> str:
+        return f"Location({str(self)!r})"
+
+    def __fspath__(self) -> str:
+        """Only a local location is a path: `open()`/`Path()` of an object store's key would
+        silently write to the local disk instead."""
+        if not self.is_local:
+            raise TypeError(f"{self} is not on a local file system; use its Location methods")
+        return self.path
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Location) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def __lt__(self, other: Location) -> bool:
+        return str(self) < str(other)
+
+    # -- reading --------------------------------------------------------------------------
+    def _info(self) -> pafs.FileInfo:
+        try:
+            return self.fs.get_file_info(self.path)
+        except OSError as error:
+            raise StorageError(f"{self}: {error}") from None
+
+    def exists(self) -> bool:
+        return self._info().type != pafs.FileType.NotFound
+
+    def is_dir(self) -> bool:
+        return self._info().type == pafs.FileType.Directory
+
+    def is_file(self) -> bool:
+        return self._info().type == pafs.FileType.File
+
+    def read_bytes(self) -> bytes:
+        with self.fs.open_input_stream(self.path) as stream:
+            return stream.read()
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode()
+
+    def iterdir(self) -> list[Location]:
+        """The folder's entries, sorted; none when it does not exist."""
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
+        except OSError as error:
+            raise StorageError(f"{self}: {error}") from None
+        return sorted(Location(self.fs, info.path, self._scheme) for info in infos)
+
+    def size(self) -> int:
+        """Bytes of the file, or of every file under the folder."""
+        info = self._info()
+        if info.type != pafs.FileType.Directory:
+            return max(info.size or 0, 0)
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path, recursive=True))
+        return sum(i.size for i in infos if i.type == pafs.FileType.File)
+
+    def glob(self, pattern: str) -> list[Location]:
+        """The folder's entries whose name matches `pattern` (one level), sorted."""
+        return [entry for entry in self.iterdir() if fnmatch.fnmatchcase(entry.name, pattern)]
+
+    # -- writing --------------------------------------------------------------------------
+    def mkdir(self) -> None:
+        """Create the folder and its parents (object stores have no folders: a no-op there)."""
+        self.fs.create_dir(self.path, recursive=True)
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write the whole file: locally through `<name>.part` renamed over it, elsewhere as one
+        object (its bytes are complete before the write starts)."""
+        self.parent.mkdir()
+        target = self.with_name(self.name + ".part") if self.is_local else self
+        with self.fs.open_output_stream(target.path) as stream:
+            stream.write(data)
+        if target is not self:
+            self.fs.move(target.path, self.path)
+
+    def write_text(self, text: str) -> None:
+        self.write_bytes(text.encode())
+
+    def remove(self) -> None:
+        """Delete the file or the folder with everything in it; nothing when absent."""
+        info = self._info()
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path)
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(self.path)
+
+
+def location(target: str | os.PathLike | Location) -> Location:
+    """A Location for a path (made absolute) or a URI; a Location is returned as it is.
+
+    Raises:
+        StorageError: a URI no filesystem opens (unknown scheme, bad bucket, no credentials).
+    """
+    if isinstance(target, Location):
+        return target
+    text = os.fspath(target)
+    if "://" not in text:
+        return Location(pafs.LocalFileSystem(), str(Path(text).expanduser().resolve()))
+    scheme = text.split("://", 1)[0]
+    try:
+        fs, path = pafs.FileSystem.from_uri(text)
+        return Location(fs, path, scheme)
+    except (OSError, ValueError) as native:
+        if "Unrecognized filesystem type" not in str(native):
+            raise StorageError(f"{text}: {native}") from None
+    import fsspec
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    try:
+        spec = fsspec.filesystem(scheme)
+    except (ImportError, ValueError) as error:
+        raise StorageError(f"{text}: no filesystem for {scheme}:// ({error})") from None
+    path = spec._strip_protocol(text.split("://", 1)[1])
+    return Location(PyFileSystem(FSSpecHandler(spec)), path, scheme)
+
+
+def absolute(target: str | os.PathLike) -> str:
+    """A path made absolute, a URI as it is (what a Ray job or a Tune trial is handed)."""
+    return os.fspath(target) if "://" in os.fspath(target) else str(Path(target).resolve())
+
+
+def read_json(target: str | os.PathLike | Location) -> Any:
+    """A JSON file's content, or None when it does not exist."""
+    target = location(target)
+    return json.loads(target.read_bytes()) if target.exists() else None
+
+
+def write_json(target: str | os.PathLike | Location, content: Any) -> None:
+    """Write JSON whole: a killed writer leaves no half file."""
+    location(target).write_text(json.dumps(content, indent=2))
+
+
+def sha256_file(target: str | os.PathLike | Location) -> str:
+    """The first 16 hex digits of a file's SHA-256 (checkpoint provenance)."""
+    target = location(target)
+    digest = hashlib.sha256()
+    with target.fs.open_input_stream(target.path) as stream:
+        for block in iter(lambda: stream.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
