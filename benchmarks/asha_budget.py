@@ -96,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    from ikd.cluster import cluster_cpus, init_ray
+    from ikd.cluster import init_ray, trial_shape
     from ikd.tune.regenerate import study_runs
     from ikd.tune.search import trial_history, tune_variant
 
@@ -117,6 +117,7 @@ def main() -> None:
         raise SystemExit(f"table3_methods' identitykd tuning has {len(with_asha)}/{run.trials} "
                          "trials; run `ikd run` (or `ikd study studies/table3_methods.py`) first")  # fmt: skip
     init_ray()
+    resources, threads = trial_shape(run.config)
     tune_variant(
         spec,
         variant.space,
@@ -125,7 +126,8 @@ def main() -> None:
         name=variant.name,
         splits=run.splits(),
         epochs=run.config.train.epochs,
-        threads=run.config.train.threads or cluster_cpus(),
+        resources=resources,
+        threads=threads,
         asha=False,
     )
     without = trial_history(

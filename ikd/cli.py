@@ -243,16 +243,17 @@ def _parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--storage",
         default=None,
-        metavar="PATH",
-        help="where the study keeps its run folders and Tune's experiments "
-        "(default: <results>/runs)",
+        metavar="PATH|URI",
+        help="where the study keeps its run folders and Tune's experiments: a path or a URI "
+        "(s3://, gs://, file://, any fsspec scheme) (default: <results>/runs)",
     )
     study.add_argument(
         "--optuna-storage",
         default=None,
         metavar="URL",
         help="the Optuna RDB the trials are mirrored into, for optuna-dashboard "
-        "(default: sqlite:///<storage>/<study>/optuna.db)",
+        "(default: sqlite:///<storage>/<study>/optuna.db; under ~/.cache/ikd/optuna for a "
+        "URI storage)",
     )
     study.add_argument(
         "--quick",

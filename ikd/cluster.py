@@ -15,17 +15,50 @@ from typing import Any
 
 import ray
 
+from ikd.config import Config
 from ikd.errors import UserError
 
 
 def init_ray(num_cpus: int | None = None) -> None:
-    """Start a local Ray, or join the cluster named by RAY_ADDRESS (whose size is its own)."""
+    """Start a local Ray, or join the cluster named by RAY_ADDRESS (whose size is its own).
+
+    Raises:
+        UserError: RAY_ADDRESS names a cluster nothing answers at (checked first, within
+            seconds: Ray itself would retry for minutes), or is not a Ray address.
+    """
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
     if address and address != "local" and num_cpus is not None:
         raise UserError("RAY_ADDRESS names a cluster: it decides the CPUs; drop --num-cpus")
-    ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
+    if address and address not in ("local", "auto"):
+        _reachable(address)
+    try:
+        ray.init(
+            address=address, num_cpus=num_cpus, include_dashboard=False, configure_logging=False
+        )
+    except (ConnectionError, ValueError) as error:
+        raise UserError(f"RAY_ADDRESS={address}: {str(error).splitlines()[0]}") from None
+
+
+def _reachable(address: str, seconds: float = 5.0) -> None:
+    """Raise a one-line UserError unless something listens at a Ray address's host and port."""
+    if address.startswith(("http://", "https://")):
+        raise UserError(
+            f"RAY_ADDRESS={address} is a dashboard (jobs API) address, for `ray job submit`; "
+            "a driver joins the cluster at its GCS address (<head>:6379) — inside a submitted "
+            "job Ray sets it — or unset RAY_ADDRESS for a local Ray"
+        )
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=seconds):
+            pass
+    except (OSError, ValueError) as error:
+        raise UserError(
+            f"RAY_ADDRESS={address}: no Ray cluster answers there ({error}); start it "
+            "(`ray up cluster/cluster.yaml`, or `ray start --head`) or unset RAY_ADDRESS for a "
+            "local Ray"
+        ) from None
 
 
 # Set by Ray's job manager in a submitted job's driver process (ray/_private/runtime_env/constants.py)
@@ -59,6 +92,43 @@ def require_absolute_in_job(roots: dict[str, str | os.PathLike | None]) -> None:
 def cluster_cpus() -> int:
     """The cluster's CPUs, at least 1."""
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def cluster_gpus() -> float:
+    return ray.cluster_resources().get("GPU", 0.0)
+
+
+def on_gpus(config: Config, workers: int) -> bool:
+    """Whether a run of `config` with `workers` workers trains on GPUs here: train.device=cuda,
+    or auto on a cluster with `resources.gpus_per_worker` for each worker."""
+    needed = workers * config.resources.gpus_per_worker
+    if config.train.device == "cuda" and cluster_gpus() < needed:
+        raise UserError(
+            f"train.device=cuda asks for {needed:g} GPUs; the cluster has {cluster_gpus():g} "
+            "(set train.workers, resources.gpus_per_worker or train.device=cpu)"
+        )
+    return config.train.device == "cuda" or (
+        config.train.device == "auto" and cluster_gpus() >= needed
+    )
+
+
+TRIAL_DRIVER_CPUS = 0.5  # a Ray Train trial's own process (its workers take their own CPUs)
+
+
+def trial_shape(config: Config) -> tuple[dict[str, float], int]:
+    """A study trial's Tune resources and its torch threads, from `config.resources`.
+
+    One-worker trials (the loop in the trial's process) take `cpus_per_worker` CPUs (default: an
+    equal share of the cluster per concurrent trial) and, on GPUs, `gpus_per_worker`; a Ray Train
+    trial reserves only its own process, and `scaling` sizes its workers."""
+    r = config.resources
+    if r.workers_per_trial > 1:
+        return {"cpu": TRIAL_DRIVER_CPUS}, config.train.threads
+    cpus = r.cpus_per_worker or max(1, cluster_cpus() // r.concurrent_trials)
+    shape = {"cpu": cpus}
+    if on_gpus(config, 1):
+        shape["gpu"] = r.gpus_per_worker
+    return shape, config.train.threads or max(1, round(cpus))
 
 
 @contextlib.contextmanager

@@ -265,6 +265,34 @@ class TrainConfig:
         )
 
 
+DATA_PATHS = ("auto", "object_store", "storage")
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """What a study's trials and final runs take from the cluster. Never part of a run's hash:
+    only `workers_per_trial` changes what a run computes, and it is the run's `train.workers`."""
+
+    workers_per_trial: int = 1  # 1: the loop in the trial's own process; > 1: Ray Train (DDP)
+    cpus_per_worker: float = 0  # 0: an equal share of the cluster's CPUs per concurrent trial
+    gpus_per_worker: float = 1  # when training on GPUs; a fraction packs trials onto one GPU
+    concurrent_trials: int = 1  # tuning trials at once
+    # how trials get train and val: object_store (the study driver reads them once and shares
+    # them), storage (each trial or Ray Train worker reads them from data.root on its node), or
+    # auto (storage for datasets over 4 GiB: the paper preset)
+    data: str = "auto"
+
+    def __post_init__(self) -> None:
+        require(self.workers_per_trial >= 1, "resources.workers_per_trial must be ≥ 1")
+        require(self.cpus_per_worker >= 0, "resources.cpus_per_worker must be ≥ 0")
+        require(self.gpus_per_worker > 0, "resources.gpus_per_worker must be > 0")
+        require(self.concurrent_trials >= 1, "resources.concurrent_trials must be ≥ 1")
+        require(
+            self.data in DATA_PATHS,
+            f"resources.data={self.data!r}; choose from {list(DATA_PATHS)}",
+        )
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of a job; written next to everything it produces."""
@@ -277,6 +305,7 @@ class Config:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     # Each method's own section (ikd/method_params.py); a run depends only on its method's.
     baseline: BaselineParams = field(default_factory=BaselineParams)
     vanilla_kd: VanillaKDParams = field(default_factory=VanillaKDParams)

@@ -125,13 +125,13 @@ def test_every_dotted_key_is_overridable():
         section, name = key.split(".")
         old = getattr(getattr(base, section), name)
         if kind is str:
-            candidates = ["pretrained", "elsewhere", "baseline", "vgg16", "cpu", "kl"]
+            candidates = ["pretrained", "elsewhere", "baseline", "vgg16", "cpu", "kl", "storage"]
         elif kind is bool:
             candidates = [not old]
         elif kind is int:
             candidates = [old + 1, old - 1, old + 2]
         elif kind is float:
-            candidates = [old * 0.9, old * 1.1, 0.5]
+            candidates = [v for v in (old * 0.9, old * 1.1, 0.5) if v != old]
         else:  # tuple[int, ...]
             candidates = [(*old, old[-1] + 1) if old else (1,), old[:-1]]
         landed = False

@@ -89,7 +89,12 @@ def test_a_run_reads_its_dataset_and_writes_its_records_through_the_storage_laye
     run = run_study(
         study,
         preset="smoke",
-        overrides={"data.root": str(data), "teacher.source": "trained"},
+        # each final run reads its splits from the store itself (the paper preset's way)
+        overrides={
+            "data.root": str(data),
+            "teacher.source": "trained",
+            "resources.data": "storage",
+        },
         stages=("final", "report"),
         results_root=results,
         quick=True,

@@ -238,3 +238,49 @@ def test_a_diverging_trial_reports_zero_is_recorded_as_failed_and_the_search_goe
     assert mirrored.state == optuna.trial.TrialState.FAIL
     summary = tuning_summary({"baseline": [read_run(trial.folder)]}, {"baseline": space})
     assert summary.loc[0, ["trials", "diverged", "complete"]].tolist() == [1, 1, 0]
+
+
+def test_trials_and_ray_train_workers_take_their_resources_from_config(ray_session):
+    """On the session's 2-CPU Ray without GPUs: a one-worker trial takes the cluster's CPUs
+    shared by the concurrent trials, a Ray Train trial only its own process, and Ray Train's
+    workers what `resources` says (a CUDA run on a cluster without GPUs is one clear line)."""
+    from ikd.cluster import TRIAL_DRIVER_CPUS, trial_shape
+    from ikd.errors import UserError
+    from ikd.train.ray_train import scaling
+
+    def config(*overrides):
+        return load_config("smoke", ["train.threads=0", *overrides], warn=False)
+
+    assert trial_shape(config()) == ({"cpu": 2}, 2)
+    assert trial_shape(config("resources.concurrent_trials=2")) == ({"cpu": 1}, 1)
+    assert trial_shape(config("resources.cpus_per_worker=0.5")) == ({"cpu": 0.5}, 1)
+    assert trial_shape(config("resources.workers_per_trial=2")) == ({"cpu": TRIAL_DRIVER_CPUS}, 0)
+    shape, threads = scaling(config("train.workers=2", "resources.cpus_per_worker=0.25"))
+    assert (shape.num_workers, shape.use_gpu, threads) == (2, False, 1)
+    assert shape.resources_per_worker == {"CPU": 0.25}
+    assert scaling(config("train.workers=2"))[0].resources_per_worker == {"CPU": 0.75}
+    with pytest.raises(
+        UserError, match=r"train\.device=cuda asks for 0\.5 GPUs; the cluster has 0"
+    ):
+        trial_shape(config("train.device=cuda", "resources.gpus_per_worker=0.5"))
+    with pytest.raises(ConfigError, match=r"resources\.data='disk'; choose from"):
+        config("resources.data=disk")
+
+
+def test_an_unreachable_cluster_address_is_one_line_within_seconds(monkeypatch):
+    import time
+
+    import ray
+
+    from ikd.cluster import init_ray
+    from ikd.errors import UserError
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh process
+    start = time.perf_counter()
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # discard: nothing listens
+    with pytest.raises(UserError, match=r"RAY_ADDRESS=127\.0\.0\.1:9: no Ray cluster answers"):
+        init_ray()
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    with pytest.raises(UserError, match=r"is a dashboard \(jobs API\) address"):
+        init_ray()
+    assert time.perf_counter() - start < 10

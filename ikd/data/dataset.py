@@ -37,6 +37,7 @@ DONE = "_DONE.json"
 TIMINGS = "timings.json"
 REPORT, SAMPLES = "report.md", "samples.png"
 COMPLETE = "complete"  # the manifest's status once every stage is done
+STORAGE_READ_BYTES = 4 << 30  # resources.data=auto: larger datasets are read where they are used
 
 
 def dataset_folder(config: Config) -> Location:
@@ -95,6 +96,14 @@ class BuiltDataset:
     @property
     def synthetic(self) -> bool:
         return self.manifest["synthetic"]
+
+    def reads_from_storage(self, mode: str) -> bool:
+        """Whether trials and Ray Train workers read this dataset from its storage themselves
+        (`resources.data`: "storage", or "auto" above 4 GiB on disk — the paper preset's ~15 GB
+        splits) rather than get it read once and shared through Ray's object store."""
+        return mode == "storage" or (
+            mode == "auto" and self.manifest.get("bytes_on_disk", 0) > STORAGE_READ_BYTES
+        )
 
     def read(
         self,

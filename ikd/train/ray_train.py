@@ -41,9 +41,10 @@ from ray.train import (
 from ray.train.torch import TorchTrainer, get_device, prepare_model
 from ray.tune.trainable.trainable_fn_utils import _in_tune_session
 
+from ikd.cluster import TRIAL_DRIVER_CPUS, cluster_cpus, on_gpus
 from ikd.config import Config, apply_overrides
 from ikd.data import schema
-from ikd.data.dataset import BuiltDataset
+from ikd.data.dataset import BuiltDataset, open_dataset
 from ikd.data.pipeline import read_split
 from ikd.errors import UserError
 from ikd.storage import Location, location, read_json
@@ -65,9 +66,14 @@ MAX_FAILURES = 3
 
 
 class RayReporter:
-    """`ray.train.report` every epoch: rank 0 attaches the checkpoint, every rank reports."""
+    """`ray.train.report` every epoch: rank 0 attaches the checkpoint, every rank reports. The
+    run folder's name goes with the metrics (a Tune trial's records find its run by it)."""
+
+    def __init__(self, run: str) -> None:
+        self.run = run
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        metrics = {**metrics, "run": self.run}
         if state is None:
             ray.train.report(metrics, checkpoint=None)
             return
@@ -92,16 +98,23 @@ def _worker(setup: dict[str, Any]) -> None:
     torch.set_num_threads(setup["threads"])
     context = ray.train.get_context()
     shapes = schema.Shapes(**setup["shapes"])
-    splits = {
-        name: Samples.from_batches(
-            ray.train.get_dataset_shard(name).iter_batches(batch_size=4096, batch_format="numpy"),
-            shapes,
-        )
-        for name in ("train", "val")
-    }
+    if setup["dataset"] is not None:  # read on this worker's node from the storage
+        dataset = open_dataset(setup["dataset"])
+        splits = {name: Samples.from_dataset(dataset, name) for name in ("train", "val")}
+    else:  # through Ray Data and the object store
+        splits = {
+            name: Samples.from_batches(
+                ray.train.get_dataset_shard(name).iter_batches(
+                    batch_size=4096, batch_format="numpy"
+                ),
+                shapes,
+            )
+            for name in ("train", "val")
+        }
+    run_dir = location(setup["run_dir"])
     train_loop(
         Config.from_dict(setup["config"]),
-        location(setup["run_dir"]),
+        run_dir,
         splits["train"],
         splits["val"],
         shapes.num_identities,
@@ -112,33 +125,30 @@ def _worker(setup: dict[str, Any]) -> None:
             progress=setup["progress"],
             bar=tqdm_ray.tqdm,  # drawn by the driver, not forwarded line by line
         ),
-        reporter=RayReporter(),
+        reporter=RayReporter(run_dir.name),
         wrap=prepare_model,
         fail_at_epochs=tuple(setup["fail_at_epochs"]),
     )
 
 
 def scaling(config: Config) -> tuple[ScalingConfig, int]:
-    """Ray Train's scaling for the config on this cluster, and the torch threads per worker."""
-    resources = ray.cluster_resources()
-    cpus = max(1.0, resources.get("CPU", 1.0))
+    """Ray Train's scaling for the config on this cluster, and the torch threads per worker:
+    `resources.cpus_per_worker` CPUs each (default: an equal share of the cluster per concurrent
+    trial, less a trial's own reservation, on the largest node at most) and, on GPUs,
+    `resources.gpus_per_worker`."""
+    r = config.resources
     workers = config.train.workers
-    gpus = resources.get("GPU", 0)
-    if config.train.device == "cuda" and gpus < workers:
-        raise UserError(
-            f"train.device=cuda asks for {workers} GPUs; the cluster has {gpus:g} "
-            "(set train.workers or train.device=cpu)"
-        )
-    use_gpu = config.train.device == "cuda" or (config.train.device == "auto" and gpus >= workers)
+    use_gpu = on_gpus(config, workers)
+    share = cluster_cpus() / r.concurrent_trials - (TRIAL_DRIVER_CPUS if _in_tune_session() else 0)
     largest_node = max(
-        (node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=cpus
+        (node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")),
+        default=share,
     )
-    per_worker = max(0.25, min((cpus - 0.5) / workers, largest_node - 0.5))
+    per_worker = r.cpus_per_worker or max(0.25, min((share - 0.5) / workers, largest_node - 0.5))
     threads = config.train.threads or max(1, round(per_worker))
+    resources = {"CPU": per_worker, **({"GPU": r.gpus_per_worker} if use_gpu else {})}
     return (
-        ScalingConfig(
-            num_workers=workers, use_gpu=use_gpu, resources_per_worker={"CPU": per_worker}
-        ),
+        ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
         threads,
     )
 
@@ -188,12 +198,14 @@ def fit_with_ray(
     scaling_config, threads = scaling(config)
     if scaling_config.use_gpu:
         config = apply_overrides(config, {"train.device": "cuda"})
+    from_storage = dataset.reads_from_storage(config.resources.data)
     log.info(
-        "Ray Train: %d worker(s), %s each, %d torch thread(s)%s",
+        "Ray Train: %d worker(s), %s each, %d torch thread(s)%s; data %s",
         config.train.workers,
         scaling_config.resources_per_worker,
         threads,
         ", GPUs" if scaling_config.use_gpu else "",
+        f"read by each worker from {dataset.folder}" if from_storage else "via the object store",
     )
     callbacks = []
     if _in_tune_session():  # a Tune trial running Ray Train (Ray's Train V2 pattern)
@@ -206,6 +218,7 @@ def fit_with_ray(
             "config": config.to_dict(),
             "run_dir": str(run_dir),
             "shapes": dataset.manifest["shapes"],
+            "dataset": str(dataset.folder) if from_storage else None,
             "threads": threads,
             "progress": progress,
             "fail_at_epochs": fail_at_epochs,
@@ -216,13 +229,18 @@ def fit_with_ray(
             name=RAY_STORAGE,
             storage_path=run_dir.path,
             storage_filesystem=None if run_dir.is_local else run_dir.fs,
-            failure_config=FailureConfig(max_failures=max_failures),
+            # a controller that keeps failing (e.g. a placement group that never fits) ends the
+            # run instead of retrying forever (DESIGN.md §7)
+            failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=3),
             checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
             callbacks=callbacks,
         ),
         # Materialised here, with the whole cluster: read tasks inside the workers would
-        # wait for CPUs the workers hold (seen on 2 CPUs, DESIGN.md §7).
-        datasets={
+        # wait for CPUs the workers hold (seen on 2 CPUs, DESIGN.md §7). Read from the storage
+        # by each worker instead at the paper preset's size (resources.data).
+        datasets={}
+        if from_storage
+        else {
             name: read_split(dataset, name, decode=False).materialize() for name in ("train", "val")
         },
         dataset_config=DataConfig(datasets_to_split=[]),

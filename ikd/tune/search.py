@@ -34,6 +34,7 @@ from ikd.train.runs import (
     CHECKPOINTS,
     METRIC,
     METRICS,
+    RAY_STORAGE,
     RUN,
     STOPPED,
     DivergedError,
@@ -89,7 +90,7 @@ def trial_in_process(
 ) -> None:
     """One tuning run through the run driver, each epoch's metrics to `report`: what `trial`
     runs inside Tune, and what continues an interrupted trial outside it."""
-    run = {**spec, **params, "stage": "tune", "loop": "plain", "progress": False}
+    run = {"loop": "plain", **spec, **params, "stage": "tune", "progress": False}
     run_dir = tuning_folder(run)
 
     stopped = read_json(run_dir / STOPPED)
@@ -99,7 +100,12 @@ def trial_in_process(
             report(metrics)
         return
     try:
-        train_driver({**run, "on_epoch": report, "splits": splits})
+        if run["loop"] == "plain":
+            train_driver({**run, "on_epoch": report, "splits": splits})
+        else:  # a Ray Train trial continued outside Tune: its epochs once it has finished
+            train_driver(run)
+            for metrics in read_metrics(run_dir / METRICS):
+                report(metrics)
     except DivergedError as error:
         log.warning("trial %s diverged: %s", run_dir.name, error)
         report({METRIC: 0.0, "diverged": True})
@@ -113,11 +119,18 @@ def trial_with_ray_train(params: dict[str, Any], *, spec: Mapping[str, Any]) -> 
     """A Tune function trainable running Ray Train inside (multi-worker or GPU trials): the
     trainer's own reports reach Tune (`fit_with_ray` adds `TuneReportCallback` in a trial)."""
     run = {**spec, **params, "stage": "tune", "loop": "ray", "progress": False}
+    run_dir = tuning_folder(run)
+    if (run_dir / STOPPED).exists() or run_status(run_dir) == "complete":  # proposed again
+        for metrics in read_metrics(run_dir / METRICS):
+            tune.report({**_scalars(metrics), "run": run_dir.name})
+        return
     try:
         train_driver(run)
     except DivergedError as error:
-        log.warning("trial %s diverged: %s", resolve_run(run)[2].name, error)
+        log.warning("trial %s diverged: %s", run_dir.name, error)
         tune.report({METRIC: 0.0, "diverged": True})
+        return
+    (run_dir / RAY_STORAGE).remove()  # a finished tuning run never resumes
 
 
 @dataclass(frozen=True)
@@ -151,8 +164,8 @@ def trial_history(
 
 
 def tuning_folder(spec: Mapping[str, Any]) -> Location:
-    """The run folder of a tuning run of `spec`."""
-    return resolve_run({**spec, "stage": "tune", "loop": "plain"})[2]
+    """The run folder of a tuning run of `spec` (its loop: plain unless the spec says ray)."""
+    return resolve_run({"loop": "plain", **spec, "stage": "tune"})[2]
 
 
 def tune_variant(
@@ -162,11 +175,12 @@ def tune_variant(
     trials: int,
     storage: str | Location,
     name: str,
-    splits: dict[str, Samples],
+    splits: dict[str, Samples] | None,
     epochs: int,
+    resources: Mapping[str, float],
+    threads: int = 0,
     seed: int = 0,
     concurrent: int = 1,
-    threads: int = 1,
     optuna_storage: str | None = None,
     asha: bool = True,
 ) -> tune.ResultGrid | None:
@@ -186,9 +200,12 @@ def tune_variant(
             change their working directory).
         storage: where Tune keeps its experiments (absolute path or URI, `ikd.storage`).
         splits: the train and val splits, read once by the caller, shared with every trial
-            through the object store.
+            through the object store (None: each trial reads them from the dataset's storage;
+            always for Ray Train trials, `"loop": "ray"` in `spec`).
         epochs: a trial's epochs (ASHA's max_t).
-        concurrent, threads: trials at once and torch threads per trial (CPUs it reserves).
+        resources, threads: Tune's resources per trial and its torch threads (0: Ray Train's
+            share), `ikd.cluster.trial_shape`.
+        concurrent: trials at once.
         optuna_storage: the RDB URL of the Optuna mirror (default: a SQLite file `optuna.db`
             beside the runs of `spec`'s study, or under ~/.cache/ikd when those are in an object
             store); its study is named `<study>/<name>`.
@@ -203,6 +220,7 @@ def tune_variant(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created/used" lines
     spec, storage = {**spec, "train.threads": threads}, location(storage)
+    ray_train = spec.get("loop") == "ray"
     runs = tuning_folder(spec).parent
     records = TrialRecords(
         runs, space, optuna_storage or _optuna_file(runs.parent), f"{runs.parent.name}/{name}"
@@ -251,10 +269,13 @@ def tune_variant(
     # Quiet Tune and Optuna: no experiment box or TensorBoard hint (Tune's legacy output is
     # silent at verbose=0), no "study created" lines; TrialRecords logs a line per trial epoch.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    trainable = (
+        tune.with_parameters(trial_with_ray_train, spec=spec)
+        if ray_train
+        else tune.with_parameters(trial, spec=spec, splits=splits)
+    )
     tuner = tune.Tuner(
-        tune.with_resources(
-            tune.with_parameters(trial, spec=spec, splits=splits), {"cpu": threads}
-        ),
+        tune.with_resources(trainable, dict(resources)),
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode="max",
@@ -329,6 +350,7 @@ class TrialRecords(tune.Callback):
         if record.get("status") == "running" and not (folder / STOPPED).exists():
             write_json(folder / STOPPED, {"by": "ASHA", "epochs": len(lines)})
             (folder / CHECKPOINTS).remove()
+            (folder / RAY_STORAGE).remove()
             log.info("trial %s stopped by ASHA after epoch %d", run, len(lines))
         self._mirror(params, run, record.get("status"), lines)
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ikd.cluster import cluster_cpus, init_ray
+from ikd.cluster import init_ray, trial_shape
 from ikd.config import load_config
 from ikd.data.dataset import dataset_folder, finished_manifest, open_dataset
 from ikd.errors import UserError
@@ -91,7 +91,12 @@ class StudyRun:
             "train.runs_root": absolute(config.train.runs_root),
         }
         self.config = load_config(preset, {**self.overrides, **roots}, warn=False)
-        self.spec = {"preset": preset, "study": self.study.name, **self.overrides, **roots}
+        # One-worker trials and final runs train in their own process; more workers per trial
+        # (resources.workers_per_trial) train with Ray Train inside it.
+        workers = self.config.resources.workers_per_trial
+        self.loop = "plain" if workers == 1 else "ray"
+        self.spec = {"preset": preset, "study": self.study.name, **self.overrides, **roots,
+                     "loop": self.loop, **({"train.workers": workers} if workers > 1 else {})}  # fmt: skip
         self.runs = location(roots["train.runs_root"]) / self.study.name
         self._splits: dict[str, Samples] | None = None
 
@@ -109,8 +114,10 @@ class StudyRun:
         keep = self.study.test_variants if self.quick else ()
         return tuple(v for v in self.study.variants if not keep or v.name in keep)
 
-    def splits(self) -> dict[str, Samples]:
-        """The train and val splits, read once (the dataset is built first if missing)."""
+    def splits(self) -> dict[str, Samples] | None:
+        """The train and val splits, read once to share with every trial and final run (the
+        dataset is built first if missing); None where each run reads them from the storage
+        itself (`resources.data`, and always for Ray Train runs)."""
         if self._splits is None:
             folder = dataset_folder(self.config)
             if finished_manifest(folder) is None:
@@ -119,14 +126,19 @@ class StudyRun:
                 log.info("%s: no finished dataset at %s; building it", self.study.name, folder)
                 build_dataset(self.config)
             dataset = open_dataset(folder, self.config)
-            self._splits = {name: Samples.from_dataset(dataset, name) for name in SPLITS}
-        return self._splits
+            if self.loop == "ray" or dataset.reads_from_storage(self.config.resources.data):
+                log.info("%s: each run reads its data from %s", self.study.name, folder)
+                self._splits = {}
+            else:
+                self._splits = {name: Samples.from_dataset(dataset, name) for name in SPLITS}
+        return self._splits or None
 
     # -- tune -----------------------------------------------------------------------------------
 
     def tune(self) -> dict[str, Any]:
         """Tune every variant that declares a space; write and return best_config.json."""
         init_ray()
+        resources, threads = trial_shape(self.config)
         for variant in self.variants:
             if variant.space:
                 log.info(
@@ -144,7 +156,9 @@ class StudyRun:
                     name=variant.name,
                     splits=self.splits(),
                     epochs=self.config.train.epochs,
-                    threads=self.config.train.threads or _threads(),
+                    resources=resources,
+                    threads=threads,
+                    concurrent=self.config.resources.concurrent_trials,
                     optuna_storage=self.optuna_storage,
                 )
         best = {variant.name: self._best(variant) for variant in self.variants if variant.space}
@@ -232,7 +246,6 @@ class StudyRun:
             "train.seed": seed,
             "variant": variant.name,
             "stage": "final",
-            "loop": "plain",
             "test": True,
             "progress": False,
         }
@@ -517,9 +530,3 @@ def _finished(records: Mapping[str, list[RunRecord]]) -> dict[str, list[RunRecor
         name: [run for run in runs if run.status == "complete" and run.test is not None]
         for name, runs in records.items()
     }
-
-
-def _threads() -> int:
-    """Torch threads per trial: one trial at a time with every CPU of the cluster (measured
-    faster than concurrent one-thread trials on 2 cores: benchmarks/README.md, "Tune trials")."""
-    return cluster_cpus()
