@@ -450,7 +450,8 @@ def _run(args: argparse.Namespace) -> None:
     from ikd.tune.regenerate import regenerate
 
     config = _config(args)
-    out = args.out or Path(config.train.runs_root) / config.preset
+    runs_root = config.train.runs_root  # previews are local files: ./runs/<preset> for a URI
+    out = args.out or Path("runs" if "://" in runs_root else runs_root) / config.preset
     _job_roots(config, args, results=args.results or f"results/{config.preset}", out=out)
     captures = Path(config.data.captures) if config.data.captures else None
     title = str(captures) if captures else f"synthetic, {config.preset} preset"

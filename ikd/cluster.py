@@ -94,6 +94,12 @@ def cluster_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
+def largest_node_cpus() -> float:
+    """The CPUs of the largest live node: a trial or a worker cannot span nodes."""
+    nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    return max(nodes, default=cluster_cpus())
+
+
 def cluster_gpus() -> float:
     return ray.cluster_resources().get("GPU", 0.0)
 
@@ -119,12 +125,15 @@ def trial_shape(config: Config) -> tuple[dict[str, float], int]:
     """A study trial's Tune resources and its torch threads, from `config.resources`.
 
     One-worker trials (the loop in the trial's process) take `cpus_per_worker` CPUs (default: an
-    equal share of the cluster per concurrent trial) and, on GPUs, `gpus_per_worker`; a Ray Train
-    trial reserves only its own process, and `scaling` sizes its workers."""
+    equal share of the cluster per concurrent trial, at most the largest node's) and, on GPUs,
+    `gpus_per_worker`; a Ray Train trial reserves only its own process, and `scaling` sizes its
+    workers."""
     r = config.resources
     if r.workers_per_trial > 1:
         return {"cpu": TRIAL_DRIVER_CPUS}, config.train.threads
-    cpus = r.cpus_per_worker or max(1, cluster_cpus() // r.concurrent_trials)
+    cpus = r.cpus_per_worker or max(
+        1, min(cluster_cpus() // r.concurrent_trials, int(largest_node_cpus()))
+    )
     shape = {"cpu": cpus}
     if on_gpus(config, 1):
         shape["gpu"] = r.gpus_per_worker

@@ -286,6 +286,11 @@ class ResourcesConfig:
         require(self.workers_per_trial >= 1, "resources.workers_per_trial must be ≥ 1")
         require(self.cpus_per_worker >= 0, "resources.cpus_per_worker must be ≥ 0")
         require(self.gpus_per_worker > 0, "resources.gpus_per_worker must be > 0")
+        require(
+            self.workers_per_trial == 1 or self.gpus_per_worker >= 1,
+            "resources.gpus_per_worker < 1 with workers_per_trial > 1 would put two DDP ranks "
+            "on one GPU (nccl refuses)",
+        )
         require(self.concurrent_trials >= 1, "resources.concurrent_trials must be ≥ 1")
         require(
             self.data in DATA_PATHS,

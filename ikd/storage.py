@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import posixpath
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,14 @@ class StorageError(OSError):
 class Location:
     """A file or folder in a pyarrow filesystem; compares, hashes and sorts by its URI."""
 
-    __slots__ = ("_scheme", "fs", "path")
+    __slots__ = ("_origin", "fs", "path")
 
-    def __init__(self, fs: pafs.FileSystem, path: str, scheme: str = "") -> None:
-        self.fs, self.path, self._scheme = fs, path.rstrip("/") or "/", scheme
+    def __init__(
+        self, fs: pafs.FileSystem, path: str, origin: tuple[str, str, str] = ("", "", "")
+    ) -> None:
+        # origin: the URI's scheme, the host that is not part of `path` (hdfs's namenode; an
+        # s3/gs bucket is) and its query (e.g. s3's endpoint_override), kept for `str()`
+        self.fs, self.path, self._origin = fs, path.rstrip("/") or "/", origin
 
     # -- naming ---------------------------------------------------------------------------
     @property
@@ -63,10 +68,10 @@ class Location:
 
     @property
     def parent(self) -> Location:
-        return Location(self.fs, posixpath.dirname(self.path), self._scheme)
+        return Location(self.fs, posixpath.dirname(self.path), self._origin)
 
     def __truediv__(self, part: str | os.PathLike) -> Location:
-        return Location(self.fs, posixpath.join(self.path, os.fspath(part)), self._scheme)
+        return Location(self.fs, posixpath.join(self.path, os.fspath(part)), self._origin)
 
     def with_name(self, name: str) -> Location:
         return self.parent / name
@@ -77,7 +82,9 @@ class Location:
     def __str__(self) -> str:
         if self.is_local:
             return self.path
-        return f"{self._scheme}://{self.path}"
+        scheme, host, query = self._origin
+        path = self.path if not host or self.path.startswith("/") else f"/{self.path}"
+        return f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
 
     def __repr__(self) -> str:
         return f"Location({str(self)!r})"
@@ -90,7 +97,7 @@ class Location:
         return self.path
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Location) and str(self) == str(other)
+        return str(self) == str(other) if isinstance(other, Location) else NotImplemented
 
     def __hash__(self) -> int:
         return hash(str(self))
@@ -127,7 +134,7 @@ class Location:
             infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
         except OSError as error:
             raise StorageError(f"{self}: {error}") from None
-        return sorted(Location(self.fs, info.path, self._scheme) for info in infos)
+        return sorted(Location(self.fs, info.path, self._origin) for info in infos)
 
     def size(self) -> int:
         """Bytes of the file, or of every file under the folder."""
@@ -179,10 +186,12 @@ def location(target: str | os.PathLike | Location) -> Location:
     text = os.fspath(target)
     if "://" not in text:
         return Location(pafs.LocalFileSystem(), str(Path(text).expanduser().resolve()))
-    scheme = text.split("://", 1)[0]
+    parts = urllib.parse.urlsplit(text)
+    scheme = parts.scheme
     try:
         fs, path = pafs.FileSystem.from_uri(text)
-        return Location(fs, path, scheme)
+        host = "" if path.lstrip("/").startswith(parts.netloc) else parts.netloc
+        return Location(fs, path, (scheme, host, parts.query))
     except (OSError, ValueError) as native:
         if "Unrecognized filesystem type" not in str(native):
             raise StorageError(f"{text}: {native}") from None
@@ -194,7 +203,7 @@ def location(target: str | os.PathLike | Location) -> Location:
     except (ImportError, ValueError) as error:
         raise StorageError(f"{text}: no filesystem for {scheme}:// ({error})") from None
     path = spec._strip_protocol(text.split("://", 1)[1])
-    return Location(PyFileSystem(FSSpecHandler(spec)), path, scheme)
+    return Location(PyFileSystem(FSSpecHandler(spec)), path, (scheme, "", ""))
 
 
 def absolute(target: str | os.PathLike) -> str:

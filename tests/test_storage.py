@@ -60,6 +60,18 @@ def test_a_location_reads_writes_lists_and_removes_whole_files(kind, tmp_path, s
     assert not (root / "a").exists() and root.glob("*") == []
 
 
+@pytest.mark.parametrize(
+    "uri", ["s3://bucket/runs?region=us-east-1&endpoint_override=localhost:9", "gs://bucket/runs"]
+)
+def test_a_cloud_uri_keeps_its_bucket_and_options_through_str(uri):
+    """Run and dataset folders travel as strings (to Ray workers, into run.json): a child's
+    string opens the same filesystem at the child's path (no network is touched)."""
+    child = location(uri) / "table3" / "tune"
+    again = location(str(child))
+    assert again == child and again.path == "bucket/runs/table3/tune"
+    assert type(again.fs) is type(child.fs) and not again.is_local
+
+
 def test_a_remote_location_is_not_a_local_path_and_bad_uris_are_named(store):
     with pytest.raises(TypeError, match="not on a local file system"):
         open(location(store) / "x")  # noqa: SIM115 — would write to the local disk otherwise
@@ -68,7 +80,7 @@ def test_a_remote_location_is_not_a_local_path_and_bad_uris_are_named(store):
 
 
 def test_a_run_reads_its_dataset_and_writes_its_records_through_the_storage_layer(
-    smoke_dataset, tmp_path, store
+    smoke_dataset, tmp_path, store, monkeypatch
 ):
     """The dataset copied into the object store, a study's final stage trains there (plain loop)
     and its report renders from it: every record is written whole, none lands on the local
@@ -76,6 +88,7 @@ def test_a_run_reads_its_dataset_and_writes_its_records_through_the_storage_laye
     from ikd.tune.stages import run_study
 
     _, folder, _ = smoke_dataset
+    monkeypatch.chdir(tmp_path)  # a URI mistaken for a path would land here
     data = location(store) / "datasets"
     pafs.copy_files(folder.path, (data / folder.name).path, destination_filesystem=data.fs)
     study = tmp_path / "storage_check.py"
@@ -89,7 +102,8 @@ def test_a_run_reads_its_dataset_and_writes_its_records_through_the_storage_laye
     run = run_study(
         study,
         preset="smoke",
-        # each final run reads its splits from the store itself (the paper preset's way)
+        # each final run reads its splits from the store itself (the paper preset's way), not
+        # from splits the study read once
         overrides={
             "data.root": str(data),
             "teacher.source": "trained",
@@ -113,6 +127,7 @@ def test_a_run_reads_its_dataset_and_writes_its_records_through_the_storage_laye
     (checkpoint,) = (run_dir / "checkpoints").iterdir()  # the model only, once finished
     assert read_json(checkpoint / "epoch.json") == {"epoch": 1, "model_only": True}
     assert not (tmp_path / "results" / "runs").exists()  # nothing of the run on the local disk
+    assert not [p for p in tmp_path.rglob("*") if "objectstore" in p.name]
     table = pd.read_csv(results / "storage_check" / "table.csv")
     test = read_json(run_dir / "test.json")
     assert table["acc_mean"].iloc[0] == pytest.approx(100 * test["test/acc"], abs=1e-4)

@@ -41,7 +41,7 @@ from ray.train import (
 from ray.train.torch import TorchTrainer, get_device, prepare_model
 from ray.tune.trainable.trainable_fn_utils import _in_tune_session
 
-from ikd.cluster import TRIAL_DRIVER_CPUS, cluster_cpus, on_gpus
+from ikd.cluster import TRIAL_DRIVER_CPUS, cluster_cpus, largest_node_cpus, on_gpus
 from ikd.config import Config, apply_overrides
 from ikd.data import schema
 from ikd.data.dataset import BuiltDataset, open_dataset
@@ -133,18 +133,18 @@ def _worker(setup: dict[str, Any]) -> None:
 
 def scaling(config: Config) -> tuple[ScalingConfig, int]:
     """Ray Train's scaling for the config on this cluster, and the torch threads per worker:
-    `resources.cpus_per_worker` CPUs each (default: an equal share of the cluster per concurrent
-    trial, less a trial's own reservation, on the largest node at most) and, on GPUs,
-    `resources.gpus_per_worker`."""
+    `resources.cpus_per_worker` CPUs each or, by default, an equal share of what the run may use
+    (the cluster less 0.5 CPU for Ray Data's read tasks; in a Tune trial, its share of the
+    concurrent trials less the trial's own process), at most the largest node's; on GPUs,
+    `resources.gpus_per_worker` each."""
     r = config.resources
     workers = config.train.workers
     use_gpu = on_gpus(config, workers)
-    share = cluster_cpus() / r.concurrent_trials - (TRIAL_DRIVER_CPUS if _in_tune_session() else 0)
-    largest_node = max(
-        (node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")),
-        default=share,
-    )
-    per_worker = r.cpus_per_worker or max(0.25, min((share - 0.5) / workers, largest_node - 0.5))
+    if _in_tune_session():
+        share = cluster_cpus() / r.concurrent_trials - TRIAL_DRIVER_CPUS
+    else:
+        share = cluster_cpus() - 0.5
+    per_worker = r.cpus_per_worker or max(0.25, min(share / workers, largest_node_cpus() - 0.5))
     threads = config.train.threads or max(1, round(per_worker))
     resources = {"CPU": per_worker, **({"GPU": r.gpus_per_worker} if use_gpu else {})}
     return (

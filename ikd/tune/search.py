@@ -113,6 +113,7 @@ def trial_in_process(
     # A finished tuning run is never resumed: its checkpoints (~135 MB each for resnet18 with
     # Adam's state) would only fill the disk over a study's trials.
     (run_dir / CHECKPOINTS).remove()
+    (run_dir / RAY_STORAGE).remove()
 
 
 def trial_with_ray_train(params: dict[str, Any], *, spec: Mapping[str, Any]) -> None:

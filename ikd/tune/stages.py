@@ -25,9 +25,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ikd.cluster import init_ray, trial_shape
+import torch
+
+from ikd.cluster import init_ray, on_gpus, trial_shape
 from ikd.config import load_config
-from ikd.data.dataset import dataset_folder, finished_manifest, open_dataset
+from ikd.data.dataset import BuiltDataset, dataset_folder, finished_manifest, open_dataset
 from ikd.errors import UserError
 from ikd.provenance import git_sha, hardware, versions
 from ikd.report.records import RunRecord, read_run
@@ -114,20 +116,24 @@ class StudyRun:
         keep = self.study.test_variants if self.quick else ()
         return tuple(v for v in self.study.variants if not keep or v.name in keep)
 
-    def splits(self) -> dict[str, Samples] | None:
-        """The train and val splits, read once to share with every trial and final run (the
-        dataset is built first if missing); None where each run reads them from the storage
-        itself (`resources.data`, and always for Ray Train runs)."""
-        if self._splits is None:
-            folder = dataset_folder(self.config)
-            if finished_manifest(folder) is None:
-                from ikd.data.pipeline import build_dataset
+    def dataset(self) -> BuiltDataset:
+        """The study's dataset, built first if missing."""
+        folder = dataset_folder(self.config)
+        if finished_manifest(folder) is None:
+            from ikd.data.pipeline import build_dataset
 
-                log.info("%s: no finished dataset at %s; building it", self.study.name, folder)
-                build_dataset(self.config)
-            dataset = open_dataset(folder, self.config)
+            log.info("%s: no finished dataset at %s; building it", self.study.name, folder)
+            build_dataset(self.config)
+        return open_dataset(folder, self.config)
+
+    def splits(self) -> dict[str, Samples] | None:
+        """The train and val splits, read once to share with every trial and final run; None
+        where each run reads them from the storage itself (`resources.data`, and always for Ray
+        Train runs)."""
+        if self._splits is None:
+            dataset = self.dataset()
             if self.loop == "ray" or dataset.reads_from_storage(self.config.resources.data):
-                log.info("%s: each run reads its data from %s", self.study.name, folder)
+                log.info("%s: each run reads its data from %s", self.study.name, dataset.folder)
                 self._splits = {}
             else:
                 self._splits = {name: Samples.from_dataset(dataset, name) for name in SPLITS}
@@ -251,14 +257,28 @@ class StudyRun:
         }
 
     def final(self) -> list[Location]:
-        """Every variant's final configuration × seeds, each run evaluated on test once."""
+        """Every variant's final configuration × seeds, each run evaluated on test once.
+
+        One-worker final runs train in this process — or, on a GPU cluster when this process
+        sees no GPU (a CPU head), as one-worker Ray Train runs on a GPU node (the same run
+        folder: the run hash does not depend on the loop)."""
+        run = {}
+        if self.loop == "plain":
+            init_ray()
+            if on_gpus(self.config, 1) and not torch.cuda.is_available():
+                run = {"loop": "ray", "train.workers": 1}
+        if run:
+            self.dataset()  # built first if missing; each Ray Train run reads it itself
+            splits = None
+        else:
+            splits = self.splits()
         done = []
         for variant in (v for v in self.variants if v.final):
             for seed in range(self.seeds):
                 log.info("%s: final %s, seed %d", self.study.name, variant.name, seed)
                 spec = self.final_spec(variant, seed)
                 try:
-                    done.append(train_driver({**spec, "splits": self.splits()}))
+                    done.append(train_driver({**spec, **run, "splits": splits}))
                 except DivergedError as error:  # recorded in its run folder; the others go on
                     log.warning("%s: final %s, seed %d diverged: %s", self.study.name,
                                 variant.name, seed, error)  # fmt: skip
