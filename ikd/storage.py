@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import io
 import json
 import os
 import posixpath
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow.fs as pafs
 
@@ -153,15 +155,25 @@ class Location:
         """Create the folder and its parents (object stores have no folders: a no-op there)."""
         self.fs.create_dir(self.path, recursive=True)
 
-    def write_bytes(self, data: bytes) -> None:
-        """Write the whole file: locally through `<name>.part` renamed over it, elsewhere as one
-        object (its bytes are complete before the write starts)."""
+    def write_with(self, write: Callable[[BinaryIO], object]) -> None:
+        """Write the whole file with `write(handle)` (e.g. `torch.save`, `pq.write_table`):
+        locally into `<name>.part`, renamed over the file; elsewhere into memory first, then as
+        one object, so a killed writer never leaves half of one."""
         self.parent.mkdir()
-        target = self.with_name(self.name + ".part") if self.is_local else self
-        with self.fs.open_output_stream(target.path) as stream:
-            stream.write(data)
-        if target is not self:
-            self.fs.move(target.path, self.path)
+        if self.is_local:
+            partial = f"{self.path}.part"
+            with open(partial, "wb") as handle:
+                write(handle)
+            os.replace(partial, self.path)
+            return
+        buffer = io.BytesIO()
+        write(buffer)
+        with self.fs.open_output_stream(self.path) as stream:
+            stream.write(buffer.getbuffer())
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write the whole file (`write_with`)."""
+        self.write_with(lambda handle: handle.write(data))
 
     def write_text(self, text: str) -> None:
         self.write_bytes(text.encode())

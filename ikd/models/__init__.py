@@ -13,13 +13,12 @@ EMBEDDING_DIM = 512  # FaceNet's (InceptionResnetV1) embedding width: p_t, and p
 
 
 def write_torch(target: str | os.PathLike | Location, content: Any) -> None:
-    """`torch.save` written whole (the bytes complete in memory first)."""
-    buffer = io.BytesIO()
-    torch.save(content, buffer)
-    location(target).write_bytes(buffer.getbuffer())
+    """`torch.save` written whole (`Location.write_with`)."""
+    location(target).write_with(lambda handle: torch.save(content, handle))
 
 
 def read_torch(target: str | os.PathLike | Location, *, weights_only: bool = True) -> Any:
     """`torch.load` onto the CPU of a file anywhere `location` reaches."""
-    data = io.BytesIO(location(target).read_bytes())
-    return torch.load(data, map_location="cpu", weights_only=weights_only)
+    target = location(target)
+    source = target.path if target.is_local else io.BytesIO(target.read_bytes())
+    return torch.load(source, map_location="cpu", weights_only=weights_only)

@@ -291,6 +291,4 @@ def write_predictions(path: Location, samples: Samples, logits: torch.Tensor) ->
             "logits": pa.FixedSizeListArray.from_arrays(flat, logits.shape[1]),
         }
     )
-    buffer = pa.BufferOutputStream()
-    pq.write_table(table, buffer)
-    path.write_bytes(buffer.getvalue())
+    path.write_with(lambda handle: pq.write_table(table, handle))
