@@ -81,3 +81,9 @@ def test_models_do_not_import_the_dataset_schema_or_training():
 def test_the_ground_floor_imports_nothing_of_ikd():
     for name in ("errors.py", "storage.py"):
         assert not any(m.startswith("ikd") for m in _imports_of(name)[name]), name
+
+
+def test_the_dataset_schema_and_the_storage_layer_import_no_torch():
+    """Ray Data's tasks import the schema; torch's import would add seconds to each worker."""
+    for name in ("data/schema.py", "models/__init__.py", "storage.py"):
+        assert "torch" not in {m.split(".")[0] for m in _imports_of(name)[name]}, name

@@ -20,7 +20,7 @@ from ikd.config import CONFIG, Config, digest
 from ikd.data.dataset import BuiltDataset
 from ikd.errors import UserError
 from ikd.methods import METHODS
-from ikd.models import read_torch, write_torch
+from ikd.models.weights import read_torch, write_torch
 from ikd.provenance import git_sha
 from ikd.storage import Location, location, read_json, write_json
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ikd.config import Config, TeacherConfig
 from ikd.errors import UserError
-from ikd.models import EMBEDDING_DIM, read_torch, write_torch
+from ikd.models import EMBEDDING_DIM
 from ikd.models.teacher import (
     Teacher,
     augment,
@@ -35,6 +35,7 @@ from ikd.models.teacher import (
     pretrained_path,
     standardize,
 )
+from ikd.models.weights import read_torch, write_torch
 from ikd.storage import (
     Location,
     location,
