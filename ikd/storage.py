@@ -75,12 +75,6 @@ class Location:
     def __truediv__(self, part: str | os.PathLike) -> Location:
         return Location(self.fs, posixpath.join(self.path, os.fspath(part)), self._origin)
 
-    def with_name(self, name: str) -> Location:
-        return self.parent / name
-
-    def relative_to(self, other: Location) -> str:
-        return posixpath.relpath(self.path, other.path)
-
     def __str__(self) -> str:
         if self.is_local:
             return self.path
@@ -119,9 +113,6 @@ class Location:
 
     def is_dir(self) -> bool:
         return self._info().type == pafs.FileType.Directory
-
-    def is_file(self) -> bool:
-        return self._info().type == pafs.FileType.File
 
     def read_bytes(self) -> bytes:
         with self.fs.open_input_stream(self.path) as stream:
