@@ -60,6 +60,11 @@ class Location:
         return isinstance(self.fs, pafs.LocalFileSystem)
 
     @property
+    def ray_filesystem(self) -> pafs.FileSystem | None:
+        """What Ray Train's and Tune's `storage_filesystem` take: None (Ray's own) when local."""
+        return None if self.is_local else self.fs
+
+    @property
     def local(self) -> Path | None:
         """The local path (a local disk or a mounted shared file system), else None."""
         return Path(self.path) if self.is_local else None

@@ -165,8 +165,11 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
     assert (tmp_path / "out" / "per_identity.png").stat().st_size > 1000
     assert len(pd.read_csv(tmp_path / "out" / "runs.csv")) == 9
 
-    (tmp_path / "out" / "study.json").write_text("{}")
+    stages = {"tune": 100.0, "final": 50.0, "report": 10.0}
+    (tmp_path / "out" / "study.json").write_text(json.dumps({"stage_seconds": stages}))
     overview = write_overview(tmp_path, studies=("out",)).read_text()
+    assert "| out | 100 / 50 / 10 | 3 min | 0 (0) | 0 | — | — | — | 9 |" in overview
+    assert "| **all** | | **0.04 h** | 0 | 0 | | | | 9 | | |" in overview
     assert "| Ours | 3 | 80.00 ± 10.00 | 85.00 | 50.00 ± 0.00 |" in overview
     assert (
         "- Ours − Theirs: +13.00 points of test ACC, 95 % CI [-7.33, +33.33] over 3 seeds — "

@@ -194,6 +194,27 @@ def test_a_finished_study_run_again_trains_nothing(studies):
     assert len(list((runs / "table3_methods" / "tune").iterdir())) == 5 * 2
 
 
+def test_an_interrupted_stage_still_counts_its_time(studies, monkeypatch):
+    """Killed mid-stage (Ctrl-C, or SIGTERM, which Ray's driver turns into SystemExit), a session's
+    wall time is added to study.json: the runs it finished are kept, so the time was spent."""
+    import time
+
+    from ikd.tune.stages import StudyRun
+
+    results, _, _ = studies
+    path = results / "table3_methods" / "study.json"
+    before = json.loads(path.read_text())["stage_seconds"]["report"]
+
+    def killed(self):
+        time.sleep(0.3)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StudyRun, "report", killed)
+    with pytest.raises(KeyboardInterrupt):
+        StudyRun.from_record(results / "table3_methods").run(["report"])
+    assert json.loads(path.read_text())["stage_seconds"]["report"] >= before + 0.2
+
+
 def test_ikd_report_rerenders_the_same_tables_from_the_records(studies, capsys):
     from ikd.cli import main
 

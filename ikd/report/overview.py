@@ -43,6 +43,7 @@ def write_overview(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> 
         page = "figure.md" if (folder / "figure.md").exists() else "table.md"
         lines += [f"## {QUESTIONS.get(name, name)}", "", f"[{name}/{page}]({name}/{page})", ""]
         lines += _rows(folder) + _verdicts(folder) + _sweep(folder) + _best(folder)
+    lines += _cost(results, studies)
     path = results / "README.md"
     path.write_text("\n".join(lines))
     return path
@@ -131,3 +132,87 @@ def _cell(mean: float, std: float = math.nan) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "—"
     return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def costs(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> pd.DataFrame:
+    """What each study cost, from its study.json and runs.csv: its stages' wall time (summed over
+    the sessions that ran them), its trials and final runs, and a trial's wall time split into
+    training (its epochs' recorded seconds: steps and val evaluation) and the rest of the tune
+    stage spread evenly over the trials (Tune, the searcher, set-up, records)."""
+    rows = []
+    for name in studies:
+        record = read_json(Path(results) / name / "study.json")
+        path = Path(results) / name / "runs.csv"
+        if record is None or not path.exists():
+            continue
+        seconds = record.get("stage_seconds", {})
+        runs = pd.read_csv(path)
+        tune, final = runs[runs["stage"] == "tune"], runs[runs["stage"] == "final"]
+        overhead = (seconds.get("tune", 0.0) - tune["train_seconds"].sum()) / max(len(tune), 1)
+        final_overhead = (seconds.get("final", 0.0) - final["train_seconds"].sum()) / max(
+            len(final), 1
+        )
+        resnet18 = runs[(runs["student"] == "resnet18") & (runs["epochs"] > 0)]
+        rows.append(
+            {
+                "study": name,
+                "tune_s": seconds.get("tune", 0.0),
+                "final_s": seconds.get("final", 0.0),
+                "report_s": seconds.get("report", 0.0),
+                "trials": len(tune),
+                "complete_trials": int((tune["status"] == "complete").sum()),
+                "trial_epochs": int(tune["epochs"].sum()),
+                "trial_median_s": (tune["train_seconds"] + overhead).median(),
+                "complete_trial_median_s": (
+                    tune.loc[tune["status"] == "complete", "train_seconds"] + overhead
+                ).median(),
+                "trial_overhead_s": overhead if len(tune) else math.nan,
+                "final_runs": len(final),
+                "final_median_s": (final["train_seconds"] + final_overhead).median(),
+                "resnet18_epoch_s": (resnet18["train_seconds"] / resnet18["epochs"]).median(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def cost_table(frame: pd.DataFrame) -> list[str]:
+    """`costs` as Markdown, with the regeneration's total."""
+    lines = [
+        "| study | tune / final / report (s) | wall | trials (complete) | trial-epochs "
+        "| trial median (s) | complete trial median (s) | rest per trial (s) | final runs "
+        "| final run median (s) | resnet18 s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in frame.to_dict("records"):
+        total = row["tune_s"] + row["final_s"] + row["report_s"]
+        lines.append(
+            f"| {row['study']} | {row['tune_s']:.0f} / {row['final_s']:.0f} / "
+            f"{row['report_s']:.0f} | {total / 60:.0f} min | {row['trials']} "
+            f"({row['complete_trials']}) | {row['trial_epochs']} | {_cell(row['trial_median_s'])} "
+            f"| {_cell(row['complete_trial_median_s'])} | {_cell(row['trial_overhead_s'])} "
+            f"| {row['final_runs']} | {_cell(row['final_median_s'])} "
+            f"| {_cell(row['resnet18_epoch_s'])} |"
+        )
+    total = (frame["tune_s"] + frame["final_s"] + frame["report_s"]).sum()
+    lines.append(
+        f"| **all** | | **{total / 3600:.2f} h** | {frame['trials'].sum()} | "
+        f"{frame['trial_epochs'].sum()} | | | | {frame['final_runs'].sum()} | | |"
+    )
+    return lines
+
+
+def _cost(results: Path, studies: Sequence[str]) -> list[str]:
+    frame = costs(results, studies)
+    if frame.empty:
+        return []
+    return [
+        "## What it cost",
+        "",
+        "Wall time per study as its study.json records it (every session that ran a stage, an "
+        "interrupted one included; `benchmarks/regeneration.py` prints this table). Times are only "
+        "as clean as the machine was quiet, and its speed varies ~2× from day to day: the "
+        "resnet18 epoch beside each study says how fast it was.",
+        "",
+        *cost_table(frame),
+        "",
+    ]

@@ -228,7 +228,7 @@ def fit_with_ray(
         run_config=RunConfig(
             name=RAY_STORAGE,
             storage_path=run_dir.path,
-            storage_filesystem=None if run_dir.is_local else run_dir.fs,
+            storage_filesystem=run_dir.ray_filesystem,
             # a controller that keeps failing (e.g. a placement group that never fits) ends the
             # run instead of retrying forever (DESIGN.md §7)
             failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=3),

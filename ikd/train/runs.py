@@ -214,10 +214,23 @@ class DivergedError(UserError):
         super().__init__(f"{run_dir}: {record.get('diverged', {}).get('reason', 'diverged')}")
 
 
+def run_checkpoints(run_dir: Location) -> list[Location]:
+    """A run's checkpoint folders, whichever loop (plain or Ray) wrote them."""
+    return checkpoint_folders(run_dir / CHECKPOINTS, "epoch-*") + checkpoint_folders(
+        run_dir / RAY_STORAGE, "checkpoint_*"
+    )
+
+
+def drop_checkpoints(run_dir: Location) -> None:
+    """Remove every checkpoint of a run that never resumes (a finished or stopped tuning run):
+    ~135 MB each for resnet18 with Adam's state would only fill the disk over a study."""
+    (run_dir / CHECKPOINTS).remove()
+    (run_dir / RAY_STORAGE).remove()
+
+
 def latest_checkpoint(run_dir: Location) -> dict[str, Any]:
     """The newest checkpoint of a run, whichever loop (plain or Ray) wrote it."""
-    candidates = checkpoint_folders(run_dir / CHECKPOINTS, "epoch-*")
-    candidates += checkpoint_folders(run_dir / RAY_STORAGE, "checkpoint_*")
+    candidates = run_checkpoints(run_dir)
     if not candidates:
         raise UserError(f"{run_dir}: no checkpoint (is it a run folder of `ikd train`?)")
     return load_state(max(candidates, key=checkpoint_epoch))
@@ -227,8 +240,7 @@ def keep_model_only(run_dir: Location) -> None:
     """A finished run never resumes: keep its newest checkpoint's model (what `ikd eval` and an
     export load) without the optimizer's and scheduler's state, and drop the older ones — a
     study's final runs would otherwise keep ~270 MB each for resnet18."""
-    candidates = checkpoint_folders(run_dir / CHECKPOINTS, "epoch-*")
-    candidates += checkpoint_folders(run_dir / RAY_STORAGE, "checkpoint_*")
+    candidates = run_checkpoints(run_dir)
     if not candidates:
         return
     newest = max(candidates, key=checkpoint_epoch)

@@ -31,13 +31,12 @@ from ikd.storage import Location, location, read_json, write_json
 from ikd.train.data import Samples
 from ikd.train.driver import resolve_run, train_driver
 from ikd.train.runs import (
-    CHECKPOINTS,
     METRIC,
     METRICS,
-    RAY_STORAGE,
     RUN,
     STOPPED,
     DivergedError,
+    drop_checkpoints,
     read_metrics,
     run_status,
 )
@@ -110,10 +109,7 @@ def trial_in_process(
         log.warning("trial %s diverged: %s", run_dir.name, error)
         report({METRIC: 0.0, "diverged": True})
         return
-    # A finished tuning run is never resumed: its checkpoints (~135 MB each for resnet18 with
-    # Adam's state) would only fill the disk over a study's trials.
-    (run_dir / CHECKPOINTS).remove()
-    (run_dir / RAY_STORAGE).remove()
+    drop_checkpoints(run_dir)
 
 
 def trial_with_ray_train(params: dict[str, Any], *, spec: Mapping[str, Any]) -> None:
@@ -131,7 +127,7 @@ def trial_with_ray_train(params: dict[str, Any], *, spec: Mapping[str, Any]) -> 
         log.warning("trial %s diverged: %s", run_dir.name, error)
         tune.report({METRIC: 0.0, "diverged": True})
         return
-    (run_dir / RAY_STORAGE).remove()  # a finished tuning run never resumes
+    drop_checkpoints(run_dir)
 
 
 @dataclass(frozen=True)
@@ -290,7 +286,7 @@ def tune_variant(
         run_config=tune.RunConfig(
             name=f"{name}-after-{len(finished)}",  # one experiment per (re)start
             storage_path=storage.path,
-            storage_filesystem=None if storage.is_local else storage.fs,
+            storage_filesystem=storage.ray_filesystem,
             verbose=0,
             callbacks=[records],
         ),
@@ -350,8 +346,7 @@ class TrialRecords(tune.Callback):
         lines = read_metrics(folder / METRICS)
         if record.get("status") == "running" and not (folder / STOPPED).exists():
             write_json(folder / STOPPED, {"by": "ASHA", "epochs": len(lines)})
-            (folder / CHECKPOINTS).remove()
-            (folder / RAY_STORAGE).remove()
+            drop_checkpoints(folder)
             log.info("trial %s stopped by ASHA after epoch %d", run, len(lines))
         self._mirror(params, run, record.get("status"), lines)
 

@@ -424,7 +424,7 @@ class StudyRun:
 
     def run(self, stages: Sequence[str], command: Sequence[str] | None = None) -> None:
         """Run `stages` in order, recording the command and each stage's wall time (summed
-        over the sessions that ran it) in study.json."""
+        over the sessions that ran it, an interrupted one included) in study.json."""
         record = read_json(self.results / STUDY_RECORD) or {}
         record.update(
             {
@@ -444,11 +444,13 @@ class StudyRun:
         for stage in STAGES:
             if stage in stages:
                 start = time.perf_counter()
-                getattr(self, stage)()
-                record = read_json(self.results / STUDY_RECORD) or record  # a nested stage's
-                seconds = record.setdefault("stage_seconds", {})
-                seconds[stage] = round(seconds.get(stage, 0.0) + time.perf_counter() - start, 1)
-                write_json(self.results / STUDY_RECORD, record)
+                try:
+                    getattr(self, stage)()
+                finally:  # an interrupted session's time counts too: its finished runs are kept
+                    record = read_json(self.results / STUDY_RECORD) or record  # a nested stage's
+                    seconds = record.setdefault("stage_seconds", {})
+                    seconds[stage] = round(seconds.get(stage, 0.0) + time.perf_counter() - start, 1)
+                    write_json(self.results / STUDY_RECORD, record)
 
     def _portable(self, value: Any) -> Any:
         """A path inside the results root as `<results>/…`; anything else as it is."""
