@@ -90,6 +90,7 @@ def test_every_study_renders_its_artefact_from_its_own_runs(studies):
             points = pd.read_csv(folder / "figure.csv")
             assert sorted(points["variant"]) == sorted(finals)
             assert (points["n"] == study.test_seeds).all()
+            assert points["hinge_active"].between(0, 100).all()  # both methods log eq. 14's hinge
             assert (folder / "figure.png").stat().st_size > 10_000
             assert "![figure](figure.png)" in (folder / "figure.md").read_text()
         else:
