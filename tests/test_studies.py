@@ -72,6 +72,9 @@ def test_the_main_job_previews_builds_reports_and_prints_table3(studies, smoke_d
     config, folder, _ = smoke_dataset
     assert list(Path(config.data.root).iterdir()) == [folder.local]  # reused, not built again
     assert "# Dataset smoke-" in printed and "# Table 3: synthetic data, smoke preset" in printed
+    # the estimate up front times each student left: the search draws all four, Table 4 has three
+    estimate = next(line for line in printed.splitlines() if "per epoch here now" in line)
+    assert all(f"{name} ~" in estimate for name in ("mobilenet", "efficientnet", "vgg16"))
     assert {p.name for p in results.iterdir()} >= {*ORDER, "runs", "README.md"}
     overview = (results / "README.md").read_text()
     assert "Does IdentityKD beat each baseline beyond seed noise?" in overview

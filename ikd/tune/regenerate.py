@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ikd.config import Config
+from ikd.config import Config, apply_overrides
 from ikd.report.overview import write_overview
 from ikd.tune.stages import STAGES, StudyRun
 
@@ -46,14 +46,42 @@ def study_runs(
 
 def remaining(runs: list[StudyRun]) -> tuple[int, int]:
     """(tuning trials, final runs) not finished yet across the studies."""
-    trials = finals = 0
+    trials = sum(count for _, count in _left(runs, final=False))
+    return trials, sum(count for _, count in _left(runs, final=True))
+
+
+def remaining_epochs(runs: list[StudyRun]) -> dict[str, float]:
+    """Epochs left across the studies if every run went to its last epoch, by student; a trial
+    whose student is searched counts evenly for each choice (TPE's random start draws so)."""
+    epochs: dict[str, float] = {}
     for run in runs:
-        for variant in (v for v in run.variants if v.space):
-            trials += max(0, run.trials - len(run.trials_of(variant)))
-        done = run.finals()
-        for variant in (v for v in run.variants if v.final):
-            finals += run.seeds - len(done[variant.name])
-    return trials, finals
+        for students, count in _left([run], final=False) + _left([run], final=True):
+            for student in students:
+                epochs[student] = epochs.get(student, 0.0) + (
+                    count * run.config.train.epochs / len(students)
+                )
+    return epochs
+
+
+def _left(runs: list[StudyRun], *, final: bool) -> list[tuple[tuple[str, ...], int]]:
+    """(the students a run may train, how many runs) not finished yet, per variant."""
+    left = []
+    for run in runs:
+        done = run.finals() if final else {}
+        for variant in run.variants:
+            if final and variant.final:
+                count = run.seeds - len(done[variant.name])
+            elif not final and variant.space:
+                count = max(0, run.trials - len(run.trials_of(variant)))
+            else:
+                continue
+            searched = variant.space.get("train.student") if not final else None
+            student = variant.overrides.get("train.student", run.config.train.student)
+            if final and "train.student" in (variant.space or {}):
+                best = run.best(variant)  # the search's final runs train the student it found
+                student = best["overrides"].get("train.student", student) if best else student
+            left.append((tuple(searched.values) if searched else (student,), count))
+    return left
 
 
 def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> float:
@@ -93,18 +121,21 @@ def regenerate(
     runs = study_runs(preset, overrides, results_root, quick)
     trials, finals = remaining(runs)
     config = runs[0].config
-    seconds = epoch_seconds(config, train_windows)
-    total = (trials + finals) * config.train.epochs * seconds
+    epochs = remaining_epochs(runs)
+    seconds = {
+        student: epoch_seconds(apply_overrides(config, {"train.student": student}), train_windows)
+        for student in sorted(epochs, key=lambda name: -epochs[name])
+    }
     log.info(
-        "%s preset: %d tuning trials and %d final runs left, %d epochs each, ~%.0f s per epoch "
-        "measured here now — about %s at most (ASHA's early stops make it shorter; this "
-        "machine's speed varies from day to day)",
+        "%s preset: %d tuning trials and %d final runs left, %d epochs each; per epoch here now "
+        "%s — about %s if every run went to its last epoch (ASHA's early stops make it shorter; "
+        "this machine's speed varies from day to day)",
         preset,
         trials,
         finals,
         config.train.epochs,
-        seconds,
-        _duration(total),
+        ", ".join(f"{student} ~{value:.0f} s" for student, value in seconds.items()) or "—",
+        _duration(sum(epochs[student] * value for student, value in seconds.items())),
     )
     start = time.perf_counter()
     for index, run in enumerate(runs, 1):
