@@ -170,6 +170,10 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
     overview = write_overview(tmp_path, studies=("out",)).read_text()
     assert "| out | 100 / 50 / 10 | 3 min | 0 (0) | 0 | — | — | — | 9 |" in overview
     assert "| **all** | | **0.04 h** | 0 | 0 | | | | 9 | | |" in overview
+    (tmp_path / "idle").mkdir()  # a study without runs: its runs.csv has no header
+    (tmp_path / "idle" / "study.json").write_text("{}")
+    (tmp_path / "idle" / "runs.csv").write_text("\n")
+    assert "| out | 100 / 50 / 10 |" in write_overview(tmp_path, ("out", "idle")).read_text()
     assert "| Ours | 3 | 80.00 ± 10.00 | 85.00 | 50.00 ± 0.00 |" in overview
     assert (
         "- Ours − Theirs: +13.00 points of test ACC, 95 % CI [-7.33, +33.33] over 3 seeds — "

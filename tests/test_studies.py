@@ -72,7 +72,7 @@ def test_the_main_job_previews_builds_reports_and_prints_table3(studies, smoke_d
     config, folder, _ = smoke_dataset
     assert list(Path(config.data.root).iterdir()) == [folder.local]  # reused, not built again
     assert "# Dataset smoke-" in printed and "# Table 3: synthetic data, smoke preset" in printed
-    # the estimate up front times each student left: the search draws all four, Table 4 has three
+    # the estimate up front times each student left: the search draws all four
     estimate = next(line for line in printed.splitlines() if "per epoch here now" in line)
     assert all(f"{name} ~" in estimate for name in ("mobilenet", "efficientnet", "vgg16"))
     assert {p.name for p in results.iterdir()} >= {*ORDER, "runs", "README.md"}
@@ -147,6 +147,13 @@ def test_table4_and_table5_reuse_table3s_tuned_identitykd(studies):
     # table3's identitykd was tuned once: table4 and table5 read it, never tuned it again
     assert len(list((runs / "table3_methods" / "tune").glob("identitykd-*"))) == 2
     assert not (runs / "table4_students" / "tune").exists()
+    # that tuning ran inside Table 4's final stage (the fixture ran Table 4 first); its time
+    # counts in Table 3's record only: 2 trials × 5 variants there, 2 final runs × 2 here
+    seconds = {
+        study: json.loads((results / study / "study.json").read_text())["stage_seconds"]
+        for study in ("table3_methods", "table4_students")
+    }
+    assert seconds["table4_students"]["final"] < seconds["table3_methods"]["tune"]
 
 
 def test_the_search_reports_its_best_configuration_and_importances(studies):
@@ -186,6 +193,7 @@ def test_tuning_runs_end_without_checkpoints_marked_and_mirrored_into_optuna(stu
 
 
 def test_a_finished_study_run_again_trains_nothing(studies):
+    from ikd.tune.regenerate import remaining_epochs, study_runs
     from ikd.tune.stages import STAGES, StudyRun
 
     results, runs, _ = studies
@@ -195,6 +203,9 @@ def test_a_finished_study_run_again_trains_nothing(studies):
     assert record["overrides"]["train.runs_root"] == "<results>/runs"  # portable
     StudyRun.from_record(results / "table3_methods").run(STAGES)
     assert [path.stat().st_mtime_ns for path in finals] == stamps
+    # and `ikd run`'s estimate finds nothing left to time
+    overrides = {k: v for k, v in record["overrides"].items() if k != "train.runs_root"}
+    assert remaining_epochs(study_runs("smoke", overrides, results, quick=True)) == {}
     assert len(list((runs / "table3_methods" / "tune").iterdir())) == 5 * 2
 
 
@@ -215,7 +226,7 @@ def test_an_interrupted_stage_still_counts_its_time(studies, monkeypatch):
 
     monkeypatch.setattr(StudyRun, "report", killed)
     with pytest.raises(KeyboardInterrupt):
-        StudyRun.from_record(results / "table3_methods").run(["report"])
+        StudyRun.from_record(results / "table3_methods").run(["report"], command=["test"])
     assert json.loads(path.read_text())["stage_seconds"]["report"] >= before + 0.2
 
 

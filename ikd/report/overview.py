@@ -150,20 +150,21 @@ def costs(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> pd.DataFr
         path = Path(results) / name / "runs.csv"
         if record is None or not path.exists():
             continue
-        seconds = record.get("stage_seconds", {})
-        runs = pd.read_csv(path)
+        seconds = {"tune": 0.0, "final": 0.0, "report": 0.0, **record.get("stage_seconds", {})}
+        try:
+            runs = pd.read_csv(path)
+        except pd.errors.EmptyDataError:  # a study without runs writes no header
+            continue
         tune, final = runs[runs["stage"] == "tune"], runs[runs["stage"] == "final"]
-        overhead = (seconds.get("tune", 0.0) - tune["train_seconds"].sum()) / max(len(tune), 1)
-        final_overhead = (seconds.get("final", 0.0) - final["train_seconds"].sum()) / max(
-            len(final), 1
-        )
+        overhead = (seconds["tune"] - tune["train_seconds"].sum()) / max(len(tune), 1)
+        final_overhead = (seconds["final"] - final["train_seconds"].sum()) / max(len(final), 1)
         resnet18 = runs[(runs["student"] == "resnet18") & (runs["epochs"] > 0)]
         rows.append(
             {
                 "study": name,
-                "tune_s": seconds.get("tune", 0.0),
-                "final_s": seconds.get("final", 0.0),
-                "report_s": seconds.get("report", 0.0),
+                "tune_s": seconds["tune"],
+                "final_s": seconds["final"],
+                "report_s": seconds["report"],
                 "trials": len(tune),
                 "complete_trials": int((tune["status"] == "complete").sum()),
                 "trial_epochs": int(tune["epochs"].sum()),
@@ -213,8 +214,9 @@ def _cost(results: Path, studies: Sequence[str]) -> list[str]:
     return [
         "## What it cost",
         "",
-        "Wall time per study as its study.json records it (every session that ran a stage, an "
-        "interrupted one included; `benchmarks/regeneration.py` prints this table). Times are only "
+        "Wall time per study as its study.json records it (every session that ran a stage in that "
+        "folder, an interrupted one included, also for runs of an older configuration that "
+        "runs.csv no longer lists; `benchmarks/regeneration.py` prints this table). Times are only "
         "as clean as the machine was quiet, and its speed varies ~2× from day to day: the "
         "resnet18 epoch beside each study says how fast it was. A negative rest per trial means "
         "stage time went unrecorded: a session killed before ikd counted interrupted ones.",

@@ -19,7 +19,8 @@ from typing import Any
 
 from ikd.config import Config, apply_overrides
 from ikd.report.overview import write_overview
-from ikd.tune.stages import STAGES, StudyRun
+from ikd.storage import read_json
+from ikd.tune.stages import BEST_CONFIG, STAGES, StudyRun
 
 log = logging.getLogger(__name__)
 
@@ -46,42 +47,42 @@ def study_runs(
 
 def remaining(runs: list[StudyRun]) -> tuple[int, int]:
     """(tuning trials, final runs) not finished yet across the studies."""
-    trials = sum(count for _, count in _left(runs, final=False))
-    return trials, sum(count for _, count in _left(runs, final=True))
+    left = _left(runs)
+    return sum(n for stage, _, n, _ in left if stage == "tune"), sum(
+        n for stage, _, n, _ in left if stage == "final"
+    )
 
 
 def remaining_epochs(runs: list[StudyRun]) -> dict[str, float]:
-    """Epochs left across the studies if every run went to its last epoch, by student; a trial
-    whose student is searched counts evenly for each choice (TPE's random start draws so)."""
+    """Epochs left across the studies if every run went to its last epoch, by student; a run
+    whose student is searched (and not found yet) counts evenly for each choice, as TPE's random
+    start draws them."""
     epochs: dict[str, float] = {}
-    for run in runs:
-        for students, count in _left([run], final=False) + _left([run], final=True):
-            for student in students:
-                epochs[student] = epochs.get(student, 0.0) + (
-                    count * run.config.train.epochs / len(students)
-                )
+    for _, students, count, per_run in _left(runs):
+        for student in students:
+            epochs[student] = epochs.get(student, 0.0) + count * per_run / len(students)
     return epochs
 
 
-def _left(runs: list[StudyRun], *, final: bool) -> list[tuple[tuple[str, ...], int]]:
-    """(the students a run may train, how many runs) not finished yet, per variant."""
+def _left(runs: list[StudyRun]) -> list[tuple[str, tuple[str, ...], int, int]]:
+    """(stage, the students a run may train, how many runs, epochs per run) per variant with
+    runs not finished yet."""
     left = []
     for run in runs:
-        done = run.finals() if final else {}
+        done = run.finals()
+        found = read_json(run.results / BEST_CONFIG) or {}
         for variant in run.variants:
-            if final and variant.final:
-                count = run.seeds - len(done[variant.name])
-            elif not final and variant.space:
-                count = max(0, run.trials - len(run.trials_of(variant)))
-            else:
-                continue
-            searched = variant.space.get("train.student") if not final else None
             student = variant.overrides.get("train.student", run.config.train.student)
-            if final and "train.student" in (variant.space or {}):
-                best = run.best(variant)  # the search's final runs train the student it found
-                student = best["overrides"].get("train.student", student) if best else student
-            left.append((tuple(searched.values) if searched else (student,), count))
-    return left
+            searched = (variant.space or {}).get("train.student")
+            choices = tuple(getattr(searched, "values", ())) or (student,)
+            if variant.space:
+                count = max(0, run.trials - len(run.trials_of(variant)))
+                left.append(("tune", choices, count, run.config.train.epochs))
+            if variant.final:
+                best = found.get(variant.name, {}).get("overrides", {}).get("train.student")
+                count = run.seeds - len(done[variant.name])
+                left.append(("final", (best,) if best else choices, count, run.config.train.epochs))
+    return [entry for entry in left if entry[2] > 0]
 
 
 def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> float:

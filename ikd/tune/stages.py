@@ -53,6 +53,7 @@ BEST_CONFIG = "best_config.json"
 STUDY_RECORD = "study.json"  # in <results>/<study>/: how the study was run
 RUNS = "runs"  # <results>/runs/<study>/{tune,final}/…: a study's run folders by default
 RESULTS_MARK = "<results>"  # study.json's paths inside the results root start with it
+_INNER: list[float] = []  # per stage running in this process, outermost first: nested seconds
 STAGES = ("tune", "final", "report")
 
 
@@ -424,7 +425,9 @@ class StudyRun:
 
     def run(self, stages: Sequence[str], command: Sequence[str] | None = None) -> None:
         """Run `stages` in order, recording the command and each stage's wall time (summed
-        over the sessions that ran it, an interrupted one included) in study.json."""
+        over the sessions that ran it, an interrupted one included; a stage of another study
+        run inside it, such as the tuning whose best configuration it reads, counts there, not
+        here) in study.json."""
         record = read_json(self.results / STUDY_RECORD) or {}
         record.update(
             {
@@ -444,12 +447,17 @@ class StudyRun:
         for stage in STAGES:
             if stage in stages:
                 start = time.perf_counter()
+                _INNER.append(0.0)  # the stages of studies it runs inside (a tuning it reads)
                 try:
                     getattr(self, stage)()
                 finally:  # an interrupted session's time counts too: its finished runs are kept
+                    elapsed = time.perf_counter() - start
+                    own = elapsed - _INNER.pop()  # each second counted once, by its own stage
+                    if _INNER:
+                        _INNER[-1] += elapsed
                     record = read_json(self.results / STUDY_RECORD) or record  # a nested stage's
                     seconds = record.setdefault("stage_seconds", {})
-                    seconds[stage] = round(seconds.get(stage, 0.0) + time.perf_counter() - start, 1)
+                    seconds[stage] = round(seconds.get(stage, 0.0) + own, 1)
                     write_json(self.results / STUDY_RECORD, record)
 
     def _portable(self, value: Any) -> Any:
