@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py steps [--batch 128] [--steps 12] [--threads 2]
     python benchmarks/bench_train.py epochs [--epochs 3]     # needs the laptop dataset built
     python benchmarks/bench_train.py layouts [--steps 8] [--threads 2]
+    python benchmarks/bench_train.py compile [--steps 8] [--threads 2]
 
 `steps`: fwd + bwd + Adam step of the resnet18 student on one laptop-sized batch (32² spectrograms),
 for the five methods, whose teacher outputs come from the dataset; and the naive
@@ -16,8 +17,8 @@ Ray Train with 1 worker at the same torch thread count, and Ray Train with 2 wor
 one thread each). Prints Markdown rows for benchmarks/README.md.
 
 `layouts`: fwd + bwd + Adam step of each student on a batch of 128 laptop spectrograms, weights
-and batch in NCHW against channels-last (NHWC), and `torch.compile` of the NHWC step for resnet18;
-median of `--steps` after a warm-up, the layouts interleaved.
+and batch in NCHW against channels-last (NHWC); median of `--steps` after a warm-up, the layouts
+interleaved. `compile`: resnet18's channels-last step, eager against `torch.compile`, likewise.
 """
 
 import argparse
@@ -154,6 +155,43 @@ def layouts(count: int, threads: int) -> None:
         print(f"| {name} | {nchw:.3f} | {nhwc:.3f} | {nhwc / nchw:.2f}× |")
 
 
+def compiled(count: int, threads: int) -> None:
+    """resnet18's channels-last step eager against `torch.compile` (inductor, default mode) of
+    the same module, interleaved after the compile's own warm-up steps."""
+    import torch
+
+    from ikd.models.students import STUDENTS
+
+    torch.set_num_threads(threads)
+    runs = {}
+    for kind in ("eager", "compiled"):
+        torch.manual_seed(0)
+        net = STUDENTS["resnet18"]()[0].to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+        runs[kind] = (torch.compile(net) if kind == "compiled" else net, optimizer, [])
+    batch = torch.rand(128, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    start = time.perf_counter()
+    for _ in range(3):  # the compile happens in the first steps (forward, then backward)
+        net, optimizer, _ = runs["compiled"]
+        optimizer.zero_grad()
+        net(batch).mean().backward()
+        optimizer.step()
+    warm = time.perf_counter() - start
+    for _ in range(count + 1):
+        for net, optimizer, times in runs.values():
+            start = time.perf_counter()
+            optimizer.zero_grad()
+            net(batch).mean().backward()
+            optimizer.step()
+            times.append(time.perf_counter() - start)
+    eager, fast = (statistics.median(run[2][1:]) for run in runs.values())
+    print(
+        f"\n| resnet18, channels-last | eager step (s) | torch.compile step (s) | ratio | compile "
+        f"(s) |\n|---|---|---|---|---|\n| | {eager:.3f} | {fast:.3f} | {fast / eager:.2f}× "
+        f"| {warm:.0f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -168,11 +206,16 @@ def main() -> None:
     layout_parser = commands.add_parser("layouts")
     layout_parser.add_argument("--steps", type=int, default=8)
     layout_parser.add_argument("--threads", type=int, default=2)
+    compile_parser = commands.add_parser("compile")
+    compile_parser.add_argument("--steps", type=int, default=8)
+    compile_parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     if args.command == "steps":
         steps(args.batch, args.steps, args.threads)
     elif args.command == "layouts":
         layouts(args.steps, args.threads)
+    elif args.command == "compile":
+        compiled(args.steps, args.threads)
     else:
         epochs(args.epochs)
 

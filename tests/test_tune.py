@@ -126,11 +126,14 @@ STUDY = Study(
 
 
 @pytest.mark.slow
-def test_a_killed_study_resumes_with_its_exact_budget_and_asha_decisions(smoke_dataset, tmp_path):
-    """SIGKILL the study driver (and its local Ray) once ASHA has stopped a trial and another is
-    training; the same command then runs exactly the budget: the interrupted trial continues with
-    its own parameters, the stopped one stays stopped, and the searcher and the Optuna mirror
-    know every finished trial."""
+def test_an_interrupted_study_resumes_with_its_exact_budget_and_asha_decisions(
+    smoke_dataset, tmp_path
+):
+    """Ctrl+C (SIGINT) to the study driver once ASHA has stopped a trial and another is training
+    stops the whole command at once (not just Tune's search) and keeps the time it spent; the
+    same command then runs exactly the budget: the interrupted trial continues with its own
+    parameters, the stopped one stays stopped, and the searcher and the Optuna mirror know every
+    finished trial."""
     import os
     import signal
     import subprocess
@@ -164,7 +167,7 @@ def test_a_killed_study_resumes_with_its_exact_budget_and_asha_decisions(smoke_d
         return kinds
 
     driver = subprocess.Popen(command, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and driver.poll() is None:
@@ -174,12 +177,15 @@ def test_a_killed_study_resumes_with_its_exact_budget_and_asha_decisions(smoke_d
             time.sleep(0.2)
         else:
             pytest.fail(f"no ASHA stop with a trial mid-training before the end: {state()}")
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
+        os.kill(driver.pid, signal.SIGINT)
+        _, stderr = driver.communicate(timeout=60)
+        assert driver.returncode == 130 and b"ikd: interrupted" in stderr, stderr[-2000:]
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     before = state()
+    record = json.loads((tmp_path / "results" / "killed" / "study.json").read_text())
+    assert record["stage_seconds"]["tune"] > 5  # the interrupted session's time is kept
     stopped = {t.folder.name: t.values for t in before["stopped"]}
     interrupted = {t.folder.name: (t.params, len(t.values)) for t in before["interrupted"]}
 

@@ -266,6 +266,10 @@ def tune_variant(
     # Quiet Tune and Optuna: no experiment box or TensorBoard hint (Tune's legacy output is
     # silent at verbose=0), no "study created" lines; TrialRecords logs a line per trial epoch.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ctrl+C stops the whole job (`ikd: interrupted`; the same command resumes). Tune's own
+    # handler would end only this variant's search, print a Tuner.restore hint that does not
+    # apply here, and let the study go on with the next variant.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     trainable = (
         tune.with_parameters(trial_with_ray_train, spec=spec)
         if ray_train
