@@ -129,6 +129,15 @@ def epochs(count: int) -> None:
         print(f"| {label} | {seconds:.1f} | {seconds / base:.2f}× |")
 
 
+def adam_step(net, batch, optimizer) -> float:
+    """Seconds of one fwd + bwd + Adam step."""
+    start = time.perf_counter()
+    optimizer.zero_grad()
+    net(batch).mean().backward()
+    optimizer.step()
+    return time.perf_counter() - start
+
+
 def layouts(count: int, threads: int) -> None:
     import torch
 
@@ -146,11 +155,7 @@ def layouts(count: int, threads: int) -> None:
             runs[layout] = (net, batch, optimizer, [])
         for _ in range(count + 1):  # interleaved; the first round warms up
             for net, batch, optimizer, times in runs.values():
-                start = time.perf_counter()
-                optimizer.zero_grad()
-                net(batch).mean().backward()
-                optimizer.step()
-                times.append(time.perf_counter() - start)
+                times.append(adam_step(net, batch, optimizer))
         nchw, nhwc = (statistics.median(run[3][1:]) for run in runs.values())
         print(f"| {name} | {nchw:.3f} | {nhwc:.3f} | {nhwc / nchw:.2f}× |")
 
@@ -170,20 +175,12 @@ def compiled(count: int, threads: int) -> None:
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
         runs[kind] = (torch.compile(net) if kind == "compiled" else net, optimizer, [])
     batch = torch.rand(128, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    start = time.perf_counter()
-    for _ in range(3):  # the compile happens in the first steps (forward, then backward)
-        net, optimizer, _ = runs["compiled"]
-        optimizer.zero_grad()
-        net(batch).mean().backward()
-        optimizer.step()
-    warm = time.perf_counter() - start
+    net, optimizer, _ = runs["compiled"]
+    # the compile happens in the first steps (forward, then backward)
+    warm = sum(adam_step(net, batch, optimizer) for _ in range(3))
     for _ in range(count + 1):
         for net, optimizer, times in runs.values():
-            start = time.perf_counter()
-            optimizer.zero_grad()
-            net(batch).mean().backward()
-            optimizer.step()
-            times.append(time.perf_counter() - start)
+            times.append(adam_step(net, batch, optimizer))
     eager, fast = (statistics.median(run[2][1:]) for run in runs.values())
     print(
         f"\n| resnet18, channels-last | eager step (s) | torch.compile step (s) | ratio | compile "
