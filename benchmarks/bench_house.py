@@ -1,12 +1,16 @@
-"""What the house costs before any work: importing the config, and the whole test suite.
+"""What the house costs before any work: importing the config, the whole test suite, and what a
+resumed `ikd run` reads before it trains anything.
 
     python benchmarks/bench_house.py import [--tree OLD] [--repeats 7]   # `from ikd.config import Config; Config()`
     python benchmarks/bench_house.py suite [--tree OLD]                  # `python -m pytest -q`, wall
+    python benchmarks/bench_house.py resume [--tree OLD] [--results results/laptop] [--repeats 3]
 
 Each measurement runs in a fresh process for this checkout and, with `--tree`, for another
 checkout of ikd (e.g. a `git worktree` of an older commit, put first on PYTHONPATH), interleaved
 so that drifts in the machine's speed hit both alike. `import`: median wall seconds of
 `--repeats` runs. `suite`: one run of the README's test command per tree, one after the other.
+`resume`: median wall seconds of counting what a results tree has left (`ikd run`'s estimate
+and progress lines: every study's finished trials and final runs, resolved from the records).
 Prints Markdown rows for benchmarks/README.md.
 """
 
@@ -20,6 +24,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
 IMPORT = "from ikd.config import Config; Config()"
+RESUME = """
+import json, sys
+from pathlib import Path
+from ikd.tune.regenerate import ORDER, remaining, study_runs
+results = Path(sys.argv[1])
+record = json.loads((results / ORDER[0] / "study.json").read_text())
+overrides = {k: v for k, v in record["overrides"].items() if k != "train.runs_root"}
+print(remaining(study_runs(record["preset"], overrides, results, record["quick"])))
+"""
 
 
 def _run(tree: Path, args: list[str]) -> float:
@@ -46,9 +59,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["import", "suite"])
+    parser.add_argument("what", choices=["import", "suite", "resume"])
     parser.add_argument("--tree", type=Path, default=None, help="another ikd checkout")
-    parser.add_argument("--repeats", type=int, default=7, help="import runs per tree")
+    parser.add_argument("--repeats", type=int, default=7, help="import/resume runs per tree")
+    parser.add_argument("--results", type=Path, default=HERE / "results" / "laptop")
     args = parser.parse_args()
     trees = {"this checkout": HERE}
     if args.tree is not None:
@@ -56,6 +70,9 @@ def main() -> None:
     if args.what == "import":
         results = measure(trees, ["-c", IMPORT], args.repeats)
         print(f"`{IMPORT}`, median of {args.repeats} fresh processes\n")
+    elif args.what == "resume":
+        results = measure(trees, ["-c", RESUME, str(args.results.resolve())], args.repeats)
+        print(f"counting what {args.results} has left, median of {args.repeats} fresh processes\n")
     else:
         results = measure(trees, ["-m", "pytest", "-q", "-p", "no:cacheprovider"], 1)
         print("`python -m pytest -q`, one run each, wall\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ikd.config import PRESETS, STAGES, Config, load_config, split_override
-from ikd.errors import UserError
+from ikd.errors import Terminated, UserError
 
 if TYPE_CHECKING:
     from ikd.storage import Location
@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{error.filename}: " if error.filename else ""
         print(f"ikd: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("ikd: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("ikd: interrupted", file=sys.stderr)
         return 130

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import ray
 
 from ikd.config import Config
-from ikd.errors import UserError
+from ikd.errors import Terminated, UserError
 
 
 def init_ray(num_cpus: int | None = None) -> None:
@@ -39,6 +40,14 @@ def init_ray(num_cpus: int | None = None) -> None:
         )
     except (ConnectionError, ValueError) as error:
         raise UserError(f"RAY_ADDRESS={address}: {str(error).splitlines()[0]}") from None
+    # after ray.init, which sets its own SIGTERM handler (SystemExit, after its C++ core has
+    # printed a stack dump): SIGTERM then stops ikd as Ctrl+C does (ikd.errors.Terminated)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated("SIGTERM")
 
 
 def _reachable(address: str, seconds: float = 5.0) -> None:

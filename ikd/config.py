@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import logging
@@ -247,14 +248,15 @@ class TrainConfig:
         require(
             self.device in DEVICES, f"train.device={self.device!r}; choose from {list(DEVICES)}"
         )
-        require(
-            self.method in PARAMS,
-            f"unknown method {self.method!r}{suggest(self.method, PARAMS)} (choose from {list(PARAMS)})",
-        )
-        require(
-            self.student in STUDENTS,
-            f"unknown student {self.student!r}{suggest(self.student, STUDENTS)} (choose from {list(STUDENTS)})",
-        )
+        # (not `require`: its message, difflib included, would be built for every config)
+        if self.method not in PARAMS:
+            raise ConfigError(
+                f"unknown method {self.method!r}{suggest(self.method, PARAMS)} (choose from {list(PARAMS)})"
+            )
+        if self.student not in STUDENTS:
+            raise ConfigError(
+                f"unknown student {self.student!r}{suggest(self.student, STUDENTS)} (choose from {list(STUDENTS)})"
+            )
         require(
             self.batch_size >= 2, "train.batch_size must be ≥ 2 (contrastive losses need pairs)"
         )
@@ -494,10 +496,18 @@ def reductions(config: Config) -> list[str]:
     return notes
 
 
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """A config dataclass's field types, resolved once: `typing.get_type_hints` evaluates the
+    string annotations anew on every call, which made resolving a results tree's run folders
+    (thousands of configs) take minutes."""
+    return typing.get_type_hints(cls)
+
+
 def dotted_keys(cls: type = Config, prefix: str = "") -> dict[str, Any]:
     """Every overridable dotted key of `cls` mapped to its field type."""
     keys: dict[str, Any] = {}
-    hints = typing.get_type_hints(cls)
+    hints = _field_types(cls)
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
         if dataclasses.is_dataclass(kind):
@@ -523,8 +533,13 @@ def split_override(item: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+@functools.cache
+def _config_keys() -> dict[str, Any]:
+    return dotted_keys()
+
+
 def _resolve(key: str) -> tuple[list[str], Any]:
-    keys = dotted_keys()
+    keys = _config_keys()
     if key == "preset":
         raise ConfigError(
             "the preset is chosen with --preset (or load_config's preset), not an override"
@@ -558,7 +573,7 @@ def build(cls: type, data: Mapping[str, Any]) -> Any:
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
+    hints = _field_types(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:

@@ -1,4 +1,5 @@
-"""Errors caused by user input. The CLI prints these as one line, without a traceback."""
+"""Errors caused by user input, and the stop a user asked for. The CLI prints these as one line,
+without a traceback."""
 
 
 class UserError(Exception):
@@ -11,6 +12,12 @@ class ConfigError(UserError, ValueError):
 
 class CaptureError(UserError, ValueError):
     """A radar capture that cannot be used: truncated, mis-sized, or holding NaNs."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`ray job stop`, `kill`, a scheduler's preemption) once Ray runs: ikd stops the way
+    Ctrl+C stops it — the stage in progress adds its time to the study record, finished runs are
+    kept, and the same command resumes (`ikd.cluster.init_ray` installs the handler)."""
 
 
 def require(condition: bool, message: str) -> None:

@@ -210,8 +210,9 @@ def test_a_finished_study_run_again_trains_nothing(studies):
 
 
 def test_an_interrupted_stage_still_counts_its_time(studies, monkeypatch):
-    """Killed mid-stage (Ctrl-C, or SIGTERM, which Ray's driver turns into SystemExit), a session's
-    wall time is added to study.json: the runs it finished are kept, so the time was spent."""
+    """Killed mid-stage (Ctrl-C, or SIGTERM, which ikd turns into Terminated, a
+    KeyboardInterrupt), a session's wall time is added to study.json: the runs it finished are
+    kept, so the time was spent."""
     import time
 
     from ikd.tune.stages import StudyRun

@@ -273,6 +273,46 @@ def test_trials_and_ray_train_workers_take_their_resources_from_config(ray_sessi
         config("resources.data=disk")
 
 
+def test_sigterm_once_ray_runs_stops_ikd_as_ctrl_c_does(monkeypatch, capsys):
+    """`ray job stop` or `kill` sends SIGTERM: Ray's own handler (set by ray.init) dumps a stack
+    from its C++ core and exits; ikd's, set after it, raises Terminated, a KeyboardInterrupt, so
+    a stage keeps its time as on Ctrl+C, and the CLI says so in one line with exit 143."""
+    import argparse
+    import os
+    import signal
+    import time
+
+    import ray
+
+    from ikd import cli
+    from ikd.cluster import init_ray
+    from ikd.errors import Terminated
+
+    def ray_init(**_):  # what ray.init does to SIGTERM
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(15)))
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh process
+    monkeypatch.setattr(ray, "init", ray_init)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        init_ray(num_cpus=1)
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises as soon as the signal arrives
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+    def stopped(args):
+        raise Terminated("SIGTERM")
+
+    parser = argparse.ArgumentParser(prog="ikd")
+    parser.set_defaults(handler=stopped, verbose=False)
+    monkeypatch.setattr(cli, "_parser", lambda: parser)
+    assert cli.main([]) == 143
+    assert capsys.readouterr().err == "ikd: terminated (SIGTERM)\n"
+
+
 def test_an_unreachable_cluster_address_is_one_line_within_seconds(monkeypatch):
     import time
 
