@@ -61,16 +61,18 @@ def main() -> None:
     )
     parser.add_argument("what", choices=["import", "suite", "resume"])
     parser.add_argument("--tree", type=Path, default=None, help="another ikd checkout")
-    parser.add_argument("--repeats", type=int, default=7, help="import/resume runs per tree")
+    parser.add_argument("--repeats", type=int, help="runs per tree (import: 7, resume: 3)")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "laptop")
     args = parser.parse_args()
     trees = {"this checkout": HERE}
     if args.tree is not None:
         trees = {f"{args.tree}": args.tree.resolve(), **trees}
     if args.what == "import":
+        args.repeats = args.repeats or 7
         results = measure(trees, ["-c", IMPORT], args.repeats)
         print(f"`{IMPORT}`, median of {args.repeats} fresh processes\n")
     elif args.what == "resume":
+        args.repeats = args.repeats or 3
         results = measure(trees, ["-c", RESUME, str(args.results.resolve())], args.repeats)
         print(f"counting what {args.results} has left, median of {args.repeats} fresh processes\n")
     else:

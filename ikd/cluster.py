@@ -23,6 +23,9 @@ from ikd.errors import Terminated, UserError
 def init_ray(num_cpus: int | None = None) -> None:
     """Start a local Ray, or join the cluster named by RAY_ADDRESS (whose size is its own).
 
+    From then on, for the life of the process (also after `ray.shutdown`), SIGTERM raises
+    `ikd.errors.Terminated` in the main thread, as Ctrl+C raises KeyboardInterrupt.
+
     Raises:
         UserError: RAY_ADDRESS names a cluster nothing answers at (checked first, within
             seconds: Ray itself would retry for minutes), or is not a Ray address.

@@ -1,5 +1,5 @@
-"""Errors caused by user input, and the stop a user asked for. The CLI prints these as one line,
-without a traceback."""
+"""Errors caused by user input, and a stop from outside (Ctrl+C, SIGTERM). `ikd`'s CLI prints
+these as one line, without a traceback."""
 
 
 class UserError(Exception):

@@ -273,35 +273,51 @@ def test_trials_and_ray_train_workers_take_their_resources_from_config(ray_sessi
         config("resources.data=disk")
 
 
-def test_sigterm_once_ray_runs_stops_ikd_as_ctrl_c_does(monkeypatch, capsys):
-    """`ray job stop` or `kill` sends SIGTERM: Ray's own handler (set by ray.init) dumps a stack
-    from its C++ core and exits; ikd's, set after it, raises Terminated, a KeyboardInterrupt, so
-    a stage keeps its time as on Ctrl+C, and the CLI says so in one line with exit 143."""
+# A driver joining the session's Ray, as `ikd run` joins a cluster, then waiting to be stopped.
+JOINED = """
+import time
+from ikd.cluster import init_ray
+from ikd.errors import Terminated
+init_ray()
+print("ready", flush=True)
+try:
+    time.sleep(60)
+except Terminated:
+    print("terminated", flush=True)
+"""
+
+
+def test_sigterm_once_ray_runs_stops_ikd_as_ctrl_c_does(ray_session, monkeypatch, capsys):
+    """`ray job stop` or `kill` sends SIGTERM. Ray's own handler (ray.init sets it) has the
+    driver's C++ core print a stack dump, then exits; ikd's, set after it, raises Terminated, a
+    KeyboardInterrupt, so a stage unwinds and keeps its time as on Ctrl+C, and the CLI says so
+    in one line with exit 143."""
     import argparse
     import os
+    import select
     import signal
-    import time
-
-    import ray
+    import subprocess
+    import sys
 
     from ikd import cli
-    from ikd.cluster import init_ray
     from ikd.errors import Terminated
 
-    def ray_init(**_):  # what ray.init does to SIGTERM
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(15)))
-
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh process
-    monkeypatch.setattr(ray, "init", ray_init)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    before = signal.getsignal(signal.SIGTERM)
+    address = ray_session.get_runtime_context().gcs_address
+    driver = subprocess.Popen(
+        [sys.executable, "-c", JOINED],
+        env={**os.environ, "RAY_ADDRESS": address},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
-        init_ray(num_cpus=1)
-        with pytest.raises(Terminated):
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(5)  # the handler raises as soon as the signal arrives
+        assert select.select([driver.stdout], [], [], 60)[0], "the driver did not join Ray"
+        assert driver.stdout.readline() == b"ready\n"
+        driver.send_signal(signal.SIGTERM)
+        out, err = driver.communicate(timeout=60)
     finally:
-        signal.signal(signal.SIGTERM, before)
+        driver.kill()
+    assert out == b"terminated\n", err[-2000:]
+    assert b"SIGTERM received" not in err  # Ray's C++ stack dump
 
     def stopped(args):
         raise Terminated("SIGTERM")
