@@ -8,10 +8,11 @@ wall time split into training and the rest (`ikd.report.overview.costs`, the tab
 README ends with); the total. Times are only as clean as the machine was quiet while the
 regeneration ran; the median resnet18 epoch beside each study says how fast the machine was.
 
-`--against OTHER`: every table's and figure's test ACC (and worst-identity ACC) beside another
-regeneration's of the same preset — two tuning paths (a resumed search reseeds TPE and starts
-ASHA's rungs empty: studies/README.md), so the differences show how much the results move with
-the path, beside their seed std.
+`--against OTHER`: every table's and figure's test ACC beside another regeneration's of the same
+preset, with the difference's Welch interval and a verdict (`ikd.report.compare`, what `ikd run`
+ends with on a machine whose teacher differs from the committed one) — e.g. two tuning paths (a
+resumed search reseeds TPE and starts ASHA's rungs empty: studies/README.md), so the differences
+show how much the results move with the path, beside their seed noise.
 """
 
 from __future__ import annotations
@@ -19,36 +20,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
+from ikd.report.compare import compare_trees
 from ikd.report.overview import cost_table, costs
-
-COLUMNS = ("acc", "worst_acc")
-
-
-def compare(ours: Path, other: Path) -> list[str]:
-    """Markdown rows: per study and variant, mean ± std over seeds here and in `other`, and the
-    difference of the means."""
-    lines = [
-        "| study | variant | ACC here | ACC other | Δ | worst ACC here | worst ACC other | Δ |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for path in sorted([*ours.glob("*/table.csv"), *ours.glob("*/figure.csv")]):
-        there = other / path.parent.name / path.name
-        if not there.exists():
-            continue
-        a, b = (pd.read_csv(p).set_index("variant") for p in (path, there))
-        for variant in a.index.intersection(b.index):
-            cells = []
-            for column in COLUMNS:
-                x, y = a.loc[variant], b.loc[variant]
-                cells += [
-                    f"{x[f'{column}_mean']:.2f} ± {x[f'{column}_std']:.2f}",
-                    f"{y[f'{column}_mean']:.2f} ± {y[f'{column}_std']:.2f}",
-                    f"{x[f'{column}_mean'] - y[f'{column}_mean']:+.2f}",
-                ]
-            lines.append(f"| {path.parent.name} | {variant} | " + " | ".join(cells) + " |")
-    return lines
+from ikd.tune.regenerate import ORDER
 
 
 def main() -> None:
@@ -61,7 +35,8 @@ def main() -> None:
         parser.error(f"{args.results}: no rendered study (run `ikd run` first)")
     print("\n".join(cost_table(frame)))
     if args.against is not None:
-        print("\n" + "\n".join(compare(args.results, args.against)))
+        frame = compare_trees(args.results, args.against, ORDER)
+        print("\n" + frame.to_string(index=False, float_format="%.2f"))
 
 
 if __name__ == "__main__":

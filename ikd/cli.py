@@ -450,7 +450,8 @@ def _job_roots(config: Config, args: argparse.Namespace, **roots: object) -> Non
 
 def _run(args: argparse.Namespace) -> None:
     from ikd.data.dataset import open_dataset
-    from ikd.tune.regenerate import regenerate
+    from ikd.report.compare import write_comparison
+    from ikd.tune.regenerate import regenerate, results_tree
 
     config = _config(args)
     runs_root = config.train.runs_root  # previews are local files: ./runs/<preset> for a URI
@@ -461,16 +462,28 @@ def _run(args: argparse.Namespace) -> None:
     _render(config, captures, out / "preview", 6, 4, title)
     folder = _build_dataset(config, args, "views")
     _print_report(folder)
-    results = (args.results or Path("results") / config.preset).resolve()
+    dataset = open_dataset(folder)
+    results, reference = results_tree(
+        (args.results or Path("results") / config.preset).resolve(), dataset
+    )
     runs = regenerate(
         preset=args.preset,
         overrides=dict(map(split_override, args.overrides)),
         results_root=results,
         quick=args.quick or args.preset == "smoke",
-        train_windows=open_dataset(folder).manifest["counts"]["per_split"]["train"],
+        train_windows=dataset.manifest["counts"]["per_split"]["train"],
     )
     table = runs[0].results / "table.md"
     print(table.read_text())
+    if reference is not None:
+        print(
+            write_comparison(
+                results,
+                reference,
+                f"This regeneration against {reference.name}",
+                [run.study.name for run in runs],
+            )
+        )
     log.info("results: %s", results)
 
 
@@ -480,7 +493,7 @@ def _build(args: argparse.Namespace) -> None:
 
 def _teacher_train(args: argparse.Namespace) -> None:
     from ikd.data.dataset import TEACHER
-    from ikd.train.teacher import read_teacher_info
+    from ikd.face.teacher import read_teacher_info
 
     folder = _build_dataset(_config(args), args, "teacher")
     info = read_teacher_info(folder / TEACHER)
@@ -523,15 +536,22 @@ def _study(args: argparse.Namespace) -> None:
     config = _config(args)  # a mistake in the overrides is reported before anything starts
     _job_roots(config, args, results=args.results or f"results/{args.preset}", storage=args.storage)
     stages = STAGES if args.stage == "all" else (args.stage,)
+    results = (args.results or Path("results") / args.preset).resolve()
     if stages != ("report",):
         init_ray(args.num_cpus)
+        if args.storage is None:  # its runs live in the results tree: is it this dataset's?
+            from ikd.data.dataset import open_dataset
+            from ikd.data.pipeline import build_dataset
+            from ikd.tune.regenerate import results_tree
+
+            results, _ = results_tree(results, open_dataset(build_dataset(config)))
     start = time.perf_counter()
     run = run_study(
         args.path,
         preset=args.preset,
         overrides=dict(map(split_override, args.overrides)),
         stages=stages,
-        results_root=(args.results or Path("results") / args.preset).resolve(),
+        results_root=results,
         quick=args.quick,
         storage=args.storage,
         optuna_storage=args.optuna_storage,
@@ -541,6 +561,7 @@ def _study(args: argparse.Namespace) -> None:
 
 
 def _study_report(args: argparse.Namespace) -> None:
+    from ikd.provenance import REPOSITORY
     from ikd.report.overview import write_overview
     from ikd.tune.stages import STUDY_RECORD, StudyRun
 
@@ -557,7 +578,7 @@ def _study_report(args: argparse.Namespace) -> None:
     if not folders:
         raise UserError(f"{root}: no study results to render (run `ikd study` or `ikd run` first)")
     for folder in folders:
-        run = StudyRun.from_record(folder, studies=Path("studies").resolve())
+        run = StudyRun.from_record(folder, studies=REPOSITORY / "studies")
         written = run.report()
         log.info("%s: %d files in %s", run.study.name, len(written), run.results)
     for parent in sorted({folder.parent for folder in folders}):

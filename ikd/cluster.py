@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -19,23 +21,32 @@ import ray
 from ikd.config import Config
 from ikd.errors import Terminated, UserError
 
+log = logging.getLogger(__name__)
+
 
 def init_ray(num_cpus: int | None = None) -> None:
     """Start a local Ray, or join the cluster named by RAY_ADDRESS (whose size is its own).
+
+    Without RAY_ADDRESS, Ray joins the cluster the last `ray start` on this machine recorded, if
+    any; when that head no longer answers (killed without `ray stop`), one line says so and a
+    local Ray starts instead.
 
     From then on, for the life of the process (also after `ray.shutdown`), SIGTERM raises
     `ikd.errors.Terminated` in the main thread, as Ctrl+C raises KeyboardInterrupt.
 
     Raises:
         UserError: RAY_ADDRESS names a cluster nothing answers at (checked first, within
-            seconds: Ray itself would retry for minutes), or is not a Ray address.
+            seconds: Ray itself would retry for minutes) — with "auto", the recorded one — or
+            is not a Ray address.
     """
     if ray.is_initialized():
         return
-    address = os.environ.get("RAY_ADDRESS")
+    address = os.environ.get("RAY_ADDRESS") or None  # an empty one is unset, as Ray reads it
     if address and address != "local" and num_cpus is not None:
         raise UserError("RAY_ADDRESS names a cluster: it decides the CPUs; drop --num-cpus")
-    if address and address not in ("local", "auto"):
+    if address in (None, "auto"):
+        address = _unless_recorded_head_is_dead(address)
+    elif address != "local":
         _reachable(address)
     try:
         ray.init(
@@ -53,7 +64,7 @@ def _terminated(signum: int, frame: Any) -> None:
     raise Terminated("SIGTERM")
 
 
-def _reachable(address: str, seconds: float = 5.0) -> None:
+def _reachable(address: str) -> None:
     """Raise a one-line UserError unless something listens at a Ray address's host and port."""
     if address.startswith(("http://", "https://")):
         raise UserError(
@@ -61,16 +72,54 @@ def _reachable(address: str, seconds: float = 5.0) -> None:
             "a driver joins the cluster at its GCS address (<head>:6379) — inside a submitted "
             "job Ray sets it — or unset RAY_ADDRESS for a local Ray"
         )
-    host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=seconds):
-            pass
+        _connect(address)
     except (OSError, ValueError) as error:
         raise UserError(
             f"RAY_ADDRESS={address}: no Ray cluster answers there ({error}); start it "
             "(`ray up cluster/cluster.yaml`, or `ray start --head`) or unset RAY_ADDRESS for a "
             "local Ray"
         ) from None
+
+
+def _unless_recorded_head_is_dead(address: str | None) -> str | None:
+    """The address for `ray.init` when RAY_ADDRESS is unset (None) or "auto": Ray would join the
+    cluster the last `ray start` here recorded (`<Ray's temp dir>/ray_current_cluster`, read by
+    ray._private.services.get_ray_address_from_environment) and, when its head is dead, retry
+    its GCS for minutes. Unset: "local" then, said in one line; "auto" asks for a cluster, so a
+    UserError."""
+    from ray._common.utils import get_ray_address_file  # Ray's own path: RAY_TMPDIR, TMPDIR, /tmp
+
+    record = get_ray_address_file(None)
+    try:
+        recorded = Path(record).read_text().strip()
+    except OSError:  # no record: Ray starts a local instance ("auto": joins a running one)
+        return address
+    try:
+        _connect(recorded)
+    except (OSError, ValueError) as error:
+        if address == "auto":
+            raise UserError(
+                f"RAY_ADDRESS=auto: no Ray cluster answers at {recorded}, recorded by `ray "
+                f"start` in {record} ({error}); start it again, or unset RAY_ADDRESS for a "
+                "local Ray"
+            ) from None
+        log.warning(
+            "no Ray answers at %s, the head a `ray start` recorded in %s (%s; `ray stop` "
+            "clears the record): starting a local Ray",
+            recorded,
+            record,
+            error,
+        )
+        return "local"
+    return address
+
+
+def _connect(address: str, seconds: float = 5.0) -> None:
+    """Open and close a TCP connection to a Ray address's host and port (OSError, ValueError)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    with socket.create_connection((host or "127.0.0.1", int(port)), timeout=seconds):
+        pass
 
 
 # Set by Ray's job manager in a submitted job's driver process (ray/_private/runtime_env/constants.py)

@@ -175,7 +175,7 @@ class FaceConfig:
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """The frozen FaceNet teacher (models/teacher.py; fitted by train/teacher.py) and its linear
+    """The frozen FaceNet teacher (models/teacher.py; fitted by face/teacher.py) and its linear
     identity classifier."""
 
     source: str = "auto"  # auto | pretrained (VGGFace2 from the torch hub cache) | trained (ours)

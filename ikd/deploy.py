@@ -45,6 +45,7 @@ from ikd.radar.dsp import range_band, range_fft, spectrogram_windows, spread, wa
 from ikd.storage import Location, location, write_json
 from ikd.train.data import Samples
 from ikd.train.driver import load_run
+from ikd.train.runs import run_dataset
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +290,7 @@ def export(
     if len(names) != n:
         raise UserError(f"{len(names)} identity names for a model of {n} identities")
     model = GaitModel.trace(method.evaluated_student(), config, names, max_windows, out)
-    dataset = open_dataset(record["dataset"], config)
+    dataset = open_dataset(run_dataset(record, config), config)
     val = _split_decisions(model, Samples.from_dataset(dataset, "val"))
     threshold = threshold_for([d.confidence for d, _ in val])
     model.threshold = model.meta["threshold"] = threshold

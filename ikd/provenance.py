@@ -16,6 +16,8 @@ from typing import Any
 
 PACKAGES = ("torch", "torchvision", "ray", "optuna", "facenet-pytorch", "numpy", "pyarrow")
 GIT_SHA = "IKD_GIT_SHA"  # set it where the code runs without its .git (e.g. a Ray job)
+REPOSITORY = Path(__file__).resolve().parents[1]  # the checkout (or site-packages) holding ikd/
+REPOSITORY_MARK = "<repo>"  # a record's paths inside the repository start with it
 
 
 @functools.cache
@@ -24,11 +26,10 @@ def git_sha() -> str:
     when set, or "unknown" outside a git checkout."""
     if os.environ.get(GIT_SHA):
         return os.environ[GIT_SHA]
-    source = Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", "-C", str(source), *args], capture_output=True, text=True, check=True
+            ["git", "-C", str(REPOSITORY), *args], capture_output=True, text=True, check=True
         ).stdout.strip()
 
     try:

@@ -29,7 +29,7 @@ import json
 import os
 import posixpath
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -238,3 +238,46 @@ def sha256_file(target: str | os.PathLike | Location) -> str:
         for block in iter(lambda: stream.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def portable(value: Any, roots: Mapping[str, str | os.PathLike]) -> Any:
+    """A record's text with every absolute local path inside one of `roots` (marker → folder,
+    e.g. ``{"<results>": "/home/me/ikd/results/laptop"}``) written relative to it, the deepest
+    root winning: ``/home/me/ikd/results/laptop/runs`` → ``<results>/runs``. A command line is
+    rewritten token by token (``data.root=/home/me/ikd/datasets`` → ``data.root=<repo>/datasets``);
+    URIs, relative paths, paths outside the roots and non-strings are returned as they are.
+    `local` reverses it on another machine."""
+    if not isinstance(value, str):
+        return value
+    folders = {marker: Path(root).resolve() for marker, root in roots.items() if root}
+    return " ".join(_portable_token(token, folders) for token in value.split(" "))
+
+
+def _portable_token(token: str, roots: Mapping[str, Path]) -> str:
+    key, equals, path = token.rpartition("=")
+    if not path.startswith("/"):
+        return token
+    real = Path(os.path.realpath(path))  # as the roots are: through any symlink
+    inside = [(marker, root) for marker, root in roots.items() if real.is_relative_to(root)]
+    if not inside:
+        return token
+    marker, root = max(inside, key=lambda item: len(item[1].parts))
+    relative = real.relative_to(root).as_posix()
+    return f"{key}{equals}{marker}" + ("" if relative == "." else f"/{relative}")
+
+
+def local(value: Any, roots: Mapping[str, str | os.PathLike]) -> Any:
+    """`portable` reversed: each token starting with a marker (after ``key=`` too) resolved
+    against this machine's folder for it; anything else, an old record's absolute path included,
+    is returned as it is."""
+    if not isinstance(value, str):
+        return value
+    tokens = []
+    for token in value.split(" "):
+        key, equals, path = token.rpartition("=")
+        for marker, root in roots.items():
+            if root and (path == marker or path.startswith(f"{marker}/")):
+                path = os.fspath(root) + path[len(marker) :]
+                break
+        tokens.append(f"{key}{equals}{path}")
+    return " ".join(tokens)

@@ -87,3 +87,13 @@ def test_the_dataset_schema_and_the_storage_layer_import_no_torch():
     """Ray Data's tasks import the schema; torch's import would add seconds to each worker."""
     for name in ("data/schema.py", "models/__init__.py", "storage.py"):
         assert "torch" not in {m.split(".")[0] for m in _imports_of(name)[name]}, name
+
+
+def test_the_data_pipeline_stands_on_the_teacher_never_on_training():
+    """The teacher (face/teacher.py: its training and loading) sits below the data pipeline that
+    runs it; nothing in data/ or face/ reaches up into train/."""
+    for prefix in ("data/", "face/"):
+        for name, imported in _imports_of(prefix).items():
+            assert not any(m.startswith(("ikd.train", "ikd.tune")) for m in imported), name
+    for name, imported in _imports_of("face/").items():
+        assert not any(m.startswith("ikd.data") for m in imported), name

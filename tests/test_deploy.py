@@ -23,6 +23,7 @@ from ikd.models.students import STUDENTS
 from ikd.radar.dsp import spread
 from ikd.train.data import Samples, to_device
 from ikd.train.driver import load_run, train_driver
+from ikd.train.runs import run_dataset
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_the_exported_model_gives_the_training_time_logits(exported, smoke_datas
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(STUDENTS, "resnet18", tiny_backbone)
         config, method, record, _ = load_run(run_dir)
-    val = Samples.from_dataset(open_dataset(record["dataset"], config), "val")
+    val = Samples.from_dataset(open_dataset(run_dataset(record, config), config), "val")
     gait = val.gait[:6]
     with torch.no_grad():
         expected = torch.log_softmax(

@@ -1,7 +1,7 @@
 """Reports (`ikd.report`) against hand-written run records: mean ± std over seeds, the paired
 significance interval, walk-level accuracy and the paper column — each number worked out by hand
 here, not by the code under test — and the paper's values in the study files checked against the
-paper's own text."""
+paper's own text (which lies beside the repository: skipped where it is absent)."""
 
 from __future__ import annotations
 
@@ -199,10 +199,13 @@ def paper_table(number: int) -> dict[str, tuple[float, float, float]]:
     return rows
 
 
+@pytest.mark.paper_text
 @pytest.mark.parametrize(
     ("study", "table"), [("table3_methods", 3), ("table4_students", 4), ("table5_contrast", 5)]
 )
 def test_the_paper_column_is_the_papers_own_table(study, table):
+    if not PAPER.exists():  # beside the repository, not in it: CI has it, a fresh clone does not
+        pytest.skip(f"needs the paper's text at {PAPER}")
     printed = paper_table(table)
     assert len(printed) >= 2
     report = load_study(STUDIES / f"{study}.py").report

@@ -5,13 +5,16 @@ tuned variant, 2 seeds, 3 epochs, fewer λ values): tune → final → report, r
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from ikd.provenance import git_sha
 from ikd.tune.study import Figure, load_study
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
@@ -117,7 +120,9 @@ def test_every_study_renders_its_artefact_from_its_own_runs(studies):
         assert provenance["preset"] == "smoke" and provenance["quick"] is True
         assert {"tune", "final"} <= set(provenance["stage_seconds"])
         assert provenance["dataset"]["manifest_sha256"] and provenance["teacher"]
-        assert provenance["git"] == SHA  # passed with the job (cluster/runtime_env.yaml drops .git)
+        # passed with the job (cluster/runtime_env.yaml drops .git); Table 4, finished by the
+        # fixture's own first step, was up to date in the job and not rendered again
+        assert provenance["git"] == (git_sha() if folder.name == "table4_students" else SHA)
 
 
 def test_table3_compares_identitykd_with_every_baseline_and_plots_identities(studies):
@@ -274,3 +279,94 @@ def test_a_clone_of_the_records_continues_without_rerunning_anything_finished(st
     assert {run.name for run in (clone / "runs" / "table3_methods" / "tune").iterdir()} == tuning
     table = pd.read_csv(clone / "table3_methods" / "table.csv")
     assert (table["n"] == 2).all()
+
+
+def _committed_clone(results: Path, clone: Path) -> Path:
+    """A git checkout holding `results` as a committed tree, `results/<its name>`, with the
+    repository's .gitignore: what a fresh clone of main holds (records, no checkpoints)."""
+    tree = clone / "results" / results.name
+    ignore = shutil.ignore_patterns("checkpoints", "tune-experiments", "optuna.db")
+    shutil.copytree(results, tree, ignore=ignore)
+    shutil.copy(STUDIES.parent / ".gitignore", clone / ".gitignore")
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "--no-verify", "-m", "r"]):
+        _git(clone, *command)
+    assert f"results/{results.name}/table3_methods/table.md" in _git(clone, "ls-files", "results")
+    return tree
+
+
+def _git(clone: Path, *command: str) -> str:
+    settings = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    done = subprocess.run(
+        ["git", "-C", str(clone), *settings, *command], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def _status(clone: Path) -> str:
+    """`git status`: every change to a tracked file, every file git does not ignore."""
+    return _git(clone, "status", "--porcelain", "--untracked-files=all")
+
+
+def _run_main(tree: Path, out: Path, data_root: str) -> int:
+    from ikd.cli import main
+
+    overrides = [f"data.root={data_root}", "teacher.source=trained", "train.student=mobilenet"]
+    return main(["run", "--preset", "smoke", "--results", str(tree), "--out", str(out), *overrides])
+
+
+def test_ikd_run_on_the_committed_trees_dataset_continues_it_and_git_stays_clean(
+    studies, smoke_dataset, tmp_path, caplog
+):
+    """The same dataset (data hash and teacher) as the committed runs': `ikd run` continues
+    the committed tree — here finished, so it trains nothing and writes not one byte."""
+    caplog.set_level(logging.INFO, logger="ikd")
+    results, _, _ = studies
+    tree = _committed_clone(results, tmp_path / "clone")
+    assert _run_main(tree, tmp_path / "out", smoke_dataset[0].data.root) == 0
+    assert _status(tmp_path / "clone") == ""
+    assert "regenerating into" not in caplog.text
+    assert caplog.text.count("up to date (every run finished") == len(ORDER)
+
+
+def test_ikd_run_on_another_teacher_regenerates_beside_the_committed_tree_and_compares(
+    studies, smoke_dataset, tmp_path, monkeypatch, capsys, caplog
+):
+    """The newcomer's case: the build on this machine trained another teacher (here: another
+    seed) than the committed runs'. `ikd run` says so in one line, regenerates into a tree of
+    its own beside the committed one, ends with the comparison, and leaves git clean."""
+    import ikd.tune.regenerate
+    from ikd.config import apply_overrides
+    from ikd.data.dataset import open_dataset
+    from ikd.data.pipeline import build_dataset
+    from ikd.face import teacher
+
+    results, _, _ = studies
+    config, folder, _ = smoke_dataset
+    other_root = tmp_path / "datasets"  # the same pairs, a teacher of other bits
+    built_later = shutil.ignore_patterns("teacher", "data", "manifest.json")
+    shutil.copytree(folder.local, other_root / folder.name, ignore=built_later)
+    trained = teacher.train_backbone
+
+    def another_seed(faces, labels, count, settings, seed, **options):
+        return trained(faces, labels, count, settings, seed + 1, **options)
+
+    monkeypatch.setattr(teacher, "train_backbone", another_seed)
+    other_config = apply_overrides(config, {"data.root": str(other_root)})
+    other = open_dataset(build_dataset(other_config, progress=False))
+    mine = open_dataset(folder)
+    assert other.data_hash == mine.data_hash and other.teacher != mine.teacher
+    monkeypatch.setattr(ikd.tune.regenerate, "ORDER", ("search_identitykd",))  # one study suffices
+    tree = _committed_clone(results, tmp_path / "clone")
+    assert _run_main(tree, tmp_path / "out", str(other_root)) == 0
+
+    assert _status(tmp_path / "clone") == ""  # the committed tree byte for byte; the new ignored
+    own = tree.with_name(f"{tree.name}@{other.data_hash}-{other.teacher['backbone_sha256'][:12]}")
+    said = [r.message for r in caplog.records if "regenerating into" in r.message]
+    assert len(said) == 1 and str(own) in said[0]
+    assert mine.teacher["backbone_sha256"][:12] in said[0]
+    assert (own / "search_identitykd" / "table.csv").exists()
+    printed = capsys.readouterr().out
+    comparison = (own / "comparison.md").read_text()
+    assert comparison in printed and "| search_identitykd | identitykd |" in comparison
+    verdict = pd.read_csv(own / "comparison.csv")["verdict"].iloc[0]
+    assert verdict in ("reproduced within seed noise", "differs")

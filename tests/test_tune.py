@@ -120,8 +120,45 @@ STUDY = Study(
     variants=(
         Variant("baseline", {"train.method": "baseline"}, space={"train.lr": LogUniform(1e-5, 1e-2)}),
     ),
-    test_trials=6,
+    test_trials=4,
 )
+"""
+
+# A stand-in val accuracy for the study below, a function of the trial's learning rate alone, so
+# that ASHA's decisions follow from TPE's seeded draws (numpy's generator: the same on any CPU),
+# not from what a few epochs of training on a tiny val split give on one machine. Ray calls
+# `runtime_env` in the study driver's ray.init (RAY_RUNTIME_ENV_HOOK); every Ray worker of the
+# job then runs `install` as it starts (the runtime env's `worker_process_setup_hook`).
+VAL_ACC = """
+import math
+
+
+def val_acc(lr):
+    return (-2 - math.log10(lr)) / 3  # LogUniform(1e-5, 1e-2) → (1, 0): falls as lr rises
+
+
+def install():  # every run this process trains: the run driver calls driver.train_loop
+    from ikd.train import driver, loop
+
+    train_loop, summarize = loop.train_loop, loop.summarize
+
+    def controlled(config, *args, **kwargs):
+        def summary(matrix, prefix):
+            values = summarize(matrix, prefix)
+            return {**values, "val/acc": val_acc(config.train.lr)} if prefix == "val/" else values
+
+        loop.summarize = summary
+        try:
+            return train_loop(config, *args, **kwargs)
+        finally:
+            loop.summarize = summarize
+
+    driver.train_loop = controlled
+
+
+def runtime_env(env):
+    install()
+    return {**(env or {}), "worker_process_setup_hook": f"{__name__}.install"}
 """
 
 
@@ -135,6 +172,7 @@ def test_an_interrupted_study_resumes_with_its_exact_budget_and_asha_decisions(
     parameters, the stopped one stays stopped, and the searcher and the Optuna mirror know every
     finished trial."""
     import os
+    import runpy
     import signal
     import subprocess
     import sys
@@ -148,16 +186,29 @@ def test_an_interrupted_study_resumes_with_its_exact_budget_and_asha_decisions(
 
     path = write_study(tmp_path, KILLED, "killed.py")
     runs = tmp_path / "runs" / "killed" / "tune"
-    # The session's smoke dataset, batch 4, 4 epochs: val accuracies that differ between trials
-    # early enough for ASHA (its rung at epoch 2, half the epochs) to stop one (TPE's seeded
-    # draws and seeded training make which one, and when, the same every time).
+    # 4 epochs: ASHA's rung at epoch 2 (half the epochs). TPE's first seeded draws are lr 4.4e-4,
+    # 1.4e-3, 6.4e-4, …, so the second trial's stand-in val acc at the rung (0.28) is below the
+    # first's (0.45) and ASHA stops it there; the third is then mid-training for at least an
+    # epoch. What the trials learn does not matter: the preset's batch size, the quickest epochs.
+    stand_in = tmp_path / "stand_in" / "val_acc_stand_in.py"
+    stand_in.parent.mkdir()
+    stand_in.write_text(VAL_ACC)
+    val_acc = runpy.run_path(str(stand_in))["val_acc"]
     command = [
         sys.executable, "-m", "ikd", "study", str(path), "--preset", "smoke", "--stage", "tune",
         "--quick", "--num-cpus", "2", "--results", str(tmp_path / "results"),
         f"data.root={smoke_dataset[0].data.root}", "teacher.source=trained",
-        f"train.runs_root={tmp_path / 'runs'}", "train.epochs=4", "train.batch_size=4",
+        f"train.runs_root={tmp_path / 'runs'}", "train.epochs=4",
     ]  # fmt: skip
-    env = {**os.environ, "RAY_ADDRESS": "local"}
+    env = {
+        **os.environ,
+        "RAY_ADDRESS": "local",
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(stand_in.parent), os.getenv("PYTHONPATH")])
+        ),
+        "RAY_RUNTIME_ENV_HOOK": "val_acc_stand_in.runtime_env",
+        "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",  # under `uv run`, Ray would skip the hook
+    }
     space = {"train.lr": LogUniform(1e-5, 1e-2)}
 
     def state() -> dict[str, list]:
@@ -184,6 +235,9 @@ def test_an_interrupted_study_resumes_with_its_exact_budget_and_asha_decisions(
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     before = state()
+    for trial in (t for kind in before.values() for t in kind):  # every epoch, the stand-in's
+        expected = val_acc(trial.params["train.lr"])
+        assert trial.values == pytest.approx([expected] * len(trial.values))
     record = json.loads((tmp_path / "results" / "killed" / "study.json").read_text())
     assert record["stage_seconds"]["tune"] > 5  # the interrupted session's time is kept
     stopped = {t.folder.name: t.values for t in before["stopped"]}
@@ -191,7 +245,7 @@ def test_an_interrupted_study_resumes_with_its_exact_budget_and_asha_decisions(
 
     assert subprocess.run(command, env=env, capture_output=True).returncode == 0
     after = {t.folder.name: t for t in trial_history(runs, "baseline", space)}
-    assert len(after) == 6  # exactly the budget
+    assert len(after) == 4  # exactly the budget
     assert all(t.status in ("complete", "stopped", "diverged") for t in after.values())
     for name, values in stopped.items():  # still stopped, not one epoch more
         assert after[name].status == "stopped" and after[name].values == values
@@ -346,3 +400,57 @@ def test_an_unreachable_cluster_address_is_one_line_within_seconds(monkeypatch):
     with pytest.raises(UserError, match=r"is a dashboard \(jobs API\) address"):
         init_ray()
     assert time.perf_counter() - start < 10
+
+
+def test_a_dead_head_left_on_record_is_one_line_and_a_local_ray_within_seconds(
+    monkeypatch, caplog, tmp_path
+):
+    """A `ray start --head` killed without `ray stop` leaves its GCS address in Ray's record
+    (`<RAY_TMPDIR>/ray/ray_current_cluster`), which a bare `ray.init()` joins and then retries
+    for minutes. `init_ray` says so in one line and asks Ray for a local instance instead, one
+    that Ray's own address resolution starts without reading the record; RAY_ADDRESS=auto, which
+    asks for that cluster, is a one-line error. (Ray's start itself, ~10 s here, is left out.)"""
+    import logging
+    import signal
+    import socket
+    import time
+
+    import ray
+    from ray._private.services import canonicalize_bootstrap_address
+
+    from ikd.cluster import init_ray
+    from ikd.errors import UserError
+
+    record = tmp_path / "ray" / "ray_current_cluster"
+    record.parent.mkdir()
+    asked = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh process
+    monkeypatch.setattr(ray, "init", lambda **kwargs: asked.append(kwargs))  # not a second Ray
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    caplog.set_level(logging.WARNING, logger="ikd.cluster")
+    sigterm = signal.getsignal(signal.SIGTERM)  # init_ray sets ikd's handler
+    with socket.socket() as dead:  # bound, never listening: a connection to it is refused
+        dead.bind(("127.0.0.1", 0))
+        stale = f"127.0.0.1:{dead.getsockname()[1]}"
+        record.write_text(stale)
+        # the record Ray reads: without an address it would join the dead head (at this
+        # machine's own IP, for 127.0.0.1)
+        assert canonicalize_bootstrap_address(None).endswith(f":{dead.getsockname()[1]}")
+        start = time.perf_counter()
+        try:
+            init_ray(num_cpus=1)
+        finally:
+            signal.signal(signal.SIGTERM, sigterm)
+        assert time.perf_counter() - start < 5
+        (kwargs,) = asked
+        assert kwargs["address"] == "local" and kwargs["num_cpus"] == 1
+        assert canonicalize_bootstrap_address(kwargs["address"]) is None  # Ray starts its own
+        said = [r.getMessage() for r in caplog.records if r.name == "ikd.cluster"]
+        assert len(said) == 1 and stale in said[0] and str(record) in said[0], said
+        assert "starting a local Ray" in said[0]
+
+        monkeypatch.setenv("RAY_ADDRESS", "auto")
+        with pytest.raises(UserError, match=f"RAY_ADDRESS=auto: no Ray cluster answers at {stale}"):
+            init_ray()
+    assert len(asked) == 1

@@ -9,7 +9,7 @@ build is a no-op (the folder is keyed by the config's data hash):
    centre (data/pairs.py: rendered, or MTCNN on webcam frames in actors) → `pairs/*.parquet`,
    one row per window, failed records kept as error rows.
 2. **teacher**: the VGGFace2 backbone when its weights are cached, else InceptionResnetV1
-   trained on the training split's faces; then the linear classifier (train/teacher.py).
+   trained on the training split's faces; then the linear classifier (face/teacher.py).
 3. **views** (Ray Data actors, the teacher loaded once each, data/views.py): the frozen
    teacher's embedding and logits for K views of every good face → `data/*.parquet`.
 
@@ -55,9 +55,9 @@ from ikd.data.pairs import RealFaces, synthetic_pairs_batch
 from ikd.data.splits import assign_splits
 from ikd.data.views import TeacherViews
 from ikd.errors import UserError
+from ikd.face.teacher import prepare_teacher, read_teacher_info
 from ikd.radar.captures import capture_rows, capture_windows_batch, read_metadata
 from ikd.storage import Location, read_json, write_json
-from ikd.train.teacher import prepare_teacher, read_teacher_info
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +72,26 @@ def data_context(progress: bool = True) -> Iterator[None]:
 
     Quiet: Ray Data's bars only on a terminal (elsewhere it logs every operator's progress every
     few seconds), and its INFO lines (execution plans, "execution finished", sink summaries)
-    hidden — ikd logs each stage and what it wrote.
+    hidden — ikd logs each stage and what it wrote. Also without its high-memory notices: they
+    fire when a task's memory (~0.5 GiB for the Parquet writes at the laptop preset, most of it
+    the worker's own imports) exceeds what its CPU share "safely" gets — always for the 0.1-CPU
+    writes, which are small so they run beside the compute — and recommend a `memory=` request
+    that would only hold the writes back (six notices per laptop build, none a risk).
     """
     context = ray.data.DataContext.get_current()
+    detectors = context.issue_detectors_config
     data_log = logging.getLogger("ray.data")
     saved = (
         context.op_resource_reservation_enabled,
         context.execution_options.preserve_order,
         context.enable_progress_bars,
+        detectors.detectors,
         data_log.level,
     )
     context.op_resource_reservation_enabled = False
     context.execution_options.preserve_order = True
     context.enable_progress_bars = progress and sys.stderr.isatty()
+    detectors.detectors = [d for d in saved[3] if d.__name__ != "HighMemoryIssueDetector"]
     data_log.setLevel(logging.WARNING)
     try:
         yield
@@ -93,6 +100,7 @@ def data_context(progress: bool = True) -> Iterator[None]:
             context.op_resource_reservation_enabled,
             context.execution_options.preserve_order,
             context.enable_progress_bars,
+            detectors.detectors,
             level,
         ) = saved
         data_log.setLevel(level)
@@ -350,9 +358,12 @@ def _faces(pairs: Location, split: str, config: Config) -> tuple[np.ndarray, np.
     if split == "test":
         raise ValueError("the teacher never reads test faces")
     table = parquet(pairs).to_table(
-        columns=[schema.IDENTITY, schema.FACE],
+        columns=[schema.KEY, schema.IDENTITY, schema.FACE],
         filter=(pads.field(schema.ERROR) == "") & (pads.field(schema.SPLIT) == split),
     )
+    # In key order, whatever order Ray Data wrote the files in: the teacher's training order
+    # (and so its weights) then depends on the pairs alone.
+    table = table.sort_by(schema.KEY)
     size = config.face.image_size
     faces = (
         np.frombuffer(b"".join(table.column(schema.FACE).to_pylist()), np.uint8)

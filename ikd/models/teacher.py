@@ -2,7 +2,7 @@
 
 The backbone is VGGFace2-pretrained when its weights lie in the torch hub cache
 (``$TORCH_HOME/checkpoints/20180402-114759-vggface2.pt``; never downloaded here), otherwise
-trained on the training split's faces (ikd/train/teacher.py, which also fits the classifier and
+trained on the training split's faces (ikd/face/teacher.py, which also fits the classifier and
 keeps the teacher's provenance). The teacher's logits come from a linear classifier on the frozen,
 L2-normalised 512-d embedding. The teacher is frozen, so the data pipeline computes its outputs for
 K views of every face once (ikd/data/views.py); training never runs it.

@@ -35,6 +35,8 @@ from ikd.tune.study import Figure, Study, Table
 log = logging.getLogger(__name__)
 
 TABLE_METRICS = (("acc", "ACC"), ("recall", "Recall"), ("f1", "F1"))  # the paper's columns
+RUNS_TABLE = "runs.csv"
+PROVENANCE = "provenance.json"
 TRIAL_COLUMNS = ["variant", "run", "status", "epochs", "train_seconds", METRIC]
 
 
@@ -94,10 +96,21 @@ def render(
         columns=None if any(tuning.values()) else TRIAL_COLUMNS,
     )
     trials.to_csv(folder / "tuning.csv", index=False)
-    pd.DataFrame([run.row() for run in runs]).to_csv(folder / "runs.csv", index=False)
-    write_json(folder / "provenance.json", dict(provenance))
-    written += [folder / "tuning.csv", folder / "runs.csv", folder / "provenance.json"]
+    table = runs_table(runs)
+    rendered = folder / RUNS_TABLE
+    # the same records give the same provenance: kept as their first rendering wrote it (a
+    # re-render elsewhere, `ikd report` on a clone, does not stamp its own machine on them)
+    if not (rendered.exists() and rendered.read_text() == table and (folder / PROVENANCE).exists()):
+        write_json(folder / PROVENANCE, dict(provenance))
+    rendered.write_text(table)
+    written += [folder / "tuning.csv", folder / RUNS_TABLE, folder / PROVENANCE]
     return written
+
+
+def runs_table(runs: Sequence[RunRecord]) -> str:
+    """runs.csv: a row per run folder of the study — also how a study knows its results are
+    rendered from the records it has now."""
+    return pd.DataFrame([run.row() for run in runs]).to_csv(index=False)
 
 
 # -- tables ---------------------------------------------------------------------------------------

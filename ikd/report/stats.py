@@ -68,6 +68,26 @@ def paired_difference(
     return Difference(a, b, mean, mean - half, mean + half, n)
 
 
+def unpaired_difference(
+    a: str, b: str, here: tuple[float, float, int], there: tuple[float, float, int]
+) -> Difference:
+    """a − b of two independent sets of seeds, each given as (mean, sample std, n): the
+    difference of the means with Welch's two-sided 95 % t-interval (Welch–Satterthwaite degrees
+    of freedom) — for runs that share seeds but not a teacher (another machine's regeneration),
+    so seed s here is no pair for seed s there."""
+    (mean_a, std_a, n_a), (mean_b, std_b, n_b) = here, there
+    n = min(n_a, n_b)
+    mean = mean_a - mean_b
+    if n < 2 or not all(math.isfinite(v) for v in (mean_a, mean_b, std_a, std_b)):
+        return Difference(a, b, mean, math.nan, math.nan, n)
+    va, vb = std_a**2 / n_a, std_b**2 / n_b
+    if va + vb == 0:
+        return Difference(a, b, mean, mean, mean, n)
+    freedom = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
+    half = float(stats.t.ppf((1 + CONFIDENCE) / 2, freedom) * math.sqrt(va + vb))
+    return Difference(a, b, mean, mean - half, mean + half, n)
+
+
 def walk_accuracy(predictions: pd.DataFrame) -> tuple[float, int]:
     """(accuracy, walks) with each walk's windows voted into one decision.
 

@@ -40,8 +40,10 @@ from ikd.train.runs import (
     LocalCheckpoints,
     Reporter,
     latest_checkpoint,
+    local_config,
     prepare_run,
     read_metrics,
+    run_dataset,
     run_folder,
 )
 
@@ -212,7 +214,7 @@ def load_run(run_dir: str | Location) -> tuple[Config, Method, dict[str, Any], i
     if saved is None or record is None:
         raise UserError(f"{run_dir}: not a run folder (no {CONFIG} / {RUN})")
     try:
-        config = Config.from_dict(saved)
+        config = local_config(saved, run_dir)
     except ConfigError as error:
         raise UserError(
             f"{run_dir}: its {CONFIG} does not load in this version of ikd ({error}); "
@@ -240,7 +242,7 @@ def evaluate_run(run_dir: str | Location, split: str) -> dict[str, Any]:
         raise UserError(f"{run_dir}: the run is {record.get('status')}; test only a finished run")
     if split == "test" and record.get("stage") == "tune":
         raise UserError(f"{run_dir}: a tuning run never reads the test split")
-    dataset = open_dataset(record["dataset"], config)
+    dataset = open_dataset(run_dataset(record, config), config)
     samples = Samples.from_dataset(dataset, split, final_run=record if split == "test" else None)
     n = dataset.num_identities
     logits = window_logits(method.predict, samples)

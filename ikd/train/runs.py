@@ -12,17 +12,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
 from ikd.config import CONFIG, Config, digest
-from ikd.data.dataset import BuiltDataset
+from ikd.data.dataset import BuiltDataset, dataset_folder
 from ikd.errors import UserError
 from ikd.methods import METHODS
 from ikd.models.weights import read_torch, write_torch
-from ikd.provenance import git_sha
-from ikd.storage import Location, location, read_json, write_json
+from ikd.provenance import REPOSITORY, REPOSITORY_MARK, git_sha
+from ikd.storage import Location, local, location, portable, read_json, write_json
 
 RUN, METRICS, TEST = "run.json", "metrics.jsonl", "test.json"
 TEST_PREDICTIONS = "test_predictions.parquet"  # a final run's per-window test logits
@@ -31,6 +32,7 @@ STOPPED = "stopped.json"  # in a tuning run's folder: ASHA stopped it (a resumed
 CHECKPOINTS, STATE, EPOCH = "checkpoints", "state.pt", "epoch.json"
 RAY_STORAGE = "ray"  # the run folder's subfolder where Ray Train keeps its checkpoints
 KEEP_CHECKPOINTS = 2
+DATA_MARK = "<data>"  # run.json's dataset: relative to data.root, which each machine sets
 
 
 class Reporter(Protocol):
@@ -141,7 +143,7 @@ def prepare_run(
         "stage": stage,  # "tune" runs never read the test split
         "loop": loop,  # "ray" or "plain": their checkpoints live in different folders
         "workers": config.train.workers,
-        "dataset": str(dataset.folder),
+        "dataset": portable(str(dataset.folder), {DATA_MARK: config.data.root}),
         "data_hash": dataset.data_hash,
         "synthetic": dataset.synthetic,
         "teacher": dataset.teacher,
@@ -151,7 +153,7 @@ def prepare_run(
         "git": git_sha(),
     }
     previous = read_json(run_dir / RUN)
-    if previous is not None and previous.get("teacher") != dataset.teacher:
+    if previous is not None and not same_teacher(previous.get("teacher"), dataset.teacher):
         raise UserError(
             f"{run_dir} was trained against another teacher ({previous['teacher'].get('source')}, "
             f"{previous['teacher'].get('backbone_sha256', '')[:12]}) than {dataset.folder} now "
@@ -167,9 +169,46 @@ def prepare_run(
         raise DivergedError(run_dir)
     if previous is not None and previous.get("status") == "complete":
         return previous
-    write_json(run_dir / CONFIG, config.to_dict())
+    write_json(run_dir / CONFIG, portable_config(config))
     write_json(run_dir / RUN, record)
     return record
+
+
+def portable_config(config: Config) -> dict[str, Any]:
+    """A run's config.json: the resolved config, its roots inside the repository written as
+    `<repo>/…` (a clone elsewhere reads them there: `local_config`)."""
+    saved = config.to_dict()
+    roots = {REPOSITORY_MARK: REPOSITORY}
+    saved["data"]["root"] = portable(saved["data"]["root"], roots)
+    saved["train"]["runs_root"] = portable(saved["train"]["runs_root"], roots)
+    return saved
+
+
+def local_config(saved: dict[str, Any], run_dir: Location) -> Config:
+    """A run's config.json as a Config on this machine: its runs root is where the folder lies
+    now, its data root resolved (`<repo>/…`) — or, where an old record's is not here, the
+    default data root, as a study record's is (`StudyRun.from_record`)."""
+    saved = {**saved, "data": dict(saved["data"]), "train": dict(saved["train"])}
+    root = local(saved["data"]["root"], {REPOSITORY_MARK: REPOSITORY})
+    if "://" not in root and not Path(root).is_dir():
+        root = Config().data.root
+    saved["data"]["root"] = root
+    saved["train"]["runs_root"] = str(run_dir.parent.parent.parent)
+    return Config.from_dict(saved)
+
+
+def same_teacher(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Whether two teacher records (`TeacherInfo` as a dict) name the same weights."""
+    keys = ("backbone_sha256", "classifier_sha256")
+    return a is not None and b is not None and all(a.get(k) == b.get(k) for k in keys)
+
+
+def run_dataset(record: dict[str, Any], config: Config) -> Location:
+    """The dataset a run was trained on: its record's folder (`<data>/…` resolved against this
+    config's data root); for an old record whose absolute path is not on this machine, the
+    config's own dataset folder (`open_dataset` then checks it is the one)."""
+    folder = location(local(record["dataset"], {DATA_MARK: config.data.root}))
+    return folder if folder.exists() else dataset_folder(config)
 
 
 def read_metrics(path: Location) -> list[dict[str, Any]]:

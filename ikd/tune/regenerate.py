@@ -18,14 +18,56 @@ from pathlib import Path
 from typing import Any
 
 from ikd.config import Config, apply_overrides
+from ikd.data.dataset import BuiltDataset
 from ikd.report.overview import write_overview
 from ikd.storage import read_json
-from ikd.tune.stages import BEST_CONFIG, STAGES, StudyRun
+from ikd.train.runs import same_teacher
+from ikd.tune.stages import RUNS, STAGES, StudyRun
 
 log = logging.getLogger(__name__)
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 ORDER = ("table3_methods", "table4_students", "table5_contrast", "fig4_lambda", "search_identitykd")
+
+
+def tree_dataset(results: Path) -> dict[str, Any] | None:
+    """The dataset a results tree's runs were trained on — its data hash and teacher, from the
+    first run record under `<results>/runs` — or None for a tree without runs."""
+    for path in sorted((results / RUNS).glob("*/*/*/run.json")):
+        record = read_json(path) or {}
+        if record.get("teacher"):
+            return {"data_hash": record.get("data_hash"), "teacher": record["teacher"]}
+    return None
+
+
+def results_tree(results: Path, dataset: BuiltDataset) -> tuple[Path, Path | None]:
+    """Where this dataset's regeneration goes, and the tree it is compared with at the end.
+
+    `results` itself when it is new or its runs were trained on this dataset (same data hash,
+    same teacher weights): the regeneration continues there. Otherwise — a committed tree made
+    on another machine, whose teacher training gave other bits (README, "What is
+    reproducible") — a tree of its own beside it, `<results>@<data hash>-<teacher>`, which
+    `.gitignore` keeps out of git; the committed tree is never written, and becomes the
+    reference this one is compared with."""
+    made = tree_dataset(results)
+    if made is None or (
+        made["data_hash"] == dataset.data_hash and same_teacher(made["teacher"], dataset.teacher)
+    ):
+        return results, None
+    teacher = dataset.teacher["backbone_sha256"][:12]
+    own = results.with_name(f"{results.name}@{dataset.data_hash}-{teacher}")
+    log.warning(
+        "%s was trained against teacher %s (data %s); this dataset's teacher is %s (data %s): "
+        "regenerating into %s, compared with %s at the end",
+        results,
+        made["teacher"].get("backbone_sha256", "?")[:12],
+        made["data_hash"],
+        teacher,
+        dataset.data_hash,
+        own,
+        results,
+    )
+    return own, results
 
 
 def study_runs(
@@ -47,7 +89,7 @@ def study_runs(
 
 def remaining(runs: list[StudyRun]) -> tuple[int, int]:
     """(tuning trials, final runs) not finished yet across the studies."""
-    left = _left(runs)
+    left = [entry for run in runs for entry in run.work_left()]
     return sum(n for stage, _, n, _ in left if stage == "tune"), sum(
         n for stage, _, n, _ in left if stage == "final"
     )
@@ -58,31 +100,10 @@ def remaining_epochs(runs: list[StudyRun]) -> dict[str, float]:
     whose student is searched (and not found yet) counts evenly for each choice, as TPE's random
     start draws them."""
     epochs: dict[str, float] = {}
-    for _, students, count, per_run in _left(runs):
+    for _, students, count, per_run in [entry for run in runs for entry in run.work_left()]:
         for student in students:
             epochs[student] = epochs.get(student, 0.0) + count * per_run / len(students)
     return epochs
-
-
-def _left(runs: list[StudyRun]) -> list[tuple[str, tuple[str, ...], int, int]]:
-    """(stage, the students a run may train, how many runs, epochs per run) per variant with
-    runs not finished yet."""
-    left = []
-    for run in runs:
-        done = run.finals()
-        found = read_json(run.results / BEST_CONFIG) or {}
-        for variant in run.variants:
-            student = variant.overrides.get("train.student", run.config.train.student)
-            searched = (variant.space or {}).get("train.student")
-            choices = tuple(getattr(searched, "values", ())) or (student,)
-            if variant.space:
-                count = max(0, run.trials - len(run.trials_of(variant)))
-                left.append(("tune", choices, count, run.config.train.epochs))
-            if variant.final:
-                best = found.get(variant.name, {}).get("overrides", {}).get("train.student")
-                count = run.seeds - len(done[variant.name])
-                left.append(("final", (best,) if best else choices, count, run.config.train.epochs))
-    return [entry for entry in left if entry[2] > 0]
 
 
 def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> float:

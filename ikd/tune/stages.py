@@ -27,25 +27,33 @@ from typing import Any
 
 import torch
 
-from ikd.cluster import init_ray, on_gpus, trial_shape
 from ikd.config import load_config
 from ikd.data.dataset import BuiltDataset, dataset_folder, finished_manifest, open_dataset
 from ikd.errors import UserError
-from ikd.provenance import git_sha, hardware, versions
+from ikd.provenance import REPOSITORY, REPOSITORY_MARK, git_sha, hardware, versions
 from ikd.report.records import RunRecord, read_run
-from ikd.storage import Location, absolute, location, read_json, sha256_file, write_json
+from ikd.report.render import PROVENANCE, RUNS_TABLE, runs_table
+from ikd.storage import (
+    Location,
+    absolute,
+    local,
+    location,
+    portable,
+    read_json,
+    sha256_file,
+    write_json,
+)
 from ikd.train.data import Samples
 from ikd.train.driver import SPLITS, resolve_run, train_driver
 from ikd.train.runs import DivergedError, keep_model_only
-from ikd.tune.search import (
+from ikd.tune.study import Figure, Study, Variant, load_study
+from ikd.tune.trials import (
     ASHA_REDUCTION,
     METRIC,
     TPE_STARTUP,
     asha_grace,
     trial_history,
-    tune_variant,
 )
-from ikd.tune.study import Study, Variant, load_study
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +152,9 @@ class StudyRun:
 
     def tune(self) -> dict[str, Any]:
         """Tune every variant that declares a space; write and return best_config.json."""
+        from ikd.cluster import init_ray, trial_shape
+        from ikd.tune.search import tune_variant
+
         init_ray()
         resources, threads = trial_shape(self.config)
         for variant in self.variants:
@@ -178,7 +189,7 @@ class StudyRun:
         return {**self.spec, **self.base_overrides(variant, tune=False), "variant": variant.name}
 
     def trials_of(self, variant: Variant) -> list:
-        """The variant's tuning runs (`ikd.tune.search.Trial`), this study's own only."""
+        """The variant's tuning runs (`ikd.tune.trials.Trial`), this study's own only."""
         return trial_history(
             self.runs / "tune", variant.name, variant.space, self.tuning_spec(variant)
         )
@@ -263,6 +274,8 @@ class StudyRun:
         One-worker final runs train in this process — or, on a GPU cluster when this process
         sees no GPU (a CPU head), as one-worker Ray Train runs on a GPU node (the same run
         folder: the run hash does not depend on the loop)."""
+        from ikd.cluster import init_ray, on_gpus
+
         run = {}
         if self.loop == "plain":
             init_ray()
@@ -286,6 +299,43 @@ class StudyRun:
                     continue
                 keep_model_only(done[-1])
         return done
+
+    def work_left(self) -> list[tuple[str, tuple[str, ...], int, int]]:
+        """(stage, the students a run may train, how many runs, epochs per run) per variant with
+        tuning trials or final runs not finished yet (none: the study has trained everything)."""
+        left = []
+        done = self.finals()
+        found = read_json(self.results / BEST_CONFIG) or {}
+        for variant in self.variants:
+            student = variant.overrides.get("train.student", self.config.train.student)
+            searched = (variant.space or {}).get("train.student")
+            choices = tuple(getattr(searched, "values", ())) or (student,)
+            if variant.space:
+                count = max(0, self.trials - len(self.trials_of(variant)))
+                left.append(("tune", choices, count, self.config.train.epochs))
+            if variant.final:
+                best = found.get(variant.name, {}).get("overrides", {}).get("train.student")
+                count = self.seeds - len(done[variant.name])
+                left.append(
+                    ("final", (best,) if best else choices, count, self.config.train.epochs)
+                )
+        return [entry for entry in left if entry[2] > 0]
+
+    def up_to_date(self) -> bool:
+        """Nothing left to train, and the results folder rendered from exactly these run records
+        (its runs.csv is what they give now): running the study again would change nothing."""
+        rendered = self.results / RUNS_TABLE
+        report = "figure.md" if isinstance(self.study.report, Figure) else "table.md"
+        if not all((self.results / name).exists() for name in (RUNS_TABLE, STUDY_RECORD, report)):
+            return False
+        if self.work_left() or any(
+            trial.status == "interrupted"  # its tuning resumes it
+            for variant in self.variants
+            if variant.space
+            for trial in self.trials_of(variant)
+        ):
+            return False
+        return runs_table(self._records()) == rendered.read_text()
 
     # -- report ---------------------------------------------------------------------------------
 
@@ -327,6 +377,7 @@ class StudyRun:
         from ikd.report.render import Context, render
 
         records, tuning = self.final_records(), self.tuning()
+        runs = self._records(records, tuning)
         finals = _finished(records)
         missing = {name: self.seeds - len(runs) for name, runs in finals.items()}
         for name, count in missing.items():
@@ -360,10 +411,19 @@ class StudyRun:
                 for name, runs in records.items()
             },
         )
-        # this configuration's runs only (the storage may hold other presets' or older ones)
-        runs = [run for runs in tuning.values() for run in runs]
-        runs += [run for runs in records.values() for run in runs]
         return render(self.results, context, finals, tuning, runs, self.provenance(runs))
+
+    def _records(
+        self,
+        records: Mapping[str, list[RunRecord]] | None = None,
+        tuning: Mapping[str, list[RunRecord]] | None = None,
+    ) -> list[RunRecord]:
+        """The study's run folders of this configuration, tuning runs first (the storage may
+        hold other presets' or older ones: they are not its)."""
+        records = self.final_records() if records is None else records
+        tuning = self.tuning() if tuning is None else tuning
+        runs = [run for runs in tuning.values() for run in runs]
+        return runs + [run for runs in records.values() for run in runs]
 
     def provenance(self, runs: Sequence[RunRecord]) -> dict[str, Any]:
         """provenance.json: the code, packages, hardware, how the study was run, its dataset
@@ -371,6 +431,9 @@ class StudyRun:
         folder = dataset_folder(self.config)
         manifest = folder / "manifest.json"
         record = read_json(self.results / STUDY_RECORD) or {}
+        previous = (read_json(self.results / PROVENANCE) or {}).get("dataset", {})
+        same = previous.get("data_hash") == self.config.data_hash()
+        earlier = previous.get("manifest_sha256") if same else None
         teachers = {
             json.dumps(run.record.get("teacher"), sort_keys=True): run.record.get("teacher")
             for run in runs
@@ -378,9 +441,9 @@ class StudyRun:
         return {
             "study": self.study.name,
             "artefact": self.study.artefact,
-            "study_file": str(self.path),
+            "study_file": self._portable(str(self.path)),
             "preset": self.preset,
-            "overrides": self.overrides,
+            "overrides": {key: self._portable(value) for key, value in self.overrides.items()},
             "quick": self.quick,
             "git": git_sha(),
             "runs_git": sorted({run.record.get("git", "unknown") for run in runs}),
@@ -389,13 +452,13 @@ class StudyRun:
             "commands": record.get("commands", []),
             "stage_seconds": record.get("stage_seconds", {}),
             "dataset": {
-                "folder": str(folder),
+                "folder": self._portable(str(folder)),
                 "data_hash": self.config.data_hash(),
-                "manifest_sha256": sha256_file(manifest) if manifest.exists() else None,
+                # rendered where the dataset is not (a clone): the one the runs were made with
+                "manifest_sha256": sha256_file(manifest) if manifest.exists() else earlier,
             },
             "teacher": [teacher for teacher in teachers.values() if teacher],
             "runs": len(runs),
-            "rendered": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
     def summary(self, seconds: float) -> str:
@@ -431,18 +494,25 @@ class StudyRun:
         record = read_json(self.results / STUDY_RECORD) or {}
         record.update(
             {
-                "study_file": str(self.path),
+                "study_file": self._portable(str(self.path)),
                 "preset": self.preset,
                 # the roots absolute (`ikd report` may run from another folder), or relative to
-                # the results root where they lie inside it (a clone elsewhere reads them there)
+                # the results root or the repository where they lie inside one (a clone
+                # elsewhere reads them there)
                 "overrides": {k: self._portable(v) for k, v in self.spec.items() if "." in k},
                 "quick": self.quick,
                 "storage": self._portable(self.storage),
                 "optuna_storage": self.optuna_storage,
             }
         )
-        command = list(sys.argv if command is None else command)
-        record["commands"] = [*record.get("commands", []), " ".join(command)][-20:]
+        if tuple(stages) == STAGES and self.up_to_date():
+            log.info(
+                "%s: up to date (every run finished, results rendered from them)", self.study.name
+            )
+            return
+        command = list(["ikd", *sys.argv[1:]] if command is None else command)
+        command = self._portable(" ".join(command))
+        record["commands"] = [*record.get("commands", []), command][-20:]
         write_json(self.results / STUDY_RECORD, record)
         for stage in STAGES:
             if stage in stages:
@@ -461,15 +531,9 @@ class StudyRun:
                     write_json(self.results / STUDY_RECORD, record)
 
     def _portable(self, value: Any) -> Any:
-        """A path inside the results root as `<results>/…`; anything else as it is."""
-        root = self.results.parent
-        if (
-            isinstance(value, str)
-            and Path(value).is_absolute()
-            and Path(value).is_relative_to(root)
-        ):
-            return f"{RESULTS_MARK}/{Path(value).relative_to(root)}"
-        return value
+        """Paths inside the results root as `<results>/…`, inside the repository as `<repo>/…`
+        (a command line token by token); anything else as it is."""
+        return portable(value, _roots(self.results.parent))
 
     @classmethod
     def from_record(cls, results: Path, studies: Path | None = None) -> StudyRun:
@@ -478,17 +542,12 @@ class StudyRun:
         record = read_json(Path(results) / STUDY_RECORD)
         if record is None:
             raise UserError(f"{results}: no {STUDY_RECORD} (run `ikd study` on it first)")
-        path = Path(record["study_file"])
-        if not path.exists() and studies is not None:
-            path = Path(studies) / path.name
         root = Path(results).resolve().parent
-
-        def local(value: Any) -> Any:
-            if isinstance(value, str) and value.startswith(f"{RESULTS_MARK}/"):
-                return str(root / value[len(RESULTS_MARK) + 1 :])
-            return value
-
-        overrides = {key: local(value) for key, value in record["overrides"].items()}
+        roots = _roots(root)
+        path = Path(local(record["study_file"], roots))
+        if not path.exists() and studies is not None:  # an old record's other machine's path
+            path = Path(studies) / path.name
+        overrides = {key: local(value, roots) for key, value in record["overrides"].items()}
         data_root = overrides.get("data.root", "")
         if "://" not in data_root and not Path(data_root).is_dir():  # another machine's path
             overrides.pop("data.root", None)  # the default
@@ -498,9 +557,14 @@ class StudyRun:
             overrides=overrides,
             results_root=root,
             quick=record["quick"],
-            storage=local(record.get("storage")),
+            storage=local(record.get("storage"), roots),
             optuna_storage=record.get("optuna_storage"),
         )
+
+
+def _roots(results_root: Path) -> dict[str, Path]:
+    """The folders a study record's paths are written relative to (`ikd.storage.portable`)."""
+    return {RESULTS_MARK: results_root, REPOSITORY_MARK: REPOSITORY}
 
 
 def tuned_configuration(

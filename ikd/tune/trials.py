@@ -1,0 +1,63 @@
+"""A variant's tuning runs as their folders record them, and the search's fixed settings — what
+a report reads without Ray (`ikd.tune.search` runs the search itself)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ikd.storage import Location, read_json
+from ikd.train.driver import resolve_run
+from ikd.train.runs import METRIC, METRICS, RUN, read_metrics, run_status
+
+ASHA_REDUCTION = 3  # a trial goes on past a rung while in the top third recorded there
+
+
+def asha_grace(epochs: int) -> int:
+    """ASHA's first rung: half a trial's epochs (laptop: one rung, after epoch 5 of 10).
+
+    Measured on Table 3's identitykd search (benchmarks/asha_budget.py, benchmarks/README.md):
+    a rung after epoch 1 ranks chance-level val accuracies (1/36) and stopped the trials that
+    would have been best (best val 0.864 against 0.938 without early stopping); replayed on the
+    20 full curves, grace 5 with reduction factor 3 kept the full-budget best within 0.05 points
+    on average at 71 % of its trial-epochs, grace 1–4 lost 1–4 points."""
+    return max(1, epochs // 2)
+
+
+TPE_STARTUP = 10  # TPE's first trials are random
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A tuning run of a variant as its run folder records it."""
+
+    folder: Location
+    params: dict[str, Any]
+    status: str  # "complete", "stopped" (by ASHA), "diverged" or "interrupted"
+    values: list[float]  # val/acc per epoch
+
+
+def trial_history(
+    runs: Location, variant: str, space: Mapping[str, Any], spec: Mapping[str, Any] | None = None
+) -> list[Trial]:
+    """Every tuning run of `variant` under `runs` (<runs_root>/<study>/tune), read from its
+    folder — the truth a study resumes from (Tune's own state may lag a killed driver). With
+    the tuning's run `spec`, only the runs it would have made (their folder is the one `spec`
+    plus their parameters names: another preset's or data's runs of the variant are not its)."""
+    history = []
+    for folder in runs.glob(f"{variant}-*-seed*"):
+        record, config = read_json(folder / RUN), read_json(folder / "config.json")
+        if folder.name.rsplit("-", 2)[0] != variant or record is None or config is None:
+            continue
+        params = {key: config[key.split(".")[0]][key.split(".", 1)[1]] for key in space}
+        if spec is not None and tuning_folder({**spec, **params}).name != folder.name:
+            continue
+        values = [line[METRIC] for line in read_metrics(folder / METRICS)]
+        history.append(Trial(folder, params, run_status(folder, record), values))
+    return history
+
+
+def tuning_folder(spec: Mapping[str, Any]) -> Location:
+    """The run folder of a tuning run of `spec` (its loop: plain unless the spec says ray)."""
+    return resolve_run({"loop": "plain", **spec, "stage": "tune"})[2]

@@ -1,0 +1,94 @@
+"""What a fresh clone on another machine meets (issue 22): committed records without this
+machine's paths, and the committed results tree rendered again with no dataset and no Ray."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ikd.storage import local, portable
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+COMMITTED = REPOSITORY / "results" / "laptop"
+
+
+def test_paths_inside_a_root_are_stored_relative_to_it_and_resolved_elsewhere():
+    roots = {"<results>": "/home/a/ikd/results/laptop", "<repo>": "/home/a/ikd"}
+    command = "/home/a/ikd/ikd/__main__.py run --results /home/a/ikd/results/laptop data.root=/home/a/ikd/datasets"
+    stored = portable(command, roots)
+    assert stored == "<repo>/ikd/__main__.py run --results <results> data.root=<repo>/datasets"
+    assert portable("/home/a/ikd/results/laptop/runs", roots) == "<results>/runs"  # deepest root
+    for outside in ("/mnt/shared/datasets", "s3://bucket/runs", "datasets", 3, None):
+        assert portable(outside, roots) == outside
+    there = {"<results>": "/srv/b/results/laptop", "<repo>": "/srv/b"}
+    assert local(stored, there) == (
+        "/srv/b/ikd/__main__.py run --results /srv/b/results/laptop data.root=/srv/b/datasets"
+    )
+    assert local("/old/machine/datasets", there) == "/old/machine/datasets"  # an old record
+
+
+def test_no_committed_record_names_a_machine_path():
+    """study.json, provenance.json, run.json and config.json of every committed tree."""
+    listed = subprocess.run(
+        ["git", "-C", str(REPOSITORY), "ls-files", "results"], capture_output=True, text=True
+    )
+    committed = [REPOSITORY / name for name in listed.stdout.splitlines() if name.endswith(".json")]
+    assert listed.returncode == 0 and len(committed) > 100
+    for path in committed:
+        text = path.read_text()
+        for value in _strings(json.loads(text)):
+            for token in value.replace("=", " ").split():
+                assert not token.startswith(("/home/", "/work/", "/root/", "/tmp/")), (path, token)
+
+
+def test_an_old_record_with_another_machines_paths_still_loads(tmp_path):
+    from ikd.tune.stages import StudyRun
+
+    tree = tmp_path / "laptop"
+    shutil.copytree(COMMITTED / "table4_students", tree / "table4_students")
+    record = json.loads((tree / "table4_students" / "study.json").read_text())
+    record["study_file"] = "/gone/regen/studies/table4_students.py"
+    record["overrides"]["data.root"] = "/gone/main/datasets"
+    (tree / "table4_students" / "study.json").write_text(json.dumps(record))
+    run = StudyRun.from_record(tree / "table4_students", studies=REPOSITORY / "studies")
+    assert run.path == REPOSITORY / "studies" / "table4_students.py"
+    assert run.config.data.root == str(Path("datasets").resolve())  # the default
+
+
+def test_the_committed_tree_renders_the_same_with_no_dataset_and_no_ray(tmp_path):
+    """`ikd report --results results/laptop` on a fresh clone: tables, figures, the overview and
+    the provenance byte for byte the committed ones (the same records: nothing to change)."""
+    clone = tmp_path / "laptop"
+    shutil.copytree(COMMITTED, clone)
+    script = (
+        "import sys; from ikd.cli import main; "
+        f"code = main(['report', '--results', {str(clone)!r}]); "
+        "assert 'ray' not in sys.modules, 'ikd report imported ray'; sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    compared = 0
+    for path in COMMITTED.rglob("*"):
+        relative = path.relative_to(COMMITTED)
+        if path.is_file() and relative.parts[0] != "runs":
+            assert (clone / relative).read_bytes() == path.read_bytes(), relative
+            compared += 1
+    assert compared >= 30 and {"README.md", "figure.png", "table.md"} <= {
+        path.name for path in COMMITTED.rglob("*")
+    }
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
