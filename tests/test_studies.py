@@ -307,11 +307,12 @@ def _status(clone: Path) -> str:
     return _git(clone, "status", "--porcelain", "--untracked-files=all")
 
 
-def _run_main(tree: Path, out: Path, data_root: str) -> int:
+def _run_main(tree: Path, out: Path, data_root: str, *more: str) -> int:
     from ikd.cli import main
 
     overrides = [f"data.root={data_root}", "teacher.source=trained", "train.student=mobilenet"]
-    return main(["run", "--preset", "smoke", "--results", str(tree), "--out", str(out), *overrides])
+    command = ["run", "--preset", "smoke", "--results", str(tree), "--out", str(out)]
+    return main([*command, *overrides, *more])
 
 
 def test_ikd_run_on_the_committed_trees_dataset_continues_it_and_git_stays_clean(
@@ -357,7 +358,7 @@ def test_ikd_run_on_another_teacher_regenerates_beside_the_committed_tree_and_co
     assert other.data_hash == mine.data_hash and other.teacher != mine.teacher
     monkeypatch.setattr(ikd.tune.regenerate, "ORDER", ("search_identitykd",))  # one study suffices
     tree = _committed_clone(results, tmp_path / "clone")
-    assert _run_main(tree, tmp_path / "out", str(other_root)) == 0
+    assert _run_main(tree, tmp_path / "out", str(other_root), "train.epochs=1") == 0
 
     assert _status(tmp_path / "clone") == ""  # the committed tree byte for byte; the new ignored
     own = tree.with_name(f"{tree.name}@{other.data_hash}-{other.teacher['backbone_sha256'][:12]}")

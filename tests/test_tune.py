@@ -333,8 +333,8 @@ import time
 from ikd.cluster import init_ray
 from ikd.errors import Terminated
 init_ray()
-print("ready", flush=True)
-try:
+try:  # the signal may come as soon as "ready" is written, before print returns
+    print("ready", flush=True)
     time.sleep(60)
 except Terminated:
     print("terminated", flush=True)
