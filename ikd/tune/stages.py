@@ -328,14 +328,13 @@ class StudyRun:
         report = "figure.md" if isinstance(self.study.report, Figure) else "table.md"
         if not all((self.results / name).exists() for name in (RUNS_TABLE, STUDY_RECORD, report)):
             return False
-        if self.work_left() or any(
-            trial.status == "interrupted"  # its tuning resumes it
-            for variant in self.variants
-            if variant.space
-            for trial in self.trials_of(variant)
+        records, tuning = self.final_records(), self.tuning()  # read once, for both questions
+        if any(len(runs) < self.seeds for runs in _finished(records).values()) or any(
+            len(runs) < self.trials or any(run.status == "interrupted" for run in runs)
+            for runs in tuning.values()  # an interrupted trial: its tuning resumes it
         ):
             return False
-        return runs_table(self._records()) == rendered.read_text()
+        return runs_table(self._records(records, tuning)) == rendered.read_text()
 
     # -- report ---------------------------------------------------------------------------------
 
