@@ -1,6 +1,7 @@
 """Shared fixtures: tiny configs (tests use the smoke preset or smaller)."""
 
 import os
+import shutil
 import sys
 
 import pytest
@@ -67,10 +68,37 @@ def ray_head():
         yield address, sys.executable
 
 
+@pytest.fixture(scope="session")
+def main_job(smoke_dataset, ray_head, tmp_path_factory):
+    """The main job on the smoke preset (tests/main_job.py) on a copy of the session's smoke
+    dataset in `<root>/datasets`, submitted to the session's own head: (its client, its id, its results root), not waited for.
+    """
+    from main_job import submit
+
+    root = tmp_path_factory.mktemp("studies")
+    # a copy of its own (the same data and teacher): tests/test_data_pipeline.py damages the
+    # session's dataset, and rebuilds it, while the job runs
+    folder = smoke_dataset[1].local
+    shutil.copytree(folder, root / "datasets" / folder.name)
+    yield submit(*ray_head, str(root / "datasets"), root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _main_job_first(request):
+    """Submits the main job as the session begins when a selected test reads it: it runs on its
+    own head while the other tests run (they leave a core idle a third of the time, waiting on
+    process starts), and the tests that read it run last (below)."""
+    if any("main_job" in item.fixturenames for item in request.session.items):
+        request.getfixturevalue("main_job")
+
+
 def pytest_collection_modifyitems(config, items):
-    """GPU tests are the only ones that may be skipped: without CUDA they are."""
+    """The main job's tests run last; GPU tests are the only ones that may be skipped: without
+    CUDA they are."""
     import torch
 
+    items.sort(key=lambda item: "main_job" in item.fixturenames)  # stable: the rest in order
     if torch.cuda.is_available():
         return
     for item in items:

@@ -29,7 +29,11 @@ def test_a_worker_that_dies_mid_training_resumes_to_the_same_final_metrics(smoke
         "train.workers": 2,
         "train.epochs": 3,
         "train.batch_size": 8,
+        "train.student": "mobilenet",  # the smallest student: the subject is the fault, not it
         "train.runs_root": str(tmp_path),
+        # each worker reads its data from the dataset's storage (the paper preset's way): ~5 s
+        # less per launch at this size than the object store's; the test below takes that path
+        "resources.data": "storage",
     }
     unbroken = train_driver({**spec, "study": "unbroken"})
     assert not list(unbroken.glob(".fault-injected*"))
@@ -68,16 +72,17 @@ def test_one_ray_worker_matches_the_plain_loop_and_the_cli_evaluates_test(
         "train.threads=1",
         "train.epochs=2",
         "train.batch_size=8",
+        "train.student=mobilenet",
         f"train.runs_root={tmp_path}",
     ]
     args = ["--preset", "smoke", "--method", "identitykd", f"data.root={config.data.root}"]
     args.append("teacher.source=trained")  # as the fixture's dataset was built
     assert main(["train", *args, *overrides, "--no-ray", "--study", "plain"]) == 0
     (plain,) = (tmp_path / "plain" / "final").iterdir()
-    # Each worker reads its data from the dataset's storage (the paper preset's way; the
-    # fault test below gets it through the object store): the same samples either way.
-    assert main(["train", *args, *overrides, "resources.data=storage", "--test"]) == 0
-    assert "data read by each worker from" in caplog.text
+    # The worker gets its data through Ray Data and the object store (the fault test above
+    # reads it from the dataset's storage): the same samples either way.
+    assert main(["train", *args, *overrides, "resources.data=object_store", "--test"]) == 0
+    assert "data via the object store" in caplog.text
     (run_dir,) = (tmp_path / "train" / "final").iterdir()
     ray_lines, plain_lines = _metric_lines(run_dir), _metric_lines(plain)
     for ours, theirs in zip(ray_lines, plain_lines, strict=True):

@@ -1,6 +1,6 @@
 """Every study file end to end on the smoke preset, with its test budget (`--quick`: 2 trials per
-tuned variant, 2 seeds, 3 epochs, fewer λ values): tune → final → report, run by the main job
-(`ikd run --preset smoke`) once per session, feeding the assertions below."""
+tuned variant, 2 seeds, 2 epochs, fewer λ values): tune → final → report, run by the main job
+(`ikd run --preset smoke`, tests/main_job.py) once per session, feeding the assertions below."""
 
 from __future__ import annotations
 
@@ -12,68 +12,34 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from main_job import FIRST_SHA, SHA, STUDIES
 
-from ikd.provenance import git_sha
+from ikd.tune.regenerate import ORDER
 from ikd.tune.study import Figure, load_study
-
-STUDIES = Path(__file__).resolve().parents[1] / "studies"
-SHA = "0123456789abcdef0123456789abcdef01234567"  # what the job says its commit is
-ORDER = ("table3_methods", "table4_students", "table5_contrast", "fig4_lambda", "search_identitykd")
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
-def studies(smoke_dataset, ray_head, tmp_path_factory):
-    """The main job on the smoke preset (`ikd run`: every study with its test budget) on the
-    session's smoke dataset, submitted as a Ray job to a head of its own the way
-    cluster/README.md says (the Job SDK, the working dir with cluster/runtime_env.yaml's
-    excludes, absolute roots, the commit passed as IKD_GIT_SHA): (results, runs, its logs)."""
-    from ray.job_submission import JobStatus, JobSubmissionClient
+def studies(main_job):
+    """The main job's results, once it has ended (conftest.py's `main_job` submitted it as the
+    session began): (results, runs, its logs)."""
+    from ray.job_submission import JobStatus
 
     from ikd.cluster import wait_for_job
-    from ikd.tune.stages import run_study
 
-    config, _, _ = smoke_dataset
-    root = tmp_path_factory.mktemp("studies")
-    results, runs = root / "results", root / "results" / "runs"
-    overrides = {
-        "data.root": config.data.root,
-        "teacher.source": "trained",
-        "train.student": "mobilenet",  # Table 4 and the search choose their own
-    }
-    # Table 4 alone first: it reads Table 3's tuned identitykd, so Table 3 is tuned on the way
-    # (a study reusing another's best configuration tunes that study first).
-    run_study(
-        STUDIES / "table4_students.py",
-        preset="smoke",
-        overrides=overrides,
-        results_root=results,
-        quick=True,
-        storage=str(runs),
-    )
-    address, python = ray_head
-    client = JobSubmissionClient(address)
-    runtime_env = yaml.safe_load((STUDIES.parent / "cluster" / "runtime_env.yaml").read_text())
-    command = [f"env IKD_GIT_SHA={SHA}", python, "-m", "ikd", "run", "--preset", "smoke",
-               "--results", str(results), "--out", str(root),
-               *(f"{key}={value}" for key, value in overrides.items())]  # fmt: skip
-    job = client.submit_job(
-        entrypoint=" ".join(command),
-        runtime_env={**runtime_env, "working_dir": str(STUDIES.parent)},
-    )
+    client, job, results = main_job
     status, logs = wait_for_job(client, job)
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
-    yield results, runs, logs
-    shutil.rmtree(root, ignore_errors=True)
+    return results, results / "runs", logs
 
 
 def test_the_main_job_previews_builds_reports_and_prints_table3(studies, smoke_dataset):
     results, _, printed = studies
     assert (results.parent / "preview" / "grid.png").exists()  # <--out>/preview
-    config, folder, _ = smoke_dataset
-    assert list(Path(config.data.root).iterdir()) == [folder.local]  # reused, not built again
+    _, folder, _ = smoke_dataset
+    data_root = results.parent / "datasets"  # the job's copy of it: reused, not built again
+    assert [p.name for p in data_root.iterdir()] == [folder.name]
     assert "# Dataset smoke-" in printed and "# Table 3: synthetic data, smoke preset" in printed
     # the estimate up front times each student left: the search draws all four
     estimate = next(line for line in printed.splitlines() if "per epoch here now" in line)
@@ -121,8 +87,8 @@ def test_every_study_renders_its_artefact_from_its_own_runs(studies):
         assert {"tune", "final"} <= set(provenance["stage_seconds"])
         assert provenance["dataset"]["manifest_sha256"] and provenance["teacher"]
         # passed with the job (cluster/runtime_env.yaml drops .git); Table 4, finished by the
-        # fixture's own first step, was up to date in the job and not rendered again
-        assert provenance["git"] == (git_sha() if folder.name == "table4_students" else SHA)
+        # job's first command, was up to date in `ikd run` and not rendered again
+        assert provenance["git"] == (FIRST_SHA if folder.name == "table4_students" else SHA)
 
 
 def test_table3_compares_identitykd_with_every_baseline_and_plots_identities(studies):
@@ -152,7 +118,7 @@ def test_table4_and_table5_reuse_table3s_tuned_identitykd(studies):
     # table3's identitykd was tuned once: table4 and table5 read it, never tuned it again
     assert len(list((runs / "table3_methods" / "tune").glob("identitykd-*"))) == 2
     assert not (runs / "table4_students" / "tune").exists()
-    # that tuning ran inside Table 4's final stage (the fixture ran Table 4 first); its time
+    # that tuning ran inside Table 4's final stage (the job ran Table 4 first); its time
     # counts in Table 3's record only: 2 trials × 5 variants there, 2 final runs × 2 here
     seconds = {
         study: json.loads((results / study / "study.json").read_text())["stage_seconds"]
@@ -281,12 +247,17 @@ def test_a_clone_of_the_records_continues_without_rerunning_anything_finished(st
     assert (table["n"] == 2).all()
 
 
-def _committed_clone(results: Path, clone: Path) -> Path:
+def _committed_clone(results: Path, clone: Path, teacher: str | None = None) -> Path:
     """A git checkout holding `results` as a committed tree, `results/<its name>`, with the
-    repository's .gitignore: what a fresh clone of main holds (records, no checkpoints)."""
+    repository's .gitignore: what a fresh clone of main holds (records, no checkpoints) — with
+    `teacher`, made against a teacher of that backbone hash (every run record names it)."""
     tree = clone / "results" / results.name
     ignore = shutil.ignore_patterns("checkpoints", "tune-experiments", "optuna.db")
     shutil.copytree(results, tree, ignore=ignore)
+    for path in tree.glob("runs/*/*/*/run.json") if teacher else ():
+        record = json.loads(path.read_text())
+        record["teacher"]["backbone_sha256"] = teacher
+        path.write_text(json.dumps(record))
     shutil.copy(STUDIES.parent / ".gitignore", clone / ".gitignore")
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "--no-verify", "-m", "r"]):
         _git(clone, *command)
@@ -332,39 +303,27 @@ def test_ikd_run_on_the_committed_trees_dataset_continues_it_and_git_stays_clean
 def test_ikd_run_on_another_teacher_regenerates_beside_the_committed_tree_and_compares(
     studies, smoke_dataset, tmp_path, monkeypatch, capsys, caplog
 ):
-    """The newcomer's case: the build on this machine trained another teacher (here: another
-    seed) than the committed runs'. `ikd run` says so in one line, regenerates into a tree of
-    its own beside the committed one, ends with the comparison, and leaves git clean."""
+    """The newcomer's case: the committed runs were trained against another teacher than the
+    one this machine's build trained (README, "What is reproducible"; here the committed-looking
+    tree's records name another backbone). `ikd run` says so in one line, regenerates into a
+    tree of its own beside the committed one, ends with the comparison, and leaves git clean."""
     import ikd.tune.regenerate
-    from ikd.config import apply_overrides
     from ikd.data.dataset import open_dataset
-    from ikd.data.pipeline import build_dataset
-    from ikd.face import teacher
 
     results, _, _ = studies
     config, folder, _ = smoke_dataset
-    other_root = tmp_path / "datasets"  # the same pairs, a teacher of other bits
-    built_later = shutil.ignore_patterns("teacher", "data", "manifest.json")
-    shutil.copytree(folder.local, other_root / folder.name, ignore=built_later)
-    trained = teacher.train_backbone
-
-    def another_seed(faces, labels, count, settings, seed, **options):
-        return trained(faces, labels, count, settings, seed + 1, **options)
-
-    monkeypatch.setattr(teacher, "train_backbone", another_seed)
-    other_config = apply_overrides(config, {"data.root": str(other_root)})
-    other = open_dataset(build_dataset(other_config, progress=False))
     mine = open_dataset(folder)
-    assert other.data_hash == mine.data_hash and other.teacher != mine.teacher
+    theirs = "f" * 64  # the committed runs' teacher: not this dataset's
+    assert mine.teacher["backbone_sha256"] != theirs
     monkeypatch.setattr(ikd.tune.regenerate, "ORDER", ("search_identitykd",))  # one study suffices
-    tree = _committed_clone(results, tmp_path / "clone")
-    assert _run_main(tree, tmp_path / "out", str(other_root), "train.epochs=1") == 0
+    tree = _committed_clone(results, tmp_path / "clone", teacher=theirs)
+    assert _run_main(tree, tmp_path / "out", config.data.root, "train.epochs=1") == 0
 
     assert _status(tmp_path / "clone") == ""  # the committed tree byte for byte; the new ignored
-    own = tree.with_name(f"{tree.name}@{other.data_hash}-{other.teacher['backbone_sha256'][:12]}")
+    own = tree.with_name(f"{tree.name}@{mine.data_hash}-{mine.teacher['backbone_sha256'][:12]}")
     said = [r.message for r in caplog.records if "regenerating into" in r.message]
     assert len(said) == 1 and str(own) in said[0]
-    assert mine.teacher["backbone_sha256"][:12] in said[0]
+    assert f"teacher {theirs[:12]}" in said[0]  # both teachers named
     assert (own / "search_identitykd" / "table.csv").exists()
     printed = capsys.readouterr().out
     comparison = (own / "comparison.md").read_text()

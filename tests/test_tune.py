@@ -128,7 +128,8 @@ STUDY = Study(
 # that ASHA's decisions follow from TPE's seeded draws (numpy's generator: the same on any CPU),
 # not from what a few epochs of training on a tiny val split give on one machine. Ray calls
 # `runtime_env` in the study driver's ray.init (RAY_RUNTIME_ENV_HOOK); every Ray worker of the
-# job then runs `install` as it starts (the runtime env's `worker_process_setup_hook`).
+# job then runs `install` as it starts (the runtime env's `worker_process_setup_hook`, with
+# this file's folder on its PYTHONPATH: the workers belong to the session's Ray).
 VAL_ACC = """
 import math
 
@@ -157,14 +158,19 @@ def install():  # every run this process trains: the run driver calls driver.tra
 
 
 def runtime_env(env):
+    import os
+
     install()
-    return {**(env or {}), "worker_process_setup_hook": f"{__name__}.install"}
+    here = {"PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}  # for the cluster's workers
+    env = env or {}
+    return {**env, "env_vars": {**env.get("env_vars", {}), **here},
+            "worker_process_setup_hook": f"{__name__}.install"}  # fmt: skip
 """
 
 
 @pytest.mark.slow
 def test_an_interrupted_study_resumes_with_its_exact_budget_and_asha_decisions(
-    smoke_dataset, tmp_path
+    smoke_dataset, tmp_path, ray_session
 ):
     """Ctrl+C (SIGINT) to the study driver once ASHA has stopped a trial and another is training
     stops the whole command at once (not just Tune's search) and keeps the time it spent; the
@@ -196,13 +202,14 @@ def test_an_interrupted_study_resumes_with_its_exact_budget_and_asha_decisions(
     val_acc = runpy.run_path(str(stand_in))["val_acc"]
     command = [
         sys.executable, "-m", "ikd", "study", str(path), "--preset", "smoke", "--stage", "tune",
-        "--quick", "--num-cpus", "2", "--results", str(tmp_path / "results"),
+        "--quick", "--results", str(tmp_path / "results"),
         f"data.root={smoke_dataset[0].data.root}", "teacher.source=trained",
         f"train.runs_root={tmp_path / 'runs'}", "train.epochs=4",
     ]  # fmt: skip
     env = {
         **os.environ,
-        "RAY_ADDRESS": "local",
+        # the session's Ray, joined as a cluster's driver joins it (no Ray start of its own)
+        "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address,
         "PYTHONPATH": os.pathsep.join(
             filter(None, [str(stand_in.parent), os.getenv("PYTHONPATH")])
         ),
@@ -243,7 +250,11 @@ def test_an_interrupted_study_resumes_with_its_exact_budget_and_asha_decisions(
     stopped = {t.folder.name: t.values for t in before["stopped"]}
     interrupted = {t.folder.name: (t.params, len(t.values)) for t in before["interrupted"]}
 
-    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    # The same command again, here on the session's Ray (no stand-in now: what the resumed
+    # trials learn does not matter below).
+    from ikd.cli import main
+
+    assert main(command[3:]) == 0
     after = {t.folder.name: t for t in trial_history(runs, "baseline", space)}
     assert len(after) == 4  # exactly the budget
     assert all(t.status in ("complete", "stopped", "diverged") for t in after.values())

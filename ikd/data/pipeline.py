@@ -258,7 +258,8 @@ def _build_views(folder: Location, shapes: schema.Shapes) -> None:
             TeacherViews,
             fn_constructor_args=(str(folder / TEACHER), shapes),  # a path or a URI
             batch_size=32,
-            compute=ray.data.ActorPoolStrategy(size=cpus),
+            # one actor to start with (a small build needs no more), more while blocks wait
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cpus),
             num_cpus=0.9,
             batch_format="numpy",
         )
@@ -314,8 +315,9 @@ def _build_pairs(config: Config, rows: dict[str, np.ndarray], frames: dict, out:
     items = [{k: v[i] for k, v in rows.items()} for i in range(len(rows[schema.IDENTITY]))]
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * cluster_cpus()))
     if config.data.captures:
-        # CPUs: reading tasks 0.8, detector actors 0.5 each (one per CPU: 0.5·cpus), storage and
-        # writes 0.1 — every stage can always be scheduled, so the stream cannot deadlock.
+        # CPUs: reading tasks 0.8, detector actors 0.5 each (up to one per CPU: 0.5·cpus; one
+        # while few captures wait), storage and writes 0.1 — every stage can always be
+        # scheduled, so the stream cannot deadlock.
         dataset = dataset.map_batches(
             capture_windows_batch,
             fn_kwargs={"config": config},
@@ -326,7 +328,7 @@ def _build_pairs(config: Config, rows: dict[str, np.ndarray], frames: dict, out:
         dataset = dataset.map_batches(
             RealFaces,
             fn_constructor_args=(config, frames),
-            compute=ray.data.ActorPoolStrategy(size=cluster_cpus()),
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cluster_cpus()),
             num_cpus=0.5,
             batch_size=16,
             batch_format="numpy",

@@ -256,17 +256,22 @@ class StudyRun:
             return None
         return entry
 
-    def final_spec(self, variant: Variant, seed: int, tune: bool = True) -> dict[str, Any]:
-        """The run driver's dict of a variant's final run with one seed."""
-        return {
-            **self.spec,
-            **self.final_overrides(variant, tune),
-            "train.seed": seed,
-            "variant": variant.name,
-            "stage": "final",
-            "test": True,
-            "progress": False,
-        }
+    def final_specs(self, variant: Variant, tune: bool = True) -> list[dict[str, Any]]:
+        """The run driver's dicts of a variant's final runs, one per seed (its configuration
+        resolved once: reading another study's tuned one reads that study's trials)."""
+        overrides = self.final_overrides(variant, tune)
+        return [
+            {
+                **self.spec,
+                **overrides,
+                "train.seed": seed,
+                "variant": variant.name,
+                "stage": "final",
+                "test": True,
+                "progress": False,
+            }
+            for seed in range(self.seeds)
+        ]
 
     def final(self) -> list[Location]:
         """Every variant's final configuration × seeds, each run evaluated on test once.
@@ -288,9 +293,8 @@ class StudyRun:
             splits = self.splits()
         done = []
         for variant in (v for v in self.variants if v.final):
-            for seed in range(self.seeds):
+            for seed, spec in enumerate(self.final_specs(variant)):
                 log.info("%s: final %s, seed %d", self.study.name, variant.name, seed)
-                spec = self.final_spec(variant, seed)
                 try:
                     done.append(train_driver({**spec, **run, "splits": splits}))
                 except DivergedError as error:  # recorded in its run folder; the others go on
@@ -348,16 +352,12 @@ class StudyRun:
         whatever their status (running, diverged, complete)."""
         records: dict[str, list[RunRecord]] = {}
         for variant in (v for v in self.variants if v.final):
-            runs = []
-            for seed in range(self.seeds):
-                try:
-                    folder = resolve_run(self.final_spec(variant, seed, tune=False))[2]
-                except NotTunedError:
-                    break
-                run = read_run(folder)
-                if run is not None:
-                    runs.append(run)
-            records[variant.name] = runs
+            try:
+                specs = self.final_specs(variant, tune=False)
+            except NotTunedError:
+                specs = []
+            runs = [read_run(resolve_run(spec)[2]) for spec in specs]
+            records[variant.name] = [run for run in runs if run is not None]
         return records
 
     def tuning(self) -> dict[str, list[RunRecord]]:

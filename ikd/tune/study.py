@@ -137,7 +137,7 @@ class Study:
     test_trials: int = 2
     test_seeds: int = 2
     test_variants: tuple[str, ...] = ()  # the variants a test run keeps (empty: all)
-    test_epochs: int = 3  # a test run's epochs: enough for ASHA to stop a trial
+    test_epochs: int = 2  # a test run's epochs: ASHA can stop a trial at its rung (epoch 1)
     report: Table | Figure = field(default_factory=Table)
     name: str = ""  # the file's stem, set by `load_study`
 
