@@ -5,7 +5,7 @@ IdentityKD starts from Table 3's tuned configuration; identity-wise vanilla KD i
 with the tables' budget (a tuning-only variant), then swept.
 """
 
-from ikd.tune.study import Figure, Study, Variant, table_space
+from ikd.study import Figure, Study, Variant, table_space
 
 LAMBDAS = (0.3, 0.4, 0.5, 0.6, 0.7)
 IDENTITY_WISE = {"train.method": "vanilla_kd", "vanilla_kd.identity_wise": True}

@@ -1,8 +1,8 @@
 """The joint search users run on their own data: λ1, λ2, γ, τ, δ1, δ2 and the student together,
 for IdentityKD (`ikd study studies/search_identitykd.py data.captures=…`)."""
 
-from ikd.tune.space import Choice, LogUniform, Uniform
-from ikd.tune.study import Study, Table, Variant
+from ikd.space import Choice, LogUniform, Uniform
+from ikd.study import Study, Table, Variant
 
 STUDY = Study(
     artefact="Joint search",

@@ -1,10 +1,10 @@
 """Table 3: IdentityKD against Baseline, vanilla KD, CFKD and MKD (ACC, macro recall, macro F1).
 
 Every method is tuned on val with the same budget and scheduler over what the paper leaves open
-(`ikd.tune.study.TABLE_SPACES`), then trained with its best configuration over the seeds.
+(`ikd.study.TABLE_SPACES`), then trained with its best configuration over the seeds.
 """
 
-from ikd.tune.study import Study, Table, Variant, table_space
+from ikd.study import Study, Table, Variant, table_space
 
 METHODS = ("baseline", "vanilla_kd", "cfkd", "mkd", "identitykd")
 LABELS = ("Baseline", "vanilla KD", "CFKD", "MKD", "IdentityKD")

@@ -5,7 +5,7 @@ configuration (read from table3_methods' best_config.json, tuned first if absent
 student swapped in.
 """
 
-from ikd.tune.study import Study, Table, Variant
+from ikd.study import Study, Table, Variant
 
 STUDENTS = ("resnet18", "mobilenet", "efficientnet", "vgg16")
 LABELS = ("ResNet18", "MobileNet", "EfficientNet", "Vgg16")

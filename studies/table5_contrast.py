@@ -5,7 +5,7 @@ NCE is Table 3's tuned identitykd; KL is tuned here with the same budget and spa
 is the tuned NCE configuration with τ = 5 (DESIGN.md §5: at τ = 5 the contrast is nearly flat).
 """
 
-from ikd.tune.study import Study, Table, Variant, table_space
+from ikd.study import Study, Table, Variant, table_space
 
 TABLE3 = ("table3_methods", "identitykd")
 

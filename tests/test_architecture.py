@@ -11,8 +11,6 @@ RAY_LAYER = {
     "data/pipeline.py",
     "train/ray_train.py",
     "cli.py",
-    "study.py",
-    "jobs.py",
 }
 
 
@@ -97,3 +95,19 @@ def test_the_data_pipeline_stands_on_the_teacher_never_on_training():
             assert not any(m.startswith(("ikd.train", "ikd.tune")) for m in imported), name
     for name, imported in _imports_of("face/").items():
         assert not any(m.startswith("ikd.data") for m in imported), name
+
+
+def test_the_study_definitions_sit_below_tuning_and_the_report():
+    """What a study file declares (ikd/study.py: Study, Variant, Table, Figure, the table
+    spaces; ikd/space.py: the ranges) is read by tune/, which runs it, and by report/, which
+    renders it: it reaches up into neither, nor into training, and the report never imports
+    tune/ (which imports the report)."""
+    for name in ("study.py", "space.py"):
+        imported = _imports_of(name)[name]
+        assert not any(
+            m.startswith(("ikd.tune", "ikd.report", "ikd.train", "ikd.methods"))
+            or m.split(".")[0] in ("torch", "ray")
+            for m in imported
+        ), (name, imported)
+    for name, imported in _imports_of("report/").items():
+        assert not any(m.startswith("ikd.tune") for m in imported), name

@@ -17,8 +17,8 @@ from ikd.report.overview import write_overview
 from ikd.report.records import read_run
 from ikd.report.render import Context, render
 from ikd.report.stats import mean_std, paired_difference, walk_accuracy
-from ikd.tune.space import LogUniform
-from ikd.tune.study import Study, Table, Variant, load_study
+from ikd.space import LogUniform
+from ikd.study import Study, Table, Variant, load_study
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "identitykd-mmasia24.txt"
 STUDIES = Path(__file__).resolve().parents[1] / "studies"

@@ -93,7 +93,7 @@ def test_a_run_reads_its_dataset_and_writes_its_records_through_the_storage_laye
     pafs.copy_files(folder.path, (data / folder.name).path, destination_filesystem=data.fs)
     study = tmp_path / "storage_check.py"
     study.write_text(
-        "from ikd.tune.study import Study, Table, Variant\n"
+        "from ikd.study import Study, Table, Variant\n"
         "STUDY = Study(artefact='storage check', seeds=1, test_seeds=1, test_epochs=2,\n"
         "    variants=(Variant('baseline', {'train.method': 'baseline'}),),\n"
         "    report=Table(labels={'baseline': 'Baseline'}))\n"

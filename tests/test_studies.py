@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from main_job import FIRST_SHA, SHA, STUDIES
 
+from ikd.study import Figure, load_study
 from ikd.tune.regenerate import ORDER
-from ikd.tune.study import Figure, load_study
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 
 from ikd.config import load_config
 from ikd.errors import ConfigError
-from ikd.tune.space import Choice, Integer, LogUniform, Uniform, check_space, optuna_space
+from ikd.space import Choice, Integer, LogUniform, Uniform, check_space, optuna_space
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_a_good_space_becomes_optuna_distributions():
 
 
 GOOD_STUDY = """
-from ikd.tune.study import Study, Table, Variant, table_space
+from ikd.study import Study, Table, Variant, table_space
 
 STUDY = Study(
     artefact="Table 3",
@@ -69,7 +69,7 @@ def write_study(tmp_path, text: str, name: str = "table3_methods.py"):
 
 
 def test_a_study_file_loads_named_after_its_file(tmp_path):
-    from ikd.tune.study import load_study
+    from ikd.study import load_study
 
     study = load_study(write_study(tmp_path, GOOD_STUDY))
     assert study.name == "table3_methods" and study.trials == 4 and study.seeds == 3
@@ -93,7 +93,7 @@ def test_a_study_file_loads_named_after_its_file(tmp_path):
 )
 def test_a_bad_study_file_is_one_clear_line_naming_the_file(tmp_path, change, message):
     from ikd.errors import UserError
-    from ikd.tune.study import load_study
+    from ikd.study import load_study
 
     path = write_study(tmp_path, GOOD_STUDY.replace(*change))
     with pytest.raises(UserError, match=message) as error:
@@ -102,7 +102,7 @@ def test_a_bad_study_file_is_one_clear_line_naming_the_file(tmp_path, change, me
 
 
 def test_every_table_space_is_valid_for_its_method():
-    from ikd.tune.study import TABLE_SPACES, table_space
+    from ikd.study import TABLE_SPACES, table_space
 
     for name in TABLE_SPACES:
         method = name.split("-")[0]
@@ -112,8 +112,8 @@ def test_every_table_space_is_valid_for_its_method():
 
 
 KILLED = """
-from ikd.tune.space import LogUniform
-from ikd.tune.study import Study, Variant
+from ikd.space import LogUniform
+from ikd.study import Study, Variant
 
 STUDY = Study(
     artefact="a table",
@@ -186,9 +186,9 @@ def test_an_interrupted_study_resumes_with_its_exact_budget_and_asha_decisions(
 
     import optuna
 
+    from ikd.space import LogUniform
     from ikd.train.runs import STOPPED
     from ikd.tune.search import trial_history
-    from ikd.tune.space import LogUniform
 
     path = write_study(tmp_path, KILLED, "killed.py")
     runs = tmp_path / "runs" / "killed" / "tune"

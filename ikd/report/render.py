@@ -29,8 +29,8 @@ import pandas as pd
 from ikd.report.records import RunRecord
 from ikd.report.stats import Difference, mean_std, paired_difference
 from ikd.storage import write_json
+from ikd.study import Figure, Study, Table
 from ikd.train.runs import METRIC
-from ikd.tune.study import Figure, Study, Table
 
 log = logging.getLogger(__name__)
 
@@ -561,7 +561,7 @@ def importance_rows(context: Context, tuning: Mapping[str, Sequence[RunRecord]])
     runs (rebuilt into an in-memory Optuna study, so committed records suffice)."""
     import optuna
 
-    from ikd.tune.space import optuna_space
+    from ikd.space import optuna_space
 
     rows = []
     for variant, runs in tuning.items():

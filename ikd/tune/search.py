@@ -137,7 +137,7 @@ def tune_variant(
     asha: bool = True,
 ) -> tune.ResultGrid | None:
     """Tune one variant: `trials` trials of `trial`, proposed by Optuna's TPE (seeded, its first
-    ten at random) over `space` (`ikd.tune.space` ranges, checked by the caller) and stopped early
+    ten at random) over `space` (`ikd.space` ranges, checked by the caller) and stopped early
     by ASHA on `val/acc` per epoch.
 
     Resuming is done from the run folders, not from Tune's state (which a killed driver may have
@@ -168,7 +168,7 @@ def tune_variant(
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from ikd.tune.space import optuna_space
+    from ikd.space import optuna_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created/used" lines
     spec, storage = {**spec, "train.threads": threads}, location(storage)
@@ -312,7 +312,7 @@ class TrialRecords(tune.Callback):
     def _mirror(self, params: Mapping[str, Any], run: str, status: str | None, lines) -> None:
         import optuna
 
-        from ikd.tune.space import optuna_space
+        from ikd.space import optuna_space
 
         study = optuna.create_study(
             storage=self.storage, study_name=self.study, direction="maximize", load_if_exists=True

@@ -43,10 +43,10 @@ from ikd.storage import (
     sha256_file,
     write_json,
 )
+from ikd.study import Figure, Study, Variant, load_study
 from ikd.train.data import Samples
 from ikd.train.driver import SPLITS, resolve_run, train_driver
 from ikd.train.runs import DivergedError, keep_model_only
-from ikd.tune.study import Figure, Study, Variant, load_study
 from ikd.tune.trials import (
     ASHA_REDUCTION,
     METRIC,

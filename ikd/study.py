@@ -2,7 +2,7 @@
 seeds, tuning space, trial budget and report (STYLE.md "For ikd" 6).
 
     # studies/table3_methods.py
-    from ikd.tune.study import Study, Variant, table_space
+    from ikd.study import Study, Variant, table_space
 
     STUDY = Study(
         artefact="Table 3",
@@ -16,8 +16,9 @@ seeds, tuning space, trial budget and report (STYLE.md "For ikd" 6).
 
 `load_study(path)` imports the file and checks it before anything runs: each variant's overrides
 must be config keys with valid values (an unknown method or student names the nearest), and its
-space must be a valid `ikd.tune.space` space for that variant — each problem one line naming the
-study file and the variant. Torch-free and Ray-free.
+space must be a valid `ikd.space` space for that variant — each problem one line naming the
+study file and the variant. Torch-free and Ray-free: it sits below tune/, which runs a study,
+and report/, which renders it (tests/test_architecture.py).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 from ikd.config import Config, apply_overrides, load_config
 from ikd.errors import ConfigError, UserError
-from ikd.tune.space import Integer, LogUniform, Range, Uniform, check_space
+from ikd.space import Integer, LogUniform, Range, Uniform, check_space
 
 LR = LogUniform(1e-5, 1e-3)
 
