@@ -374,7 +374,9 @@ class Config:
 
 
 DEVICES = ("auto", "cpu", "cuda")
-STAGES = ("tune", "final")  # a run's stage: tuning runs read val only; final runs may read test
+# a run's stage: tuning runs and the re-evaluations of the best ones (more seeds) read val
+# only; final runs may read test
+STAGES = ("tune", "reeval", "final")
 LOOPS = ("ray", "plain")  # Ray Train workers, or the plain loop in the calling process
 CONFIG = "config.json"  # the resolved config, written next to everything it produces
 # The students of Table 4 (ikd.models.students.STUDENTS builds them; a test checks the names).

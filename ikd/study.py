@@ -139,6 +139,12 @@ class Study:
     test_seeds: int = 2
     test_variants: tuple[str, ...] = ()  # the variants a test run keeps (empty: all)
     test_epochs: int = 2  # a test run's epochs: ASHA can stop a trial at its rung (epoch 1)
+    # After a variant's search, its best `reevaluate` complete trials train again on val with
+    # `reevaluate_seeds` more seeds, and the best mean val ACC over the seeds picks its
+    # configuration: trials differ by less than one seed's val noise (issue 23). A test run
+    # re-evaluates its best 2 with 1 more seed.
+    reevaluate: int = 3
+    reevaluate_seeds: int = 2
     report: Table | Figure = field(default_factory=Table)
     name: str = ""  # the file's stem, set by `load_study`
 
@@ -148,6 +154,8 @@ class Study:
             raise UserError(f"{where}: a study needs at least one variant")
         if min(self.trials, self.seeds, self.test_trials, self.test_seeds, self.test_epochs) < 1:
             raise UserError(f"{where}: trials, seeds and their test sizes must be ≥ 1")
+        if min(self.reevaluate, self.reevaluate_seeds) < 0:
+            raise UserError(f"{where}: reevaluate and reevaluate_seeds must be ≥ 0")
         names = [variant.name for variant in self.variants]
         if len(set(names)) != len(names):
             raise UserError(f"{where}: variant names repeat: {names}")

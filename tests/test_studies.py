@@ -47,7 +47,7 @@ def test_the_main_job_previews_builds_reports_and_prints_table3(studies, smoke_d
     assert {p.name for p in results.iterdir()} >= {*ORDER, "runs", "README.md"}
     overview = (results / "README.md").read_text()
     assert "Does IdentityKD beat each baseline beyond seed noise?" in overview
-    assert overview.count("- IdentityKD − ") == 4 and "over 2 seeds" in overview
+    assert overview.count("- IdentityKD − ") == 4 and "n = 2 paired seeds" in overview
     assert "| λ1 (λ2 = 0.4) | IdentityKD |" in overview
 
 
@@ -63,6 +63,9 @@ def test_every_study_renders_its_artefact_from_its_own_runs(studies):
             assert sorted(points["variant"]) == sorted(finals)
             assert (points["n"] == study.test_seeds).all()
             assert points["hinge_active"].between(0, 100).all()  # both methods log eq. 14's hinge
+            # the worst 10 % averages the lowest identities: never below the lowest (per_identity
+            # is stored to 6 decimals)
+            assert (points["worst10_acc_mean"] >= points["worst_acc_mean"] - 1e-3).all()
             assert (folder / "figure.png").stat().st_size > 10_000
             assert "![figure](figure.png)" in (folder / "figure.md").read_text()
         else:
@@ -97,7 +100,9 @@ def test_table3_compares_identitykd_with_every_baseline_and_plots_identities(stu
     assert significance[["a", "b"]].values.tolist() == [
         ["identitykd", m] for m in ("baseline", "vanilla_kd", "cfkd", "mkd")
     ]
-    assert (significance["n"] == 2).all()
+    assert (significance["n"] == 2).all() and significance["verdict"].isin(
+        ("better", "worse", "equivalent within ±1 point", "undecided")
+    ).all()
     per_identity = pd.read_csv(results / "table3_methods" / "per_identity.csv")
     assert len(per_identity) == 5 * 4  # variants × the smoke preset's identities
     paper = pd.read_csv(results / "table3_methods" / "table.csv").set_index("variant")
@@ -125,6 +130,30 @@ def test_table4_and_table5_reuse_table3s_tuned_identitykd(studies):
         for study in ("table3_methods", "table4_students")
     }
     assert seconds["table4_students"]["final"] < seconds["table3_methods"]["tune"]
+
+
+def test_each_tuned_variant_is_picked_by_its_best_trials_mean_val_over_seeds(studies):
+    """Issue 23: a variant's best complete trials (2 in a test run) train again on val with more
+    seeds (1 here, from seed 1000: none a final run uses); the best mean val acc picks its
+    configuration. best_config.json keeps every seed's val acc and the single-seed pick, and
+    runs.csv lists the re-evaluations (val only: no test, no checkpoints left)."""
+    results, runs, _ = studies
+    best = json.loads((results / "table3_methods" / "best_config.json").read_text())
+    assert set(best) == {"baseline", "vanilla_kd", "cfkd", "mkd", "identitykd"}
+    for variant, entry in best.items():
+        scores = entry["reevaluated"]
+        assert 1 <= len(scores) <= 2 and entry["single_seed_pick"] in scores
+        means = {run: sum(values) / len(values) for run, values in scores.items()}
+        assert entry["run"] == max(means, key=lambda run: (means[run], run))
+        assert entry["val/acc"] == pytest.approx(means[entry["run"]]) and entry["seeds"] == 2
+        for run, values in scores.items():
+            assert len(values) == 2
+            folder = runs / "table3_methods" / "reeval" / run.replace("-seed0", "-seed1000")
+            record = json.loads((folder / "run.json").read_text())
+            assert record["stage"] == "reeval" and record["status"] == "complete", variant
+            assert not (folder / "test.json").exists() and not (folder / "checkpoints").exists()
+    rows = pd.read_csv(results / "table3_methods" / "runs.csv")
+    assert (rows["stage"] == "reeval").sum() == sum(len(e["reevaluated"]) for e in best.values())
 
 
 def test_the_search_reports_its_best_configuration_and_importances(studies):

@@ -57,7 +57,7 @@ class RunOptions:
     preset: str = "laptop"  # sizes (ikd.config.PRESETS)
     study: str = "train"  # run folder group: <runs_root>/<study>/<stage>/…
     variant: str | None = None  # name in the run folder (default: method[-student])
-    stage: str = "final"  # "tune" (val only; the test split is refused) or "final"
+    stage: str = "final"  # "tune", "reeval" (val only; the test split is refused) or "final"
     dataset: str | None = None  # a built dataset folder (default: the config's)
     test: bool = False  # evaluate the test split once when trained (final stage only)
     loop: str = "ray"  # "ray": Ray Train workers (train.workers); "plain": this process
@@ -77,8 +77,10 @@ class RunOptions:
             raise ConfigError(f"stage={self.stage!r}; choose from {list(STAGES)}")
         if self.loop not in LOOPS:
             raise ConfigError(f"loop={self.loop!r}; choose from {list(LOOPS)}")
-        if self.test and self.stage == "tune":
-            raise ConfigError("a tuning run never reads the test split (stage=tune with test)")
+        if self.test and self.stage != "final":
+            raise ConfigError(
+                f"a tuning run never reads the test split (stage={self.stage} with test)"
+            )
         if self.on_epoch is not None and self.loop != "plain":
             raise ConfigError(
                 "on_epoch is for loop=plain (under Ray Train, a Tune trial hooks into the "
@@ -122,7 +124,7 @@ def train_driver(spec: Mapping[str, Any]) -> Location:
     Signature: ``train_driver(spec: dict) -> Location``, where `spec` holds dotted config overrides
     (``"train.method": "identitykd"``, ``"identitykd.tau": 0.1``; strings are parsed by the
     field's type) plus the `RunOptions` keys: ``preset``, ``study``, ``variant``, ``stage``
-    ("tune" | "final"), ``dataset``, ``test``, ``loop`` ("ray" | "plain"), ``progress``,
+    ("tune" | "reeval" | "final"), ``dataset``, ``test``, ``loop`` ("ray" | "plain"), ``progress``,
     ``max_failures``, ``on_epoch``, ``splits`` and the test hook ``fail_at_epochs``. Relative
     ``data.root``/``train.runs_root``/``dataset`` resolve against the current directory (a URI stays as it is, `ikd.storage`): a caller
     that changes it (Ray Tune's trials do) passes absolute ones.
@@ -240,7 +242,7 @@ def evaluate_run(run_dir: str | Location, split: str) -> dict[str, Any]:
     config, method, record, epoch = load_run(run_dir)
     if split == "test" and record.get("status") != "complete":
         raise UserError(f"{run_dir}: the run is {record.get('status')}; test only a finished run")
-    if split == "test" and record.get("stage") == "tune":
+    if split == "test" and record.get("stage", "final") != "final":
         raise UserError(f"{run_dir}: a tuning run never reads the test split")
     dataset = open_dataset(run_dataset(record, config), config)
     samples = Samples.from_dataset(dataset, split, final_run=record if split == "test" else None)

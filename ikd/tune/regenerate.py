@@ -27,6 +27,7 @@ from ikd.tune.stages import RUNS, STAGES, StudyRun
 log = logging.getLogger(__name__)
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
+STAGE_KINDS = ("tune", "reeval", "final")  # StudyRun.work_left's stages
 ORDER = ("table3_methods", "table4_students", "table5_contrast", "fig4_lambda", "search_identitykd")
 
 
@@ -87,12 +88,11 @@ def study_runs(
     ]
 
 
-def remaining(runs: list[StudyRun]) -> tuple[int, int]:
-    """(tuning trials, final runs) not finished yet across the studies."""
+def remaining(runs: list[StudyRun]) -> tuple[int, int, int]:
+    """(tuning trials, re-evaluations of the best ones, final runs) not finished yet across the
+    studies."""
     left = [entry for run in runs for entry in run.work_left()]
-    return sum(n for stage, _, n, _ in left if stage == "tune"), sum(
-        n for stage, _, n, _ in left if stage == "final"
-    )
+    return tuple(sum(n for stage, _, n, _ in left if stage == kind) for kind in STAGE_KINDS)
 
 
 def remaining_epochs(runs: list[StudyRun]) -> dict[str, float]:
@@ -141,7 +141,7 @@ def regenerate(
 ) -> list[StudyRun]:
     """Run every study's stages in ORDER (each resumable), saying first how long it will take."""
     runs = study_runs(preset, overrides, results_root, quick)
-    trials, finals = remaining(runs)
+    trials, reevaluations, finals = remaining(runs)
     config = runs[0].config
     epochs = remaining_epochs(runs)
     seconds = {
@@ -149,11 +149,13 @@ def regenerate(
         for student in sorted(epochs, key=lambda name: -epochs[name])
     }
     log.info(
-        "%s preset: %d tuning trials and %d final runs left, %d epochs each; per epoch here now "
+        "%s preset: %d tuning trials, %d re-evaluations and %d final runs left, %d epochs each; "
+        "per epoch here now "
         "%s — about %s if every run went to its last epoch (ASHA's early stops make it shorter; "
         "this machine's speed varies from day to day)",
         preset,
         trials,
+        reevaluations,
         finals,
         config.train.epochs,
         ", ".join(f"{student} ~{value:.0f} s" for student, value in seconds.items()) or "—",
@@ -165,7 +167,7 @@ def regenerate(
         run.run(STAGES)
         left = remaining(runs[index:])
         log.info(
-            "study %d/%d done after %s; %d tuning trials and %d final runs left",
+            "study %d/%d done after %s; %d tuning trials, %d re-evaluations and %d final runs left",
             index,
             len(runs),
             _duration(time.perf_counter() - start),

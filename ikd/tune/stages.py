@@ -46,7 +46,7 @@ from ikd.storage import (
 from ikd.study import Figure, Study, Variant, load_study
 from ikd.train.data import Samples
 from ikd.train.driver import SPLITS, resolve_run, train_driver
-from ikd.train.runs import DivergedError, keep_model_only
+from ikd.train.runs import DivergedError, drop_checkpoints, keep_model_only
 from ikd.tune.trials import (
     ASHA_REDUCTION,
     METRIC,
@@ -63,6 +63,10 @@ RUNS = "runs"  # <results>/runs/<study>/{tune,final}/…: a study's run folders 
 RESULTS_MARK = "<results>"  # study.json's paths inside the results root start with it
 _INNER: list[float] = []  # per stage running in this process, outermost first: nested seconds
 STAGES = ("tune", "final", "report")
+REEVAL = "reeval"  # the run stage of a tuned variant's best trials trained with more seeds
+# Their seeds start here, where no final run's do: the final runs' test ACC is not picked on
+# their own seeds' val luck.
+REEVAL_SEED = 1000
 
 
 class NotTunedError(UserError):
@@ -179,6 +183,7 @@ class StudyRun:
                     concurrent=self.config.resources.concurrent_trials,
                     optuna_storage=self.optuna_storage,
                 )
+                self.reevaluate(variant)
         best = {variant.name: self._best(variant) for variant in self.variants if variant.space}
         self.results.mkdir(parents=True, exist_ok=True)
         write_json(self.results / BEST_CONFIG, best)
@@ -195,17 +200,103 @@ class StudyRun:
         )
 
     def _best(self, variant: Variant) -> dict[str, Any]:
-        """The best complete tuning run of a variant, by its last epoch's val/acc."""
-        complete = [t for t in self.trials_of(variant) if t.status == "complete" and t.values]
-        if not complete:
+        """A variant's configuration: of its best complete tuning runs by their last epoch's
+        val/acc, the one with the best mean val/acc over its seeds (the tuning run's and its
+        re-evaluations', `reevaluate`); the single-seed pick is recorded beside it."""
+        ranked = self._ranked(variant)
+        if not ranked:
             raise UserError(f"{self.study.name}: no finished tuning run of {variant.name!r}")
-        best = max(complete, key=lambda t: (t.values[-1], t.folder.name))
+        scores = {}
+        for trial, specs in self._reevaluation_specs(variant, ranked):
+            values = [trial.values[-1], *(self._val_acc(spec) for spec in specs)]
+            scores[trial.folder.name] = [v for v in values if v is not None]
+        name = max(scores, key=lambda run: (sum(scores[run]) / len(scores[run]), run))
+        best = next(t for t in ranked if t.folder.name == name)
         return {
             "overrides": best.params,
-            METRIC: best.values[-1],
-            "run": best.folder.name,
-            "finished": len(complete),
+            METRIC: sum(scores[name]) / len(scores[name]),
+            "run": name,
+            "finished": len(ranked),
+            "seeds": len(scores[name]),
+            "reevaluated": scores,  # run → val/acc of each seed, the tuning run's first
+            "single_seed_pick": ranked[0].folder.name,
         }
+
+    def _ranked(self, variant: Variant) -> list:
+        """The variant's complete tuning runs, best last-epoch val/acc first."""
+        complete = [t for t in self.trials_of(variant) if t.status == "complete" and t.values]
+        return sorted(complete, key=lambda t: (t.values[-1], t.folder.name), reverse=True)
+
+    @property
+    def reevaluation(self) -> tuple[int, int]:
+        """(how many of a tuned variant's best complete trials train again, on how many more
+        seeds): the study's `reevaluate` and `reevaluate_seeds`; at most (2, 1) in a test run."""
+        top, seeds = self.study.reevaluate, self.study.reevaluate_seeds
+        return (min(top, 2), min(seeds, 1)) if self.quick else (top, seeds)
+
+    def _reevaluation_specs(self, variant: Variant, ranked: list | None = None) -> list:
+        """(trial, the run driver's dicts of its re-evaluations (stage "reeval": val only, all
+        epochs, no ASHA; seeds from REEVAL_SEED), for the variant's best complete trials
+        (the best one alone, with none, when the study re-evaluates nothing))."""
+        ranked = self._ranked(variant) if ranked is None else ranked
+        top, seeds = self.reevaluation
+        first = REEVAL_SEED + self.config.train.seed
+        return [
+            (
+                trial,
+                [
+                    {
+                        **self.tuning_spec(variant),
+                        **trial.params,
+                        "train.seed": seed,
+                        "stage": REEVAL,
+                        "progress": False,
+                    }
+                    for seed in range(first, first + seeds)
+                ],
+            )
+            for trial in ranked[: max(top, 1)]
+        ]
+
+    def _val_acc(self, spec: Mapping[str, Any]) -> float | None:
+        """A finished re-evaluation's last val/acc (0 for a diverged one), None before it ends."""
+        run = read_run(resolve_run(spec)[2])
+        if run is None or run.status not in ("complete", "diverged"):
+            return None
+        return run.value(METRIC) if run.status == "complete" else 0.0
+
+    def reevaluations_left(self, variant: Variant) -> list[dict[str, Any]]:
+        """The variant's re-evaluation runs not finished yet (their driver dicts)."""
+        groups = self._reevaluation_specs(variant)
+        return [spec for _, specs in groups for spec in specs if self._val_acc(spec) is None]
+
+    def reevaluate(self, variant: Variant) -> None:
+        """Train the variant's best complete trials again with more seeds (`reevaluation`), as
+        its trials trained (in this process with the shared splits, or with Ray Train); a
+        finished one is not trained again."""
+        for spec in self.reevaluations_left(variant):
+            folder = resolve_run(spec)[2]
+            log.info("%s: re-evaluating %s (seed %d)", self.study.name, folder.name,
+                     spec["train.seed"])  # fmt: skip
+            try:
+                train_driver({**spec, "splits": self.splits()} if self.loop == "plain" else spec)
+            except DivergedError as error:  # recorded in its run folder; counts as val acc 0
+                log.warning("%s: re-evaluation %s diverged: %s", self.study.name, folder.name,
+                            error)  # fmt: skip
+                continue
+            drop_checkpoints(folder)
+
+    def reevaluation_records(self) -> dict[str, list[RunRecord]]:
+        """Each tuned variant's re-evaluation runs that exist."""
+        records = {}
+        for variant in (v for v in self.variants if v.space):
+            try:
+                specs = [s for _, group in self._reevaluation_specs(variant) for s in group]
+            except NotTunedError:
+                specs = []
+            runs = [read_run(resolve_run(spec)[2]) for spec in specs]
+            records[variant.name] = [run for run in runs if run is not None]
+        return records
 
     # -- final ----------------------------------------------------------------------------------
 
@@ -228,14 +319,15 @@ class StudyRun:
 
     def final_overrides(self, variant: Variant, tune: bool = True) -> dict[str, Any]:
         """A variant's final configuration: its base overrides and, if tuned here, its best
-        (tuned first if absent — or, with `tune=False`, `NotTunedError`)."""
+        (tuned and re-evaluated first if not yet — or, with `tune=False`, `NotTunedError` when
+        it has no best; a best recorded before its re-evaluations is read as it is)."""
         overrides = self.base_overrides(variant, tune)
         if variant.space:
             best = self.best(variant)
             if best is None and not tune:
                 raise NotTunedError(f"{self.study.name}: {variant.name!r} is not tuned yet")
-            if best is None:
-                self.run(("tune",))
+            if best is None or (tune and self.reevaluations_left(variant)):
+                self.run(("tune",))  # the search, then its re-evaluations
                 best = self.best(variant)
             overrides.update(best["overrides"])
         return overrides
@@ -306,7 +398,8 @@ class StudyRun:
 
     def work_left(self) -> list[tuple[str, tuple[str, ...], int, int]]:
         """(stage, the students a run may train, how many runs, epochs per run) per variant with
-        tuning trials or final runs not finished yet (none: the study has trained everything)."""
+        tuning trials, re-evaluations or final runs not finished yet (none: the study has
+        trained everything)."""
         left = []
         done = self.finals()
         found = read_json(self.results / BEST_CONFIG) or {}
@@ -317,6 +410,10 @@ class StudyRun:
             if variant.space:
                 count = max(0, self.trials - len(self.trials_of(variant)))
                 left.append(("tune", choices, count, self.config.train.epochs))
+                top, seeds = self.reevaluation
+                later = max(top, 1) * seeds  # all of them while the search is not done
+                count = later if count else len(self.reevaluations_left(variant))
+                left.append(("reeval", choices, count, self.config.train.epochs))
             if variant.final:
                 best = found.get(variant.name, {}).get("overrides", {}).get("train.student")
                 count = self.seeds - len(done[variant.name])
@@ -337,6 +434,8 @@ class StudyRun:
             len(runs) < self.trials or any(run.status == "interrupted" for run in runs)
             for runs in tuning.values()  # an interrupted trial: its tuning resumes it
         ):
+            return False
+        if any(self.reevaluations_left(v) for v in self.variants if v.space):
             return False
         return runs_table(self._records(records, tuning)) == rendered.read_text()
 
@@ -417,11 +516,12 @@ class StudyRun:
         records: Mapping[str, list[RunRecord]] | None = None,
         tuning: Mapping[str, list[RunRecord]] | None = None,
     ) -> list[RunRecord]:
-        """The study's run folders of this configuration, tuning runs first (the storage may
-        hold other presets' or older ones: they are not its)."""
+        """The study's run folders of this configuration, tuning runs and their re-evaluations
+        first (the storage may hold other presets' or older ones: they are not its)."""
         records = self.final_records() if records is None else records
         tuning = self.tuning() if tuning is None else tuning
         runs = [run for runs in tuning.values() for run in runs]
+        runs += [run for runs in self.reevaluation_records().values() for run in runs]
         return runs + [run for runs in records.values() for run in runs]
 
     def provenance(self, runs: Sequence[RunRecord]) -> dict[str, Any]:
