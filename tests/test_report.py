@@ -16,9 +16,15 @@ import pytest
 from ikd.report.overview import write_overview
 from ikd.report.records import read_run
 from ikd.report.render import Context, render
-from ikd.report.stats import mean_std, paired_difference, walk_accuracy
+from ikd.report.stats import (
+    mean_std,
+    paired_difference,
+    walk_accuracy,
+    worst_accuracy,
+    worst_count,
+)
 from ikd.space import LogUniform
-from ikd.study import Study, Table, Variant, load_study
+from ikd.study import Figure, Study, Table, Variant, load_study
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "identitykd-mmasia24.txt"
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
@@ -69,27 +75,73 @@ def test_the_paired_difference_and_its_t_interval():
         pytest.approx(13 - 20.3336, abs=1e-3),
         pytest.approx(13 + 20.3336, abs=1e-3),
     )
-    assert noisy.verdict == "within seed noise"
-    # differences 10, 11, 12: sd 1 → half 4.3027 / √3 = 2.4841
+    # differences 10, 11, 12 (seed 5 has no pair): sd 1 → half 4.3027 / √3 = 2.4841
     clear = paired_difference("c", "b", {0: 70, 1: 86, 2: 78, 5: 99}, {0: 60, 1: 75, 2: 66})
     assert (clear.low, clear.high, clear.n) == (
         pytest.approx(8.5159, abs=1e-3),
         pytest.approx(13.4841, abs=1e-3),
         3,
     )
-    assert clear.verdict == "c better"
-    assert (
-        paired_difference("b", "c", {0: 60, 1: 75, 2: 66}, {0: 70, 1: 86, 2: 78}).verdict
-        == "c better"
-    )
-    assert (
-        paired_difference("a", "b", {0: 1}, {0: 0}).verdict
-        == "too few paired seeds for an interval"
-    )
 
 
-def write_run(root: Path, variant: str, seed: int, acc: float, fawa: bool = False) -> Path:
-    """A finished final run's records, written by hand."""
+# t(.975, 2) = 4.3027 (95 %) and t(.95, 2) = 2.9200 (90 %); three paired seeds, sd s → the
+# half-widths are 4.3027 s / √3 = 2.4841 s and 2.9200 s / √3 = 1.6859 s. Each case: a − b per
+# seed, mean, 95 % interval, 90 % interval, share of seeds where a is ahead, verdict.
+VERDICT_CASES = [
+    # 2, 3, 4: mean 3, s 1 → 95 % [0.516, 5.484] excludes 0, a ahead in all 3
+    pytest.param((2, 3, 4), 3.0, (0.5159, 5.4841), (1.3141, 4.6859), 1.0, "better", id="better"),
+    # −2, −3, −4: the mirror → 95 % [−5.484, −0.516] excludes 0
+    pytest.param((-2, -3, -4), -3.0, (-5.4841, -0.5159), (-4.6859, -1.3141), 0.0, "worse",
+                 id="worse"),
+    # 0.5, 0, −0.5: mean 0, s 0.5 → 95 % [−1.242, +1.242] holds 0 and is wider than ±1, yet
+    # 90 % [−0.843, +0.843] lies inside ±1: equivalent; wins (1 + ½ for the tie) / 3 = 0.5
+    pytest.param((0.5, 0, -0.5), 0.0, (-1.2421, 1.2421), (-0.8429, 0.8429), 0.5,
+                 "equivalent within ±1 point", id="equivalent"),
+    # 20, 15, 4: mean 13, s √67 = 8.185 → 95 % [−7.33, +33.33] holds 0, 90 % [−0.80, +26.80]
+    # is not inside ±1: undecided, though a was ahead in every seed
+    pytest.param((20, 15, 4), 13.0, (-7.3336, 33.3336), (-0.7993, 26.7993), 1.0, "undecided",
+                 id="undecided"),
+    # 0.4, 0.5, 0.6: mean 0.5, s 0.1 → 95 % [+0.252, +0.748] excludes 0: better, though the 90 %
+    # interval [0.331, 0.669] lies inside ±1 too (a real difference smaller than the margin)
+    pytest.param((0.4, 0.5, 0.6), 0.5, (0.2516, 0.7484), (0.3314, 0.6686), 1.0, "better",
+                 id="better-within-the-margin"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("differences", "mean", "interval95", "interval90", "wins", "verdict"),
+                         VERDICT_CASES)  # fmt: skip
+def test_each_verdict_from_hand_worked_intervals(
+    differences, mean, interval95, interval90, wins, verdict
+):
+    result = paired_difference("a", "b", dict(enumerate(differences)), dict.fromkeys(range(3), 0))
+    assert (result.mean, result.n, result.wins) == (pytest.approx(mean, abs=1e-12), 3, wins)
+    assert (result.low, result.high) == pytest.approx(interval95, abs=1e-4)
+    assert (result.low90, result.high90) == pytest.approx(interval90, abs=1e-4)
+    assert result.verdict == verdict
+
+
+def test_fewer_than_two_paired_seeds_is_undecided():
+    one = paired_difference("a", "b", {0: 1, 1: 5}, {0: 0})  # seed 1 has no pair
+    assert (one.mean, one.n, one.wins, one.verdict) == (1.0, 1, 1.0, "undecided")
+    assert math.isnan(one.low) and math.isnan(one.low90)
+    assert paired_difference("a", "b", {}, {0: 0}).verdict == "undecided"
+
+
+def test_the_worst_ten_percent_of_identities_is_the_mean_of_the_lowest_tenth():
+    # 20 identities → ⌈2⌉ = the worst 2: 0.1 and 0.3 → 0.2 (the minimum alone says 0.1)
+    twenty = [0.9] * 17 + [0.3, 0.1, 0.5]
+    assert worst_accuracy(twenty) == pytest.approx(0.2)
+    # 36 → ⌈3.6⌉ = 4; 30 → exactly 3 (0.1 × 30 in floats is 3.0000000000000004); 4 → at least 1
+    assert [worst_count(n) for n in (36, 30, 4, 1)] == [4, 3, 1, 1]
+    # identities with no test sample (None) are left out: 0.4 of 3 → worst 1
+    assert worst_accuracy([None, 0.8, 0.4, 0.6]) == pytest.approx(0.4)
+    assert math.isnan(worst_accuracy([None]))
+
+
+def write_run(
+    root: Path, variant: str, seed: int, acc: float, fawa: bool = False, per_identity=None
+) -> Path:
+    """A finished final run's records, written by hand (two identities unless `per_identity`)."""
     folder = root / "golden" / "final" / f"{variant}-0123456789ab-seed{seed}"
     folder.mkdir(parents=True)
     record = {"status": "complete", "seed": seed, "method": "identitykd", "stage": "final",
@@ -101,7 +153,7 @@ def write_run(root: Path, variant: str, seed: int, acc: float, fawa: bool = Fals
         json.dumps({"epoch": 0, "val/acc": 0.5, "seconds": 2.0}) + "\n"
     )
     test = {"test/acc": acc, "test/recall": acc - 0.1, "test/f1": acc - 0.2, "test/worst_acc": 0.5,
-            "test/per_identity": [acc, 1.0], "test/samples": 7, "fawa/engaged": fawa and seed > 0}  # fmt: skip
+            "test/per_identity": per_identity or [acc, 1.0], "test/samples": 7, "fawa/engaged": fawa and seed > 0}  # fmt: skip
     (folder / "test.json").write_text(json.dumps(test))
     predictions().to_parquet(folder / "test_predictions.parquet")
     return folder
@@ -149,16 +201,34 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
 
     markdown = (tmp_path / "out" / "table.md").read_text()
     assert "| Ours | 3 | 80.00 ± 10.00 | 85.00 | -5.00 |" in markdown
-    assert "- Ours − Theirs: ACC +13.00 points, 95 % CI [-7.33, +33.33]" in markdown
-    assert "within seed noise" in markdown and "c better" in markdown
+    assert (
+        "- Ours − Theirs: test ACC +13.00 points, 95 % CI [-7.33, +33.33], n = 3 paired seeds, "
+        "Ours ahead in 3 of 3: undecided." in markdown
+    )
+    assert (
+        "- c − Theirs: test ACC +11.00 points, 95 % CI [+8.52, +13.48], n = 3 paired seeds, "
+        "c ahead in 3 of 3: better." in markdown
+    )
+    assert "*equivalent within ±1 point* when the 90 % interval" in markdown
+    assert "| worst-identity ACC (%) | worst 10 % ACC (%) | walk ACC (%) |" in markdown
     for phrase in ("synthetic data, smoke preset", "one synthetic population of 2 identities",
                    "generator seed 7, split seed 8", "over n runs", "(0, 1, 2; 3 asked per row)",
-                   "count 7 test windows", "counts 3 walks", "4 trials per tuned variant",
+                   "count 7 test windows", "its 1 of 2 lowest-accuracy identities",
+                   "counts 3 walks", "4 trials per tuned variant",
                    "FAWA-averaged student for Ours (2/3 engaged)", "Someone 2024, Table 9"):  # fmt: skip
         assert phrase in markdown, phrase
 
     significance = pd.read_csv(tmp_path / "out" / "significance.csv")
+    assert significance.columns.tolist() == ["a", "b", "metric", "n", "mean_points", "low", "high",
+                                             "low90", "high90", "wins", "verdict"]  # fmt: skip
     assert significance["low"].tolist() == pytest.approx([13 - 20.3336, 11 - 2.4841], abs=1e-3)
+    # 90 %: t(.95, 2) = 2.9200 → halves 2.9200 × 8.1854 / √3 = 13.7993 and 2.9200 / √3 = 1.6859
+    assert significance["low90"].tolist() == pytest.approx([13 - 13.7993, 11 - 1.6859], abs=1e-3)
+    assert significance[["wins", "verdict"]].values.tolist() == [[1, "undecided"], [1, "better"]]
+    # two identities → the worst 10 % is the worst 1: identity 0 at `acc` (identity 1 at 1.0)
+    assert table.loc["a", ["worst10_acc_mean", "worst10_acc_std"]].tolist() == pytest.approx(
+        [80.0, 10.0]
+    )
     per_identity = pd.read_csv(tmp_path / "out" / "per_identity.csv")
     row = per_identity[(per_identity["variant"] == "a") & (per_identity["identity"] == 0)]
     assert row[["acc_mean", "n"]].values.tolist()[0] == pytest.approx([80.0, 3])
@@ -176,13 +246,42 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
     assert "| out | 100 / 50 / 10 |" in write_overview(tmp_path, ("out", "idle")).read_text()
     assert "| Ours | 3 | 80.00 ± 10.00 | 85.00 | 50.00 ± 0.00 |" in overview
     assert (
-        "- Ours − Theirs: +13.00 points of test ACC, 95 % CI [-7.33, +33.33] over 3 seeds — "
-        "within seed noise: this reproduction does not support a difference." in overview
+        "- Ours − Theirs: test ACC +13.00 points, 95 % CI [-7.33, +33.33], n = 3 paired seeds, "
+        "Ours ahead in 3 of 3: undecided." in overview
     )
     assert (
-        "- c − Theirs: +11.00 points of test ACC, 95 % CI [+8.52, +13.48] over 3 seeds — "
-        "c is better beyond seed noise." in overview
+        "- c − Theirs: test ACC +11.00 points, 95 % CI [+8.52, +13.48], n = 3 paired seeds, "
+        "c ahead in 3 of 3: better." in overview
     )
+    assert "*better* or *worse* when the 95 % interval excludes 0" in overview
+
+
+def test_a_figure_plots_the_worst_ten_percent_of_identities_beside_the_worst_one(tmp_path):
+    # 20 identities → the worst 2 per run: seed 0 (0.1 + 0.3) / 2 = 20 %, seed 1 (0.4 + 0.6) / 2
+    # = 50 % → mean 35, sample std √((15² + 15²) / 1) = 21.2132
+    identities = {0: [0.9] * 17 + [0.3, 0.1, 0.5], 1: [1.0] * 18 + [0.6, 0.4]}
+    finals = {"x-1": [read_run(write_run(tmp_path, "x-1", seed, 0.9, per_identity=values))
+                      for seed, values in identities.items()]}  # fmt: skip
+    study = Study(
+        artefact="Fig. 9",
+        variants=(Variant("x-1", {}),),
+        report=Figure(points={"x-1": ("a panel", "Ours", 1.0)}),
+    )
+    context = Context(
+        study=study, preset="smoke", seeds=2, trials=1, epochs=1, searcher="TPE",
+        scheduler="ASHA", dataset={"synthetic": True, "num_identities": 20},
+    )  # fmt: skip
+    render(tmp_path / "out", context, finals, {}, finals["x-1"], {"git": "abc"})
+
+    points = pd.read_csv(tmp_path / "out" / "figure.csv")
+    assert points[["worst10_acc_mean", "worst10_acc_std"]].values.tolist()[0] == pytest.approx(
+        [35.0, 21.2132], abs=1e-4
+    )
+    assert points["worst_acc_mean"].tolist() == [50.0]  # test.json's own minimum, as written
+    markdown = (tmp_path / "out" / "figure.md").read_text()
+    assert "| a panel | Ours | 1.0 | 2 | 90.00 ± 0.00 | 50.00 ± 0.00 | 35.00 ± 21.21 |" in markdown
+    assert "its 2 of 20 lowest-accuracy identities" in markdown
+    assert (tmp_path / "out" / "figure.png").stat().st_size > 10_000
 
 
 def paper_table(number: int) -> dict[str, tuple[float, float, float]]:

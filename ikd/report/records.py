@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from ikd.config import CONFIG
-from ikd.report.stats import walk_accuracy
+from ikd.report.stats import walk_accuracy, worst_accuracy
 from ikd.storage import Location, location, read_json
 from ikd.train.runs import METRICS, RUN, TEST, TEST_PREDICTIONS, read_metrics, run_status
 
@@ -57,6 +57,12 @@ class RunRecord:
         source = self.test if key.startswith("test/") else self.last
         value = (source or {}).get(key)
         return float(value) if isinstance(value, int | float) else math.nan
+
+    @property
+    def worst10_acc(self) -> float:
+        """Test accuracy of the worst 10 % of identities (`stats.worst_accuracy`); NaN without
+        a test record."""
+        return worst_accuracy((self.test or {}).get("test/per_identity") or [])
 
     @property
     def train_seconds(self) -> float:

@@ -2,7 +2,8 @@
 
     <results>/<study>/
       table.md, table.csv        a Table study: a row per final variant, mean ± std over seeds,
-                                 n, the paper's value and our difference; significance lines
+                                 n, the paper's value and our difference; verdict lines
+      significance.csv           each compared pair: paired difference, intervals, verdict
       figure.png, figure.csv     a Figure study (Fig. 4): the sweep's points
       figure.md                  its caption and points as a table
       per_identity.png/.csv      identities × variants test accuracy (Table 3)
@@ -27,7 +28,14 @@ from typing import Any
 import pandas as pd
 
 from ikd.report.records import RunRecord
-from ikd.report.stats import Difference, mean_std, paired_difference
+from ikd.report.stats import (
+    VERDICTS,
+    WORST_PERCENT,
+    Difference,
+    mean_std,
+    paired_difference,
+    worst_count,
+)
 from ikd.storage import write_json
 from ikd.study import Figure, Study, Table
 from ikd.train.runs import METRIC
@@ -38,6 +46,9 @@ TABLE_METRICS = (("acc", "ACC"), ("recall", "Recall"), ("f1", "F1"))  # the pape
 RUNS_TABLE = "runs.csv"
 PROVENANCE = "provenance.json"
 TRIAL_COLUMNS = ["variant", "run", "status", "epochs", "train_seconds", METRIC]
+SIGNIFICANCE_COLUMNS = ["a", "b", "metric", "n", "mean_points", "low", "high", "low90", "high90",
+                        "wins", "verdict"]  # fmt: skip
+WORST = f"worst {WORST_PERCENT} % of identities"
 
 
 @dataclass(frozen=True)
@@ -117,8 +128,8 @@ def runs_table(runs: Sequence[RunRecord]) -> str:
 
 
 def table_rows(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -> pd.DataFrame:
-    """A row per final variant: mean and std (in %) of each metric over its runs, n, the
-    paper's values and our differences, walks and windows counted."""
+    """A row per final variant: mean and std (in %) of each metric over its runs (the worst
+    10 % of identities too), n, the paper's values and our differences, walks and windows."""
     report = context.study.report
     rows = []
     for variant, runs in finals.items():
@@ -128,8 +139,8 @@ def table_rows(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -> p
             "n": len(runs),
             "seeds": " ".join(str(run.seed) for run in runs),
         }
-        for key in ("acc", "recall", "f1", "worst_acc"):
-            mean, std, _ = mean_std([run.value(f"test/{key}") for run in runs])
+        for key, values in _test_values(runs, ("acc", "recall", "f1", "worst_acc")).items():
+            mean, std, _ = mean_std(values)
             row[f"{key}_mean"], row[f"{key}_std"] = 100 * mean, 100 * std
         mean, std, _ = mean_std([run.walk[0] for run in runs])
         row["walk_acc_mean"], row["walk_acc_std"] = 100 * mean, 100 * std
@@ -146,6 +157,12 @@ def table_rows(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -> p
         row["fawa_engaged"] = f"{sum(engaged)}/{len(runs)}" if fawa else ""
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _test_values(runs: Sequence[RunRecord], keys: Sequence[str]) -> dict[str, list[float]]:
+    """Each run's test value of each key (`acc`: test/acc), and `worst10_acc` after them."""
+    values = {key: [run.value(f"test/{key}") for run in runs] for key in keys}
+    return {**values, "worst10_acc": [run.worst10_acc for run in runs]}
 
 
 def significance(
@@ -179,24 +196,20 @@ def render_table(
     pd.DataFrame(
         [
             {
-                "a": d.a,
-                "b": d.b,
+                **dataclasses.asdict(d),
                 "metric": "test/acc",
                 "mean_points": d.mean,
-                "low": d.low,
-                "high": d.high,
-                "n": d.n,
                 "verdict": d.verdict,
             }
             for d in differences
         ],
-        columns=["a", "b", "metric", "mean_points", "low", "high", "n", "verdict"],
+        columns=SIGNIFICANCE_COLUMNS,
     ).to_csv(folder / "significance.csv", index=False, float_format="%.4f")
     has_paper = bool(report.paper)
     header = ["Row", "n"]
     for _, name in TABLE_METRICS:
         header += [f"{name} (%)", *(["paper", "Δ"] if has_paper else [])]
-    header += ["worst-identity ACC (%)", "walk ACC (%)"]
+    header += ["worst-identity ACC (%)", f"worst {WORST_PERCENT} % ACC (%)", "walk ACC (%)"]
     lines = [
         f"# {context.study.artefact}: {_synthetic(context)}",
         "",
@@ -210,11 +223,13 @@ def render_table(
             if has_paper:
                 cells += [_number(row[f"paper_{key}"]), _number(row[f"diff_{key}"], sign=True)]
         cells.append(_cell(row["worst_acc_mean"], row["worst_acc_std"], row["n"]))
+        cells.append(_cell(row["worst10_acc_mean"], row["worst10_acc_std"], row["n"]))
         cells.append(_cell(row["walk_acc_mean"], row["walk_acc_std"], row["n"]))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", caption(context, rows), ""]
     if differences:
-        lines += ["## Significance", "", *(_significance_line(d, report) for d in differences), ""]
+        lines += ["## Significance", "", *(_significance_line(d, report) for d in differences)]
+        lines += ["", VERDICTS, ""]
     lines += tuning_section(summary)
     if importances is not None:
         lines += [
@@ -259,7 +274,8 @@ def caption(context: Context, rows: pd.DataFrame) -> str:
         f"Test split, read once per final run. Mean ± sample std over n runs, one per training seed "
         f"({seeds or 'none'}; {context.seeds} asked per row); a row with n < {context.seeds} is "
         "not finished.",
-        f"ACC, macro recall and macro F1 (unweighted means over identities) and worst-identity ACC "
+        f"ACC, macro recall and macro F1 (unweighted means over identities), worst-identity ACC "
+        f"and the {WORST} ({_worst(context)}) "
         f"count {windows} test windows; walk ACC votes each walk's windows (majority, ties to the "
         f"larger summed log-probability) and counts {walks} walks.",
     ]
@@ -302,20 +318,35 @@ def caption(context: Context, rows: pd.DataFrame) -> str:
     return " ".join(parts) + "*"
 
 
+def _worst(context: Context) -> str:
+    """How the worst 10 % is taken, with this dataset's count: "…its 4 of 36 lowest…"."""
+    n = context.dataset.get("num_identities")
+    count = f"{worst_count(n)} of {n}" if n else f"⌈{WORST_PERCENT} %⌉"
+    return f"per run, the mean ACC of its {count} lowest-accuracy identities"
+
+
 def _synthetic(context: Context) -> str:
     kind = "synthetic data" if context.dataset.get("synthetic") else "recorded data"
     return f"{kind}, {context.preset} preset"
 
 
 def _significance_line(difference: Difference, report: Table) -> str:
+    """One compared pair: its difference, 95 % interval, n and wins, then the verdict."""
     a, b = (report.labels.get(v, v) for v in (difference.a, difference.b))
-    verdict = dataclasses.replace(difference, a=a, b=b).verdict
-    if difference.n < 2:
-        return f"- {a} − {b}: ACC {_number(difference.mean, sign=True)} points over n = {difference.n} paired seeds: {verdict}."
+    return f"- {a} − {b}: {describe(difference, a)}: {difference.verdict}."
+
+
+def describe(difference: Difference, a: str) -> str:
+    """What a verdict rests on, in words, for table.md and the overview: "test ACC +1.39 points,
+    95 % CI [-3.90, +6.69], n = 3 paired seeds, Ours ahead in 2 of 3"."""
+    d = difference
+    mean = f"test ACC {_number(d.mean, sign=True)} points"
+    if d.n < 2:
+        return f"{mean}, n = {d.n} paired seed{'' if d.n == 1 else 's'}: too few for an interval"
+    wins = round(2 * d.wins * d.n) / 2  # in halves: a tie counts half
     return (
-        f"- {a} − {b}: ACC {_number(difference.mean, sign=True)} points, 95 % CI "
-        f"[{_number(difference.low, sign=True)}, {_number(difference.high, sign=True)}] "
-        f"(paired over n = {difference.n} seeds, Student's t): {verdict}."
+        f"{mean}, 95 % CI [{_number(d.low, sign=True)}, {_number(d.high, sign=True)}], "
+        f"n = {d.n} paired seeds, {a} ahead in {wins:g} of {d.n}"
     )
 
 
@@ -407,9 +438,10 @@ def tuning_section(summary: pd.DataFrame) -> list[str]:
 
 
 def figure_points(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -> pd.DataFrame:
-    """A row per point of a Figure study: panel, series, x, test accuracy and worst-identity
-    accuracy (in %, mean and std over its runs), n, and the share of training samples whose
-    identity-wise margin hinge was active (in %, over its runs' epochs; NaN without one)."""
+    """A row per point of a Figure study: panel, series, x, test accuracy, worst-identity accuracy
+    and the worst 10 % of identities' (in %, mean and std over its runs), n, and the share of
+    training samples whose identity-wise margin hinge was active (in %, over its runs' epochs;
+    NaN without one)."""
     report = context.study.report
     rows = []
     for variant, (panel, series, x) in report.points.items():
@@ -417,8 +449,8 @@ def figure_points(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -
             continue
         runs = finals[variant]
         row = {"panel": panel, "series": series, "x": x, "variant": variant, "n": len(runs)}
-        for key in ("acc", "worst_acc"):
-            mean, std, _ = mean_std([run.value(f"test/{key}") for run in runs])
+        for key, values in _test_values(runs, ("acc", "worst_acc")).items():
+            mean, std, _ = mean_std(values)
             row[f"{key}_mean"], row[f"{key}_std"] = 100 * mean, 100 * std
         # eq. 14's margin hinge max(0, KL − m_i): where it is active on every training sample,
         # m_i (what λ1 sets) only shifts the loss by a constant and cannot change training
@@ -435,8 +467,9 @@ def render_figure(
     finals: Mapping[str, Sequence[RunRecord]],
     summary: pd.DataFrame,
 ) -> list[Path]:
-    """Fig. 4: per panel, each series' mean test ACC (solid) and worst-identity ACC (dotted)
-    against x, error bars one std over seeds."""
+    """Fig. 4: per panel, each series' mean test ACC (solid), the worst 10 % of identities'
+    (dashed: the stabler companion) and the worst identity's (dotted, the paper's) against x,
+    error bars one std over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -445,21 +478,27 @@ def render_figure(
     points = figure_points(context, finals)
     points.to_csv(folder / "figure.csv", index=False, float_format="%.4f")
     panels = list(dict.fromkeys(panel for panel, _, _ in context.study.report.points.values()))
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.8), squeeze=False)
+    spread = points["x"].max() - points["x"].min() if len(points) > 1 else 0.0
     for axis, panel in zip(axes[0], panels, strict=True):
-        for index, (series, group) in enumerate(
-            points[points["panel"] == panel].groupby("series", sort=False) if len(points) else []
-        ):
+        mine = points[points["panel"] == panel] if len(points) else points
+        groups = list(mine.groupby("series", sort=False)) if len(mine) else []
+        for index, (series, group) in enumerate(groups):
             group = group.sort_values("x")
-            color = f"C{index}"
-            for key, style, name in (("acc", "-", "average"), ("worst_acc", ":", "worst identity")):
+            # each series a little aside, so that error bars of equal points do not hide each other
+            x = group["x"] + spread * 0.01 * (index - (len(groups) - 1) / 2)
+            for key, style, marker, name in (
+                ("acc", "-", "o", "average"),
+                ("worst10_acc", "--", "s", WORST),
+                ("worst_acc", ":", "^", "worst identity"),
+            ):
                 axis.errorbar(
-                    group["x"],
+                    x,
                     group[f"{key}_mean"],
                     yerr=group[f"{key}_std"].fillna(0),
                     linestyle=style,
-                    marker="o",
-                    color=color,
+                    marker=marker,
+                    color=f"C{index}",
                     capsize=3,
                     label=f"{series}, {name}",
                 )
@@ -467,10 +506,11 @@ def render_figure(
         axis.set_xlabel(context.study.report.xlabel)
         axis.set_ylabel("test accuracy (%)")
         axis.grid(alpha=0.3)
-        if axis.has_data():
-            axis.legend(fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:  # one legend below the panels, where it covers no point
+        figure.legend(handles, labels, loc="lower center", ncol=len(labels) // 3 or 1, fontsize=8)
     figure.suptitle(f"{context.study.artefact}: {_synthetic(context)}")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.14 if handles else 0, 1, 1))
     figure.savefig(folder / "figure.png", dpi=120)
     plt.close(figure)
     lines = [
@@ -478,15 +518,21 @@ def render_figure(
         "",
         "![figure](figure.png)",
         "",
-        "| Panel | Series | x | n | ACC (%) | worst-identity ACC (%) | margin hinge active (%) |",
-        "|---|---|---|---|---|---|---|",
+        "| Panel | Series | x | n | ACC (%) | worst-identity ACC (%) "
+        f"| worst {WORST_PERCENT} % ACC (%) | margin hinge active (%) |",
+        "|---|---|---|---|---|---|---|---|",
         *(
             f"| {r['panel']} | {r['series']} | {r['x']} | {r['n']} | "
             f"{_cell(r['acc_mean'], r['acc_std'], r['n'])} | "
             f"{_cell(r['worst_acc_mean'], r['worst_acc_std'], r['n'])} | "
+            f"{_cell(r['worst10_acc_mean'], r['worst10_acc_std'], r['n'])} | "
             f"{_cell(r['hinge_active'], math.nan, r['n'])} |"
             for r in points.to_dict("records")
         ),
+        "",
+        f"The {WORST} (dashed; {_worst(context)}) averages several identities where the paper's "
+        "worst identity (dotted) takes the minimum of one, whose few dozen test windows let it "
+        "move by many points from seed to seed; compare the two columns' stds.",
         "",
         "Margin hinge active: the share of training samples on which eq. 14's hinge "
         "max(0, KL − m_i) was above zero, over the runs' epochs. At 100 % the margin m_i — the "
