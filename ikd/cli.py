@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ikd.allocator import keep_freed_memory
 from ikd.config import PRESETS, STAGES, Config, load_config, split_override
 from ikd.errors import Terminated, UserError
 
@@ -29,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = [*getattr(args, "overrides", []), *extra]
+    keep_freed_memory()  # before anything allocates: training steps fault less (ikd.allocator)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
