@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
         help="the main job: the dataset, every paper artefact's study, results/<preset>/",
         description="Regenerate the paper's artefacts on a preset: spectrogram previews, the "
         "paired face-gait dataset (built or reused) and its report, then the studies of Table 3, "
-        "Table 4, Table 5, Fig. 4 and the joint search (tune on val, final runs over seeds, "
+        "Table 4, Table 5, Fig. 4, the joint search and Table 3 on a second population (tune on "
+        "val, final runs over seeds, "
         "reports), each resumable: killed at any point, the same command continues. Says up front "
         "how long it will take here; prints Table 3 at the end. Run records go to "
         "<results>/runs/, the artefacts to <results>/<study>/. The smoke preset runs each study's "

@@ -96,6 +96,24 @@ def check_space(space: Mapping[str, Range], base: Config) -> None:
                 raise ConfigError(f"tuning space: {error}") from None
 
 
+def values_of(space: Mapping[str, Range], config: Mapping[str, Any]) -> dict[str, Any]:
+    """A resolved config's values (nested, as `Config.to_dict` or a run's config.json) of the
+    space's keys: the point a configuration is in the space."""
+    return {key: config[key.split(".")[0]][key.split(".", 1)[1]] for key in space}
+
+
+def inside(space: Mapping[str, Range], point: Mapping[str, Any]) -> bool:
+    """Whether every value of `point` lies in its range of `space`."""
+    for key, values in space.items():
+        value = point[key]
+        if isinstance(values, Choice):
+            if value not in values.values:
+                return False
+        elif not values.low <= value <= values.high:
+            return False
+    return True
+
+
 def optuna_space(space: Mapping[str, Range]) -> dict[str, Any]:
     """The space as Optuna distributions (what `OptunaSearch(space=…)` takes; they pickle)."""
     from optuna import distributions

@@ -86,7 +86,9 @@ class Variant:
     overrides: Mapping[str, Any]
     space: Mapping[str, Range] = field(default_factory=dict)
     # (study, variant) whose tuned configuration this variant starts from, its own overrides on
-    # top (Table 4's students, Fig. 4's λ values): read from that study's best_config.json.
+    # top (Table 4's students, Fig. 4's λ values): read from that study's best_config.json. With
+    # a space too, its search starts there: the first trial is that configuration's values of
+    # the space (Table 4's per-student lr, the joint search).
     tuned_in: tuple[str, str] | None = None
     final: bool = True  # False: tuned only, for other variants to start from (no final runs)
 
@@ -97,7 +99,8 @@ class Table:
 
     `paper` holds the paper's printed values (in %, keys "acc", "recall", "f1") of the rows it
     has, `compare` the pairs (a, b) whose paired difference a − b over seeds gets a significance
-    line, `per_identity` asks for the identities × variants plot and `importances` for Optuna's
+    line (either may be another study's final variant, "<study>/<variant>", with the same
+    seeds), `per_identity` asks for the identities × variants plot and `importances` for Optuna's
     parameter importances of each tuned variant (a search study's report)."""
 
     labels: Mapping[str, str] = field(default_factory=dict)  # variant → row label
@@ -106,9 +109,19 @@ class Table:
     compare: tuple[tuple[str, str], ...] = ()
     per_identity: bool = False
     importances: bool = False
+    # A row whose mean final val ACC is below this did not learn in the budget: the table prints
+    # that, not its test numbers, compares it with nothing, and `curves` shows its val curve.
+    learned: float = 0.0
+    curves: bool = False  # val ACC per epoch of each row's final runs (val_curves.png/.csv)
 
     def variants(self) -> set[str]:
-        return {*self.labels, *self.paper, *(name for pair in self.compare for name in pair)}
+        """The study's own final variants the report names (not another study's)."""
+        names = {*self.labels, *self.paper, *(name for pair in self.compare for name in pair)}
+        return {name for name in names if "/" not in name}
+
+    def elsewhere(self) -> set[str]:
+        """Other studies' final variants that `compare` names ("<study>/<variant>")."""
+        return {name for pair in self.compare for name in pair if "/" in name}
 
 
 @dataclass(frozen=True)
@@ -145,6 +158,10 @@ class Study:
     # re-evaluates its best 2 with 1 more seed.
     reevaluate: int = 3
     reevaluate_seeds: int = 2
+    # Config overrides of every run of this study, over the command's (a second synthetic
+    # population: {"synthetic.seed": 1}); a `tuned_in` configuration is read where its own study
+    # ran, without them.
+    overrides: Mapping[str, Any] = field(default_factory=dict)
     report: Table | Figure = field(default_factory=Table)
     name: str = ""  # the file's stem, set by `load_study`
 
@@ -166,12 +183,11 @@ class Study:
         unknown = self.report.variants() - finals
         if unknown:
             raise UserError(f"{where}: the report names no final variant: {sorted(unknown)}")
+        try:
+            base = apply_overrides(base, dict(self.overrides))
+        except ConfigError as error:
+            raise UserError(f"{where}, the study's overrides: {error}") from None
         for variant in self.variants:
-            if variant.space and variant.tuned_in:
-                raise UserError(
-                    f"{where}, variant {variant.name!r}: tune it here or take another study's "
-                    "tuned configuration (tuned_in), not both"
-                )
             try:
                 config = apply_overrides(base, dict(variant.overrides))
                 check_space(variant.space, config)

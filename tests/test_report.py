@@ -139,19 +139,30 @@ def test_the_worst_ten_percent_of_identities_is_the_mean_of_the_lowest_tenth():
 
 
 def write_run(
-    root: Path, variant: str, seed: int, acc: float, fawa: bool = False, per_identity=None
+    root: Path,
+    variant: str,
+    seed: int,
+    acc: float,
+    fawa: bool = False,
+    per_identity=None,
+    val: float = 0.5,
+    stage: str = "final",
+    run_hash: str = "0123456789ab",
 ) -> Path:
-    """A finished final run's records, written by hand (two identities unless `per_identity`)."""
-    folder = root / "golden" / "final" / f"{variant}-0123456789ab-seed{seed}"
+    """A finished final run's records, written by hand (two identities unless `per_identity`;
+    with `stage="tune"`, a tuning run: no test)."""
+    folder = root / "golden" / stage / f"{variant}-{run_hash}-seed{seed}"
     folder.mkdir(parents=True)
-    record = {"status": "complete", "seed": seed, "method": "identitykd", "stage": "final",
-              "run_hash": "0123456789ab", "synthetic": True, "num_identities": 2, "git": "abc"}  # fmt: skip
+    record = {"status": "complete", "seed": seed, "method": "identitykd", "stage": stage,
+              "run_hash": run_hash, "synthetic": True, "num_identities": 2, "git": "abc"}  # fmt: skip
     (folder / "run.json").write_text(json.dumps(record))
-    config = {"train": {"seed": seed}, "identitykd": {"fawa": fawa}}
+    config = {"train": {"seed": seed, "lr": acc / 1000}, "identitykd": {"fawa": fawa}}
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "metrics.jsonl").write_text(
-        json.dumps({"epoch": 0, "val/acc": 0.5, "seconds": 2.0}) + "\n"
+        json.dumps({"epoch": 0, "val/acc": val, "seconds": 2.0}) + "\n"
     )
+    if stage != "final":
+        return folder
     test = {"test/acc": acc, "test/recall": acc - 0.1, "test/f1": acc - 0.2, "test/worst_acc": 0.5,
             "test/per_identity": per_identity or [acc, 1.0], "test/samples": 7, "fawa/engaged": fawa and seed > 0}  # fmt: skip
     (folder / "test.json").write_text(json.dumps(test))
@@ -220,7 +231,8 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
 
     significance = pd.read_csv(tmp_path / "out" / "significance.csv")
     assert significance.columns.tolist() == ["a", "b", "metric", "n", "mean_points", "low", "high",
-                                             "low90", "high90", "wins", "verdict"]  # fmt: skip
+                                             "low90", "high90", "wins", "verdict", "a_label",
+                                             "b_label"]  # fmt: skip
     assert significance["low"].tolist() == pytest.approx([13 - 20.3336, 11 - 2.4841], abs=1e-3)
     # 90 %: t(.95, 2) = 2.9200 → halves 2.9200 × 8.1854 / √3 = 13.7993 and 2.9200 / √3 = 1.6859
     assert significance["low90"].tolist() == pytest.approx([13 - 13.7993, 11 - 1.6859], abs=1e-3)
@@ -254,6 +266,84 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
         "c ahead in 3 of 3: better." in overview
     )
     assert "*better* or *worse* when the 95 % interval excludes 0" in overview
+
+
+def test_reevaluated_trials_an_unlearned_row_another_studys_row_and_a_second_population(
+    tmp_path,
+):
+    """Issue 23: tuning.csv and table.md show each re-evaluated trial's seeds and the pick by
+    their mean (not the single-seed best) with what the re-evaluation cost; a row under the
+    table's `learned` val ACC prints that instead of test numbers, is compared with nothing,
+    and val_curves shows it; a pair may name another study's row; the overview says whether a
+    second population's verdicts hold."""
+    finals = {
+        "a": [read_run(write_run(tmp_path, "a", s, acc)) for s, acc in enumerate((0.8, 0.9, 0.85))],
+        "v": [read_run(write_run(tmp_path, "v", s, 0.3, val=0.2)) for s in range(3)],
+    }
+    elsewhere = tmp_path / "elsewhere"
+    others = {"other/x": [read_run(write_run(elsewhere, "x", s, acc))
+                          for s, acc in enumerate((0.7, 0.8, 0.76))]}  # fmt: skip
+    # three trials: single-seed val 0.9 (run 1), 0.8 (run 2), 0.7; the first two re-evaluated
+    trials = [read_run(write_run(tmp_path, "a", 0, 0.1 * i, val=val, stage="tune",
+                                 run_hash=f"{i:012d}"))
+              for i, val in ((1, 0.9), (2, 0.8), (3, 0.7))]  # fmt: skip
+    names = [trial.folder.name for trial in trials]
+    reevaluated = {"a": {names[0]: [0.9, 0.6, 0.6], names[1]: [0.8, 0.8, 0.8]}}
+    reevaluations = [read_run(write_run(tmp_path / "re", "a", s, 0.1, stage="reeval"))
+                     for s in (1000, 1001)]  # fmt: skip
+    study = Study(
+        artefact="Table 8",
+        variants=(Variant("a", {}), Variant("v", {})),
+        report=Table(
+            labels={"a": "Ours", "v": "Vgg", "other/x": "Theirs (other study)"},
+            compare=(("a", "other/x"), ("a", "v")),
+            learned=0.4,
+            curves=True,
+        ),
+    )
+    context = Context(
+        study=study, preset="smoke", seeds=3, trials=3, epochs=1, searcher="TPE",
+        scheduler="ASHA", dataset={"synthetic": True, "num_identities": 2},
+        spaces={"a": {"train.lr": LogUniform(1e-5, 1e-2)}}, reevaluated=reevaluated,
+        reevaluations={"a": reevaluations}, others=others,
+    )  # fmt: skip
+    runs = [*trials, *finals["a"], *finals["v"]]
+    for name in ("table3_methods", "table3_population2"):
+        render(tmp_path / name, context, finals, {"a": trials}, runs, {"git": "abc"})
+    out = tmp_path / "table3_methods"
+
+    tuning = pd.read_csv(out / "tuning.csv").set_index("run")
+    assert tuning["picked"].tolist() == [False, True, False]
+    assert tuning.loc[names[0], "seeds_val_acc"] == "0.9000 0.6000 0.6000"
+    assert tuning.loc[names[1], "mean_val_acc"] == pytest.approx(0.8)
+    assert tuning["mean_val_acc"].isna().tolist() == [False, False, True]
+    markdown = (out / "table.md").read_text()
+    # 2 re-evaluations of 2 s each; the pick, its mean over 3 seeds, and the single-seed best
+    assert f"| 2, 4 | 80.00 (3) | {names[1]} | {names[0]} |" in markdown
+    assert "| Vgg | 3 | did not learn in this budget: val ACC 20.00 % (below 40 %" in markdown
+    # Ours − Theirs: differences 10, 10, 9 → mean 9.67; Ours − Vgg is not compared
+    significance = pd.read_csv(out / "significance.csv")
+    assert significance[["a", "b", "a_label", "b_label"]].values.tolist() == [
+        ["a", "other/x", "Ours", "Theirs (other study)"]
+    ]
+    assert significance["mean_points"].tolist() == pytest.approx([29 / 3], abs=1e-4)
+    curves = pd.read_csv(out / "val_curves.csv").set_index("variant")
+    assert curves.loc[["a", "v"], "val_acc_mean"].tolist() == pytest.approx([50.0, 20.0])
+    assert (out / "val_curves.png").stat().st_size > 10_000
+
+    for name in ("table3_methods", "table3_population2"):
+        (tmp_path / name / "study.json").write_text("{}")
+    path = tmp_path / "table3_population2" / "significance.csv"
+    second = pd.read_csv(path)
+    second.loc[0, "verdict"] = "undecided"  # as if population 2 disagreed
+    second.to_csv(path, index=False)
+    overview = write_overview(tmp_path, ("table3_methods", "table3_population2")).read_text()
+    assert "| Vgg | 3 | did not learn (val ACC 20.00 %) |" in overview
+    assert "- Ours − Theirs (other study): test ACC +9.67 points" in overview
+    assert (
+        "| Ours − Theirs (other study) | better | undecided | no |" in overview
+        and "Do Table 3's verdicts hold on a second synthetic population?" in overview
+    )
 
 
 def test_a_figure_plots_the_worst_ten_percent_of_identities_beside_the_worst_one(tmp_path):

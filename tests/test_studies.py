@@ -39,7 +39,8 @@ def test_the_main_job_previews_builds_reports_and_prints_table3(studies, smoke_d
     assert (results.parent / "preview" / "grid.png").exists()  # <--out>/preview
     _, folder, _ = smoke_dataset
     data_root = results.parent / "datasets"  # the job's copy of it: reused, not built again
-    assert [p.name for p in data_root.iterdir()] == [folder.name]
+    built = sorted(p.name for p in data_root.iterdir())  # and the second population's
+    assert folder.name in built and len(built) == 2
     assert "# Dataset smoke-" in printed and "# Table 3: synthetic data, smoke preset" in printed
     # the estimate up front times each student left: the search draws all four
     estimate = next(line for line in printed.splitlines() if "per epoch here now" in line)
@@ -130,6 +131,31 @@ def test_table4_and_table5_reuse_table3s_tuned_identitykd(studies):
         for study in ("table3_methods", "table4_students")
     }
     assert seconds["table4_students"]["final"] < seconds["table3_methods"]["tune"]
+
+
+def test_the_second_population_trains_table3s_configurations_on_its_own_data(studies):
+    """Issue 23 item 6: Table 3's tuned configurations, unchanged, on another synthetic seed —
+    its own dataset and teacher — with the same seeds; the overview sets its verdicts beside
+    Table 3's."""
+    results, runs, _ = studies
+    best = json.loads((results / "table3_methods" / "best_config.json").read_text())
+    teachers = set()
+    for study in ("table3_methods", "table3_population2"):
+        (folder,) = (runs / study / "final").glob("identitykd-*-seed1")
+        config = json.loads((folder / "config.json").read_text())
+        assert config["synthetic"]["seed"] == (1 if study == "table3_population2" else 0)
+        for key, value in best["identitykd"]["overrides"].items():
+            section, name = key.split(".", 1)
+            assert config[section][name] == value, (study, key)
+        record = json.loads((folder / "run.json").read_text())
+        teachers.add(record["teacher"]["backbone_sha256"])
+    assert len(teachers) == 2  # each population's own teacher
+    assert not (runs / "table3_population2" / "tune").exists()
+    table = pd.read_csv(results / "table3_population2" / "table.csv")
+    assert table["seeds"].tolist() == ["0 1"] * 5
+    overview = (results / "README.md").read_text()
+    assert "| comparison | population 1 (table3_methods) | population 2 | holds in both |" in overview
+    assert overview.count("| IdentityKD − ") == 4
 
 
 def test_each_tuned_variant_is_picked_by_its_best_trials_mean_val_over_seeds(studies):

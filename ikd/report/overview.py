@@ -21,7 +21,10 @@ QUESTIONS = {
     "table5_contrast": "Does NCE beat KL, and how does the paper's τ = 5 behave?",
     "fig4_lambda": "Do λ1 and λ2 move the worst-identity accuracy?",
     "search_identitykd": "What does the joint search find?",
+    "table3_population2": "Do Table 3's verdicts hold on a second synthetic population?",
 }
+# a study that repeats another on a second population → the study it repeats
+REPLICATES = {"table3_population2": "table3_methods"}
 
 
 def write_overview(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> Path:
@@ -31,7 +34,8 @@ def write_overview(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> 
         f"# Results: {results.name}",
         "",
         "Rendered by `ikd report` from the run records under `runs/` (no number here is typed by "
-        "hand). The data is synthetic: one simulated population, one split by walk; the paper's "
+        "hand). The data is synthetic: a simulated population (a second one where a study "
+        "says so), one split by walk; the paper's "
         "numbers come from its own radar recordings, so a difference to them is context, not a "
         "test. What carries weight is each comparison's paired difference over seeds.",
         "",
@@ -47,6 +51,8 @@ def write_overview(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> 
         page = "figure.md" if (folder / "figure.md").exists() else "table.md"
         lines += [f"## {QUESTIONS.get(name, name)}", "", f"[{name}/{page}]({name}/{page})", ""]
         lines += _rows(folder) + _verdicts(folder) + _sweep(folder) + _best(folder)
+        if name in REPLICATES:
+            lines += _replicated(folder, results / REPLICATES[name])
     lines += _cost(results, studies)
     path = results / "README.md"
     path.write_text("\n".join(lines))
@@ -63,9 +69,36 @@ def _rows(folder: Path) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for row in table.to_dict("records"):
+        if not row.get("learned", True):
+            lines.append(
+                f"| {row['label']} | {row['n']} | did not learn (val ACC "
+                f"{_cell(row['val_acc_mean'])} %) | {_cell(row['paper_acc'])} | — |"
+            )
+            continue
         lines.append(
             f"| {row['label']} | {row['n']} | {_cell(row['acc_mean'], row['acc_std'])} | "
             f"{_cell(row['paper_acc'])} | {_cell(row['worst_acc_mean'], row['worst_acc_std'])} |"
+        )
+    return [*lines, ""]
+
+
+def _replicated(folder: Path, first: Path) -> list[str]:
+    """Each comparison's verdict in the first population (`first`'s significance.csv) and in
+    this one, and whether it holds in both."""
+    paths = [first / "significance.csv", folder / "significance.csv"]
+    if not all(path.exists() for path in paths):
+        return []
+    one, two = (pd.read_csv(path).set_index(["a", "b"]) for path in paths)
+    lines = [
+        f"| comparison | population 1 ({first.name}) | population 2 | holds in both |",
+        "|---|---|---|---|",
+    ]
+    for (a, b), row in two.iterrows():
+        before = one["verdict"].get((a, b))
+        holds = "—" if before is None else "yes" if before == row["verdict"] else "no"
+        lines.append(
+            f"| {row['a_label']} − {row['b_label']} | {before or 'not run'} | {row['verdict']} "
+            f"| {holds} |"
         )
     return [*lines, ""]
 
@@ -75,11 +108,9 @@ def _verdicts(folder: Path) -> list[str]:
     verdict (significance.csv's, never decided again here)."""
     if not (folder / "significance.csv").exists():
         return []
-    table = pd.read_csv(folder / "table.csv").set_index("variant")
-    labels = table["label"].to_dict()
     lines = []
     for row in pd.read_csv(folder / "significance.csv").to_dict("records"):
-        a, b = labels.get(row["a"], row["a"]), labels.get(row["b"], row["b"])
+        a, b = row["a_label"], row["b_label"]
         numbers = [row[k] for k in ("mean_points", "low", "high", "n", "low90", "high90", "wins")]
         difference = Difference(a, b, *numbers)
         lines.append(f"- {a} − {b}: {describe(difference, a)}: {row['verdict']}.")

@@ -34,6 +34,7 @@ from ikd.report.stats import (
     Difference,
     mean_std,
     paired_difference,
+    pick_by_mean,
     worst_count,
 )
 from ikd.storage import write_json
@@ -47,7 +48,7 @@ RUNS_TABLE = "runs.csv"
 PROVENANCE = "provenance.json"
 TRIAL_COLUMNS = ["variant", "run", "status", "epochs", "train_seconds", METRIC]
 SIGNIFICANCE_COLUMNS = ["a", "b", "metric", "n", "mean_points", "low", "high", "low90", "high90",
-                        "wins", "verdict"]  # fmt: skip
+                        "wins", "verdict", "a_label", "b_label"]  # fmt: skip
 WORST = f"worst {WORST_PERCENT} % of identities"
 
 
@@ -67,6 +68,11 @@ class Context:
     spaces: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # tuned variants
     origins: Mapping[str, str] = field(default_factory=dict)  # variant → "<study>/<variant>"
     diverged: Mapping[str, int] = field(default_factory=dict)  # variant → final runs diverged
+    # tuned variant → its re-evaluated tuning runs → val ACC per seed (the tuning run's first)
+    reevaluated: Mapping[str, Mapping[str, Sequence[float]]] = field(default_factory=dict)
+    reevaluations: Mapping[str, Sequence[RunRecord]] = field(default_factory=dict)  # their runs
+    # other studies' final runs that `Table.compare` names ("<study>/<variant>" → runs)
+    others: Mapping[str, Sequence[RunRecord]] = field(default_factory=dict)
 
 
 def render(
@@ -87,7 +93,7 @@ def render(
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     report = context.study.report
-    summary = tuning_summary(tuning, context.spaces)
+    summary = tuning_summary(tuning, context.spaces, context.reevaluated, context.reevaluations)
     if isinstance(report, Figure):
         written += render_figure(folder, context, finals, summary)
     else:
@@ -100,7 +106,7 @@ def render(
             written += render_per_identity(folder, context, finals)
     trials = pd.DataFrame(
         [
-            trial_row(run, context.spaces.get(variant, {}))
+            trial_row(run, context.spaces.get(variant, {}), context.reevaluated.get(variant, {}))
             for variant, variant_runs in tuning.items()
             for run in variant_runs
         ],
@@ -150,6 +156,8 @@ def table_rows(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -> p
         for key, _ in TABLE_METRICS:
             row[f"paper_{key}"] = paper.get(key, math.nan)
             row[f"diff_{key}"] = row[f"{key}_mean"] - row[f"paper_{key}"]
+        row["val_acc_mean"] = 100 * mean_std([run.value(METRIC) for run in runs])[0]
+        row["learned"] = learned(context, runs)
         engaged = [bool((run.test or {}).get("fawa/engaged")) for run in runs]
         fawa = bool(runs) and bool(runs[0].config.get(runs[0].record["method"], {}).get("fawa"))
         row["diverged"] = context.diverged.get(variant, 0)
@@ -157,6 +165,14 @@ def table_rows(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -> p
         row["fawa_engaged"] = f"{sum(engaged)}/{len(runs)}" if fawa else ""
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def learned(context: Context, runs: Sequence[RunRecord]) -> bool:
+    """Whether a row's final runs learned: their mean last-epoch val ACC reaches the table's
+    `learned` threshold."""
+    report = context.study.report
+    threshold = report.learned if isinstance(report, Table) else 0.0
+    return not runs or mean_std([run.value(METRIC) for run in runs])[0] >= threshold
 
 
 def _test_values(runs: Sequence[RunRecord], keys: Sequence[str]) -> dict[str, list[float]]:
@@ -168,17 +184,19 @@ def _test_values(runs: Sequence[RunRecord], keys: Sequence[str]) -> dict[str, li
 def significance(
     context: Context, finals: Mapping[str, Sequence[RunRecord]], key: str = "test/acc"
 ) -> list[Difference]:
-    """The table's comparisons of interest, as paired differences (in points) over seeds."""
+    """The table's comparisons of interest, as paired differences (in points) over seeds (a
+    variant of another study, "<study>/<variant>", from `context.others`)."""
     report = context.study.report
     pairs = report.compare if isinstance(report, Table) else ()
+    runs = {**context.others, **finals}
 
     def by_seed(variant: str) -> dict[int, float]:
-        return {run.seed: 100 * run.value(key) for run in finals.get(variant, ())}
+        return {run.seed: 100 * run.value(key) for run in runs.get(variant, ())}
 
     return [  # a run with fewer variants (`--quick`) compares only the ones it has
         paired_difference(a, b, by_seed(a), by_seed(b))
         for a, b in pairs
-        if a in finals and b in finals
+        if runs.get(a) and runs.get(b) and learned(context, runs[a]) and learned(context, runs[b])
     ]
 
 
@@ -200,6 +218,8 @@ def render_table(
                 "metric": "test/acc",
                 "mean_points": d.mean,
                 "verdict": d.verdict,
+                "a_label": report.labels.get(d.a, d.a),
+                "b_label": report.labels.get(d.b, d.b),
             }
             for d in differences
         ],
@@ -218,6 +238,14 @@ def render_table(
     ]
     for row in rows.to_dict("records"):
         cells = [row["label"], str(row["n"])]
+        if not row["learned"]:
+            cells.append(
+                f"did not learn in this budget: val ACC {_number(row['val_acc_mean'])} % "
+                f"(below {100 * report.learned:g} %; its val curve: val_curves.png)"
+            )
+            cells += [""] * (len(header) - len(cells))
+            lines.append("| " + " | ".join(cells) + " |")
+            continue
         for key, _ in TABLE_METRICS:
             cells.append(_cell(row[f"{key}_mean"], row[f"{key}_std"], row["n"]))
             if has_paper:
@@ -227,6 +255,10 @@ def render_table(
         cells.append(_cell(row["walk_acc_mean"], row["walk_acc_std"], row["n"]))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", caption(context, rows), ""]
+    written = [folder / "table.md", folder / "table.csv", folder / "significance.csv"]
+    if report.curves:
+        written += render_curves(folder, context, finals)
+        lines += ["![val ACC per epoch](val_curves.png)", ""]
     if differences:
         lines += ["## Significance", "", *(_significance_line(d, report) for d in differences)]
         lines += ["", VERDICTS, ""]
@@ -248,7 +280,47 @@ def render_table(
             "",
         ]
     (folder / "table.md").write_text("\n".join(lines))
-    return [folder / "table.md", folder / "table.csv", folder / "significance.csv"]
+    return written
+
+
+def render_curves(
+    folder: Path, context: Context, finals: Mapping[str, Sequence[RunRecord]]
+) -> list[Path]:
+    """val_curves.csv/.png: each row's val ACC per epoch, mean and std over its final runs —
+    whether a student trained in the budget, or was still climbing, or never left chance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report = context.study.report
+    points = []
+    for variant, runs in finals.items():
+        for epoch in range(1, max((len(run.metrics) for run in runs), default=0) + 1):
+            values = [
+                run.metrics[epoch - 1].get(METRIC) for run in runs if len(run.metrics) >= epoch
+            ]
+            mean, std, n = mean_std(values)
+            label = report.labels.get(variant, variant)
+            points.append({"variant": variant, "label": label, "epoch": epoch,
+                           "val_acc_mean": 100 * mean, "val_acc_std": 100 * std, "n": n})  # fmt: skip
+    frame = pd.DataFrame(
+        points, columns=["variant", "label", "epoch", "val_acc_mean", "val_acc_std", "n"]
+    )
+    frame.to_csv(folder / "val_curves.csv", index=False, float_format="%.4f")
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for (_, label), group in frame.groupby(["variant", "label"], sort=False):
+        axis.errorbar(group["epoch"], group["val_acc_mean"], yerr=group["val_acc_std"].fillna(0),
+                      marker="o", markersize=3, capsize=2, label=label)  # fmt: skip
+    if report.learned:
+        axis.axhline(100 * report.learned, color="grey", linestyle=":", linewidth=1)
+    axis.set(xlabel="epoch", ylabel="val ACC (%), mean ± std over seeds", ylim=(0, 100),
+             title=f"{context.study.artefact}: val ACC of the final runs")  # fmt: skip
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(folder / "val_curves.png", dpi=120)
+    plt.close(figure)
+    return [folder / "val_curves.csv", folder / "val_curves.png"]
 
 
 def caption(context: Context, rows: pd.DataFrame) -> str:
@@ -288,9 +360,8 @@ def caption(context: Context, rows: pd.DataFrame) -> str:
     origins = sorted(set(context.origins.values()))
     if origins:
         parts.append(
-            f"Rows start from the tuned configuration of {', '.join(origins)} (tuned there: "
-            f"{context.trials} trials, {context.searcher}, {context.scheduler}), their own "
-            "settings on top."
+            f"Rows start from the tuned configuration of {', '.join(origins)} (tuned there "
+            "with that study's budget), their own settings (and tuning, if any) on top."
         )
     diverged = {r["label"]: r["diverged"] for _, r in rows.iterrows() if r.get("diverged")}
     if diverged:
@@ -369,8 +440,12 @@ def _number(value: float, sign: bool = False) -> str:
 # -- tuning ---------------------------------------------------------------------------------------
 
 
-def trial_row(run: RunRecord, space: Mapping[str, Any]) -> dict[str, Any]:
-    """A tuning run as a row of tuning.csv: how it ended, its last val acc, its parameters."""
+def trial_row(
+    run: RunRecord, space: Mapping[str, Any], reevaluated: Mapping[str, Sequence[float]]
+) -> dict[str, Any]:
+    """A tuning run as a row of tuning.csv: how it ended, its last val acc, its parameters; for
+    a re-evaluated one, the val acc of each seed, their mean and whether it was picked."""
+    seeds = reevaluated.get(run.folder.name)
     return {
         "variant": run.variant,
         "run": run.folder.name,
@@ -378,20 +453,32 @@ def trial_row(run: RunRecord, space: Mapping[str, Any]) -> dict[str, Any]:
         "epochs": len(run.metrics),
         "train_seconds": round(run.train_seconds, 2),
         METRIC: run.value(METRIC),
+        "seeds_val_acc": " ".join(f"{value:.4f}" for value in seeds) if seeds else "",
+        "mean_val_acc": sum(seeds) / len(seeds) if seeds else math.nan,
+        "picked": bool(reevaluated) and run.folder.name == pick_by_mean(reevaluated),
         **{key: run.param(key) for key in space},
     }
 
 
 def tuning_summary(
-    tuning: Mapping[str, Sequence[RunRecord]], spaces: Mapping[str, Mapping[str, Any]]
+    tuning: Mapping[str, Sequence[RunRecord]],
+    spaces: Mapping[str, Mapping[str, Any]],
+    reevaluated: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+    reevaluations: Mapping[str, Sequence[RunRecord]] | None = None,
 ) -> pd.DataFrame:
-    """Per tuned variant: trials by how they ended, compute used, the best complete trial (by
-    its last val acc, as best_config.json) and its parameters."""
+    """Per tuned variant: trials by how they ended, compute used, the picked trial (the best
+    mean val acc over its seeds among the re-evaluated ones, as best_config.json; the best
+    last val acc where none is re-evaluated), its val acc and parameters, and the runs and
+    training seconds its re-evaluation cost."""
     rows = []
     for variant, runs in tuning.items():
         statuses = [run.status for run in runs]
         complete = [run for run in runs if run.status == "complete" and run.metrics]
         best = max(complete, key=lambda r: (r.value(METRIC), r.folder.name), default=None)
+        single, seeds = best, (reevaluated or {}).get(variant) or {}
+        if best is not None and seeds:
+            best = next(r for r in complete if r.folder.name == pick_by_mean(seeds))
+        values = seeds.get(best.folder.name) if best else None
         rows.append(
             {
                 "variant": variant,
@@ -404,6 +491,19 @@ def tuning_summary(
                 "train_seconds": sum(run.train_seconds for run in runs),
                 "best_val_acc": best.value(METRIC) if best else math.nan,
                 "best_run": best.folder.name if best else "",
+                "seeds": len(values) if values else int(best is not None),
+                "mean_val_acc": (
+                    sum(values) / len(values)
+                    if values
+                    else best.value(METRIC)
+                    if best
+                    else math.nan
+                ),
+                "single_seed_pick": single.folder.name if single else "",
+                "reevaluations": len((reevaluations or {}).get(variant, ())),
+                "reevaluation_seconds": sum(
+                    run.train_seconds for run in (reevaluations or {}).get(variant, ())
+                ),
                 "best_params": (
                     ", ".join(f"{k}={_short(best.param(k))}" for k in spaces.get(variant, {}))
                     if best
@@ -420,16 +520,26 @@ def tuning_section(summary: pd.DataFrame) -> list[str]:
     lines = [
         "## Tuning",
         "",
-        "| Variant | trials | complete | stopped by ASHA | diverged | trial-epochs | train time (s) | best val ACC (%) | best run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Variant | trials | complete | stopped by ASHA | diverged | trial-epochs | train time (s) | re-evaluations (runs, s) | picked: val ACC (%), mean of seeds | picked run | single-seed pick |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in summary.to_dict("records"):
+        single = row["single_seed_pick"]
         lines.append(
             f"| {row['variant']} | {row['trials']} | {row['complete']} | {row['stopped']} | "
             f"{row['diverged']} | {row['trial_epochs']} | {row['train_seconds']:.0f} | "
-            f"{_number(100 * row['best_val_acc'])} | {row['best_run']} |"
+            f"{row['reevaluations']}, {row['reevaluation_seconds']:.0f} | "
+            f"{_number(100 * row['mean_val_acc'])} ({row['seeds']}) | {row['best_run']} | "
+            f"{'the same' if single == row['best_run'] else single} |"
         )
-    lines += ["", "Best configurations (best_config.json; every trial in tuning.csv):", ""]
+    lines += [
+        "",
+        "A tuned variant's best complete trials train again on val with more seeds; the best "
+        "mean val ACC over its seeds picks the configuration (tuning.csv: each seed's val ACC).",
+        "",
+        "Best configurations (best_config.json; every trial in tuning.csv):",
+        "",
+    ]
     lines += [f"- {row['variant']}: {row['best_params']}" for row in summary.to_dict("records")]
     return [*lines, ""]
 

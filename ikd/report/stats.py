@@ -32,6 +32,12 @@ VERDICTS = (
 WORST_PERCENT = 10  # Fig. 4's companion of the worst identity: the worst 10 % of identities
 
 
+def pick_by_mean(scores: Mapping[str, Sequence[float]]) -> str:
+    """Of tuning runs with their val ACC per seed, the one with the best mean (the later name
+    on a tie): how a tuned variant's configuration is picked after its re-evaluation."""
+    return max(scores, key=lambda run: (sum(scores[run]) / len(scores[run]), run))
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
     """(mean, sample standard deviation (n − 1), n) of the finite values; NaN where undefined."""
     finite = [v for v in values if v is not None and math.isfinite(v)]

@@ -1,5 +1,5 @@
 """The main job (`ikd run`): every paper artefact's study in order — Table 3, Table 4, Table 5,
-Fig. 4, then the joint search — each resumable, with an estimate of the time left up front.
+Fig. 4, the joint search, then Table 3 on a second population — each resumable, with an estimate of the time left up front.
 
     regenerate(preset="laptop", overrides={}, results_root=Path("results/laptop").resolve())
 
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 STAGE_KINDS = ("tune", "reeval", "final")  # StudyRun.work_left's stages
-ORDER = ("table3_methods", "table4_students", "table5_contrast", "fig4_lambda", "search_identitykd")
+ORDER = ("table3_methods", "table4_students", "table5_contrast", "fig4_lambda", "search_identitykd",
+         "table3_population2")  # fmt: skip
 
 
 def tree_dataset(results: Path) -> dict[str, Any] | None:

@@ -135,6 +135,7 @@ def tune_variant(
     concurrent: int = 1,
     optuna_storage: str | None = None,
     asha: bool = True,
+    first: Mapping[str, Any] | None = None,
 ) -> tune.ResultGrid | None:
     """Tune one variant: `trials` trials of `trial`, proposed by Optuna's TPE (seeded, its first
     ten at random) over `space` (`ikd.space` ranges, checked by the caller) and stopped early
@@ -163,6 +164,9 @@ def tune_variant(
             store); its study is named `<study>/<name>`.
         asha: stop trials early with ASHA (False: every trial runs all its epochs — what ASHA
             is measured against, `benchmarks/asha_budget.py`).
+        first: a point of `space` the search tries first (Optuna's enqueued trial, through
+            OptunaSearch's `points_to_evaluate`), unless a finished trial already has it: the
+            configuration a variant starts from, so its best is never below it.
     """
     import optuna
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -189,8 +193,11 @@ def tune_variant(
     if len(finished) >= trials:
         log.info("%s: all %d trials are finished", name, trials)
         return None
+    done = {t.folder.name for t in finished}
+    points = [dict(first)] if first and tuning_folder({**spec, **first}).name not in done else []
     searcher = OptunaSearch(
         space=optuna_space(space),
+        points_to_evaluate=points or None,
         metric=METRIC,
         mode="max",
         # Seeded by the history too: a resumed search must not draw the first start's random

@@ -27,12 +27,14 @@ from typing import Any
 
 import torch
 
-from ikd.config import load_config
+from ikd.config import apply_overrides, load_config
 from ikd.data.dataset import BuiltDataset, dataset_folder, finished_manifest, open_dataset
 from ikd.errors import UserError
 from ikd.provenance import REPOSITORY, REPOSITORY_MARK, git_sha, hardware, versions
 from ikd.report.records import RunRecord, read_run
 from ikd.report.render import PROVENANCE, RUNS_TABLE, runs_table
+from ikd.report.stats import pick_by_mean
+from ikd.space import inside, values_of
 from ikd.storage import (
     Location,
     absolute,
@@ -43,7 +45,7 @@ from ikd.storage import (
     sha256_file,
     write_json,
 )
-from ikd.study import Figure, Study, Variant, load_study
+from ikd.study import Figure, Study, Table, Variant, load_study
 from ikd.train.data import Samples
 from ikd.train.driver import SPLITS, resolve_run, train_driver
 from ikd.train.runs import DivergedError, drop_checkpoints, keep_model_only
@@ -99,18 +101,21 @@ class StudyRun:
         if storage is not None:
             self.overrides["train.runs_root"] = storage
         self.storage, self.optuna_storage = storage, optuna_storage
-        config = load_config(preset, self.overrides, warn=False)
+        # the study's own overrides (a second population) over the command's; the command's
+        # alone are what a `tuned_in` configuration is read with, where its study ran
+        own = {**self.overrides, **self.study.overrides}
+        config = load_config(preset, own, warn=False)
         # Trials change their working directory: every root is absolute (or a URI) from here on.
         roots = {
             "data.root": absolute(config.data.root),
             "train.runs_root": absolute(config.train.runs_root),
         }
-        self.config = load_config(preset, {**self.overrides, **roots}, warn=False)
+        self.config = load_config(preset, {**own, **roots}, warn=False)
         # One-worker trials and final runs train in their own process; more workers per trial
         # (resources.workers_per_trial) train with Ray Train inside it.
         workers = self.config.resources.workers_per_trial
         self.loop = "plain" if workers == 1 else "ray"
-        self.spec = {"preset": preset, "study": self.study.name, **self.overrides, **roots,
+        self.spec = {"preset": preset, "study": self.study.name, **own, **roots,
                      "loop": self.loop, **({"train.workers": workers} if workers > 1 else {})}  # fmt: skip
         self.runs = location(roots["train.runs_root"]) / self.study.name
         self._splits: dict[str, Samples] | None = None
@@ -182,12 +187,27 @@ class StudyRun:
                     threads=threads,
                     concurrent=self.config.resources.concurrent_trials,
                     optuna_storage=self.optuna_storage,
+                    first=self.start_point(variant),
                 )
                 self.reevaluate(variant)
         best = {variant.name: self._best(variant) for variant in self.variants if variant.space}
         self.results.mkdir(parents=True, exist_ok=True)
         write_json(self.results / BEST_CONFIG, best)
         return best
+
+    def start_point(self, variant: Variant) -> dict[str, Any] | None:
+        """The first trial of a variant's search: the values of its space in the configuration
+        it starts from (`tuned_in`), when they lie in the space; None for a variant tuned from
+        the defaults."""
+        if variant.tuned_in is None:
+            return None
+        config = apply_overrides(self.config, self.base_overrides(variant)).to_dict()
+        point = values_of(variant.space, config)
+        if not inside(variant.space, point):
+            log.warning("%s: %s starts outside its space (%s); its search starts at random",
+                        self.study.name, variant.name, point)  # fmt: skip
+            return None
+        return point
 
     def tuning_spec(self, variant: Variant) -> dict[str, Any]:
         """The run driver's dict a variant's trials start from (their parameters on top)."""
@@ -206,11 +226,8 @@ class StudyRun:
         ranked = self._ranked(variant)
         if not ranked:
             raise UserError(f"{self.study.name}: no finished tuning run of {variant.name!r}")
-        scores = {}
-        for trial, specs in self._reevaluation_specs(variant, ranked):
-            values = [trial.values[-1], *(self._val_acc(spec) for spec in specs)]
-            scores[trial.folder.name] = [v for v in values if v is not None]
-        name = max(scores, key=lambda run: (sum(scores[run]) / len(scores[run]), run))
+        scores = self.reevaluated(variant, ranked)
+        name = pick_by_mean(scores)
         best = next(t for t in ranked if t.folder.name == name)
         return {
             "overrides": best.params,
@@ -221,6 +238,25 @@ class StudyRun:
             "reevaluated": scores,  # run → val/acc of each seed, the tuning run's first
             "single_seed_pick": ranked[0].folder.name,
         }
+
+    def reevaluated(self, variant: Variant, ranked: list | None = None) -> dict[str, list[float]]:
+        """The val/acc of each seed of the variant's re-evaluated trials, the tuning run's first
+        (the finished seeds only), by tuning run."""
+        scores = {}
+        for trial, specs in self._reevaluation_specs(variant, ranked):
+            values = [trial.values[-1], *(self._val_acc(spec) for spec in specs)]
+            scores[trial.folder.name] = [v for v in values if v is not None]
+        return scores
+
+    def _reevaluated(self) -> dict[str, dict[str, list[float]]]:
+        """`reevaluated` of every tuned variant that has finished tuning runs."""
+        scores = {}
+        for variant in (v for v in self.variants if v.space):
+            try:
+                scores[variant.name] = self.reevaluated(variant)
+            except NotTunedError:  # the configuration it starts from is not tuned yet
+                continue
+        return scores
 
     def _ranked(self, variant: Variant) -> list:
         """The variant's complete tuning runs, best last-epoch val/acc first."""
@@ -446,11 +482,13 @@ class StudyRun:
         variant whose configuration is not tuned yet. Never trains."""
         return _finished(self.final_records())
 
-    def final_records(self) -> dict[str, list[RunRecord]]:
-        """Each final variant's final run folders of its current configuration that exist,
-        whatever their status (running, diverged, complete)."""
+    def final_records(
+        self, variants: Sequence[Variant] | None = None
+    ) -> dict[str, list[RunRecord]]:
+        """Each final variant's (of `variants`, default all) final run folders of its current
+        configuration that exist, whatever their status (running, diverged, complete)."""
         records: dict[str, list[RunRecord]] = {}
-        for variant in (v for v in self.variants if v.final):
+        for variant in (v for v in variants or self.variants if v.final):
             try:
                 specs = self.final_specs(variant, tune=False)
             except NotTunedError:
@@ -503,6 +541,9 @@ class StudyRun:
             },
             quick=self.quick,
             spaces={v.name: v.space for v in self.variants if v.space},
+            reevaluated=self._reevaluated(),
+            reevaluations=self.reevaluation_records(),
+            others=self.other_finals(),
             origins={v.name: "/".join(v.tuned_in) for v in self.variants if v.tuned_in},
             diverged={
                 name: sum(run.status == "diverged" for run in runs)
@@ -510,6 +551,22 @@ class StudyRun:
             },
         )
         return render(self.results, context, finals, tuning, runs, self.provenance(runs))
+
+    def other_finals(self) -> dict[str, list[RunRecord]]:
+        """The finished final runs of other studies' variants this study's table compares with
+        ("<study>/<variant>", read where those studies ran; none before they have)."""
+        others = {}
+        names = self.study.report.elsewhere() if isinstance(self.study.report, Table) else ()
+        for name in sorted(names):
+            study, variant = name.split("/")
+            other = StudyRun(self.path.parent / f"{study}.py", preset=self.preset,
+                             overrides=self.overrides, results_root=self.results.parent,
+                             quick=self.quick)  # fmt: skip
+            chosen = [v for v in other.variants if v.name == variant and v.final]
+            if not chosen:
+                raise UserError(f"{self.study.name}: {study} has no final variant {variant!r}")
+            others[name] = _finished(other.final_records(chosen))[variant]
+        return others
 
     def _records(
         self,
@@ -569,13 +626,18 @@ class StudyRun:
             f"{self.study.name} ({self.study.artefact}, {self.preset} preset): {seconds:.0f} s"
         ]
         spaces = {v.name: v.space for v in self.variants if v.space}
-        for row in tuning_summary(self.tuning(), spaces).to_dict("records"):
+        summary = tuning_summary(
+            self.tuning(), spaces, self._reevaluated(), self.reevaluation_records()
+        )
+        for row in summary.to_dict("records"):
             lines.append(
                 f"  tuned {row['variant']}: {row['trials']}/{self.trials} trials "
                 f"({row['complete']} complete, {row['stopped']} stopped early by ASHA, "
                 f"{row['diverged']} diverged), {row['trial_epochs']} trial-epochs, "
-                f"{row['train_seconds']:.0f} s of training; best val acc "
-                f"{row['best_val_acc']:.4f}: {row['best_params']}"
+                f"{row['train_seconds']:.0f} s of training; picked: mean val acc "
+                f"{row['mean_val_acc']:.4f} over {row['seeds']} seed(s) "
+                f"({row['reevaluations']} re-evaluations, {row['reevaluation_seconds']:.0f} s): "
+                f"{row['best_params']}"
             )
         finals = self.finals()
         done = sum(len(runs) for runs in finals.values())
@@ -598,7 +660,11 @@ class StudyRun:
                 # the roots absolute (`ikd report` may run from another folder), or relative to
                 # the results root or the repository where they lie inside one (a clone
                 # elsewhere reads them there)
-                "overrides": {k: self._portable(v) for k, v in self.spec.items() if "." in k},
+                "overrides": {
+                    k: self._portable(v)
+                    for k, v in self.spec.items()
+                    if "." in k and (k in self.overrides or k not in self.study.overrides)
+                },
                 "quick": self.quick,
                 "storage": self._portable(self.storage),
                 "optuna_storage": self.optuna_storage,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ikd.space import values_of
 from ikd.storage import Location, read_json
 from ikd.train.driver import resolve_run
 from ikd.train.runs import METRIC, METRICS, RUN, read_metrics, run_status
@@ -50,7 +51,7 @@ def trial_history(
         record, config = read_json(folder / RUN), read_json(folder / "config.json")
         if folder.name.rsplit("-", 2)[0] != variant or record is None or config is None:
             continue
-        params = {key: config[key.split(".")[0]][key.split(".", 1)[1]] for key in space}
+        params = values_of(space, config)
         if spec is not None and tuning_folder({**spec, **params}).name != folder.name:
             continue
         values = [line[METRIC] for line in read_metrics(folder / METRICS)]
