@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         help="each study's test budget (the default on the smoke preset)",
     )
     run.add_argument(
+        "--estimate",
+        action="store_true",
+        help="say how long the regeneration would take here (per study, from its runs left) "
+        "and stop: builds the dataset if missing, trains nothing",
+    )
+    run.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -462,9 +468,11 @@ def _run(args: argparse.Namespace) -> None:
     _job_roots(config, args, results=args.results or f"results/{config.preset}", out=out)
     captures = Path(config.data.captures) if config.data.captures else None
     title = str(captures) if captures else f"synthetic, {config.preset} preset"
-    _render(config, captures, out / "preview", 6, 4, title)
+    if not args.estimate:
+        _render(config, captures, out / "preview", 6, 4, title)
     folder = _build_dataset(config, args, "views")
-    _print_report(folder)
+    if not args.estimate:
+        _print_report(folder)
     dataset = open_dataset(folder)
     results, reference = results_tree(
         (args.results or Path("results") / config.preset).resolve(), dataset
@@ -475,7 +483,10 @@ def _run(args: argparse.Namespace) -> None:
         results_root=results,
         quick=args.quick or args.preset == "smoke",
         train_windows=dataset.manifest["counts"]["per_split"]["train"],
+        only_estimate=args.estimate,
     )
+    if args.estimate:
+        return
     table = runs[0].results / "table.md"
     print(table.read_text())
     if reference is not None:

@@ -154,7 +154,9 @@ def test_the_second_population_trains_table3s_configurations_on_its_own_data(stu
     table = pd.read_csv(results / "table3_population2" / "table.csv")
     assert table["seeds"].tolist() == ["0 1"] * 5
     overview = (results / "README.md").read_text()
-    assert "| comparison | population 1 (table3_methods) | population 2 | holds in both |" in overview
+    assert (
+        "| comparison | population 1 (table3_methods) | population 2 | holds in both |" in overview
+    )
     assert overview.count("| IdentityKD − ") == 4
 
 
@@ -218,7 +220,7 @@ def test_tuning_runs_end_without_checkpoints_marked_and_mirrored_into_optuna(stu
         assert json.loads((checkpoint / "epoch.json").read_text())["model_only"] is True
 
 
-def test_a_finished_study_run_again_trains_nothing(studies):
+def test_a_finished_study_run_again_trains_nothing(studies, caplog):
     from ikd.tune.regenerate import remaining_epochs, study_runs
     from ikd.tune.stages import STAGES, StudyRun
 
@@ -233,6 +235,14 @@ def test_a_finished_study_run_again_trains_nothing(studies):
     overrides = {k: v for k, v in record["overrides"].items() if k != "train.runs_root"}
     assert remaining_epochs(study_runs("smoke", overrides, results, quick=True)) == {}
     assert len(list((runs / "table3_methods" / "tune").iterdir())) == 5 * 2
+    # `ikd run --estimate` says so too, and stops there
+    from ikd.cli import main
+
+    with caplog.at_level(logging.INFO, logger="ikd"):
+        assert main(["run", "--preset", "smoke", "--estimate", "--results", str(results),
+                     *(f"{k}={v}" for k, v in overrides.items())]) == 0  # fmt: skip
+    assert "0 tuning trials, 0 re-evaluations and 0 final runs left" in caplog.text
+    assert "about 0 min" in caplog.text and "study 1/" not in caplog.text
 
 
 def test_an_interrupted_stage_still_counts_its_time(studies, monkeypatch):

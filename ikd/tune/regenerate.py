@@ -18,16 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from ikd.config import Config, apply_overrides
-from ikd.data.dataset import BuiltDataset
+from ikd.data.dataset import BuiltDataset, dataset_folder, finished_manifest
 from ikd.report.overview import write_overview
 from ikd.storage import read_json
 from ikd.train.runs import same_teacher
 from ikd.tune.stages import RUNS, STAGES, StudyRun
+from ikd.tune.trials import asha_share
 
 log = logging.getLogger(__name__)
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 STAGE_KINDS = ("tune", "reeval", "final")  # StudyRun.work_left's stages
+# Seconds a run costs besides its epochs: a trial's start, hand-off and records in Tune
+# (benchmarks/bench_tune.py: 1.8 s), a final run's test pass and checkpoint.
+RUN_OVERHEAD = 2.0
 ORDER = ("table3_methods", "table4_students", "table5_contrast", "fig4_lambda", "search_identitykd",
          "table3_population2")  # fmt: skip
 
@@ -97,14 +101,66 @@ def remaining(runs: list[StudyRun]) -> tuple[int, int, int]:
 
 
 def remaining_epochs(runs: list[StudyRun]) -> dict[str, float]:
-    """Epochs left across the studies if every run went to its last epoch, by student; a run
+    """Epochs expected left across the studies, by student: tuning trials run ASHA's expected
+    share of their epochs (`asha_share`), re-evaluations and final runs all of them; a run
     whose student is searched (and not found yet) counts evenly for each choice, as TPE's random
     start draws them."""
     epochs: dict[str, float] = {}
-    for _, students, count, per_run in [entry for run in runs for entry in run.work_left()]:
-        for student in students:
-            epochs[student] = epochs.get(student, 0.0) + count * per_run / len(students)
+    for run in runs:
+        for student, value in study_epochs(run).items():
+            epochs[student] = epochs.get(student, 0.0) + value
     return epochs
+
+
+def study_epochs(run: StudyRun) -> dict[str, float]:
+    """`remaining_epochs` of one study."""
+    epochs: dict[str, float] = {}
+    for stage, students, count, per_run in run.work_left():
+        share = asha_share(per_run) if stage == "tune" else 1.0
+        for student in students:
+            epochs[student] = epochs.get(student, 0.0) + count * per_run * share / len(students)
+    return epochs
+
+
+def build_seconds(runs: list[StudyRun]) -> tuple[int, float]:
+    """(datasets the studies still need built, the seconds that will take): each is costed at
+    the recorded build time of a finished dataset of the same preset (its manifest's timings),
+    the one the regeneration starts from."""
+    folders = {dataset_folder(run.config): run.config for run in runs}
+    missing = [folder for folder in folders if finished_manifest(folder) is None]
+    built = [finished_manifest(folder) for folder in folders if folder not in missing]
+    seconds = [sum((m.get("seconds") or {}).values()) for m in built if m.get("seconds")]
+    return len(missing), len(missing) * (max(seconds) if seconds else 0.0)
+
+
+def estimate(runs: list[StudyRun], train_windows: int) -> tuple[float, str]:
+    """(seconds, a line saying how they come): the runs left (`remaining`), their expected
+    epochs at this machine's present speed per student (`epoch_seconds`), RUN_OVERHEAD per run,
+    and the datasets still to build (`build_seconds`)."""
+    trials, reevaluations, finals = remaining(runs)
+    config = runs[0].config
+    epochs = remaining_epochs(runs)
+    seconds = {
+        student: epoch_seconds(apply_overrides(config, {"train.student": student}), train_windows)
+        for student in sorted(epochs, key=lambda name: -epochs[name])
+    }
+    builds, build = build_seconds(runs)
+    per_study = [
+        (run.study.name, sum(v * seconds[s] for s, v in study_epochs(run).items())) for run in runs
+    ]
+    total = sum(value for _, value in per_study) + build
+    total += RUN_OVERHEAD * (trials + reevaluations + finals)
+    line = (
+        f"{trials} tuning trials, {reevaluations} re-evaluations and {finals} final runs left, "
+        f"{config.train.epochs} epochs each (tuning trials ~{asha_share(config.train.epochs):.0%} "
+        "of them: ASHA's expected early stops); per epoch here now "
+        f"{', '.join(f'{s} ~{v:.0f} s' for s, v in seconds.items()) or '—'}"
+        + (f"; {builds} dataset(s) to build, ~{_duration(build)}" if builds else "")
+        + f" — about {_duration(total)} ("
+        + ", ".join(f"{name} {_duration(value)}" for name, value in per_study if value)
+        + "; this machine's speed varies from day to day)"
+    )
+    return total, line
 
 
 def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> float:
@@ -139,29 +195,14 @@ def regenerate(
     results_root: Path,
     quick: bool = False,
     train_windows: int,
+    only_estimate: bool = False,
 ) -> list[StudyRun]:
-    """Run every study's stages in ORDER (each resumable), saying first how long it will take."""
+    """Run every study's stages in ORDER (each resumable), saying first how long it will take
+    (`only_estimate`: only that)."""
     runs = study_runs(preset, overrides, results_root, quick)
-    trials, reevaluations, finals = remaining(runs)
-    config = runs[0].config
-    epochs = remaining_epochs(runs)
-    seconds = {
-        student: epoch_seconds(apply_overrides(config, {"train.student": student}), train_windows)
-        for student in sorted(epochs, key=lambda name: -epochs[name])
-    }
-    log.info(
-        "%s preset: %d tuning trials, %d re-evaluations and %d final runs left, %d epochs each; "
-        "per epoch here now "
-        "%s — about %s if every run went to its last epoch (ASHA's early stops make it shorter; "
-        "this machine's speed varies from day to day)",
-        preset,
-        trials,
-        reevaluations,
-        finals,
-        config.train.epochs,
-        ", ".join(f"{student} ~{value:.0f} s" for student, value in seconds.items()) or "—",
-        _duration(sum(epochs[student] * value for student, value in seconds.items())),
-    )
+    log.info("%s preset: %s", preset, estimate(runs, train_windows)[1])
+    if only_estimate:
+        return runs
     start = time.perf_counter()
     for index, run in enumerate(runs, 1):
         log.info("study %d/%d: %s (%s)", index, len(runs), run.study.name, run.study.artefact)
