@@ -444,7 +444,10 @@ class StudyRun:
             searched = (variant.space or {}).get("train.student")
             choices = tuple(getattr(searched, "values", ())) or (student,)
             if variant.space:
-                count = max(0, self.trials - len(self.trials_of(variant)))
+                try:
+                    count = max(0, self.trials - len(self.trials_of(variant)))
+                except NotTunedError:  # the configuration it starts from is not tuned yet
+                    count = self.trials
                 left.append(("tune", choices, count, self.config.train.epochs))
                 top, seeds = self.reevaluation
                 later = max(top, 1) * seeds  # all of them while the search is not done
