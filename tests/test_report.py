@@ -195,7 +195,9 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
         spaces={"a": {"train.lr": LogUniform(1e-4, 1e-2)}},
     )  # fmt: skip
     runs = [run for values in finals.values() for run in values]
-    render(tmp_path / "out", context, finals, {}, runs, {"git": "abc"})
+    provenance = {"git": "abc", "hardware": {"cpus": 2},
+                  "dataset": {"data_hash": "feedbeef", "build_seconds": 437.0}}  # fmt: skip
+    render(tmp_path / "out", context, finals, {}, runs, provenance)
 
     table = pd.read_csv(tmp_path / "out" / "table.csv").set_index("variant")
     assert table.loc["a", ["acc_mean", "acc_std", "n"]].tolist() == pytest.approx([80.0, 10.0, 3])
@@ -250,8 +252,10 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
     stages = {"tune": 100.0, "final": 50.0, "report": 10.0}
     (tmp_path / "out" / "study.json").write_text(json.dumps({"stage_seconds": stages}))
     overview = write_overview(tmp_path, studies=("out",)).read_text()
-    assert "| out | 100 / 50 / 10 | 3 min | 0 (0) | 0 | — | — | — | 9 |" in overview
-    assert "| **all** | | **0.04 h** | 0 | 0 | | | | 9 | | |" in overview
+    # 160 s on 2 cores: 0.09 core-hours; the dataset's build beside it
+    assert "| out | 100 / 50 / 10 | 3 min | 0.09 | 0 (0) | 0 | — | — | — | 9 |" in overview
+    assert "| **all** | | **0.04 h** | **0.09** | 0 | 0 | | | | 9 | | |" in overview
+    assert "Dataset builds: feedbeef 437 s (first read by out)." in overview
     (tmp_path / "idle").mkdir()  # a study without runs: its runs.csv has no header
     (tmp_path / "idle" / "study.json").write_text("{}")
     (tmp_path / "idle" / "runs.csv").write_text("\n")

@@ -195,9 +195,14 @@ def costs(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> pd.DataFr
         overhead = (seconds["tune"] - tune["train_seconds"].sum()) / max(len(tune), 1)
         final_overhead = (seconds["final"] - final["train_seconds"].sum()) / max(len(final), 1)
         resnet18 = runs[(runs["student"] == "resnet18") & (runs["epochs"] > 0)]
+        provenance = read_json(Path(results) / name / "provenance.json") or {}
+        dataset = provenance.get("dataset", {})
         rows.append(
             {
                 "study": name,
+                "cpus": provenance.get("hardware", {}).get("cpus", math.nan),
+                "data_hash": dataset.get("data_hash"),
+                "build_s": dataset.get("build_seconds") or math.nan,
                 "tune_s": seconds["tune"],
                 "final_s": seconds["final"],
                 "report_s": seconds["report"],
@@ -220,26 +225,41 @@ def costs(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> pd.DataFr
 def cost_table(frame: pd.DataFrame) -> list[str]:
     """`costs` as Markdown, with the regeneration's total."""
     lines = [
-        "| study | tune / final / report (s) | wall | trials (complete) | trial-epochs "
-        "| trial median (s) | complete trial median (s) | rest per trial (s) | final runs "
-        "| final run median (s) | resnet18 s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| study | tune / final / report (s) | wall | core-hours | trials (complete) "
+        "| trial-epochs | trial median (s) | complete trial median (s) | rest per trial (s) "
+        "| final runs | final run median (s) | resnet18 s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in frame.to_dict("records"):
         total = row["tune_s"] + row["final_s"] + row["report_s"]
         lines.append(
             f"| {row['study']} | {row['tune_s']:.0f} / {row['final_s']:.0f} / "
-            f"{row['report_s']:.0f} | {total / 60:.0f} min | {row['trials']} "
+            f"{row['report_s']:.0f} | {total / 60:.0f} min | {_cell(total * row['cpus'] / 3600)} "
+            f"| {row['trials']} "
             f"({row['complete_trials']}) | {row['trial_epochs']} | {_cell(row['trial_median_s'])} "
             f"| {_cell(row['complete_trial_median_s'])} | {_cell(row['trial_overhead_s'])} "
             f"| {row['final_runs']} | {_cell(row['final_median_s'])} "
             f"| {_cell(row['resnet18_epoch_s'])} |"
         )
-    total = (frame["tune_s"] + frame["final_s"] + frame["report_s"]).sum()
+    walls = frame["tune_s"] + frame["final_s"] + frame["report_s"]
+    total = walls.sum()
     lines.append(
-        f"| **all** | | **{total / 3600:.2f} h** | {frame['trials'].sum()} | "
-        f"{frame['trial_epochs'].sum()} | | | | {frame['final_runs'].sum()} | | |"
+        f"| **all** | | **{total / 3600:.2f} h** | **{_cell((walls * frame['cpus']).sum(min_count=1) / 3600)}**"
+        f" | {frame['trials'].sum()} | {frame['trial_epochs'].sum()} | | | "
+        f"| {frame['final_runs'].sum()} | | |"
     )
+    builds = frame.dropna(subset=["build_s"]).drop_duplicates("data_hash")
+    if len(builds):
+        lines += [
+            "",
+            "Dataset builds: "
+            + ", ".join(
+                f"{row['data_hash']} {row['build_s']:.0f} s (first read by {row['study']})"
+                for row in builds.to_dict("records")
+            )
+            + ". The first is built before the studies; a dataset a study builds itself (a "
+            "second population) is part of that study's stage time above.",
+        ]
     return lines
 
 

@@ -615,6 +615,13 @@ class StudyRun:
                 "data_hash": self.config.data_hash(),
                 # rendered where the dataset is not (a clone): the one the runs were made with
                 "manifest_sha256": sha256_file(manifest) if manifest.exists() else earlier,
+                "build_seconds": (
+                    round(sum((read_json(manifest) or {}).get("seconds", {}).values()), 1)
+                    if manifest.exists()
+                    else previous.get("build_seconds")
+                    if same
+                    else None
+                ),
             },
             "teacher": [teacher for teacher in teachers.values() if teacher],
             "runs": len(runs),
