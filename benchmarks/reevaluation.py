@@ -7,13 +7,14 @@ A tuned variant's configuration is the best mean val ACC over 3 seeds among its 
 complete trials (`Study.reevaluate`), not the single trial with the best val ACC of one seed.
 Per tuned variant this prints:
 
-- val: both picks' mean val ACC over the same 3 seeds (the tuning run's and its 2
-  re-evaluations'), and the single-seed pick's own seed-0 val ACC — how much of its lead was
-  one seed's luck;
-- test: where the picks differ, the single-seed pick's configuration is trained as a final run
-  on the first `--seeds` final seeds (stage final, study `<study>-single_seed_pick`, so its run
-  folders sit beside the study's), and its test ACC is compared with the pick's final runs,
-  paired by seed (mean difference and 95 % t-interval);
+- val, on the seeds that picked: both picks' mean val ACC over the same 3 seeds (the tuning
+  run's and its 2 re-evaluations'; the pick wins there by construction), and the single-seed
+  pick's own seed-0 val ACC — how much of its lead was one seed's luck;
+- where the picks differ, the single-seed pick's configuration is trained as a final run on the
+  first `--seeds` final seeds (stage final, study `<study>-single_seed_pick`: its run folders
+  sit beside the study's, kept as the measurement's records), then on seeds the pick was not
+  chosen by: both configurations' val ACC on final seeds 1… (seed 0 is the tuning run's), and
+  their test ACC, paired by seed (mean difference and 95 % t-interval);
 - compute: the re-evaluation runs' training seconds against the search's.
 
 Finished runs are reused (the command resumes); prints Markdown for benchmarks/README.md.
@@ -36,9 +37,10 @@ from ikd.tune.stages import BEST_CONFIG, StudyRun
 log = logging.getLogger("reevaluation")
 
 
-def single_seed_finals(run: StudyRun, variant, params: dict, seeds: int) -> dict[int, float]:
-    """Test ACC (%) by seed of the single-seed pick's configuration, trained if missing."""
-    accs = {}
+def single_seed_finals(run: StudyRun, variant, params: dict, seeds: int) -> list:
+    """The single-seed pick's final runs (`RunRecord`s) on the first `seeds` seeds, trained
+    where missing."""
+    records = []
     for spec in run.final_specs(variant, tune=False)[:seeds]:
         spec = {**spec, **params, "study": f"{run.study.name}-single_seed_pick"}
         folder = resolve_run(spec)[2]
@@ -50,8 +52,18 @@ def single_seed_finals(run: StudyRun, variant, params: dict, seeds: int) -> dict
             except DivergedError:
                 continue
             record = read_run(folder)
-        accs[record.seed] = 100 * record.value("test/acc")
-    return accs
+        records.append(record)
+    return records
+
+
+def by_seed(records, key: str, first: int = 0) -> dict[int, float]:
+    """A metric (%) of final runs by seed, from seed `first` on."""
+    return {r.seed: 100 * r.value(key) for r in records if r.seed >= first}
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else math.nan
 
 
 def main() -> None:
@@ -86,19 +98,25 @@ def main() -> None:
         }
         if pick != single:
             params = next(t.params for t in run.trials_of(variant) if t.folder.name == single)
-            single_acc = single_seed_finals(run, variant, params, args.seeds)
-            pick_acc = {r.seed: 100 * r.value("test/acc") for r in finals[variant.name]}
-            difference = paired_difference("pick", "single", pick_acc, single_acc)
+            others = single_seed_finals(run, variant, params, args.seeds)
+            mine = [r for r in finals[variant.name] if r.seed < args.seeds]
+            difference = paired_difference(
+                "pick", "single", by_seed(mine, "test/acc"), by_seed(others, "test/acc")
+            )
             row.update(test=difference.mean, low=difference.low, high=difference.high,
-                       n=difference.n)  # fmt: skip
+                       n=difference.n, final_val=mean(by_seed(mine, "val/acc", 1).values()),
+                       single_final_val=mean(by_seed(others, "val/acc", 1).values()))  # fmt: skip
         rows.append(row)
 
     print(f"## Re-evaluation on {args.study} ({args.results})\n")
-    print("| variant | picks | mean val, pick (%) | mean val, single-seed pick (%) | its seed-0 val "
-          "(%) | test ACC, pick − single-seed pick (points, 95 % CI, n) | search s | "
-          "re-evaluation s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("| variant | picks | selection val, pick (%) | selection val, single-seed pick (%) | "
+          "its seed-0 val (%) | final val seeds 1…, pick / single-seed pick (%) | test ACC, "
+          "pick − single-seed pick (points, 95 % CI, n) | search s | re-evaluation s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
+        final_val = (
+            f"{row['final_val']:.2f} / {row['single_final_val']:.2f}" if "final_val" in row else "—"
+        )
         test = (
             "— (the same configuration)"
             if row["same"]
@@ -108,13 +126,14 @@ def main() -> None:
         )
         print(
             f"| {row['variant']} | {'same' if row['same'] else 'differ'} | {row['pick_val']:.2f} | "
-            f"{row['single_val']:.2f} | {row['single_seed0']:.2f} | {test} | "
+            f"{row['single_val']:.2f} | {row['single_seed0']:.2f} | {final_val} | {test} | "
             f"{row['search_s']:.0f} | {row['reeval_s']:.0f} |"
         )
     search = sum(r["search_s"] for r in rows)
     reeval = sum(r["reeval_s"] for r in rows)
-    print(f"\nRe-evaluation: {reeval:.0f} s of training against the searches' {search:.0f} s "
-          f"({reeval / search:.0%}).")  # fmt: skip
+    if search:
+        print(f"\nRe-evaluation: {reeval:.0f} s of training against the searches' {search:.0f} s "
+              f"({reeval / search:.0%}).")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -56,7 +56,10 @@ def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "cpus": os.cpu_count(),
+        # the CPUs this process may use (a container's share), not the host's
+        "cpus": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
         "cpu": platform.processor() or "",
     }
     cpuinfo = Path("/proc/cpuinfo")

@@ -165,6 +165,11 @@ class Study:
     report: Table | Figure = field(default_factory=Table)
     name: str = ""  # the file's stem, set by `load_study`
 
+    @property
+    def resamples_population(self) -> bool:
+        """Whether its overrides draw another synthetic population (meaningless on captures)."""
+        return any(key.startswith("synthetic.") for key in self.overrides)
+
     def check(self, base: Config, where: str) -> None:
         """Every variant resolves to a valid config and a valid space (one line per problem)."""
         if not self.variants:

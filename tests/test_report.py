@@ -324,13 +324,15 @@ def test_reevaluated_trials_an_unlearned_row_another_studys_row_and_a_second_pop
     markdown = (out / "table.md").read_text()
     # 2 re-evaluations of 2 s each; the pick, its mean over 3 seeds, and the single-seed best
     assert f"| 2, 4 | 80.00 (3) | {names[1]} | {names[0]} |" in markdown
-    assert "| Vgg | 3 | did not learn in this budget: val ACC 20.00 % (below 40 %" in markdown
-    # Ours − Theirs: differences 10, 10, 9 → mean 9.67; Ours − Vgg is not compared
+    assert "| Vgg | 3 | did not learn in this budget: 3 of 3 runs under 40 % val ACC" in markdown
+    # Ours − Theirs: differences 10, 10, 9 → mean 9.67; Ours − Vgg is not compared, and says so
     significance = pd.read_csv(out / "significance.csv")
-    assert significance[["a", "b", "a_label", "b_label"]].values.tolist() == [
-        ["a", "other/x", "Ours", "Theirs (other study)"]
+    assert significance[["a", "b", "a_label", "b_label", "n"]].values.tolist() == [
+        ["a", "other/x", "Ours", "Theirs (other study)", 3],
+        ["a", "v", "Ours", "Vgg", 0],
     ]
-    assert significance["mean_points"].tolist() == pytest.approx([29 / 3], abs=1e-4)
+    assert significance["mean_points"].tolist()[0] == pytest.approx(29 / 3, abs=1e-4)
+    assert "- Ours − Vgg: not compared: Vgg did not learn in this budget." in markdown
     curves = pd.read_csv(out / "val_curves.csv").set_index("variant")
     assert curves.loc[["a", "v"], "val_acc_mean"].tolist() == pytest.approx([50.0, 20.0])
     assert (out / "val_curves.png").stat().st_size > 10_000
@@ -344,10 +346,15 @@ def test_reevaluated_trials_an_unlearned_row_another_studys_row_and_a_second_pop
     overview = write_overview(tmp_path, ("table3_methods", "table3_population2")).read_text()
     assert "| Vgg | 3 | did not learn (val ACC 20.00 %) |" in overview
     assert "- Ours − Theirs (other study): test ACC +9.67 points" in overview
+    assert "- Ours − Vgg: not compared: Vgg did not learn in this budget." in overview
     assert (
         "| Ours − Theirs (other study) | better | undecided | no |" in overview
         and "Do Table 3's verdicts hold on a second synthetic population?" in overview
     )
+    second.loc[0, "verdict"], first = "undecided", second.copy()
+    first.to_csv(tmp_path / "table3_methods" / "significance.csv", index=False)
+    overview = write_overview(tmp_path, ("table3_methods", "table3_population2")).read_text()
+    assert "| Ours − Theirs (other study) | undecided | undecided | undecided in both |" in overview
 
 
 def test_a_figure_plots_the_worst_ten_percent_of_identities_beside_the_worst_one(tmp_path):

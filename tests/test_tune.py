@@ -111,6 +111,28 @@ def test_every_table_space_is_valid_for_its_method():
         check_space(table_space(name), config)
 
 
+def test_studies_compared_with_another_pair_every_seed_of_it():
+    """A study compared with another's rows (a "<study>/<variant>" pair, or a second population
+    of it) runs the same seeds, full and test budget: no comparison loses seeds to a mismatch."""
+    from pathlib import Path
+
+    from ikd.report.overview import REPLICATES
+    from ikd.study import load_study
+
+    folder = Path(__file__).resolve().parents[1] / "studies"
+    studies = {path.stem: load_study(path) for path in folder.glob("*.py")}
+    pairs = 0
+    for name, study in studies.items():
+        others = {n.split("/")[0] for n in getattr(study.report, "elsewhere", set)()}
+        for other in others | ({REPLICATES[name]} if name in REPLICATES else set()):
+            assert (study.seeds, study.test_seeds) == (
+                studies[other].seeds,
+                studies[other].test_seeds,
+            ), (name, other)
+            pairs += 1
+    assert pairs >= 1
+
+
 KILLED = """
 from ikd.space import LogUniform
 from ikd.study import Study, Variant

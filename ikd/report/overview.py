@@ -95,10 +95,18 @@ def _replicated(folder: Path, first: Path) -> list[str]:
     ]
     for (a, b), row in two.iterrows():
         before = one["verdict"].get((a, b))
-        holds = "—" if before is None else "yes" if before == row["verdict"] else "no"
+        after = row["verdict"]
+        holds = (
+            "—"
+            if before is None or "not compared" in f"{before} {after}"
+            else "no"
+            if before != after
+            else "undecided in both"
+            if after == "undecided"
+            else "yes"
+        )
         lines.append(
-            f"| {row['a_label']} − {row['b_label']} | {before or 'not run'} | {row['verdict']} "
-            f"| {holds} |"
+            f"| {row['a_label']} − {row['b_label']} | {before or 'not run'} | {after} | {holds} |"
         )
     return [*lines, ""]
 
@@ -111,6 +119,9 @@ def _verdicts(folder: Path) -> list[str]:
     lines = []
     for row in pd.read_csv(folder / "significance.csv").to_dict("records"):
         a, b = row["a_label"], row["b_label"]
+        if row["n"] == 0:  # not compared: the verdict says why
+            lines.append(f"- {a} − {b}: {row['verdict']}.")
+            continue
         numbers = [row[k] for k in ("mean_points", "low", "high", "n", "low90", "high90", "wins")]
         difference = Difference(a, b, *numbers)
         lines.append(f"- {a} − {b}: {describe(difference, a)}: {row['verdict']}.")

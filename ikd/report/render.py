@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 TABLE_METRICS = (("acc", "ACC"), ("recall", "Recall"), ("f1", "F1"))  # the paper's columns
 RUNS_TABLE = "runs.csv"
 PROVENANCE = "provenance.json"
-TRIAL_COLUMNS = ["variant", "run", "status", "epochs", "train_seconds", METRIC]
+TRIAL_COLUMNS = ["variant", "run", "status", "epochs", "train_seconds", METRIC, "seeds_val_acc",
+                 "mean_val_acc", "picked"]  # fmt: skip
 SIGNIFICANCE_COLUMNS = ["a", "b", "metric", "n", "mean_points", "low", "high", "low90", "high90",
                         "wins", "verdict", "a_label", "b_label"]  # fmt: skip
 WORST = f"worst {WORST_PERCENT} % of identities"
@@ -157,6 +158,7 @@ def table_rows(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -> p
             row[f"paper_{key}"] = paper.get(key, math.nan)
             row[f"diff_{key}"] = row[f"{key}_mean"] - row[f"paper_{key}"]
         row["val_acc_mean"] = 100 * mean_std([run.value(METRIC) for run in runs])[0]
+        row["runs_not_learned"] = not_learned(context, runs)
         row["learned"] = learned(context, runs)
         engaged = [bool((run.test or {}).get("fawa/engaged")) for run in runs]
         fawa = bool(runs) and bool(runs[0].config.get(runs[0].record["method"], {}).get("fawa"))
@@ -167,12 +169,33 @@ def table_rows(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -> p
     return pd.DataFrame(rows)
 
 
-def learned(context: Context, runs: Sequence[RunRecord]) -> bool:
-    """Whether a row's final runs learned: their mean last-epoch val ACC reaches the table's
-    `learned` threshold."""
+def not_learned(context: Context, runs: Sequence[RunRecord]) -> int:
+    """How many of a row's final runs ended under the table's `learned` val ACC (none without
+    a threshold)."""
     report = context.study.report
     threshold = report.learned if isinstance(report, Table) else 0.0
-    return not runs or mean_std([run.value(METRIC) for run in runs])[0] >= threshold
+    return sum(not run.value(METRIC) >= threshold for run in runs) if threshold > 0 else 0
+
+
+def learned(context: Context, runs: Sequence[RunRecord]) -> bool:
+    """Whether a row learned in the budget: at most half of its final runs ended under the
+    table's `learned` val ACC."""
+    return 2 * not_learned(context, runs) <= len(runs)
+
+
+def unlearned_pairs(
+    context: Context, finals: Mapping[str, Sequence[RunRecord]]
+) -> list[tuple[str, str, str]]:
+    """The table's pairs not compared because a row of it did not learn: (a, b, why)."""
+    report = context.study.report
+    runs = {**context.others, **finals}
+    skipped = []
+    for a, b in report.compare if isinstance(report, Table) else ():
+        failed = [v for v in (a, b) if runs.get(v) and not learned(context, runs[v])]
+        if failed and runs.get(a) and runs.get(b):
+            names = " and ".join(report.labels.get(v, v) for v in failed)
+            skipped.append((a, b, f"not compared: {names} did not learn in this budget"))
+    return skipped
 
 
 def _test_values(runs: Sequence[RunRecord], keys: Sequence[str]) -> dict[str, list[float]]:
@@ -210,6 +233,7 @@ def render_table(
     rows = table_rows(context, finals)
     report = context.study.report
     differences = significance(context, finals)
+    skipped = unlearned_pairs(context, finals)
     rows.to_csv(folder / "table.csv", index=False, float_format="%.4f")
     pd.DataFrame(
         [
@@ -222,6 +246,18 @@ def render_table(
                 "b_label": report.labels.get(d.b, d.b),
             }
             for d in differences
+        ]
+        + [
+            {
+                "a": a,
+                "b": b,
+                "metric": "test/acc",
+                "n": 0,
+                "verdict": why,
+                "a_label": report.labels.get(a, a),
+                "b_label": report.labels.get(b, b),
+            }
+            for a, b, why in skipped
         ],
         columns=SIGNIFICANCE_COLUMNS,
     ).to_csv(folder / "significance.csv", index=False, float_format="%.4f")
@@ -240,8 +276,9 @@ def render_table(
         cells = [row["label"], str(row["n"])]
         if not row["learned"]:
             cells.append(
-                f"did not learn in this budget: val ACC {_number(row['val_acc_mean'])} % "
-                f"(below {100 * report.learned:g} %; its val curve: val_curves.png)"
+                f"did not learn in this budget: {row['runs_not_learned']} of {row['n']} runs "
+                f"under {100 * report.learned:g} % val ACC (mean {_number(row['val_acc_mean'])} "
+                "%; its val curve: val_curves.png)"
             )
             cells += [""] * (len(header) - len(cells))
             lines.append("| " + " | ".join(cells) + " |")
@@ -259,8 +296,12 @@ def render_table(
     if report.curves:
         written += render_curves(folder, context, finals)
         lines += ["![val ACC per epoch](val_curves.png)", ""]
-    if differences:
+    if differences or skipped:
         lines += ["## Significance", "", *(_significance_line(d, report) for d in differences)]
+        lines += [
+            f"- {report.labels.get(a, a)} − {report.labels.get(b, b)}: {why}."
+            for a, b, why in skipped
+        ]
         lines += ["", VERDICTS, ""]
     lines += tuning_section(summary)
     if importances is not None:
@@ -489,7 +530,6 @@ def tuning_summary(
                 "interrupted": statuses.count("interrupted"),
                 "trial_epochs": sum(len(run.metrics) for run in runs),
                 "train_seconds": sum(run.train_seconds for run in runs),
-                "best_val_acc": best.value(METRIC) if best else math.nan,
                 "best_run": best.folder.name if best else "",
                 "seeds": len(values) if values else int(best is not None),
                 "mean_val_acc": (

@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ikd.config import Config, apply_overrides
+from ikd.config import Config, apply_overrides, load_config
 from ikd.data.dataset import BuiltDataset, dataset_folder, finished_manifest
 from ikd.report.overview import write_overview
 from ikd.storage import read_json
+from ikd.study import load_study
 from ikd.train.runs import same_teacher
 from ikd.tune.stages import RUNS, STAGES, StudyRun
 from ikd.tune.trials import asha_share
@@ -80,17 +81,17 @@ def study_runs(
     preset: str, overrides: Mapping[str, Any], results_root: Path, quick: bool
 ) -> list[StudyRun]:
     """The regeneration's studies, in order, with their runs under `<results_root>/runs` (unless
-    the overrides set `train.runs_root`)."""
-    return [
-        StudyRun(
-            STUDIES / f"{name}.py",
-            preset=preset,
-            overrides=overrides,
-            results_root=results_root,
-            quick=quick,
-        )
-        for name in ORDER
-    ]
+    the overrides set `train.runs_root`); on captures (`data.captures`), without the studies
+    that draw another synthetic population."""
+    captures = bool(apply_overrides(load_config(preset, warn=False), overrides).data.captures)
+    runs = []
+    for name in ORDER:
+        if captures and load_study(STUDIES / f"{name}.py", preset).resamples_population:
+            log.info("%s: left out (another synthetic population; data.captures is set)", name)
+            continue
+        runs.append(StudyRun(STUDIES / f"{name}.py", preset=preset, overrides=overrides,
+                             results_root=results_root, quick=quick))  # fmt: skip
+    return runs
 
 
 def remaining(runs: list[StudyRun]) -> tuple[int, int, int]:
@@ -107,59 +108,66 @@ def remaining_epochs(runs: list[StudyRun]) -> dict[str, float]:
     start draws them."""
     epochs: dict[str, float] = {}
     for run in runs:
-        for student, value in study_epochs(run).items():
+        for student, value in study_epochs(run.work_left()).items():
             epochs[student] = epochs.get(student, 0.0) + value
     return epochs
 
 
-def study_epochs(run: StudyRun) -> dict[str, float]:
-    """`remaining_epochs` of one study."""
+def study_epochs(left: list[tuple[str, tuple[str, ...], int, int]]) -> dict[str, float]:
+    """`remaining_epochs` of one study's `StudyRun.work_left`."""
     epochs: dict[str, float] = {}
-    for stage, students, count, per_run in run.work_left():
-        share = asha_share(per_run) if stage == "tune" else 1.0
+    for stage, students, count, per_run in left:
+        share = asha_share(per_run, count) if stage == "tune" else 1.0
         for student in students:
             epochs[student] = epochs.get(student, 0.0) + count * per_run * share / len(students)
     return epochs
 
 
-def build_seconds(runs: list[StudyRun]) -> tuple[int, float]:
-    """(datasets the studies still need built, the seconds that will take): each is costed at
-    the recorded build time of a finished dataset of the same preset (its manifest's timings),
-    the one the regeneration starts from."""
-    folders = {dataset_folder(run.config): run.config for run in runs}
-    missing = [folder for folder in folders if finished_manifest(folder) is None]
-    built = [finished_manifest(folder) for folder in folders if folder not in missing]
-    seconds = [sum((m.get("seconds") or {}).values()) for m in built if m.get("seconds")]
-    return len(missing), len(missing) * (max(seconds) if seconds else 0.0)
+def builds_left(runs: list[StudyRun]) -> dict[str, float]:
+    """The studies that will build a dataset (the first to read each missing one) → the seconds
+    that takes: the recorded build time (manifest timings) of a finished dataset they read, the
+    one the regeneration starts from."""
+    folders = {dataset_folder(run.config): run.study.name for run in reversed(runs)}
+    manifests = [finished_manifest(folder) for folder in folders]
+    seconds = [sum(m["seconds"].values()) for m in manifests if m and m.get("seconds")]
+    return {
+        study: max(seconds, default=0.0)
+        for (folder, study), manifest in zip(folders.items(), manifests, strict=True)
+        if manifest is None
+    }
 
 
 def estimate(runs: list[StudyRun], train_windows: int) -> tuple[float, str]:
-    """(seconds, a line saying how they come): the runs left (`remaining`), their expected
-    epochs at this machine's present speed per student (`epoch_seconds`), RUN_OVERHEAD per run,
-    and the datasets still to build (`build_seconds`)."""
-    trials, reevaluations, finals = remaining(runs)
+    """(seconds, a line saying how they come, per study): the runs left (`work_left`), their
+    expected epochs at this machine's present speed per student (`epoch_seconds`), RUN_OVERHEAD
+    per run, and the datasets still to build (`builds_left`)."""
+    left = [run.work_left() for run in runs]
+    counts = [sum(n for entries in left for kind, _, n, _ in entries if kind == k) for k in STAGE_KINDS]  # fmt: skip
+    epochs = [study_epochs(entries) for entries in left]
+    students = {s: sum(e.get(s, 0.0) for e in epochs) for s in {s for e in epochs for s in e}}
     config = runs[0].config
-    epochs = remaining_epochs(runs)
     seconds = {
         student: epoch_seconds(apply_overrides(config, {"train.student": student}), train_windows)
-        for student in sorted(epochs, key=lambda name: -epochs[name])
+        for student in sorted(students, key=lambda name: -students[name])
     }
-    builds, build = build_seconds(runs)
-    per_study = [
-        (run.study.name, sum(v * seconds[s] for s, v in study_epochs(run).items())) for run in runs
-    ]
-    total = sum(value for _, value in per_study) + build
-    total += RUN_OVERHEAD * (trials + reevaluations + finals)
+    builds = builds_left(runs)
+    per_study = {
+        run.study.name: sum(value * seconds[s] for s, value in study.items())
+        + RUN_OVERHEAD * sum(n for _, _, n, _ in entries)
+        + builds.get(run.study.name, 0.0)
+        for run, entries, study in zip(runs, left, epochs, strict=True)
+    }
+    total = sum(per_study.values())
     line = (
-        f"{trials} tuning trials, {reevaluations} re-evaluations and {finals} final runs left, "
-        f"{config.train.epochs} epochs each (tuning trials ~{asha_share(config.train.epochs):.0%} "
-        "of them: ASHA's expected early stops); per epoch here now "
-        f"{', '.join(f'{s} ~{v:.0f} s' for s, v in seconds.items()) or '—'}"
-        + (f"; {builds} dataset(s) to build, ~{_duration(build)}" if builds else "")
+        "{} tuning trials, {} re-evaluations and {} final runs left".format(*counts)
+        + f", {config.train.epochs} epochs each (a tuning trial fewer: ASHA's expected early "
+        "stops); per epoch here now "
+        + (", ".join(f"{s} ~{v:.0f} s" for s, v in seconds.items()) or "—")
+        + (f"; {len(builds)} dataset(s) to build, ~{_duration(sum(builds.values()))}" if builds else "")
         + f" — about {_duration(total)} ("
-        + ", ".join(f"{name} {_duration(value)}" for name, value in per_study if value)
+        + ", ".join(f"{name} {_duration(value)}" for name, value in per_study.items() if value)
         + "; this machine's speed varies from day to day)"
-    )
+    )  # fmt: skip
     return total, line
 
 

@@ -55,6 +55,7 @@ from ikd.tune.trials import (
     TPE_STARTUP,
     asha_grace,
     trial_history,
+    tuning_folder,
 )
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,11 @@ class StudyRun:
         # alone are what a `tuned_in` configuration is read with, where its study ran
         own = {**self.overrides, **self.study.overrides}
         config = load_config(preset, own, warn=False)
+        if config.data.captures and self.study.resamples_population:
+            raise UserError(
+                f"{self.study.name}: it trains on another synthetic population "
+                f"({self.study.overrides}); with data.captures set there is none to draw"
+            )
         # Trials change their working directory: every root is absolute (or a URI) from here on.
         roots = {
             "data.root": absolute(config.data.root),
@@ -195,13 +201,13 @@ class StudyRun:
         write_json(self.results / BEST_CONFIG, best)
         return best
 
-    def start_point(self, variant: Variant) -> dict[str, Any] | None:
+    def start_point(self, variant: Variant, tune: bool = True) -> dict[str, Any] | None:
         """The first trial of a variant's search: the values of its space in the configuration
         it starts from (`tuned_in`), when they lie in the space; None for a variant tuned from
-        the defaults."""
+        the defaults. (`tune=False`: `NotTunedError` where that configuration is not tuned.)"""
         if variant.tuned_in is None:
             return None
-        config = apply_overrides(self.config, self.base_overrides(variant)).to_dict()
+        config = apply_overrides(self.config, self.base_overrides(variant, tune)).to_dict()
         point = values_of(variant.space, config)
         if not inside(variant.space, point):
             log.warning("%s: %s starts outside its space (%s); its search starts at random",
@@ -273,10 +279,17 @@ class StudyRun:
     def _reevaluation_specs(self, variant: Variant, ranked: list | None = None) -> list:
         """(trial, the run driver's dicts of its re-evaluations (stage "reeval": val only, all
         epochs, no ASHA; seeds from REEVAL_SEED), for the variant's best complete trials
-        (the best one alone, with none, when the study re-evaluates nothing))."""
+        (the best one alone, with none, when the study re-evaluates nothing) — and its first
+        trial, the configuration it started from (`start_point`), wherever that ranks: the pick
+        is then never below it on the same seeds."""
         ranked = self._ranked(variant) if ranked is None else ranked
         top, seeds = self.reevaluation
         first = REEVAL_SEED + self.config.train.seed
+        chosen = ranked[: max(top, 1)]
+        start = self.start_point(variant, tune=False) if top and seeds else None
+        if start is not None:
+            name = tuning_folder({**self.tuning_spec(variant), **start}).name
+            chosen += [t for t in ranked[len(chosen) :] if t.folder.name == name]
         return [
             (
                 trial,
@@ -291,7 +304,7 @@ class StudyRun:
                     for seed in range(first, first + seeds)
                 ],
             )
-            for trial in ranked[: max(top, 1)]
+            for trial in chosen
         ]
 
     def _val_acc(self, spec: Mapping[str, Any]) -> float | None:
@@ -450,7 +463,9 @@ class StudyRun:
                     count = self.trials
                 left.append(("tune", choices, count, self.config.train.epochs))
                 top, seeds = self.reevaluation
-                later = max(top, 1) * seeds  # all of them while the search is not done
+                # all of them while the search is not done (its first trial's too: it may rank
+                # below the best `top`)
+                later = (max(top, 1) + bool(variant.tuned_in)) * seeds
                 count = later if count else len(self.reevaluations_left(variant))
                 left.append(("reeval", choices, count, self.config.train.epochs))
             if variant.final:
@@ -670,8 +685,10 @@ class StudyRun:
                 # the roots absolute (`ikd report` may run from another folder), or relative to
                 # the results root or the repository where they lie inside one (a clone
                 # elsewhere reads them there)
+                # the command's (with the roots), never the study's own: `from_record` reads
+                # another study's tuned configuration with them
                 "overrides": {
-                    k: self._portable(v)
+                    k: self._portable(self.overrides.get(k, v))
                     for k, v in self.spec.items()
                     if "." in k and (k in self.overrides or k not in self.study.overrides)
                 },
