@@ -80,7 +80,7 @@ def test_every_study_renders_its_artefact_from_its_own_runs(studies):
         # every run of the study is in runs.csv; tuning runs never saw the test split
         rows = pd.read_csv(folder / "runs.csv")
         on_disk = list((runs / name).glob("*/*-seed*"))
-        assert len(rows) == len(on_disk)
+        assert (rows["study"] == name).sum() == len(on_disk)  # and others' runs it reads
         assert rows.loc[rows["stage"] == "tune", "test_acc"].isna().all()
         assert rows.loc[rows["stage"] == "final", "test_acc"].notna().all()
         tuned = [v.name for v in study.variants if v.space]
@@ -135,6 +135,32 @@ def test_table4_and_table5_reuse_table3s_tuned_identitykd(studies):
     assert seconds["table4_students"]["final"] < seconds["table3_methods"]["tune"]
 
 
+def test_a_final_run_another_study_made_is_read_not_trained_again(studies):
+    """Table 5's NCE row is Table 3's tuned IdentityKD, the same configuration and seeds (and,
+    with the job's student, so is Table 4's MobileNet row, which the job ran first): one set of
+    final runs serves all three rows, listed in each runs.csv under the study that made it."""
+    results, runs, _ = studies
+    own = [p for p in (runs / "table5_contrast" / "final").iterdir()
+           if p.name.rsplit("-", 2)[0] == "identitykd-nce"]  # fmt: skip
+    assert not own
+    finals = {}
+    for study in ("table3_methods", "table5_contrast"):
+        frame = pd.read_csv(results / study / "runs.csv")
+        chosen = frame["variant"].isin(("identitykd", "identitykd-mobilenet"))
+        finals[study] = frame[chosen & (frame["stage"] == "final")]
+    assert len(finals["table5_contrast"]) == 2  # whichever study made them first
+    assert set(finals["table5_contrast"]["study"]) < {"table3_methods", "table4_students"}
+    assert (
+        finals["table5_contrast"]["folder"].tolist() == finals["table3_methods"]["folder"].tolist()
+    )
+    tables = {study: pd.read_csv(results / study / "table.csv").set_index("variant")
+              for study in ("table3_methods", "table5_contrast")}  # fmt: skip
+    assert (
+        tables["table5_contrast"].loc["identitykd-nce", "acc_mean"]
+        == tables["table3_methods"].loc["identitykd", "acc_mean"]
+    )
+
+
 def test_the_second_population_trains_table3s_configurations_on_its_own_data(studies):
     """Issue 23 item 6: Table 3's tuned configurations, unchanged, on another synthetic seed —
     its own dataset and teacher — with the same seeds; the overview sets its verdicts beside
@@ -143,7 +169,10 @@ def test_the_second_population_trains_table3s_configurations_on_its_own_data(stu
     best = json.loads((results / "table3_methods" / "best_config.json").read_text())
     teachers = set()
     for study in ("table3_methods", "table3_population2"):
-        (folder,) = (runs / study / "final").glob("identitykd-*-seed1")
+        frame = pd.read_csv(results / study / "runs.csv")
+        chosen = frame["variant"].str.startswith("identitykd") & (frame["stage"] == "final")
+        (name,) = frame.loc[chosen & (frame["seed"] == 1), "folder"]
+        folder = runs / name
         config = json.loads((folder / "config.json").read_text())
         assert config["synthetic"]["seed"] == (1 if study == "table3_population2" else 0)
         for key, value in best["identitykd"]["overrides"].items():

@@ -48,7 +48,7 @@ from ikd.storage import (
 from ikd.study import Figure, Study, Table, Variant, load_study
 from ikd.train.data import Samples
 from ikd.train.driver import SPLITS, resolve_run, train_driver
-from ikd.train.runs import DivergedError, drop_checkpoints, keep_model_only
+from ikd.train.runs import RUN, DivergedError, drop_checkpoints, keep_model_only
 from ikd.tune.trials import (
     ASHA_REDUCTION,
     METRIC,
@@ -435,6 +435,13 @@ class StudyRun:
         done = []
         for variant in (v for v in self.variants if v.final):
             for seed, spec in enumerate(self.final_specs(variant)):
+                folder = self.final_folder(spec)
+                if folder != resolve_run(spec)[2]:
+                    log.info("%s: final %s, seed %d is %s (the same configuration and seed)",
+                             self.study.name, variant.name, seed,
+                             f"{folder.parent.parent.name}/{folder.name}")  # fmt: skip
+                    done.append(folder)
+                    continue
                 log.info("%s: final %s, seed %d", self.study.name, variant.name, seed)
                 try:
                     done.append(train_driver({**spec, **run, "splits": splits}))
@@ -444,6 +451,27 @@ class StudyRun:
                     continue
                 keep_model_only(done[-1])
         return done
+
+    def final_folder(self, spec: Mapping[str, Any]) -> Location:
+        """A final run's folder: its own — or, before it has started, a finished final run of
+        the same configuration and seed (the same run hash) that another study under the same
+        runs root has made, which it reads instead of training the same run again (Table 5's NCE
+        row is Table 3's IdentityKD; so are Table 4's ResNet18 rows and Fig. 4's λ1 = 0.5,
+        λ2 = 0.4 points). runs.csv lists such a run under the study that made it."""
+        own = resolve_run(spec)[2]
+        if (own / RUN).exists():
+            return own
+        suffix = own.name.split("-")[-2:]  # the run hash and seed<seed>
+        root = self.runs.parent
+        for study in root.iterdir() if root.exists() else ():
+            final = study / "final"
+            if study.name == self.study.name or not final.exists():
+                continue
+            for folder in final.glob(f"*-{'-'.join(suffix)}"):
+                run = read_run(folder)
+                if run is not None and run.status == "complete" and run.test is not None:
+                    return folder
+        return own
 
     def work_left(self) -> list[tuple[str, tuple[str, ...], int, int]]:
         """(stage, the students a run may train, how many runs, epochs per run) per variant with
@@ -511,7 +539,7 @@ class StudyRun:
                 specs = self.final_specs(variant, tune=False)
             except NotTunedError:
                 specs = []
-            runs = [read_run(resolve_run(spec)[2]) for spec in specs]
+            runs = [read_run(self.final_folder(spec)) for spec in specs]
             records[variant.name] = [run for run in runs if run is not None]
         return records
 
