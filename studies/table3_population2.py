@@ -14,6 +14,7 @@ STUDY = Study(
     variants=tuple(Variant(m, {}, tuned_in=("table3_methods", m)) for m in METHODS),
     seeds=3,  # Table 3's
     overrides={"synthetic.seed": 1},
+    test_variants=("baseline", "identitykd"),  # a test run: its own build, one compared pair
     report=Table(
         labels=dict(zip(METHODS, LABELS, strict=True)),
         compare=tuple(("identitykd", m) for m in METHODS[:-1]),
