@@ -473,6 +473,28 @@ class StudyRun:
                     return folder
         return own
 
+    def shared_seeds(self, variant: Variant) -> int:
+        """How many of a final variant's final runs another study's will be (`final_folder`),
+        known before either is trained: a variant that takes another study's final variant's
+        configuration (`tuned_in`, nothing tuned here) and whose own overrides change nothing
+        there — keys that study neither tunes nor sets otherwise (Table 5's NCE row, Table 4's
+        ResNet18 rows, Fig. 4's λ1 = 0.5, λ2 = 0.4 points); 0 for any other."""
+        if variant.tuned_in is None or variant.space:
+            return 0
+        study, name = variant.tuned_in
+        other = StudyRun(self.path.parent / f"{study}.py", preset=self.preset,
+                         overrides=self.overrides, results_root=self.results.parent,
+                         quick=self.quick)  # fmt: skip
+        origin = next((v for v in other.variants if v.name == name and v.final), None)
+        if origin is None or other.config.data_hash() != self.config.data_hash():
+            return 0
+        config = apply_overrides(other.config, dict(origin.overrides)).to_dict()
+        unchanged = all(
+            key not in origin.space and values_of({key: None}, config)[key] == value
+            for key, value in variant.overrides.items()
+        )
+        return min(self.seeds, other.seeds) if unchanged else 0
+
     def work_left(self) -> list[tuple[str, tuple[str, ...], int, int]]:
         """(stage, the students a run may train, how many runs, epochs per run) per variant with
         tuning trials, re-evaluations or final runs not finished yet (none: the study has
@@ -498,7 +520,7 @@ class StudyRun:
                 left.append(("reeval", choices, count, self.config.train.epochs))
             if variant.final:
                 best = found.get(variant.name, {}).get("overrides", {}).get("train.student")
-                count = self.seeds - len(done[variant.name])
+                count = self.seeds - max(len(done[variant.name]), self.shared_seeds(variant))
                 left.append(
                     ("final", (best,) if best else choices, count, self.config.train.epochs)
                 )
