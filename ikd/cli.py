@@ -79,9 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     _ray_options(run)
     run.add_argument(
         "--results",
-        type=Path,
         default=None,
-        help="results folder (default: results/<preset>)",
+        help="results folder or URI, e.g. s3://bucket/ikd/results (default: results/<preset>)",
     )
     run.add_argument(
         "--quick",
@@ -96,9 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--out",
-        type=Path,
         default=None,
-        help="previews go to <out>/preview (default: runs/<preset>)",
+        help="previews go to <out>/preview, a folder or a URI (default: runs/<preset>; "
+        "<results>/preview when the results are in an object store)",
     )
     run.set_defaults(handler=_run)
 
@@ -248,9 +247,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     study.add_argument(
         "--results",
-        type=Path,
         default=None,
-        help="results root (default: results/<preset>, where `ikd run` puts them)",
+        help="results root, a folder or a URI (default: results/<preset>, where `ikd run` puts "
+        "them)",
     )
     study.add_argument(
         "--storage",
@@ -264,8 +263,8 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="URL",
         help="the Optuna RDB the trials are mirrored into, for optuna-dashboard "
-        "(default: sqlite:///<storage>/<study>/optuna.db; under ~/.cache/ikd/optuna for a "
-        "URI storage)",
+        "(default: sqlite:///<storage>/<study>/optuna.db; for storage in an object store, a "
+        "local working copy of <storage>/<study>/optuna.db, written back after each trial)",
     )
     study.add_argument(
         "--quick",
@@ -284,7 +283,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("studies", nargs="*", metavar="STUDY", help="studies to render")
     report.add_argument(
-        "--results", type=Path, default=Path("results"), help="results root (default: results)"
+        "--results", default="results", help="results root, a folder or a URI (default: results)"
     )
     _verbose(report)
     report.set_defaults(handler=_study_report)
@@ -449,34 +448,42 @@ def _config(args: argparse.Namespace) -> Config:
 
 def _job_roots(config: Config, args: argparse.Namespace, **roots: object) -> None:
     """Inside a Ray job, the data root, the run root when set, and the given roots must be
-    absolute (`ikd.cluster.require_absolute_in_job`)."""
+    absolute (`ikd.cluster.require_absolute_in_job`); each one in an object store must name a
+    bucket that answers (`ikd.storage.check_store`), before anything starts."""
     from ikd.cluster import require_absolute_in_job
+    from ikd.storage import check_store
 
     given = dict(map(split_override, args.overrides))
     runs = {"train.runs_root": given["train.runs_root"]} if "train.runs_root" in given else {}
-    require_absolute_in_job({"data.root": config.data.root, **runs, **roots})
+    named = {"data.root": config.data.root, **runs, **roots}
+    require_absolute_in_job(named)
+    for root in named.values():
+        if root is not None:
+            check_store(str(root))
 
 
 def _run(args: argparse.Namespace) -> None:
     from ikd.data.dataset import open_dataset
     from ikd.report.compare import write_comparison
+    from ikd.storage import location, staged
     from ikd.tune.regenerate import regenerate, results_tree
+    from ikd.tune.stages import RUNS
 
     config = _config(args)
-    runs_root = config.train.runs_root  # previews are local files: ./runs/<preset> for a URI
-    out = args.out or Path("runs" if "://" in runs_root else runs_root) / config.preset
-    _job_roots(config, args, results=args.results or f"results/{config.preset}", out=out)
+    chosen = args.results or f"results/{config.preset}"
+    # previews: <runs root>/<preset>/preview, or <results>/preview where the results are a URI
+    out = args.out or (chosen if "://" in chosen else f"{config.train.runs_root}/{config.preset}")
+    _job_roots(config, args, results=chosen, out=out)
     captures = Path(config.data.captures) if config.data.captures else None
     title = str(captures) if captures else f"synthetic, {config.preset} preset"
     if not args.estimate:
-        _render(config, captures, out / "preview", 6, 4, title)
+        with staged(location(out) / "preview") as previews:
+            _render(config, captures, previews, 6, 4, title)
     folder = _build_dataset(config, args, "views")
     if not args.estimate:
         _print_report(folder)
     dataset = open_dataset(folder)
-    results, reference = results_tree(
-        (args.results or Path("results") / config.preset).resolve(), dataset
-    )
+    results, reference = results_tree(location(chosen), dataset)
     runs = regenerate(
         preset=args.preset,
         overrides=dict(map(split_override, args.overrides)),
@@ -487,17 +494,21 @@ def _run(args: argparse.Namespace) -> None:
     )
     if args.estimate:
         return
-    table = runs[0].results / "table.md"
-    print(table.read_text())
+    print((runs[0].results / "table.md").read_text())
     if reference is not None:
-        print(
-            write_comparison(
-                results,
-                reference,
-                f"This regeneration against {reference.name}",
-                [run.study.name for run in runs],
+        with (
+            staged(results, skip=(RUNS,)) as here,
+            staged(reference, skip=(RUNS,)) as there,
+        ):
+            print(
+                write_comparison(
+                    here,
+                    there,
+                    f"This regeneration against {reference.name}",
+                    [run.study.name for run in runs],
+                    names=(results.name, reference.name),
+                )
             )
-        )
     log.info("results: %s", results)
 
 
@@ -545,12 +556,13 @@ def _train(args: argparse.Namespace) -> None:
 
 def _study(args: argparse.Namespace) -> None:
     from ikd.cluster import init_ray
+    from ikd.storage import location
     from ikd.tune.stages import STAGES, run_study
 
     config = _config(args)  # a mistake in the overrides is reported before anything starts
     _job_roots(config, args, results=args.results or f"results/{args.preset}", storage=args.storage)
     stages = STAGES if args.stage == "all" else (args.stage,)
-    results = (args.results or Path("results") / args.preset).resolve()
+    results = location(args.results or f"results/{args.preset}")
     if stages != ("report",):
         init_ray(args.num_cpus)
         if args.storage is None:  # its runs live in the results tree: is it this dataset's?
@@ -577,14 +589,17 @@ def _study(args: argparse.Namespace) -> None:
 def _study_report(args: argparse.Namespace) -> None:
     from ikd.provenance import REPOSITORY
     from ikd.report.overview import write_overview
-    from ikd.tune.stages import STUDY_RECORD, StudyRun
+    from ikd.storage import check_store, location, staged
+    from ikd.tune.stages import RUNS, STUDY_RECORD, StudyRun
 
-    root = args.results.resolve()
-    found = sorted({*root.glob(f"*/{STUDY_RECORD}"), *root.glob(f"*/*/{STUDY_RECORD}")})
-    folders = [path.parent for path in found]
+    root = location(args.results)
+    check_store(root)
+    levels = [root.folders()]  # a results root's studies, or a folder of results roots'
+    levels.append([inner for outer in levels[0] for inner in outer.folders()])
+    folders = sorted(f for level in levels for f in level if (f / STUDY_RECORD).exists())
     if args.studies:
         wanted = [Path(name) for name in args.studies]
-        named = [f for f in folders if any(f.name == w.stem or f == w.resolve() for w in wanted)]
+        named = [f for f in folders if any(f.name == w.stem or f == location(w) for w in wanted)]
         missing = [str(w) for w in wanted if not any(f.name == w.stem for f in named)]
         if missing:
             raise UserError(f"{root}: no study results for {', '.join(missing)}")
@@ -596,7 +611,9 @@ def _study_report(args: argparse.Namespace) -> None:
         written = run.report()
         log.info("%s: %d files in %s", run.study.name, len(written), run.results)
     for parent in sorted({folder.parent for folder in folders}):
-        log.info("overview: %s", write_overview(parent))
+        with staged(parent, skip=(RUNS,)) as folder:
+            write_overview(folder, name=parent.name)
+        log.info("overview: %s", parent / "README.md")
 
 
 def _show_metrics(run_dir: Location) -> None:

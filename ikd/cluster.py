@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import logging
 import os
 import signal
@@ -201,54 +203,134 @@ def trial_shape(config: Config) -> tuple[dict[str, float], int]:
     return shape, config.train.threads or max(1, round(cpus))
 
 
-@contextlib.contextmanager
-def local_head(num_cpus: int = 2) -> Iterator[str]:
-    """A Ray head of its own on this machine (`ray start --head --block`), for job tests and
-    benchmarks: free ports for every component, its own temp dir, token auth as a fresh cluster
-    has it. Yields its dashboard address (the Job SDK's and `ray job submit`'s). Stopped by
-    killing its process group: `ray stop` would stop every Ray on the machine."""
-    from ray.job_submission import JobSubmissionClient
+_STARTED = itertools.count()  # nodes this process has started: each gets its own worker ports
 
-    temp = tempfile.mkdtemp(prefix="ikdray-", dir="/tmp")  # Ray's socket paths must stay short
-    ports = _free_ports(10)
-    # Workers get a range below the ephemeral ports (where _free_ports draws) and above the
-    # default worker range (10002-19999) of any other Ray on the machine.
-    worker = 20000 + (os.getpid() % 50) * 200
-    names = ("port", "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-             "metrics-export-port", "runtime-env-agent-port", "node-manager-port",
-             "object-manager-port", "ray-client-server-port")  # fmt: skip
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    env.pop("RAY_ADDRESS", None)
-    command = [
-        sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-        f"--num-cpus={num_cpus}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-        f"--temp-dir={temp}", "--disable-usage-stats",
-        f"--min-worker-port={worker}", f"--max-worker-port={worker + 199}",
-        *(f"--{name}={port}" for name, port in zip(names, ports, strict=False)),
-    ]  # fmt: skip
-    errors = open(os.path.join(temp, "start.err"), "w")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(
-        command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=errors
-    )
-    address = f"http://127.0.0.1:{ports[1]}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                JobSubmissionClient(address).list_jobs()
-                break
-            except Exception:  # not up yet (connection refused, no job agent yet)
-                if process.poll() is not None or time.monotonic() > deadline:
-                    with open(errors.name) as text:
-                        raise UserError(f"a local Ray head did not start: {text.read()}") from None
-                time.sleep(1)
-        yield address
-    finally:  # `ray start --block` ignores SIGTERM for 30 s and more: no state worth saving
+
+class LocalCluster:
+    """A Ray cluster of separate nodes on this machine, each a `ray start --block` process group
+    with its own CPUs, custom resources, ports and temp dir: what a multi-node cluster is to Ray
+    (its own raylet, object store and workers per node), for tests, benchmarks and users trying
+    the cluster path (`python -m ikd.cluster`, cluster/local.sh). Token auth is on, as on a
+    fresh cluster. `ray stop` would stop every Ray on the machine: nodes are stopped by
+    killing their process groups (`kill`, `stop`)."""
+
+    _NAMES = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
+              "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")  # fmt: skip
+
+    def __init__(
+        self,
+        cpus: float = 2,
+        resources: dict[str, float] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.env = {**os.environ, **(env or {}), "RAY_AUTH_MODE": "token"}  # every node's
+        self.env.pop("RAY_ADDRESS", None)
+        # name → (process, temp dir, its own resource: one per start, so a node started again
+        # under a name is told from its dead predecessor)
+        self.nodes: dict[str, tuple[subprocess.Popen, str, str]] = {}
+        self.disks: list[str] = []  # the temp dirs of the nodes killed so far
+        ports = _free_ports(3)
+        self.gcs = f"127.0.0.1:{ports[0]}"
+        self.address = f"http://127.0.0.1:{ports[1]}"  # the dashboard: the Job SDK's address
+        head = ["--head", f"--port={ports[0]}", "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1", f"--dashboard-port={ports[1]}",
+                f"--ray-client-server-port={ports[2]}"]  # fmt: skip
+        self._start("head", cpus, resources, head)
+        self._wait(lambda: self.client().list_jobs(), "head")
+
+    def add(self, name: str, cpus: float = 1, resources: dict[str, float] | None = None) -> None:
+        """Start a node that joins the head; returns once the cluster counts it."""
+        self._start(name, cpus, resources, [f"--address={self.gcs}"])
+        self._wait(lambda: name in self.alive(), name)
+
+    def alive(self) -> dict[str, str]:
+        """The nodes started here that the cluster counts as alive: name → Ray node id."""
+        from ray.util.state import list_nodes
+
+        nodes = list_nodes(
+            address=self.address,
+            filters=[("state", "=", "ALIVE")],
+            raise_on_missing_output=False,  # else it raises once a dead node is filtered out
+        )
+        ids = {key: node.node_id for node in nodes for key in node.resources_total}
+        return {name: ids[key] for name, (_, _, key) in self.nodes.items() if key in ids}
+
+    def kill(self, name: str) -> None:
+        """Kill a node at once, as a lost machine: its raylet, object store and workers."""
+        process, temp, _ = self.nodes.pop(name)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        errors.close()
         subprocess.run(["pkill", "-9", "-f", temp], check=False)  # workers in their own sessions
-        subprocess.run(["rm", "-rf", temp], check=False)
+        self.disks.append(temp)  # what it left on its disk, until `stop`
+
+    def stop(self) -> None:
+        for name in [*reversed(self.nodes)]:
+            self.kill(name)
+        for temp in self.disks:
+            subprocess.run(["rm", "-rf", temp], check=False)
+        self.disks.clear()
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def client(self) -> Any:
+        """A Job SDK client of the cluster."""
+        from ray.job_submission import JobSubmissionClient
+
+        return JobSubmissionClient(self.address)
+
+    def _start(
+        self, name: str, cpus: float, resources: dict[str, float] | None, role: list[str]
+    ) -> None:
+        temp = tempfile.mkdtemp(prefix=f"ikdray-{name}-", dir="/tmp")  # short socket paths
+        ports = _free_ports(len(self._NAMES))
+        # Workers get a range below the ephemeral ports (where _free_ports draws), above the
+        # default worker range (10002-19999) of any other Ray on the machine, one per node.
+        worker = 20000 + ((os.getpid() * 7 + next(_STARTED)) % 60) * 200
+        key = f"ikd_node_{name}_{next(_STARTED)}"
+        own = {**(resources or {}), key: 1}
+        command = [
+            sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *role,
+            f"--num-cpus={cpus:g}", f"--resources={json.dumps(own)}", f"--temp-dir={temp}",
+            "--disable-usage-stats", f"--min-worker-port={worker}",
+            f"--max-worker-port={worker + 199}",
+            *(f"--{key}={port}" for key, port in zip(self._NAMES, ports, strict=True)),
+        ]  # fmt: skip
+        with open(os.path.join(temp, "start.err"), "w") as errors:
+            process = subprocess.Popen(
+                command,
+                env=self.env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
+        self.nodes[name] = (process, temp, key)
+
+    def _wait(self, check: Any, name: str, seconds: float = 90) -> None:
+        process, temp, _ = self.nodes[name]
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                if check() is not False:
+                    return
+            except Exception:  # not up yet (connection refused, no job agent yet)
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                errors = Path(temp, "start.err").read_text()
+                self.stop()
+                raise UserError(f"a local Ray node ({name}) did not start: {errors[-2000:]}")
+            time.sleep(1)
+
+
+@contextlib.contextmanager
+def local_head(num_cpus: int = 2) -> Iterator[str]:
+    """A one-node `LocalCluster`; yields its dashboard address (the Job SDK's and `ray job
+    submit`'s)."""
+    with LocalCluster(cpus=num_cpus) as cluster:
+        yield cluster.address
 
 
 def wait_for_job(client: Any, job: str, seconds: float = 600) -> tuple[Any, str]:
@@ -277,3 +359,44 @@ def _free_ports(count: int) -> list[int]:
     for s in sockets:
         s.close()
     return ports
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ikd.cluster` (cluster/local.sh): a head and N more nodes on this machine, up
+    until Ctrl+C or SIGTERM — the cluster path (`ray job submit`, several nodes) tried locally."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="cluster/local.sh",
+        description="Start a Ray cluster of several nodes on this machine (a head and --nodes "
+        "more, each its own raylet, object store, workers and CPUs), print how to submit a job to it, and keep it up until Ctrl+C.",
+    )
+    parser.add_argument("--nodes", type=int, default=1, help="nodes besides the head (default 1)")
+    parser.add_argument("--cpus", type=float, default=1, help="CPUs of each node (default 1)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        with LocalCluster(cpus=args.cpus) as cluster:
+            for index in range(args.nodes):
+                cluster.add(f"n{index + 1}", cpus=args.cpus)
+            log.info(
+                "a Ray cluster of %d nodes (%g CPUs each) is up; in another shell:\n\n"
+                "  export RAY_ADDRESS=%s RAY_AUTH_MODE=token\n"
+                "  ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- \\\n"
+                "    python -m ikd run --preset smoke --results $PWD/results/cluster-smoke \\\n"
+                "    data.root=$PWD/datasets\n\n"
+                "Ctrl+C stops it.",
+                1 + args.nodes,
+                args.cpus,
+                cluster.address,
+            )
+            while True:
+                time.sleep(3600)
+    except (KeyboardInterrupt, Terminated):
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

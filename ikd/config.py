@@ -270,6 +270,9 @@ class TrainConfig:
 DATA_PATHS = ("auto", "object_store", "storage")
 
 
+PLACEMENTS = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")  # Ray's placement strategies
+
+
 @dataclass(frozen=True)
 class ResourcesConfig:
     """What a study's trials and final runs take from the cluster. Never part of a run's hash:
@@ -283,8 +286,15 @@ class ResourcesConfig:
     # them), storage (each trial or Ray Train worker reads them from data.root on its node), or
     # auto (storage for datasets over 4 GiB: the paper preset)
     data: str = "auto"
+    # how a Ray Train run's workers are placed on the nodes: PACK (as few nodes as fit them,
+    # Ray's default), SPREAD (each on another node where possible), STRICT_PACK, STRICT_SPREAD
+    placement: str = "PACK"
 
     def __post_init__(self) -> None:
+        require(
+            self.placement in PLACEMENTS,
+            f"resources.placement={self.placement!r}; choose from {list(PLACEMENTS)}",
+        )
         require(self.workers_per_trial >= 1, "resources.workers_per_trial must be ≥ 1")
         require(self.cpus_per_worker >= 0, "resources.cpus_per_worker must be ≥ 0")
         require(self.gpus_per_worker > 0, "resources.gpus_per_worker must be > 0")

@@ -22,14 +22,16 @@ Imports nothing from ikd (the ground floor): the config, the data layer and trai
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import io
 import json
 import os
 import posixpath
+import tempfile
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -120,19 +122,30 @@ class Location:
         return self._info().type == pafs.FileType.Directory
 
     def read_bytes(self) -> bytes:
-        with self.fs.open_input_stream(self.path) as stream:
-            return stream.read()
+        # a random-access file knows its size: one read of it all (S3: one GET), where a
+        # stream's read() fetches it a small range at a time (70× slower on an S3 API)
+        with self.fs.open_input_file(self.path) as handle:
+            return handle.read()
 
     def read_text(self) -> str:
         return self.read_bytes().decode()
 
     def iterdir(self) -> list[Location]:
         """The folder's entries, sorted; none when it does not exist."""
+        return sorted(Location(self.fs, info.path, self._origin) for info in self._entries())
+
+    def folders(self) -> list[Location]:
+        """The folder's subfolders, sorted; none when it does not exist or is a file."""
+        if self.is_local and os.path.isfile(self.path):
+            return []
+        folders = (info for info in self._entries() if info.type == pafs.FileType.Directory)
+        return sorted(Location(self.fs, info.path, self._origin) for info in folders)
+
+    def _entries(self) -> list[pafs.FileInfo]:
         try:
-            infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
+            return self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
         except OSError as error:
             raise StorageError(f"{self}: {error}") from None
-        return sorted(Location(self.fs, info.path, self._origin) for info in infos)
 
     def size(self) -> int:
         """Bytes of the file, or of every file under the folder."""
@@ -141,6 +154,23 @@ class Location:
             return max(info.size or 0, 0)
         infos = self.fs.get_file_info(pafs.FileSelector(self.path, recursive=True))
         return sum(i.size for i in infos if i.type == pafs.FileType.File)
+
+    def files(self) -> list[Location]:
+        """Every file under the folder, at any depth, sorted; none when it does not exist."""
+        try:
+            infos = self.fs.get_file_info(
+                pafs.FileSelector(self.path, recursive=True, allow_not_found=True)
+            )
+        except OSError as error:
+            raise StorageError(f"{self}: {error}") from None
+        files = (info for info in infos if info.type == pafs.FileType.File)
+        return sorted(Location(self.fs, info.path, self._origin) for info in files)
+
+    def relative_to(self, folder: Location) -> str:
+        """This location's path below `folder` (ValueError when it is not below it)."""
+        if not self.path.startswith(f"{folder.path.rstrip('/')}/"):
+            raise ValueError(f"{self} is not inside {folder}")
+        return self.path[len(folder.path.rstrip("/")) + 1 :]
 
     def glob(self, pattern: str) -> list[Location]:
         """The folder's entries whose name matches `pattern` (one level), sorted."""
@@ -197,12 +227,13 @@ def location(target: str | os.PathLike | Location) -> Location:
     parts = urllib.parse.urlsplit(text)
     scheme = parts.scheme
     try:
-        fs, path = pafs.FileSystem.from_uri(text)
-        host = "" if path.lstrip("/").startswith(parts.netloc) else parts.netloc
-        return Location(fs, path, (scheme, host, parts.query))
+        fs, path = pafs.FileSystem.from_uri(_with_endpoint(text, parts))
     except (OSError, ValueError) as native:
         if "Unrecognized filesystem type" not in str(native):
             raise StorageError(f"{text}: {native}") from None
+    else:
+        host = "" if path.lstrip("/").startswith(parts.netloc) else parts.netloc
+        return Location(fs, path, (scheme, host, parts.query))
     import fsspec
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
@@ -214,9 +245,81 @@ def location(target: str | os.PathLike | Location) -> Location:
     return Location(PyFileSystem(FSSpecHandler(spec)), path, (scheme, "", ""))
 
 
+_BUCKETS = ("s3", "gs", "gcs")  # object stores whose URI names a bucket that must exist
+_SEEN_BUCKETS: set[tuple[str, str]] = set()
+
+
+def _with_endpoint(text: str, parts: urllib.parse.SplitResult) -> str:
+    """An s3:// URI with the endpoint of an S3-compatible store (MinIO, Ceph, a test server)
+    from the environment, as the AWS SDKs and CLI read it — `AWS_ENDPOINT_URL_S3`, else
+    `AWS_ENDPOINT_URL` — unless the URI sets its own `endpoint_override` (pyarrow reads
+    neither variable: apache/arrow#49643). The location's text keeps the URI as given, so
+    records name the bucket, not the endpoint this machine reached it at."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if parts.scheme != "s3" or not endpoint or "endpoint_override=" in parts.query:
+        return text
+    url = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    endpoint_query = [("endpoint_override", url.netloc), ("scheme", url.scheme)]
+    query = [*urllib.parse.parse_qsl(parts.query), *endpoint_query]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def check_store(target: str | os.PathLike | Location) -> None:
+    """Raise a one-line StorageError unless an object store's URI (s3://, gs://) names a bucket
+    that exists and answers; nothing for other locations. Checked once per process and bucket,
+    where a command takes its roots: a missing bucket would otherwise surface as the first
+    write's error deep inside a stage, an unreachable endpoint after seconds of retries."""
+    found = location(target)
+    if found._origin[0] not in _BUCKETS:
+        return
+    bucket = found.path.lstrip("/").split("/")[0]
+    key = (found.fs.type_name, f"{found._origin[0]}://{bucket}?{found._origin[2]}")
+    if key in _SEEN_BUCKETS:
+        return
+    try:
+        info = found.fs.get_file_info(bucket)
+    except OSError as error:
+        detail = str(error).split("; Details:")[0]
+        raise StorageError(f"{found}: the object store does not answer ({detail}); check the "
+                           "endpoint (AWS_ENDPOINT_URL_S3, endpoint_override=), region and "
+                           "credentials (AWS_*)") from None  # fmt: skip
+    if info.type == pafs.FileType.NotFound:
+        raise StorageError(f"{found}: no bucket {bucket!r} there (create it, or check the "
+                           "name, the endpoint and the region)")  # fmt: skip
+    _SEEN_BUCKETS.add(key)
+
+
 def absolute(target: str | os.PathLike) -> str:
     """A path made absolute, a URI as it is (what a Ray job or a Tune trial is handed)."""
     return os.fspath(target) if "://" in os.fspath(target) else str(Path(target).resolve())
+
+
+@contextlib.contextmanager
+def staged(target: str | os.PathLike | Location, skip: Sequence[str] = ()) -> Iterator[Path]:
+    """A local folder standing for `target`, for writers that take paths (pandas, matplotlib):
+    the folder itself on a local disk; elsewhere a temporary copy of what it holds (its
+    top-level entries named in `skip` left out, e.g. the runs under a results root), whose new
+    and changed files are written back, each whole, when the block ends without an error."""
+    target = location(target)
+    if target.is_local:
+        target.local.mkdir(parents=True, exist_ok=True)
+        yield target.local
+        return
+    with tempfile.TemporaryDirectory(prefix="ikd-staged-") as temporary:
+        folder, before = Path(temporary), {}
+        for remote in target.files():
+            relative = remote.relative_to(target)
+            if relative.split("/")[0] in skip:
+                continue
+            before[relative] = remote.read_bytes()
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (folder / relative).write_bytes(before[relative])
+        yield folder
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            relative = path.relative_to(folder).as_posix()
+            data = path.read_bytes()
+            if before.get(relative) != data:
+                (target / relative).write_bytes(data)
 
 
 def read_json(target: str | os.PathLike | Location) -> Any:
@@ -234,7 +337,7 @@ def sha256_file(target: str | os.PathLike | Location) -> str:
     """The first 16 hex digits of a file's SHA-256 (checkpoint provenance)."""
     target = location(target)
     digest = hashlib.sha256()
-    with target.fs.open_input_stream(target.path) as stream:
+    with target.fs.open_input_file(target.path) as stream:
         for block in iter(lambda: stream.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()[:16]

@@ -158,6 +158,9 @@ class Study:
     # re-evaluates its best 2 with 1 more seed.
     reevaluate: int = 3
     reevaluate_seeds: int = 2
+    # ASHA stops trials early (False: every trial runs all its epochs, and which ones complete
+    # does not hang on the order trials reach a rung in: a search too small to rank anything)
+    asha: bool = True
     # Config overrides of every run of this study, over the command's (a second synthetic
     # population: {"synthetic.seed": 1}); a `tuned_in` configuration is read where its own study
     # ran, without them.

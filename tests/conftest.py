@@ -8,10 +8,65 @@ import pytest
 
 from ikd.config import Config, load_config
 
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return free.getsockname()[1]
+
+
 # Token authentication, as on a fresh cluster (DESIGN.md §7): Ray's clients read RAY_AUTH_MODE
 # once, when ray is first imported, so the Job SDK in this process can talk to the `ray_head`
 # fixture's head only if it is set before anything imports ray. Local Rays take it too.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+# An S3 API of the session's own (the `s3` fixture: moto's server, started when first asked
+# for), reached as a user reaches MinIO: credentials and the endpoint from the environment, set
+# here, before any Ray starts, so every process Ray starts for a test has them too.
+_S3_PORT = _free_port()
+os.environ.update(
+    AWS_ACCESS_KEY_ID="ikd-test",
+    AWS_SECRET_ACCESS_KEY="ikd-test",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{_S3_PORT}",
+)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on the port the environment names (above), for the session."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_S3_PORT, verbose=False)
+    server.start()
+    yield os.environ["AWS_ENDPOINT_URL_S3"]
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def new_bucket(s3_server):
+    """Makes a fresh bucket on the session's S3 server; returns its `s3://` URI."""
+    import uuid
+
+    import boto3
+
+    def create() -> str:
+        bucket = f"ikd-{uuid.uuid4().hex[:10]}"
+        boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
+        return f"s3://{bucket}"
+
+    return create
+
+
+@pytest.fixture
+def s3(new_bucket):
+    """A fresh bucket on the session's S3 server: its `s3://` URI."""
+    return new_bucket()
 
 
 @pytest.fixture
@@ -84,21 +139,38 @@ def main_job(smoke_dataset, ray_head, tmp_path_factory):
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def cluster_jobs(smoke_dataset, new_bucket, tmp_path_factory):
+    """The jobs on two nodes and S3 (tests/cluster_jobs.py), started in a thread, not waited
+    for: `.outcome()` waits."""
+    from cluster_jobs import ClusterJobs
+
+    jobs = ClusterJobs(smoke_dataset[1], new_bucket(), tmp_path_factory.mktemp("cluster"))
+    jobs.start()
+    yield jobs
+    jobs.join(600)
+
+
+JOBS = ("main_job", "cluster_jobs")  # started as the session begins, read by its last tests
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _main_job_first(request):
-    """Submits the main job as the session begins when a selected test reads it: it runs on its
-    own head while the other tests run (they leave a core idle a third of the time, waiting on
-    process starts), and the tests that read it run last (below)."""
-    if any("main_job" in item.fixturenames for item in request.session.items):
-        request.getfixturevalue("main_job")
+def _jobs_first(request):
+    """Starts the main job and the cluster jobs as the session begins when a selected test reads
+    them: they run on their own Ray clusters while the other tests run (which leave a core idle
+    a third of the time, waiting on process starts), and the tests that read them run last
+    (below)."""
+    for job in JOBS:
+        if any(job in item.fixturenames for item in request.session.items):
+            request.getfixturevalue(job)
 
 
 def pytest_collection_modifyitems(config, items):
-    """The main job's tests run last; GPU tests are the only ones that may be skipped: without
-    CUDA they are."""
+    """The jobs' tests run last; GPU tests are the only ones that may be skipped: without CUDA
+    they are."""
     import torch
 
-    items.sort(key=lambda item: "main_job" in item.fixturenames)  # stable: the rest in order
+    items.sort(key=lambda item: any(job in item.fixturenames for job in JOBS))  # stable
     if torch.cuda.is_available():
         return
     for item in items:

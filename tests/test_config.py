@@ -125,7 +125,16 @@ def test_every_dotted_key_is_overridable():
         section, name = key.split(".")
         old = getattr(getattr(base, section), name)
         if kind is str:
-            candidates = ["pretrained", "elsewhere", "baseline", "vgg16", "cpu", "kl", "storage"]
+            candidates = [
+                "pretrained",
+                "elsewhere",
+                "baseline",
+                "vgg16",
+                "cpu",
+                "kl",
+                "storage",
+                "SPREAD",
+            ]
         elif kind is bool:
             candidates = [not old]
         elif kind is int:

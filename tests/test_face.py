@@ -56,7 +56,13 @@ def test_synthetic_faces_pair_with_windows_and_missing_faces_become_errors(smoke
 
 
 def test_mtcnn_runs_offline_on_a_frame(smoke, monkeypatch):
-    def no_network(*args, **kwargs):
+    connect = socket.socket.connect
+
+    def no_network(self, address, *args, **kwargs):
+        # this machine stays reachable: the session's Ray clusters and S3 server are in use by
+        # jobs running beside this test (conftest.py's `cluster_jobs`)
+        if isinstance(address, str) or address[0] in ("127.0.0.1", "localhost", "::1"):
+            return connect(self, address, *args, **kwargs)
         raise OSError("network disabled in this test")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)

@@ -1,18 +1,18 @@
 """ikd.storage: the dataset, the run storage and the rendered results through one pyarrow
 filesystem layer — a local path, and an fsspec in-memory filesystem wrapped in pyarrow's
 `PyFileSystem` that, like an object store, refuses appends and renames (so neither a `file://`
-shortcut nor an append-mode `metrics.jsonl` can pass)."""
+shortcut nor an append-mode `metrics.jsonl` can pass). A study in an S3 bucket, end to end:
+tests/test_cluster.py."""
 
 import json
 import uuid
 
 import fsspec
-import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from ikd.storage import Location, StorageError, location, read_json, write_json
+from ikd.storage import StorageError, location, read_json, write_json
 
 
 class ObjectStore(MemoryFileSystem):
@@ -77,59 +77,3 @@ def test_a_remote_location_is_not_a_local_path_and_bad_uris_are_named(store):
         open(location(store) / "x")  # noqa: SIM115 — would write to the local disk otherwise
     with pytest.raises(StorageError, match="nosuchscheme://x"):
         location("nosuchscheme://x")
-
-
-def test_a_run_reads_its_dataset_and_writes_its_records_through_the_storage_layer(
-    smoke_dataset, tmp_path, store, monkeypatch
-):
-    """The dataset copied into the object store, a study's final stage trains there (plain loop)
-    and its report renders from it: every record is written whole, none lands on the local
-    disk, and the table holds the test accuracy the run recorded in the store."""
-    from ikd.tune.stages import run_study
-
-    _, folder, _ = smoke_dataset
-    monkeypatch.chdir(tmp_path)  # a URI mistaken for a path would land here
-    data = location(store) / "datasets"
-    pafs.copy_files(folder.path, (data / folder.name).path, destination_filesystem=data.fs)
-    study = tmp_path / "storage_check.py"
-    study.write_text(
-        "from ikd.study import Study, Table, Variant\n"
-        "STUDY = Study(artefact='storage check', seeds=1, test_seeds=1, test_epochs=2,\n"
-        "    variants=(Variant('baseline', {'train.method': 'baseline'}),),\n"
-        "    report=Table(labels={'baseline': 'Baseline'}))\n"
-    )
-    results = tmp_path / "results"
-    run = run_study(
-        study,
-        preset="smoke",
-        # each final run reads its splits from the store itself (the paper preset's way), not
-        # from splits the study read once
-        overrides={
-            "data.root": str(data),
-            "teacher.source": "trained",
-            "resources.data": "storage",
-        },
-        stages=("final", "report"),
-        results_root=results,
-        quick=True,
-        storage=f"{store}/runs",
-    )
-    (finals,) = run.final_records().values()
-    (record,) = finals
-    run_dir = record.folder
-    assert isinstance(run_dir, Location) and str(run_dir).startswith(f"{store}/runs/storage_check")
-    names = {p.name for p in run_dir.iterdir()}
-    assert {"config.json", "run.json", "metrics.jsonl", "test.json"} <= names
-    assert {"test_predictions.parquet", "checkpoints"} <= names
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
-    assert record.status == "complete" and record.metrics == [json.loads(x) for x in lines]
-    (checkpoint,) = (run_dir / "checkpoints").iterdir()  # the model only, once finished
-    assert read_json(checkpoint / "epoch.json") == {"epoch": 1, "model_only": True}
-    assert not (tmp_path / "results" / "runs").exists()  # nothing of the run on the local disk
-    assert not [p for p in tmp_path.rglob("*") if "objectstore" in p.name]
-    table = pd.read_csv(results / "storage_check" / "table.csv")
-    test = read_json(run_dir / "test.json")
-    assert table["acc_mean"].iloc[0] == pytest.approx(100 * test["test/acc"], abs=1e-4)
-    provenance = read_json(results / "storage_check" / "provenance.json")
-    assert provenance["dataset"]["manifest_sha256"]  # read from the store

@@ -79,16 +79,24 @@ def _verdict(difference: Difference, found: bool) -> str:
     return "reproduced within seed noise" if difference.low <= 0 <= difference.high else "differs"
 
 
-def write_comparison(ours: Path, reference: Path, title: str, studies: Sequence[str] = ()) -> str:
-    """Write `<ours>/comparison.md` and `.csv`; return the Markdown."""
+def write_comparison(
+    ours: Path,
+    reference: Path,
+    title: str,
+    studies: Sequence[str] = (),
+    names: tuple[str, str] | None = None,
+) -> str:
+    """Write `<ours>/comparison.md` and `.csv`; return the Markdown. `names`: the two trees'
+    names (default: their folders')."""
+    here, there = names or (ours.name, reference.name)
     frame = compare_trees(ours, reference, studies)
     frame.to_csv(ours / f"{COMPARISON}.csv", index=False, float_format="%.4f")
     counts = frame["verdict"].value_counts()
     lines = [
         f"# {title}",
         "",
-        f"Test ACC (%) per artefact row: mean ± std over seeds here ({ours.name}) and in "
-        f"{reference.name}; the difference of the means with its 95 % Welch interval (the two "
+        f"Test ACC (%) per artefact row: mean ± std over seeds here ({here}) and in "
+        f"{there}; the difference of the means with its 95 % Welch interval (the two "
         "share seed numbers, not a teacher: seeds do not pair). Verdict: reproduced within seed "
         "noise when the interval holds 0 — which with few seeds is weak evidence of agreement, "
         'and over many rows about 1 in 20 says "differs" by chance alone. Synthetic data.',

@@ -27,11 +27,14 @@ QUESTIONS = {
 REPLICATES = {"table3_population2": "table3_methods"}
 
 
-def write_overview(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> Path:
-    """Write `<results>/README.md` from the studies rendered under `results`."""
+def write_overview(
+    results: Path, studies: Sequence[str] = tuple(QUESTIONS), name: str | None = None
+) -> Path:
+    """Write `<results>/README.md` from the studies rendered under `results` (`name`: the
+    results root's, when `results` is a local copy of it)."""
     results = Path(results)
     lines = [
-        f"# Results: {results.name}",
+        f"# Results: {name or results.name}",
         "",
         "Rendered by `ikd report` from the run records under `runs/` (no number here is typed by "
         "hand). The data is synthetic: a simulated population (a second one where a study "

@@ -47,16 +47,19 @@ from ikd.data import schema
 from ikd.data.dataset import BuiltDataset, open_dataset
 from ikd.data.pipeline import read_split
 from ikd.errors import UserError
-from ikd.storage import Location, location, read_json
+from ikd.storage import Location, location, read_json, write_json
 from ikd.train.data import Samples
 from ikd.train.loop import Context, train_loop
 from ikd.train.runs import (
     KEEP_CHECKPOINTS,
+    METRICS,
     RAY_STORAGE,
     RUN,
     checkpoint_epoch,
     checkpoint_folders,
     load_state,
+    read_metrics,
+    this_node,
     write_state,
 )
 
@@ -112,6 +115,9 @@ def _worker(setup: dict[str, Any]) -> None:
             for name in ("train", "val")
         }
     run_dir = location(setup["run_dir"])
+    rank, start = context.get_world_rank(), len(read_metrics(run_dir / METRICS))
+    node = {"rank": rank, **this_node(), "from_epoch": start}
+    write_json(run_dir / WORKER_NODES / f"rank{rank}-from{start}.json", node)
     train_loop(
         Config.from_dict(setup["config"]),
         run_dir,
@@ -148,7 +154,12 @@ def scaling(config: Config) -> tuple[ScalingConfig, int]:
     threads = config.train.threads or max(1, round(per_worker))
     resources = {"CPU": per_worker, **({"GPU": r.gpus_per_worker} if use_gpu else {})}
     return (
-        ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
+        ScalingConfig(
+            num_workers=workers,
+            use_gpu=use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=r.placement,
+        ),
         threads,
     )
 
@@ -171,6 +182,22 @@ def _cause(error: TrainingFailedError) -> str:
     lines = str(failure).strip().splitlines()
     where = f"rank {rank}" if rank is not None else "the Ray Train controller"
     return f"{where}: {type(failure).__name__}: {lines[0] if lines else ''}{more}"
+
+
+WORKER_NODES = "worker_nodes"  # each rank's node per (re)start, until folded into run.json
+
+
+def _record_worker_nodes(run_dir: Location) -> None:
+    """Add where each rank trained (a file per rank and start, written by the workers) to
+    run.json's `trained_on`, after the driver's own entry."""
+    folder = run_dir / WORKER_NODES
+    starts = [read_json(path) for path in folder.glob("rank*.json")]
+    if not starts:
+        return
+    starts.sort(key=lambda node: (node["from_epoch"], node["rank"]))
+    record = read_json(run_dir / RUN) or {}
+    write_json(run_dir / RUN, {**record, "trained_on": [*record.get("trained_on", []), *starts]})
+    folder.remove()
 
 
 def _prune_checkpoints(run_dir: Location) -> None:
@@ -248,11 +275,13 @@ def fit_with_ray(
     try:
         trainer.fit()  # a re-run restores the newest checkpoint of <run_dir>/ray by itself
     except TrainingFailedError as error:
+        _record_worker_nodes(run_dir)
         log.error("Ray Train: %s", error)  # the workers' errors, many lines
         raise UserError(
             f"{run_dir}: training failed with {max_failures} restart(s) allowed ({_cause(error)}; "
             "the log above has the details). Run the same command again to resume from the "
             "last checkpoint."
         ) from None
+    _record_worker_nodes(run_dir)
     _prune_checkpoints(run_dir)
     return read_json(run_dir / RUN)["status"]

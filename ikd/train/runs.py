@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
+import sys
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -169,9 +171,19 @@ def prepare_run(
         raise DivergedError(run_dir)
     if previous is not None and previous.get("status") == "complete":
         return previous
+    # where each start of it trained: the node, and the epoch it (re)started from
+    start = {**this_node(), "from_epoch": len(read_metrics(run_dir / METRICS))}
+    record["trained_on"] = [*(previous or {}).get("trained_on", []), start]
     write_json(run_dir / CONFIG, portable_config(config))
     write_json(run_dir / RUN, record)
     return record
+
+
+def this_node() -> dict[str, Any]:
+    """The Ray node this process runs on (its id; None outside Ray) and the machine's name."""
+    ray = sys.modules.get("ray")  # the Ray layer is not imported for a run without it
+    node = ray.get_runtime_context().get_node_id() if ray and ray.is_initialized() else None
+    return {"node_id": node, "hostname": socket.gethostname()}
 
 
 def portable_config(config: Config) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The main job (`ikd run`): every paper artefact's study in order — Table 3, Table 4, Table 5,
 Fig. 4, the joint search, then Table 3 on a second population — each resumable, with an estimate of the time left up front.
 
-    regenerate(preset="laptop", overrides={}, results_root=Path("results/laptop").resolve())
+    regenerate(preset="laptop", overrides={}, results_root=location("results/laptop"))
 
 Runs live under `<results_root>/runs/` (their records, never their checkpoints, are what a
 results tree commits; a continued regeneration reuses every finished trial and final run found
@@ -20,7 +20,7 @@ from typing import Any
 from ikd.config import Config, apply_overrides, load_config
 from ikd.data.dataset import BuiltDataset, dataset_folder, finished_manifest
 from ikd.report.overview import write_overview
-from ikd.storage import read_json
+from ikd.storage import Location, read_json, staged
 from ikd.study import load_study
 from ikd.train.runs import same_teacher
 from ikd.tune.stages import RUNS, STAGES, StudyRun
@@ -37,17 +37,19 @@ ORDER = ("table3_methods", "table4_students", "table5_contrast", "fig4_lambda", 
          "table3_population2")  # fmt: skip
 
 
-def tree_dataset(results: Path) -> dict[str, Any] | None:
+def tree_dataset(results: Location) -> dict[str, Any] | None:
     """The dataset a results tree's runs were trained on — its data hash and teacher, from the
     first run record under `<results>/runs` — or None for a tree without runs."""
-    for path in sorted((results / RUNS).glob("*/*/*/run.json")):
-        record = read_json(path) or {}
-        if record.get("teacher"):
-            return {"data_hash": record.get("data_hash"), "teacher": record["teacher"]}
+    for study in (results / RUNS).folders():
+        for stage in (study / name for name in sorted(STAGE_KINDS)):  # the run folders' stages
+            for run in stage.folders():
+                record = read_json(run / "run.json") or {}
+                if record.get("teacher"):
+                    return {"data_hash": record.get("data_hash"), "teacher": record["teacher"]}
     return None
 
 
-def results_tree(results: Path, dataset: BuiltDataset) -> tuple[Path, Path | None]:
+def results_tree(results: Location, dataset: BuiltDataset) -> tuple[Location, Location | None]:
     """Where this dataset's regeneration goes, and the tree it is compared with at the end.
 
     `results` itself when it is new or its runs were trained on this dataset (same data hash,
@@ -62,7 +64,7 @@ def results_tree(results: Path, dataset: BuiltDataset) -> tuple[Path, Path | Non
     ):
         return results, None
     teacher = dataset.teacher["backbone_sha256"][:12]
-    own = results.with_name(f"{results.name}@{dataset.data_hash}-{teacher}")
+    own = results.parent / f"{results.name}@{dataset.data_hash}-{teacher}"
     log.warning(
         "%s was trained against teacher %s (data %s); this dataset's teacher is %s (data %s): "
         "regenerating into %s, compared with %s at the end",
@@ -78,7 +80,7 @@ def results_tree(results: Path, dataset: BuiltDataset) -> tuple[Path, Path | Non
 
 
 def study_runs(
-    preset: str, overrides: Mapping[str, Any], results_root: Path, quick: bool
+    preset: str, overrides: Mapping[str, Any], results_root: Location, quick: bool
 ) -> list[StudyRun]:
     """The regeneration's studies, in order, with their runs under `<results_root>/runs` (unless
     the overrides set `train.runs_root`); on captures (`data.captures`), without the studies
@@ -108,16 +110,19 @@ def remaining_epochs(runs: list[StudyRun]) -> dict[str, float]:
     start draws them."""
     epochs: dict[str, float] = {}
     for run in runs:
-        for student, value in study_epochs(run.work_left()).items():
+        for student, value in study_epochs(run.work_left(), run.study.asha).items():
             epochs[student] = epochs.get(student, 0.0) + value
     return epochs
 
 
-def study_epochs(left: list[tuple[str, tuple[str, ...], int, int]]) -> dict[str, float]:
-    """`remaining_epochs` of one study's `StudyRun.work_left`."""
+def study_epochs(
+    left: list[tuple[str, tuple[str, ...], int, int]], asha: bool = True
+) -> dict[str, float]:
+    """`remaining_epochs` of one study's `StudyRun.work_left` (`asha`: its searches stop trials
+    early)."""
     epochs: dict[str, float] = {}
     for stage, students, count, per_run in left:
-        share = asha_share(per_run, count) if stage == "tune" else 1.0
+        share = asha_share(per_run, count) if stage == "tune" and asha else 1.0
         for student in students:
             epochs[student] = epochs.get(student, 0.0) + count * per_run * share / len(students)
     return epochs
@@ -143,7 +148,9 @@ def estimate(runs: list[StudyRun], train_windows: int) -> tuple[float, str]:
     per run, and the datasets still to build (`builds_left`)."""
     left = [run.work_left() for run in runs]
     counts = [sum(n for entries in left for kind, _, n, _ in entries if kind == k) for k in STAGE_KINDS]  # fmt: skip
-    epochs = [study_epochs(entries) for entries in left]
+    epochs = [
+        study_epochs(entries, run.study.asha) for entries, run in zip(left, runs, strict=True)
+    ]
     students = {s: sum(e.get(s, 0.0) for e in epochs) for s in {s for e in epochs for s in e}}
     config = runs[0].config
     seconds = {
@@ -200,7 +207,7 @@ def regenerate(
     *,
     preset: str,
     overrides: Mapping[str, Any],
-    results_root: Path,
+    results_root: Location,
     quick: bool = False,
     train_windows: int,
     only_estimate: bool = False,
@@ -223,7 +230,8 @@ def regenerate(
             _duration(time.perf_counter() - start),
             *left,
         )
-    write_overview(results_root, [run.study.name for run in runs])
+    with staged(results_root, skip=(RUNS,)) as folder:
+        write_overview(folder, [run.study.name for run in runs], results_root.name)
     return runs
 
 

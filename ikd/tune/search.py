@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -160,8 +161,8 @@ def tune_variant(
             share), `ikd.cluster.trial_shape`.
         concurrent: trials at once.
         optuna_storage: the RDB URL of the Optuna mirror (default: a SQLite file `optuna.db`
-            beside the runs of `spec`'s study, or under ~/.cache/ikd when those are in an object
-            store); its study is named `<study>/<name>`.
+            beside the runs of `spec`'s study; in an object store a local working copy of it,
+            written back after each trial); its study is named `<study>/<name>`.
         asha: stop trials early with ASHA (False: every trial runs all its epochs — what ASHA
             is measured against, `benchmarks/asha_budget.py`).
         first: a point of `space` the search tries first (Optuna's enqueued trial, through
@@ -179,7 +180,12 @@ def tune_variant(
     ray_train = spec.get("loop") == "ray"
     runs = tuning_folder(spec).parent
     records = TrialRecords(
-        runs, space, optuna_storage or _optuna_file(runs.parent), f"{runs.parent.name}/{name}"
+        runs,
+        space,
+        optuna_storage or _optuna_file(runs.parent),
+        f"{runs.parent.name}/{name}",
+        # the mirror's copy in the object store, written back after each trial (the default's)
+        None if optuna_storage or runs.parent.is_local else runs.parent / OPTUNA_FILE,
     )
     for interrupted in (
         t for t in trial_history(runs, name, space, spec) if t.status == "interrupted"
@@ -253,6 +259,9 @@ def tune_variant(
             name=f"{name}-after-{len(finished)}",  # one experiment per (re)start
             storage_path=storage.path,
             storage_filesystem=storage.ray_filesystem,
+            # a trial whose process or node dies starts again (elsewhere): its run resumes
+            # from its last checkpoint and replays its epochs to Tune (ASHA keeps its rungs)
+            failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
             verbose=0,
             callbacks=[records],
         ),
@@ -260,14 +269,20 @@ def tune_variant(
     return tuner.fit()
 
 
+OPTUNA_FILE = "optuna.db"
+TRIAL_RETRIES = 3  # restarts of a trial whose process or node died
+
+
 def _optuna_file(study_runs: Location) -> str:
-    """The SQLite URL of a study's Optuna mirror: beside its runs on a file system; SQLite
-    cannot live in an object store, so a local file named after it then."""
+    """The SQLite URL of a study's Optuna mirror: beside its runs on a file system. SQLite
+    cannot live in an object store: there a local working copy of the store's `optuna.db`
+    (fetched now, written back after each trial by `TrialRecords`), in a temporary folder."""
     if study_runs.is_local:
-        return f"sqlite:///{study_runs / 'optuna.db'}"
-    folder = Path.home() / ".cache" / "ikd" / "optuna"
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / (str(study_runs).replace('://', '/').replace('/', '_') + '.db')}"
+        return f"sqlite:///{study_runs / OPTUNA_FILE}"
+    path = Path(tempfile.mkdtemp(prefix="ikd-optuna-")) / OPTUNA_FILE
+    if (study_runs / OPTUNA_FILE).exists():
+        path.write_bytes((study_runs / OPTUNA_FILE).read_bytes())
+    return f"sqlite:///{path}"
 
 
 def _trial_folder(trial: Any) -> str:
@@ -287,8 +302,16 @@ class TrialRecords(tune.Callback):
       (DESIGN.md §7), so the search keeps its study in memory and this mirror is written beside.
     """
 
-    def __init__(self, runs: Location, space: Mapping[str, Any], storage: str, study: str) -> None:
+    def __init__(
+        self,
+        runs: Location,
+        space: Mapping[str, Any],
+        storage: str,
+        study: str,
+        copy: Location | None = None,
+    ) -> None:
         self.runs, self.space, self.storage, self.study = runs, dict(space), storage, study
+        self.copy = copy  # where a local SQLite mirror is written back to (an object store)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         values = ", ".join(f"{key}={_short(trial.config.get(key))}" for key in self.space)
@@ -340,6 +363,8 @@ class TrialRecords(tune.Callback):
                 state=state,
             )
         )
+        if self.copy is not None:
+            self.copy.write_bytes(Path(self.storage.removeprefix("sqlite:///")).read_bytes())
 
 
 def _short(value: Any) -> str:

@@ -25,8 +25,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ikd.config import apply_overrides, load_config
 from ikd.data.dataset import BuiltDataset, dataset_folder, finished_manifest, open_dataset
 from ikd.errors import UserError
@@ -43,6 +41,7 @@ from ikd.storage import (
     portable,
     read_json,
     sha256_file,
+    staged,
     write_json,
 )
 from ikd.study import Figure, Study, Table, Variant, load_study
@@ -85,7 +84,7 @@ class StudyRun:
         *,
         preset: str,
         overrides: Mapping[str, Any],
-        results_root: Path,
+        results_root: str | Path | Location,
         quick: bool = False,
         storage: str | None = None,
         optuna_storage: str | None = None,
@@ -96,7 +95,7 @@ class StudyRun:
         self.overrides = dict(overrides)
         if quick:  # the study file's test epochs, unless the command sets them
             self.overrides.setdefault("train.epochs", self.study.test_epochs)
-        self.results = Path(results_root).resolve() / self.study.name
+        self.results = location(results_root) / self.study.name  # a folder or an object store's
         if storage is None and "train.runs_root" not in self.overrides:
             storage = str(self.results.parent / RUNS)  # a study's runs live with its results
         if storage is not None:
@@ -194,10 +193,10 @@ class StudyRun:
                     concurrent=self.config.resources.concurrent_trials,
                     optuna_storage=self.optuna_storage,
                     first=self.start_point(variant),
+                    asha=self.study.asha,
                 )
                 self.reevaluate(variant)
         best = {variant.name: self._best(variant) for variant in self.variants if variant.space}
-        self.results.mkdir(parents=True, exist_ok=True)
         write_json(self.results / BEST_CONFIG, best)
         return best
 
@@ -417,22 +416,22 @@ class StudyRun:
     def final(self) -> list[Location]:
         """Every variant's final configuration × seeds, each run evaluated on test once.
 
-        One-worker final runs train in this process — or, on a GPU cluster when this process
-        sees no GPU (a CPU head), as one-worker Ray Train runs on a GPU node (the same run
-        folder: the run hash does not depend on the loop)."""
-        from ikd.cluster import init_ray, on_gpus
+        The final runs are Ray tasks, spread over the cluster's nodes as its resources allow
+        (each takes a trial's shape, `ikd.cluster.trial_shape`: on a laptop one at a time,
+        with all its CPUs). A run whose node is lost is retried elsewhere and resumes from its
+        last checkpoint in the run storage; a diverged run is recorded and the others go on."""
+        import ray
 
-        run = {}
-        if self.loop == "plain":
-            init_ray()
-            if on_gpus(self.config, 1) and not torch.cuda.is_available():
-                run = {"loop": "ray", "train.workers": 1}
-        if run:
-            self.dataset()  # built first if missing; each Ray Train run reads it itself
-            splits = None
-        else:
-            splits = self.splits()
-        done = []
+        from ikd.cluster import init_ray, trial_shape
+
+        init_ray()
+        shape, threads = trial_shape(self.config)
+        splits = self.splits()
+        shared = ray.put(splits) if splits else None
+        task = ray.remote(_final_run).options(
+            num_cpus=shape["cpu"], num_gpus=shape.get("gpu", 0), max_retries=FINAL_RETRIES
+        )
+        done, pending = [], {}
         for variant in (v for v in self.variants if v.final):
             for seed, spec in enumerate(self.final_specs(variant)):
                 folder = self.final_folder(spec)
@@ -443,13 +442,19 @@ class StudyRun:
                     done.append(folder)
                     continue
                 log.info("%s: final %s, seed %d", self.study.name, variant.name, seed)
-                try:
-                    done.append(train_driver({**spec, **run, "splits": splits}))
-                except DivergedError as error:  # recorded in its run folder; the others go on
-                    log.warning("%s: final %s, seed %d diverged: %s", self.study.name,
-                                variant.name, seed, error)  # fmt: skip
-                    continue
-                keep_model_only(done[-1])
+                reference = task.remote({**spec, "train.threads": threads}, shared)
+                pending[reference] = (variant.name, seed)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            name, seed = pending.pop(ready[0])
+            try:
+                done.append(ray.get(ready[0]))
+            except ray.exceptions.RayTaskError as error:
+                if not isinstance(error.cause, DivergedError):
+                    raise error.cause from None  # a user's mistake: its own one line
+                # recorded in its run folder; the others go on
+                log.warning("%s: final %s, seed %d diverged: %s", self.study.name, name, seed,
+                            error.cause)  # fmt: skip
         return done
 
     def final_folder(self, spec: Mapping[str, Any]) -> Location:
@@ -576,8 +581,9 @@ class StudyRun:
             tuning[variant.name] = [read_run(trial.folder) for trial in trials]
         return tuning
 
-    def report(self) -> list[Path]:
-        """Render `<results>/<study>/` from the run records; returns the files written."""
+    def report(self) -> list[Location]:
+        """Render `<results>/<study>/` from the run records (into a local copy first where it
+        lies in an object store, `ikd.storage.staged`); returns the files written."""
         from ikd.report.render import Context, render
 
         records, tuning = self.final_records(), self.tuning()
@@ -599,6 +605,8 @@ class StudyRun:
             scheduler=(
                 f"ASHA on {METRIC} per epoch (grace {asha_grace(data.train.epochs)} epochs, "
                 f"reduction factor {ASHA_REDUCTION})"
+                if self.study.asha
+                else "none (every trial runs all its epochs)"
             ),
             dataset={
                 "data_hash": data.data_hash(),
@@ -618,7 +626,10 @@ class StudyRun:
                 for name, runs in records.items()
             },
         )
-        return render(self.results, context, finals, tuning, runs, self.provenance(runs))
+        provenance = self.provenance(runs)
+        with staged(self.results) as folder:
+            written = render(folder, context, finals, tuning, runs, provenance)
+        return [self.results / path.relative_to(folder).as_posix() for path in written]
 
     def other_finals(self) -> dict[str, list[RunRecord]]:
         """The finished final runs of other studies' variants this study's table compares with
@@ -778,13 +789,14 @@ class StudyRun:
         return portable(value, _roots(self.results.parent))
 
     @classmethod
-    def from_record(cls, results: Path, studies: Path | None = None) -> StudyRun:
+    def from_record(cls, results: str | Path | Location, studies: Path | None = None) -> StudyRun:
         """The study run that `<results>/<study>/study.json` records (its study file looked up
         in `studies` when it has moved)."""
-        record = read_json(Path(results) / STUDY_RECORD)
+        results = location(results)
+        record = read_json(results / STUDY_RECORD)
         if record is None:
             raise UserError(f"{results}: no {STUDY_RECORD} (run `ikd study` on it first)")
-        root = Path(results).resolve().parent
+        root = results.parent
         roots = _roots(root)
         path = Path(local(record["study_file"], roots))
         if not path.exists() and studies is not None:  # an old record's other machine's path
@@ -804,9 +816,11 @@ class StudyRun:
         )
 
 
-def _roots(results_root: Path) -> dict[str, Path]:
-    """The folders a study record's paths are written relative to (`ikd.storage.portable`)."""
-    return {RESULTS_MARK: results_root, REPOSITORY_MARK: REPOSITORY}
+def _roots(results_root: Location) -> dict[str, Path]:
+    """The folders a study record's paths are written relative to (`ikd.storage.portable`): the
+    results root where it is a local folder, and the repository."""
+    local_root = {RESULTS_MARK: results_root.local} if results_root.is_local else {}
+    return {**local_root, REPOSITORY_MARK: REPOSITORY}
 
 
 def tuned_configuration(
@@ -815,7 +829,7 @@ def tuned_configuration(
     *,
     preset: str,
     overrides: Mapping[str, Any],
-    results_root: Path,
+    results_root: str | Path | Location,
     quick: bool,
     tune: bool = True,
 ) -> dict[str, Any]:
@@ -837,7 +851,7 @@ def run_study(
     preset: str,
     overrides: Mapping[str, Any] | None = None,
     stages: Sequence[str] = STAGES,
-    results_root: Path,
+    results_root: str | Path | Location,
     quick: bool = False,
     storage: str | None = None,
     optuna_storage: str | None = None,
@@ -858,6 +872,17 @@ def run_study(
     )
     run.run(stages, command)
     return run
+
+
+FINAL_RETRIES = 3  # a final run's task is retried this often when its node or process dies
+
+
+def _final_run(spec: Mapping[str, Any], splits: dict[str, Samples] | None) -> Location:
+    """One final run, a Ray task (`StudyRun.final`): trained or resumed, test read once, then
+    only its model kept."""
+    folder = train_driver({**spec, "splits": splits})
+    keep_model_only(folder)
+    return folder
 
 
 def _finished(records: Mapping[str, list[RunRecord]]) -> dict[str, list[RunRecord]]:

@@ -1,0 +1,174 @@
+"""The jobs of tests/test_cluster.py, run from the session's start in a thread of their own
+(conftest.py's `cluster_jobs`) while the other tests run, as the main job is: on a Ray cluster
+of two nodes on this machine (`ikd.cluster.LocalCluster`, 1 CPU each), every root in a bucket
+of the session's S3 server (conftest.py's `s3_server`), submitted with the Job SDK.
+
+1. `ikd train` with 2 Ray Train workers, one per node (resources.placement=SPREAD), each
+   reading the dataset from the bucket; node "b" is killed once epoch 0 is recorded.
+2. A new "b" joins (as an autoscaler replaces a lost node); `ikd study` of a small study: two
+   trials at once, two final runs at once. "b" is killed once a tuning trial on it is past a
+   checkpoint and not finished; a new "b" joins; it is killed again once a final run on it is.
+3. The same `ikd study` submitted again.
+
+What each saw is kept for the tests to assert; the cluster is stopped at the end."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+import yaml
+
+from ikd.cluster import LocalCluster, wait_for_job
+from ikd.provenance import REPOSITORY
+from ikd.storage import Location, location, read_json
+from ikd.train.ray_train import WORKER_NODES
+from ikd.train.runs import METRICS, RUN, read_metrics
+
+# a lost node is declared dead after ~1.5 s (Ray's default: ~15-30 s), so work moves on sooner
+FAST_DEATH = {
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_timeout_ms": "500",
+    "RAY_health_check_failure_threshold": "3",
+}
+TRAIN = {
+    "teacher.source": "trained",
+    "train.method": "identitykd",
+    "train.workers": 2,
+    "train.epochs": 3,
+    "train.batch_size": 8,
+    "train.student": "mobilenet",  # the smallest student: the subject is the fault, not it
+    # each worker reads its data from the dataset's storage (the paper preset's way)
+    "resources.data": "storage",
+    "resources.placement": "SPREAD",
+}
+STUDY = """
+from ikd.study import Study, Table, Variant, table_space
+
+STUDY = Study(
+    artefact="cluster check",
+    variants=(Variant("baseline", {"train.method": "baseline"}, space=table_space("baseline")),),
+    trials=2, seeds=2, test_trials=2, test_seeds=2, test_epochs=4, reevaluate=0,
+    asha=False,  # which trials complete must not hang on the order they reach a rung in
+    report=Table(labels={"baseline": "Baseline"}),
+)
+"""
+# two trials at once, and two final runs: one on each node
+STUDY_OVERRIDES = ["teacher.source=trained", "train.student=mobilenet",
+                   "resources.concurrent_trials=2"]  # fmt: skip
+# what ikd writes: none of it may land on a node's disk
+RECORDS = {"run.json", "metrics.jsonl", "table.csv", "table.md", "manifest.json", "study.json",
+           "best_config.json", "test.json", "optuna.db", "state.pt"}  # fmt: skip
+
+
+class ClusterJobs(threading.Thread):
+    def __init__(self, dataset: Location, bucket: str, folder: Path) -> None:
+        super().__init__(daemon=True)
+        self.dataset, self.bucket, self.folder = dataset, bucket, folder
+        # every location opened here, once: a test beside these jobs may point this process's
+        # AWS_ENDPOINT_URL_S3 elsewhere for a while (tests/test_cluster.py's wrong endpoint)
+        self.data = location(bucket) / "datasets"
+        self.results = f"{bucket}/results"
+        self.train_runs = location(f"{bucket}/runs")
+        self.study_runs = location(self.results) / "runs" / "cluster_check"
+        self.study = folder / "cluster_check.py"
+        self.seen: dict[str, Any] = {}
+        self.error: BaseException | None = None
+        # copied before the other tests start: some damage the session's dataset (and rebuild it)
+        pafs.copy_files(dataset.path, (self.data / dataset.name).path,
+                        destination_filesystem=self.data.fs)  # fmt: skip
+
+    def run(self) -> None:
+        try:
+            self.study.write_text(STUDY)
+            with LocalCluster(cpus=1, env=FAST_DEATH) as cluster:
+                self._train(cluster)
+                self._study(cluster)
+                self.seen["again"] = wait_for_job(cluster.client(), self._submit(cluster), 300)
+                disks = [temp for _, temp, _ in cluster.nodes.values()] + cluster.disks
+                self.seen["disks"] = len(disks)
+                self.seen["left_on_disks"] = [
+                    p for temp in disks for p in Path(temp).rglob("*")
+                    if p.name in RECORDS or p.suffix == ".parquet"
+                ]  # fmt: skip
+        except BaseException as error:  # the tests report it
+            self.error = error
+
+    def outcome(self, seconds: float = 900) -> dict[str, Any]:
+        """What the jobs saw, once they are done."""
+        self.join(seconds)
+        assert not self.is_alive(), "the cluster jobs did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.seen
+
+    def _train(self, cluster: LocalCluster) -> None:
+        cluster.add("b", cpus=1)
+        nodes = cluster.alive()
+        command = [sys.executable, "-m", "ikd", "train", "--preset", "smoke", "--study", "nodes",
+                   f"data.root={self.data}", f"train.runs_root={self.train_runs}",
+                   *(f"{key}={value}" for key, value in TRAIN.items())]  # fmt: skip
+        client = cluster.client()
+        job = client.submit_job(entrypoint=shlex.join(command))
+        final = self.train_runs / "nodes" / "final"
+        run = self._wait(lambda: next(iter(final.folders()), None), client, job)
+        self._wait(lambda: len(read_metrics(run / METRICS)) >= 1, client, job)
+        placed = {read_json(path)["node_id"] for path in (run / WORKER_NODES).glob("rank*.json")}
+        cluster.kill("b")
+        self.seen["train"] = {"nodes": nodes, "placed": placed, "run": run,
+                              "ended": wait_for_job(client, job, 300)}  # fmt: skip
+
+    def _study(self, cluster: LocalCluster) -> None:
+        cluster.add("b", cpus=1)
+        client, job = cluster.client(), self._submit(cluster)
+        runs = self.study_runs
+        killed = {}
+        for stage in ("tune", "final"):
+            node = cluster.alive()["b"]
+            killed[stage] = self._wait(
+                lambda s=stage, n=node: _running_on(runs / s, n), client, job
+            )
+            cluster.kill("b")
+            if stage == "tune":
+                cluster.add("b", cpus=1)
+        self.seen["study"] = {"killed": killed, "ended": wait_for_job(client, job, 600)}
+
+    def _submit(self, cluster: LocalCluster) -> str:
+        """`ikd study` as cluster/README.md submits it: the working dir with runtime_env.yaml's
+        excludes, every root in the bucket."""
+        runtime_env = yaml.safe_load((REPOSITORY / "cluster" / "runtime_env.yaml").read_text())
+        command = [sys.executable, "-m", "ikd", "study", str(self.study), "--preset", "smoke",
+                   "--quick", "--results", self.results, f"data.root={self.data}",
+                   *STUDY_OVERRIDES]  # fmt: skip
+        return cluster.client().submit_job(
+            entrypoint=shlex.join(command),
+            runtime_env={**runtime_env, "working_dir": str(REPOSITORY)},
+        )
+
+    @staticmethod
+    def _wait(found: Any, client: Any, job: str, seconds: float = 300) -> Any:
+        """Poll `found()` until it gives something; fail if the job ends or time runs out."""
+        deadline = time.monotonic() + seconds
+        while not (value := found()):
+            if client.get_job_status(job).is_terminal() or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"not seen before the job ended: {client.get_job_logs(job)[-3000:]}"
+                )
+            time.sleep(0.05)
+        return value
+
+
+def _running_on(folder: Location, node: str) -> tuple[str, int] | None:
+    """A run under `folder` training on `node`, past its first checkpoint: (its name, epochs)."""
+    for run in folder.folders():
+        record = read_json(run / RUN) or {}
+        epochs = len(read_metrics(run / METRICS))
+        on = (record.get("trained_on") or [{}])[-1].get("node_id")
+        if record.get("status") == "running" and on == node and epochs >= 1:
+            return run.name, epochs
+    return None

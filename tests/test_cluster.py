@@ -1,0 +1,157 @@
+"""The cluster path on one machine, with the engines a cluster uses: two Ray nodes
+(`ikd.cluster.LocalCluster`: each its own raylet, object store, workers and CPUs), jobs through
+the Job SDK, an S3 API (moto's server, conftest.py's `s3_server`), and a node lost mid-training.
+The jobs run in tests/cluster_jobs.py from the session's start; these tests read what they saw."""
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from cluster_jobs import STUDY_OVERRIDES, TRAIN
+
+from ikd.cli import main
+from ikd.errors import UserError
+from ikd.provenance import REPOSITORY
+from ikd.storage import location, read_json
+from ikd.train.driver import evaluate_run, train_driver
+from ikd.train.ray_train import WORKER_NODES
+from ikd.train.runs import METRICS, RUN, read_metrics
+
+pytestmark = pytest.mark.slow
+
+
+def _epochs(run_dir):
+    """A run's metric lines without their timings (what must match across runs)."""
+    return [{k: v for k, v in m.items() if k != "seconds"} for m in read_metrics(run_dir / METRICS)]
+
+
+def test_a_ray_train_run_across_two_nodes_survives_losing_one(
+    cluster_jobs, smoke_dataset, tmp_path
+):
+    """Two DDP workers, one per node (resources.placement=SPREAD), checkpoints in S3; node "b"
+    killed after epoch 0: Ray Train restarts both workers on the head, the run resumes from its
+    checkpoint in S3 and ends with an undisturbed run's metrics. Here, on the session's one
+    node, a rank that dies with no restart allowed stops the same run with one line."""
+    from ray.job_submission import JobStatus
+
+    config, _, _ = smoke_dataset
+    # The last rank dies after the last epoch with no restart allowed: the run stops with a clear
+    # error, its three epochs recorded — an undisturbed run's (rank 0 may have marked it
+    # complete by then).
+    spec = {"preset": "smoke", "loop": "ray", "progress": False, "study": "broken",
+            "data.root": config.data.root, "train.runs_root": str(tmp_path), **TRAIN}  # fmt: skip
+    with pytest.raises(UserError, match=r"0 restart\(s\) allowed \(rank \d: .*Run the same"):
+        train_driver({**spec, "fail_at_epochs": (2,), "max_failures": 0})
+    (undisturbed,) = (tmp_path / "broken" / "final").iterdir()
+    assert (undisturbed / ".fault-injected-epoch-2").exists()  # the last rank did die
+    assert [m["epoch"] for m in _epochs(undisturbed)] == [0, 1, 2]
+
+    seen = cluster_jobs.outcome()["train"]
+    nodes, run, (status, logs) = seen["nodes"], seen["run"], seen["ended"]
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    assert run.name == undisturbed.name
+    assert seen["placed"] == {nodes["head"], nodes["b"]}  # one rank on each node
+    assert _epochs(run) == _epochs(undisturbed)
+    record = read_json(run / RUN)
+    assert record["status"] == "complete"
+    workers = [start for start in record["trained_on"] if "rank" in start]
+    assert {w["node_id"] for w in workers if w["from_epoch"] == 0} == seen["placed"]
+    later = [w for w in workers if w["from_epoch"] > 0]  # then both on the head
+    assert later and {w["node_id"] for w in later} == {nodes["head"]}, record["trained_on"]
+    assert not (run / WORKER_NODES).exists()  # folded into run.json
+    # Every rank evaluated rank 0's model: the checkpoint reproduces the logged val metrics.
+    assert evaluate_run(run, "val")["val/per_identity"] == _epochs(run)[-1]["val/per_identity"]
+
+
+def test_a_study_job_spreads_over_two_nodes_and_loses_no_work_when_one_dies(cluster_jobs):
+    """Trials and final runs ran on both nodes; the trial and the final run whose node was killed
+    went on from their last checkpoint in the bucket (no epoch twice, none lost); every trial of
+    the budget is there once, in the run folders and in the Optuna mirror alike."""
+    import optuna
+    from ray.job_submission import JobStatus
+
+    seen = cluster_jobs.outcome()["study"]
+    status, logs = seen["ended"]
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    runs = location(cluster_jobs.results) / "runs" / "cluster_check"
+    records = {stage: {run.name: read_json(run / RUN) for run in (runs / stage).folders()}
+               for stage in ("tune", "final")}  # fmt: skip
+    assert len(records["tune"]) == 2 and len(records["final"]) == 2  # the budget, none twice
+    assert all(r["status"] == "complete" for stage in records.values() for r in stage.values())
+    nodes = {start["node_id"] for stage in records.values() for r in stage.values()
+             for start in r["trained_on"]}  # fmt: skip
+    assert len(nodes) == 3  # the head, the first "b" and the one that replaced it
+    for stage, (name, epochs) in seen["killed"].items():
+        starts = records[stage][name]["trained_on"]
+        # resumed where its node died, not started again
+        assert len(starts) == 2 and starts[1]["from_epoch"] >= epochs >= 1, starts
+        assert [m["epoch"] for m in read_metrics(runs / stage / name / METRICS)] == [0, 1, 2, 3]
+    local = Path(tempfile.mkdtemp()) / "optuna.db"  # the mirror's copy in the bucket
+    local.write_bytes((runs / "optuna.db").read_bytes())
+    study = optuna.load_study(study_name="cluster_check/baseline", storage=f"sqlite:///{local}")
+    assert sorted(t.user_attrs["run"] for t in study.trials) == sorted(records["tune"])
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+def test_the_two_node_study_equals_a_single_node_run(cluster_jobs, smoke_dataset, tmp_path):
+    """The same study in this process, on the session's one-node Ray and a local disk: the same
+    trials and final runs (run folder names: hash and seed) with the same metrics, and so the
+    same table."""
+    from ikd.tune.stages import run_study
+
+    cluster_jobs.outcome()
+    config, _, _ = smoke_dataset
+    here = tmp_path / "results"
+    overrides = dict(item.split("=", 1) for item in STUDY_OVERRIDES)
+    run_study(cluster_jobs.study, preset="smoke", results_root=here, quick=True,
+              overrides={**overrides, "data.root": config.data.root})  # fmt: skip
+    there = location(cluster_jobs.results)
+    for stage in ("tune", "final"):
+        ours = {r.name: r for r in (location(here) / "runs" / "cluster_check" / stage).folders()}
+        theirs = {r.name: r for r in (there / "runs" / "cluster_check" / stage).folders()}
+        assert sorted(ours) == sorted(theirs)
+        for name, run in ours.items():
+            assert _epochs(run) == _epochs(theirs[name]), (stage, name)
+    table = "cluster_check/table.csv"
+    assert (here / table).read_text() == (there / table).read_text()
+
+
+def test_everything_lies_in_the_bucket_and_renders_from_it(cluster_jobs):
+    """The bucket holds the dataset, the run records and the results; no node's disk (their
+    temp dirs hold the job's working dir) holds any of them; a second submission trains nothing;
+    `ikd report` renders the study from the bucket, the overview beside it."""
+    from ray.job_submission import JobStatus
+
+    seen = cluster_jobs.outcome()
+    root = location(cluster_jobs.results)
+    assert [f for f in cluster_jobs.data.files() if f.name == "manifest.json"]
+    assert (root / "cluster_check" / "study.json").exists()
+    for run in (root / "runs" / "cluster_check" / "final").folders():
+        names = {p.name for p in run.iterdir()}
+        assert {"config.json", "run.json", "metrics.jsonl", "test.json"} <= names
+        assert {"test_predictions.parquet", "checkpoints"} <= names
+        (checkpoint,) = (run / "checkpoints").iterdir()  # the model only, once finished
+        assert read_json(checkpoint / "epoch.json") == {"epoch": 3, "model_only": True}
+    provenance = read_json(root / "cluster_check" / "provenance.json")
+    assert provenance["dataset"]["manifest_sha256"]  # read from the bucket
+    # the head's and the three "b"s' (each killed): the job's working dir lies in the head's
+    assert seen["disks"] == 4 and seen["left_on_disks"] == []
+    status, logs = seen["again"]
+    assert status == JobStatus.SUCCEEDED and "up to date" in logs, logs[-3000:]
+    table = (root / "cluster_check" / "table.md").read_text()
+    assert main(["report", "--results", cluster_jobs.results, "cluster_check"]) == 0
+    assert (root / "cluster_check" / "table.md").read_text() == table
+    assert (root / "README.md").read_text().startswith("# Results: results")  # the overview
+
+
+def test_a_wrong_endpoint_or_a_missing_bucket_is_one_line(cluster_jobs, s3, monkeypatch, capsys):
+    cluster_jobs.outcome()  # their thread reads the bucket through the endpoint set below
+    args = ["study", str(REPOSITORY / "studies" / "table3_methods.py"), "--preset", "smoke"]
+    assert main([*args, "--results", "s3://ikd-no-such-bucket/results"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ikd: error: s3://ikd-no-such-bucket/results: no bucket")
+    assert err.count("\n") == 1
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1")
+    assert main([*args, "--results", f"{s3}/results"]) == 2
+    err = capsys.readouterr().err
+    assert "the object store does not answer" in err and err.count("\n") == 1
