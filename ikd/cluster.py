@@ -219,7 +219,7 @@ class LocalCluster:
 
     def __init__(
         self,
-        cpus: float = 2,
+        cpus: int = 2,
         resources: dict[str, float] | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
@@ -238,7 +238,7 @@ class LocalCluster:
         self._start("head", cpus, resources, head)
         self._wait(lambda: self.client().list_jobs(), "head")
 
-    def add(self, name: str, cpus: float = 1, resources: dict[str, float] | None = None) -> None:
+    def add(self, name: str, cpus: int = 1, resources: dict[str, float] | None = None) -> None:
         """Start a node that joins the head; returns once the cluster counts it."""
         self._start(name, cpus, resources, [f"--address={self.gcs}"])
         self._wait(lambda: name in self.alive(), name)
@@ -258,7 +258,8 @@ class LocalCluster:
     def kill(self, name: str) -> None:
         """Kill a node at once, as a lost machine: its raylet, object store and workers."""
         process, temp, _ = self.nodes.pop(name)
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # one that failed to start is gone already
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         subprocess.run(["pkill", "-9", "-f", temp], check=False)  # workers in their own sessions
         self.disks.append(temp)  # what it left on its disk, until `stop`
@@ -283,7 +284,7 @@ class LocalCluster:
         return JobSubmissionClient(self.address)
 
     def _start(
-        self, name: str, cpus: float, resources: dict[str, float] | None, role: list[str]
+        self, name: str, cpus: int, resources: dict[str, float] | None, role: list[str]
     ) -> None:
         temp = tempfile.mkdtemp(prefix=f"ikdray-{name}-", dir="/tmp")  # short socket paths
         ports = _free_ports(len(self._NAMES))
@@ -294,7 +295,7 @@ class LocalCluster:
         own = {**(resources or {}), key: 1}
         command = [
             sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *role,
-            f"--num-cpus={cpus:g}", f"--resources={json.dumps(own)}", f"--temp-dir={temp}",
+            f"--num-cpus={cpus}", f"--resources={json.dumps(own)}", f"--temp-dir={temp}",
             "--disable-usage-stats", f"--min-worker-port={worker}",
             f"--max-worker-port={worker + 199}",
             *(f"--{key}={port}" for key, port in zip(self._NAMES, ports, strict=True)),
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         "more, each its own raylet, object store, workers and CPUs), print how to submit a job to it, and keep it up until Ctrl+C.",
     )
     parser.add_argument("--nodes", type=int, default=1, help="nodes besides the head (default 1)")
-    parser.add_argument("--cpus", type=float, default=1, help="CPUs of each node (default 1)")
+    parser.add_argument("--cpus", type=int, default=1, help="CPUs of each node (default 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     signal.signal(signal.SIGTERM, _terminated)
@@ -381,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             for index in range(args.nodes):
                 cluster.add(f"n{index + 1}", cpus=args.cpus)
             log.info(
-                "a Ray cluster of %d nodes (%g CPUs each) is up; in another shell:\n\n"
+                "a Ray cluster of %d nodes (%d CPUs each) is up; in another shell:\n\n"
                 "  export RAY_ADDRESS=%s RAY_AUTH_MODE=token\n"
                 "  ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- \\\n"
                 "    python -m ikd run --preset smoke --results $PWD/results/cluster-smoke \\\n"

@@ -3,12 +3,13 @@
 of two nodes on this machine (`ikd.cluster.LocalCluster`, 1 CPU each), every root in a bucket
 of the session's S3 server (conftest.py's `s3_server`), submitted with the Job SDK.
 
-1. `ikd train` with 2 Ray Train workers, one per node (resources.placement=SPREAD), each
-   reading the dataset from the bucket; node "b" is killed once epoch 0 is recorded.
-2. A new "b" joins (as an autoscaler replaces a lost node); `ikd study` of a small study: two
-   trials at once, two final runs at once. "b" is killed once a tuning trial on it is past a
-   checkpoint and not finished; a new "b" joins; it is killed again once a final run on it is.
-3. The same `ikd study` submitted again.
+1. `ikd study` of a small study (two trials at once, two final runs at once) and, beside it,
+   `ikd train` with 2 Ray Train workers, one per node (resources.placement=SPREAD), each reading
+   the dataset from the bucket. Node "b" is killed once a tuning trial on it is past a
+   checkpoint and the Ray Train run has recorded an epoch: the same kill hits both. A new "b"
+   joins (as an autoscaler replaces a lost node); it is killed again once a final run on it is
+   past a checkpoint.
+2. The same `ikd study` submitted again.
 
 What each saw is kept for the tests to assert; the cluster is stopped at the end."""
 
@@ -36,16 +37,20 @@ FAST_DEATH = {
     "RAY_health_check_timeout_ms": "500",
     "RAY_health_check_failure_threshold": "3",
 }
+# 3 CPUs a node (logical: `ray start` takes whole ones): a trial (2) and a Ray Train rank (1) fit
+# on each, two trials do not — so the two trials at once run one on each node
+NODE_CPUS = 3
 TRAIN = {
     "teacher.source": "trained",
     "train.method": "identitykd",
     "train.workers": 2,
-    "train.epochs": 3,
+    "train.epochs": 8,  # long enough to be mid-run when a trial on "b" passes its checkpoint
     "train.batch_size": 8,
     "train.student": "mobilenet",  # the smallest student: the subject is the fault, not it
     # each worker reads its data from the dataset's storage (the paper preset's way)
     "resources.data": "storage",
     "resources.placement": "SPREAD",
+    "resources.cpus_per_worker": 1,
 }
 STUDY = """
 from ikd.study import Study, Table, Variant, table_space
@@ -53,14 +58,14 @@ from ikd.study import Study, Table, Variant, table_space
 STUDY = Study(
     artefact="cluster check",
     variants=(Variant("baseline", {"train.method": "baseline"}, space=table_space("baseline")),),
-    trials=2, seeds=2, test_trials=2, test_seeds=2, test_epochs=4, reevaluate=0,
+    trials=2, seeds=2, test_trials=2, test_seeds=2, test_epochs=6, reevaluate=0,
     asha=False,  # which trials complete must not hang on the order they reach a rung in
     report=Table(labels={"baseline": "Baseline"}),
 )
 """
 # two trials at once, and two final runs: one on each node
 STUDY_OVERRIDES = ["teacher.source=trained", "train.student=mobilenet",
-                   "resources.concurrent_trials=2"]  # fmt: skip
+                   "resources.concurrent_trials=2", "resources.cpus_per_worker=2"]  # fmt: skip
 # what ikd writes: none of it may land on a node's disk
 RECORDS = {"run.json", "metrics.jsonl", "table.csv", "table.md", "manifest.json", "study.json",
            "best_config.json", "test.json", "optuna.db", "state.pt"}  # fmt: skip
@@ -86,9 +91,9 @@ class ClusterJobs(threading.Thread):
     def run(self) -> None:
         try:
             self.study.write_text(STUDY)
-            with LocalCluster(cpus=1, env=FAST_DEATH) as cluster:
-                self._train(cluster)
-                self._study(cluster)
+            with LocalCluster(cpus=NODE_CPUS, env=FAST_DEATH) as cluster:
+                cluster.add("b", cpus=NODE_CPUS)
+                self._jobs(cluster)
                 self.seen["again"] = wait_for_job(cluster.client(), self._submit(cluster), 300)
                 disks = [temp for _, temp, _ in cluster.nodes.values()] + cluster.disks
                 self.seen["disks"] = len(disks)
@@ -107,36 +112,34 @@ class ClusterJobs(threading.Thread):
             raise self.error
         return self.seen
 
-    def _train(self, cluster: LocalCluster) -> None:
-        cluster.add("b", cpus=1)
-        nodes = cluster.alive()
+    def _jobs(self, cluster: LocalCluster) -> None:
+        """The study and the Ray Train run at once; "b" killed while both train on it (a trial
+        past a checkpoint, a rank after an epoch), replaced, killed again during a final run."""
+        nodes, client = cluster.alive(), cluster.client()
+        study = self._submit(cluster)
         command = [sys.executable, "-m", "ikd", "train", "--preset", "smoke", "--study", "nodes",
                    f"data.root={self.data}", f"train.runs_root={self.train_runs}",
                    *(f"{key}={value}" for key, value in TRAIN.items())]  # fmt: skip
-        client = cluster.client()
-        job = client.submit_job(entrypoint=shlex.join(command))
+        train = client.submit_job(entrypoint=shlex.join(command))
         final = self.train_runs / "nodes" / "final"
-        run = self._wait(lambda: next(iter(final.folders()), None), client, job)
-        self._wait(lambda: len(read_metrics(run / METRICS)) >= 1, client, job)
+        run = self._wait(lambda: next(iter(final.folders()), None), client, train)
+        self._wait(lambda: len(read_metrics(run / METRICS)) >= 1, client, train)
         placed = {read_json(path)["node_id"] for path in (run / WORKER_NODES).glob("rank*.json")}
-        cluster.kill("b")
-        self.seen["train"] = {"nodes": nodes, "placed": placed, "run": run,
-                              "ended": wait_for_job(client, job, 300)}  # fmt: skip
-
-    def _study(self, cluster: LocalCluster) -> None:
-        cluster.add("b", cpus=1)
-        client, job = cluster.client(), self._submit(cluster)
-        runs = self.study_runs
         killed = {}
         for stage in ("tune", "final"):
             node = cluster.alive()["b"]
             killed[stage] = self._wait(
-                lambda s=stage, n=node: _running_on(runs / s, n), client, job
+                lambda s=stage, n=node: _running_on(self.study_runs / s, n), client, study
             )
+            if stage == "tune":  # the Ray Train run is still going: the same kill hits a rank
+                assert not client.get_job_status(train).is_terminal(), "Ray Train ended first"
+                killed["train"] = len(read_metrics(run / METRICS))
             cluster.kill("b")
             if stage == "tune":
-                cluster.add("b", cpus=1)
-        self.seen["study"] = {"killed": killed, "ended": wait_for_job(client, job, 600)}
+                cluster.add("b", cpus=NODE_CPUS)
+        self.seen["train"] = {"nodes": nodes, "placed": placed, "run": run,
+                              "ended": wait_for_job(client, train, 300)}  # fmt: skip
+        self.seen["study"] = {"killed": killed, "ended": wait_for_job(client, study, 600)}
 
     def _submit(self, cluster: LocalCluster) -> str:
         """`ikd study` as cluster/README.md submits it: the working dir with runtime_env.yaml's
