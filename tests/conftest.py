@@ -4,6 +4,11 @@ import os
 import shutil
 import sys
 
+# OpenMP threads that wait sleep instead of spinning: the jobs beside the tests (the main job,
+# the cluster jobs) and the tests all run torch on 2 cores, and spinning threads of one starve
+# the other (the suite: 521 s spinning, 442 s sleeping, 2026-12-05). Read when torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 
 from ikd.config import Config, load_config
