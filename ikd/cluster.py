@@ -385,8 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                 "a Ray cluster of %d nodes (%d CPUs each) is up; in another shell:\n\n"
                 "  export RAY_ADDRESS=%s RAY_AUTH_MODE=token\n"
                 "  ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- \\\n"
-                "    python -m ikd run --preset smoke --results $PWD/results/cluster-smoke \\\n"
-                "    data.root=$PWD/datasets\n\n"
+                "    python -m ikd study studies/table3_methods.py --preset smoke --quick \\\n"
+                "    --results $PWD/results/cluster-smoke data.root=$PWD/datasets\n\n"
                 "Ctrl+C stops it.",
                 1 + args.nodes,
                 args.cpus,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -95,6 +96,11 @@ class ClusterJobs(threading.Thread):
                 cluster.add("b", cpus=NODE_CPUS)
                 self._jobs(cluster)
                 self.seen["again"] = wait_for_job(cluster.client(), self._submit(cluster), 300)
+                # local working copies (the Optuna mirror's, a staged results folder) are gone
+                self.seen["temp_copies"] = [
+                    p for prefix in ("ikd-optuna-", "ikd-staged-")
+                    for p in Path(tempfile.gettempdir()).glob(f"{prefix}*")
+                ]  # fmt: skip
                 disks = [temp for _, temp, _ in cluster.nodes.values()] + cluster.disks
                 self.seen["disks"] = len(disks)
                 self.seen["left_on_disks"] = [

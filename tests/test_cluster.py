@@ -89,6 +89,9 @@ def test_a_study_job_spreads_over_two_nodes_and_loses_no_work_when_one_dies(clus
     nodes = {start["node_id"] for stage in records.values() for r in stage.values()
              for start in r["trained_on"]}  # fmt: skip
     assert len(nodes) == 3  # the head, the first "b" and the one that replaced it
+    first = cluster_jobs.outcome()["train"]["nodes"]  # the two trials at once: one on each node
+    tuned_on = {r["trained_on"][0]["node_id"] for r in records["tune"].values()}
+    assert tuned_on == {first["head"], first["b"]}
     for stage, (name, epochs) in ((s, seen["killed"][s]) for s in ("tune", "final")):
         starts = records[stage][name]["trained_on"]
         # resumed where its node died, not started again
@@ -144,6 +147,7 @@ def test_everything_lies_in_the_bucket_and_renders_from_it(cluster_jobs):
     assert provenance["dataset"]["manifest_sha256"]  # read from the bucket
     # the head's and the two "b"s' (each killed): the jobs' working dir lies in the head's
     assert seen["disks"] == 3 and seen["left_on_disks"] == []
+    assert seen["temp_copies"] == []
     status, logs = seen["again"]
     assert status == JobStatus.SUCCEEDED and "up to date" in logs, logs[-3000:]
     table = (root / "cluster_check" / "table.md").read_text()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -187,86 +188,93 @@ def tune_variant(
         # the mirror's copy in the object store, written back after each trial (the default's)
         None if optuna_storage or runs.parent.is_local else runs.parent / OPTUNA_FILE,
     )
-    for interrupted in (
-        t for t in trial_history(runs, name, space, spec) if t.status == "interrupted"
-    ):
-        log.info("continuing the interrupted trial %s", interrupted.folder.name)
-        trial_in_process(interrupted.params, spec=spec, splits=splits)
-        records.ended(interrupted.params, interrupted.folder.name)
-    finished = trial_history(runs, name, space, spec)
-    for done in finished:  # a fresh clone's mirror learns the committed trials first
-        records.ended(done.params, done.folder.name)
-    if len(finished) >= trials:
-        log.info("%s: all %d trials are finished", name, trials)
-        return None
-    done = {t.folder.name for t in finished}
-    points = [dict(first)] if first and tuning_folder({**spec, **first}).name not in done else []
-    searcher = OptunaSearch(
-        space=optuna_space(space),
-        points_to_evaluate=points or None,
-        metric=METRIC,
-        mode="max",
-        # Seeded by the history too: a resumed search must not draw the first start's random
-        # points again (they would name the same run folders, and the budget would shrink).
-        sampler=optuna.samplers.TPESampler(seed=seed + len(finished), n_startup_trials=TPE_STARTUP),
-    )
-    for done in finished:
-        searcher.add_evaluated_point(
-            done.params,
-            done.values[-1] if done.values else 0.0,
-            error=done.status == "diverged",
-            pruned=done.status == "stopped",
-            intermediate_values=done.values,
+    try:  # a local working copy of a mirror in an object store goes when the search ends
+        for interrupted in (
+            t for t in trial_history(runs, name, space, spec) if t.status == "interrupted"
+        ):
+            log.info("continuing the interrupted trial %s", interrupted.folder.name)
+            trial_in_process(interrupted.params, spec=spec, splits=splits)
+            records.ended(interrupted.params, interrupted.folder.name)
+        finished = trial_history(runs, name, space, spec)
+        for done in finished:  # a fresh clone's mirror learns the committed trials first
+            records.ended(done.params, done.folder.name)
+        if len(finished) >= trials:
+            log.info("%s: all %d trials are finished", name, trials)
+            return None
+        done = {t.folder.name for t in finished}
+        points = (
+            [dict(first)] if first and tuning_folder({**spec, **first}).name not in done else []
         )
-    # stop_last_trials=False: a trial stopped at its last report would never run the code after
-    # it (DESIGN.md §7), and its run would stay "running" instead of "complete".
-    scheduler = (
-        ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=epochs,
-            grace_period=asha_grace(epochs),
-            reduction_factor=ASHA_REDUCTION,
-            stop_last_trials=False,
-        )
-        if asha
-        else FIFOScheduler()
-    )
-    # Quiet Tune and Optuna: no experiment box or TensorBoard hint (Tune's legacy output is
-    # silent at verbose=0), no "study created" lines; TrialRecords logs a line per trial epoch.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Ctrl+C stops the whole job (`ikd: interrupted`; the same command resumes). Tune's own
-    # handler would end only this variant's search, print a Tuner.restore hint that does not
-    # apply here, and let the study go on with the next variant.
-    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-    trainable = (
-        tune.with_parameters(trial_with_ray_train, spec=spec)
-        if ray_train
-        else tune.with_parameters(trial, spec=spec, splits=splits)
-    )
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, dict(resources)),
-        tune_config=tune.TuneConfig(
+        searcher = OptunaSearch(
+            space=optuna_space(space),
+            points_to_evaluate=points or None,
             metric=METRIC,
             mode="max",
-            search_alg=searcher,
-            scheduler=scheduler,
-            num_samples=trials - len(finished),
-            max_concurrent_trials=concurrent,
-            reuse_actors=True,
-            trial_dirname_creator=_trial_folder,
-        ),
-        run_config=tune.RunConfig(
-            name=f"{name}-after-{len(finished)}",  # one experiment per (re)start
-            storage_path=storage.path,
-            storage_filesystem=storage.ray_filesystem,
-            # a trial whose process or node dies starts again (elsewhere): its run resumes
-            # from its last checkpoint and replays its epochs to Tune (ASHA keeps its rungs)
-            failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
-            verbose=0,
-            callbacks=[records],
-        ),
-    )
-    return tuner.fit()
+            # Seeded by the history too: a resumed search must not draw the first start's random
+            # points again (they would name the same run folders, and the budget would shrink).
+            sampler=optuna.samplers.TPESampler(
+                seed=seed + len(finished), n_startup_trials=TPE_STARTUP
+            ),
+        )
+        for done in finished:
+            searcher.add_evaluated_point(
+                done.params,
+                done.values[-1] if done.values else 0.0,
+                error=done.status == "diverged",
+                pruned=done.status == "stopped",
+                intermediate_values=done.values,
+            )
+        # stop_last_trials=False: a trial stopped at its last report would never run the code after
+        # it (DESIGN.md §7), and its run would stay "running" instead of "complete".
+        scheduler = (
+            ASHAScheduler(
+                time_attr="training_iteration",
+                max_t=epochs,
+                grace_period=asha_grace(epochs),
+                reduction_factor=ASHA_REDUCTION,
+                stop_last_trials=False,
+            )
+            if asha
+            else FIFOScheduler()
+        )
+        # Quiet Tune and Optuna: no experiment box or TensorBoard hint (Tune's legacy output is
+        # silent at verbose=0), no "study created" lines; TrialRecords logs a line per trial epoch.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # Ctrl+C stops the whole job (`ikd: interrupted`; the same command resumes). Tune's own
+        # handler would end only this variant's search, print a Tuner.restore hint that does not
+        # apply here, and let the study go on with the next variant.
+        os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+        trainable = (
+            tune.with_parameters(trial_with_ray_train, spec=spec)
+            if ray_train
+            else tune.with_parameters(trial, spec=spec, splits=splits)
+        )
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, dict(resources)),
+            tune_config=tune.TuneConfig(
+                metric=METRIC,
+                mode="max",
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=trials - len(finished),
+                max_concurrent_trials=concurrent,
+                reuse_actors=True,
+                trial_dirname_creator=_trial_folder,
+            ),
+            run_config=tune.RunConfig(
+                name=f"{name}-after-{len(finished)}",  # one experiment per (re)start
+                storage_path=storage.path,
+                storage_filesystem=storage.ray_filesystem,
+                # a trial whose process or node dies starts again (elsewhere): its run resumes
+                # from its last checkpoint and replays its epochs to Tune (ASHA keeps its rungs)
+                failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+                verbose=0,
+                callbacks=[records],
+            ),
+        )
+        return tuner.fit()
+    finally:
+        records.close()
 
 
 OPTUNA_FILE = "optuna.db"
@@ -365,6 +373,12 @@ class TrialRecords(tune.Callback):
         )
         if self.copy is not None:
             self.copy.write_bytes(Path(self.storage.removeprefix("sqlite:///")).read_bytes())
+
+    def close(self) -> None:
+        """Remove the local working copy of a mirror kept in an object store (written back
+        after each trial)."""
+        if self.copy is not None:
+            shutil.rmtree(Path(self.storage.removeprefix("sqlite:///")).parent, ignore_errors=True)
 
 
 def _short(value: Any) -> str:

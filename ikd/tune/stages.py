@@ -431,31 +431,34 @@ class StudyRun:
         task = ray.remote(_final_run).options(
             num_cpus=shape["cpu"], num_gpus=shape.get("gpu", 0), max_retries=FINAL_RETRIES
         )
-        done, pending = [], {}
+        done: dict[tuple[str, int], Location] = {}
+        pending, order = {}, []
         for variant in (v for v in self.variants if v.final):
             for seed, spec in enumerate(self.final_specs(variant)):
+                order.append((variant.name, seed))
                 folder = self.final_folder(spec)
                 if folder != resolve_run(spec)[2]:
                     log.info("%s: final %s, seed %d is %s (the same configuration and seed)",
                              self.study.name, variant.name, seed,
                              f"{folder.parent.parent.name}/{folder.name}")  # fmt: skip
-                    done.append(folder)
+                    done[variant.name, seed] = folder
                     continue
                 log.info("%s: final %s, seed %d", self.study.name, variant.name, seed)
                 reference = task.remote({**spec, "train.threads": threads}, shared)
                 pending[reference] = (variant.name, seed)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            name, seed = pending.pop(ready[0])
-            try:
-                done.append(ray.get(ready[0]))
-            except ray.exceptions.RayTaskError as error:
-                if not isinstance(error.cause, DivergedError):
-                    raise error.cause from None  # a user's mistake: its own one line
-                # recorded in its run folder; the others go on
-                log.warning("%s: final %s, seed %d diverged: %s", self.study.name, name, seed,
-                            error.cause)  # fmt: skip
-        return done
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                (name, seed), (folder, diverged) = pending.pop(ready[0]), _result(ready[0])
+                if diverged:  # recorded in its run folder; the others go on
+                    log.warning("%s: final %s, seed %d diverged: %s", self.study.name, name,
+                                seed, diverged)  # fmt: skip
+                else:
+                    done[name, seed] = folder
+        finally:  # an error, Ctrl+C: the runs still going stop (each resumes next time)
+            for reference in pending:
+                ray.cancel(reference, force=True)
+        return [done[key] for key in order if key in done]  # in variant and seed order
 
     def final_folder(self, spec: Mapping[str, Any]) -> Location:
         """A final run's folder: its own — or, before it has started, a finished final run of
@@ -877,12 +880,36 @@ def run_study(
 FINAL_RETRIES = 3  # a final run's task is retried this often when its node or process dies
 
 
-def _final_run(spec: Mapping[str, Any], splits: dict[str, Samples] | None) -> Location:
+def _final_run(
+    spec: Mapping[str, Any], splits: dict[str, Samples] | None
+) -> tuple[Location, str | None]:
     """One final run, a Ray task (`StudyRun.final`): trained or resumed, test read once, then
-    only its model kept."""
-    folder = train_driver({**spec, "splits": splits})
+    only its model kept. Returns its folder and, for a run that diverged, why (a DivergedError
+    is not raised across processes: its record says it all)."""
+    try:
+        folder = train_driver({**spec, "splits": splits})
+    except DivergedError as error:
+        return resolve_run(spec)[2], str(error)
     keep_model_only(folder)
-    return folder
+    return folder, None
+
+
+def _result(reference: Any) -> tuple[Location, str | None]:
+    """A final run task's result. A user's mistake inside it (UserError) is raised as its own one
+    line; a task Ray gave up on (its node lost more than FINAL_RETRIES times, its process
+    killed) as one line saying so; any other error with its traceback."""
+    import ray
+
+    try:
+        return ray.get(reference)
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, UserError):
+            raise error.cause from None
+        raise
+    except ray.exceptions.RayError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"a final run failed {FINAL_RETRIES + 1} times ({first}); run the same "
+                        "command again to resume it from its last checkpoint") from None  # fmt: skip
 
 
 def _finished(records: Mapping[str, list[RunRecord]]) -> dict[str, list[RunRecord]]:
