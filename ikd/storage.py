@@ -280,6 +280,10 @@ def check_store(target: str | os.PathLike | Location) -> None:
         info = found.fs.get_file_info(bucket)
     except OSError as error:
         detail = str(error).split("; Details:")[0]
+        if any(word in detail for word in ("ACCESS_DENIED", "AccessDenied", "403", "Forbidden")):
+            raise StorageError(f"{found}: access denied ({detail}); check the credentials "
+                               "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE) and the "
+                               "bucket's policy") from None  # fmt: skip
         raise StorageError(f"{found}: the object store does not answer ({detail}); check the "
                            "endpoint (AWS_ENDPOINT_URL_S3, endpoint_override=), region and "
                            "credentials (AWS_*)") from None  # fmt: skip
@@ -307,10 +311,18 @@ def staged(target: str | os.PathLike | Location, skip: Sequence[str] = ()) -> It
         return
     with tempfile.TemporaryDirectory(prefix="ikd-staged-") as temporary:
         folder, before = Path(temporary), {}
-        for remote in target.files():
+        kept = [entry for entry in target._entries() if posixpath.basename(entry.path) not in skip]
+        remotes = [  # the skipped entries are never listed (a results root's runs: thousands)
+            found
+            for entry in kept
+            for found in (
+                Location(target.fs, entry.path, target._origin).files()
+                if entry.type == pafs.FileType.Directory
+                else [Location(target.fs, entry.path, target._origin)]
+            )
+        ]
+        for remote in remotes:
             relative = remote.relative_to(target)
-            if relative.split("/")[0] in skip:
-                continue
             before[relative] = remote.read_bytes()
             (folder / relative).parent.mkdir(parents=True, exist_ok=True)
             (folder / relative).write_bytes(before[relative])
