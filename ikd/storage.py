@@ -130,6 +130,14 @@ class Location:
     def read_text(self) -> str:
         return self.read_bytes().decode()
 
+    def read_bytes_if_any(self) -> bytes | None:
+        """The file's bytes, or None when there is no file there (on S3 one request, where
+        `exists()` and then `read_bytes()` take two)."""
+        try:
+            return self.read_bytes()
+        except FileNotFoundError:
+            return None
+
     def iterdir(self) -> list[Location]:
         """The folder's entries, sorted; none when it does not exist."""
         return sorted(Location(self.fs, info.path, self._origin) for info in self._entries())
@@ -178,8 +186,10 @@ class Location:
 
     # -- writing --------------------------------------------------------------------------
     def mkdir(self) -> None:
-        """Create the folder and its parents (object stores have no folders: a no-op there)."""
-        self.fs.create_dir(self.path, recursive=True)
+        """Create the folder and its parents; a no-op on an object store, whose keys need no
+        folders (pyarrow would write an empty marker object for each, a request apiece)."""
+        if self._origin[0] not in _BUCKETS:
+            self.fs.create_dir(self.path, recursive=True)
 
     def write_with(self, write: Callable[[BinaryIO], object]) -> None:
         """Write the whole file with `write(handle)` (e.g. `torch.save`, `pq.write_table`):
@@ -227,7 +237,7 @@ def location(target: str | os.PathLike | Location) -> Location:
     parts = urllib.parse.urlsplit(text)
     scheme = parts.scheme
     try:
-        fs, path = pafs.FileSystem.from_uri(_with_endpoint(text, parts))
+        fs, path = pafs.FileSystem.from_uri(_s3_uri(text, parts))
     except (OSError, ValueError) as native:
         if "Unrecognized filesystem type" not in str(native):
             raise StorageError(f"{text}: {native}") from None
@@ -249,18 +259,25 @@ _BUCKETS = ("s3", "gs", "gcs")  # object stores whose URI names a bucket that mu
 _SEEN_BUCKETS: set[tuple[str, str]] = set()
 
 
-def _with_endpoint(text: str, parts: urllib.parse.SplitResult) -> str:
-    """An s3:// URI with the endpoint of an S3-compatible store (MinIO, Ceph, a test server)
-    from the environment, as the AWS SDKs and CLI read it — `AWS_ENDPOINT_URL_S3`, else
-    `AWS_ENDPOINT_URL` — unless the URI sets its own `endpoint_override` (pyarrow reads
-    neither variable: apache/arrow#49643). The location's text keeps the URI as given, so
+def _s3_uri(text: str, parts: urllib.parse.SplitResult) -> str:
+    """An s3:// URI as ikd opens it: with the endpoint of an S3-compatible store (MinIO, Ceph,
+    a test server) from the environment, as the AWS SDKs and CLI read it — `AWS_ENDPOINT_URL_S3`,
+    else `AWS_ENDPOINT_URL` — unless the URI sets its own `endpoint_override` (pyarrow reads
+    neither variable: apache/arrow#49643); and with `allow_delayed_open` unless the URI says
+    otherwise: a small file is then written with one PUT (not a multipart upload's three
+    requests) and read with one GET (no HEAD first). An error then surfaces when the file is
+    closed, not opened — `write_with` closes it before it returns — and a bucket that is not
+    there is caught first (`check_store`). The location's text keeps the URI as given, so
     records name the bucket, not the endpoint this machine reached it at."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if parts.scheme != "s3" or not endpoint or "endpoint_override=" in parts.query:
+    if parts.scheme != "s3":
         return text
-    url = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-    endpoint_query = [("endpoint_override", url.netloc), ("scheme", url.scheme)]
-    query = [*urllib.parse.parse_qsl(parts.query), *endpoint_query]
+    query = urllib.parse.parse_qsl(parts.query)
+    if "allow_delayed_open" not in dict(query):
+        query.append(("allow_delayed_open", "true"))
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint and "endpoint_override" not in dict(query):
+        url = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        query += [("endpoint_override", url.netloc), ("scheme", url.scheme)]
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
@@ -336,8 +353,8 @@ def staged(target: str | os.PathLike | Location, skip: Sequence[str] = ()) -> It
 
 def read_json(target: str | os.PathLike | Location) -> Any:
     """A JSON file's content, or None when it does not exist."""
-    target = location(target)
-    return json.loads(target.read_bytes()) if target.exists() else None
+    data = location(target).read_bytes_if_any()
+    return None if data is None else json.loads(data)
 
 
 def write_json(target: str | os.PathLike | Location, content: Any) -> None:

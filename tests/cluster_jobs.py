@@ -3,13 +3,13 @@
 of two nodes on this machine (`ikd.cluster.LocalCluster`, 1 CPU each), every root in a bucket
 of the session's S3 server (conftest.py's `s3_server`), submitted with the Job SDK.
 
-1. `ikd study` of a small study (two trials at once, two final runs at once) and, beside it,
-   `ikd train` with 2 Ray Train workers, one per node (resources.placement=SPREAD), each reading
-   the dataset from the bucket. Node "b" is killed once a tuning trial on it is past a
-   checkpoint and the Ray Train run has recorded an epoch: the same kill hits both. A new "b"
-   joins (as an autoscaler replaces a lost node); it is killed again once a final run on it is
-   past a checkpoint.
-2. The same `ikd study` submitted again.
+1. `ikd train` with 2 Ray Train workers, one per node (resources.placement=SPREAD), each
+   reading the dataset from the bucket. Node "b" is killed once the run has recorded an epoch;
+   a new "b" joins (as an autoscaler replaces a lost node).
+2. `ikd study` of a small study (two trials at once, two final runs at once), once the Ray
+   Train run has ended. "b" is killed once a tuning trial on it is past a checkpoint, replaced,
+   and killed again once a final run on it is past a checkpoint.
+3. The same `ikd study` submitted again.
 
 What each saw is kept for the tests to assert; the cluster is stopped at the end."""
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -83,7 +82,8 @@ class ClusterJobs(threading.Thread):
         self.train_runs = location(f"{bucket}/runs")
         self.study_runs = location(self.results) / "runs" / "cluster_check"
         self.study = folder / "cluster_check.py"
-        self.seen: dict[str, Any] = {}
+        self.seen: dict[str, Any] = {"times": []}  # (what happened, seconds from the start)
+        self._start = time.monotonic()
         self.error: BaseException | None = None
         # copied before the other tests start: some damage the session's dataset (and rebuild it)
         pafs.copy_files(dataset.path, (self.data / dataset.name).path,
@@ -92,15 +92,18 @@ class ClusterJobs(threading.Thread):
     def run(self) -> None:
         try:
             self.study.write_text(STUDY)
-            with LocalCluster(cpus=NODE_CPUS, env=FAST_DEATH) as cluster:
+            # the jobs' temp files (the Optuna mirror's copy, staged results) go to a folder
+            # of their own, checked below
+            temp = self.folder / "tmp"
+            temp.mkdir()
+            with LocalCluster(cpus=NODE_CPUS, env={**FAST_DEATH, "TMPDIR": str(temp)}) as cluster:
                 cluster.add("b", cpus=NODE_CPUS)
+                self._mark("cluster up")
                 self._jobs(cluster)
                 self.seen["again"] = wait_for_job(cluster.client(), self._submit(cluster), 300)
+                self._mark("again: ended")
                 # local working copies (the Optuna mirror's, a staged results folder) are gone
-                self.seen["temp_copies"] = [
-                    p for prefix in ("ikd-optuna-", "ikd-staged-")
-                    for p in Path(tempfile.gettempdir()).glob(f"{prefix}*")
-                ]  # fmt: skip
+                self.seen["temp_copies"] = list(temp.glob("ikd-*"))
                 disks = [temp for _, temp, _ in cluster.nodes.values()] + cluster.disks
                 self.seen["disks"] = len(disks)
                 self.seen["left_on_disks"] = [
@@ -109,6 +112,10 @@ class ClusterJobs(threading.Thread):
                 ]  # fmt: skip
         except BaseException as error:  # the tests report it
             self.error = error
+
+    def _mark(self, event: str) -> None:
+        """When something happened: the times go into a failure's message."""
+        self.seen["times"].append((event, round(time.monotonic() - self._start, 1)))
 
     def outcome(self, seconds: float = 900) -> dict[str, Any]:
         """What the jobs saw, once they are done."""
@@ -119,33 +126,42 @@ class ClusterJobs(threading.Thread):
         return self.seen
 
     def _jobs(self, cluster: LocalCluster) -> None:
-        """The study and the Ray Train run at once; "b" killed while both train on it (a trial
-        past a checkpoint, a rank after an epoch), replaced, killed again during a final run."""
-        nodes, client = cluster.alive(), cluster.client()
-        study = self._submit(cluster)
+        """The Ray Train run, then the study: "b" killed once the run has recorded an epoch
+        (a rank on each node) and replaced; once the run has ended, the study submitted; "b"
+        killed once a trial on it is past a checkpoint, replaced, and killed again once a final
+        run on it is. One job and one kill at a time, each when the run it aims at is sure to
+        be there: a kill timed for two jobs at once would hang on which of them starts sooner,
+        and the study's trials (one per node) on where the other job's workers sit."""
+        client = cluster.client()
         command = [sys.executable, "-m", "ikd", "train", "--preset", "smoke", "--study", "nodes",
                    f"data.root={self.data}", f"train.runs_root={self.train_runs}",
                    *(f"{key}={value}" for key, value in TRAIN.items())]  # fmt: skip
-        train = client.submit_job(entrypoint=shlex.join(command))
+        nodes, train = cluster.alive(), client.submit_job(entrypoint=shlex.join(command))
         final = self.train_runs / "nodes" / "final"
         run = self._wait(lambda: next(iter(final.folders()), None), client, train)
         self._wait(lambda: len(read_metrics(run / METRICS)) >= 1, client, train)
         placed = {read_json(path)["node_id"] for path in (run / WORKER_NODES).glob("rank*.json")}
+        epochs = len(read_metrics(run / METRICS))
+        self._mark(f"train: killing b after {epochs} epoch(s)")
+        cluster.kill("b")
+        cluster.add("b", cpus=NODE_CPUS)
+        self.seen["train"] = {"nodes": nodes, "placed": placed, "run": run, "killed": epochs,
+                              "ended": wait_for_job(client, train, 300)}  # fmt: skip
+        self._mark("train: ended")
+        study_nodes, study = cluster.alive(), self._submit(cluster)
         killed = {}
         for stage in ("tune", "final"):
             node = cluster.alive()["b"]
             killed[stage] = self._wait(
                 lambda s=stage, n=node: _running_on(self.study_runs / s, n), client, study
             )
-            if stage == "tune":  # the Ray Train run is still going: the same kill hits a rank
-                assert not client.get_job_status(train).is_terminal(), "Ray Train ended first"
-                killed["train"] = len(read_metrics(run / METRICS))
+            self._mark(f"{stage}: killing b {killed[stage]}")
             cluster.kill("b")
             if stage == "tune":
                 cluster.add("b", cpus=NODE_CPUS)
-        self.seen["train"] = {"nodes": nodes, "placed": placed, "run": run,
-                              "ended": wait_for_job(client, train, 300)}  # fmt: skip
-        self.seen["study"] = {"killed": killed, "ended": wait_for_job(client, study, 600)}
+        self.seen["study"] = {"nodes": study_nodes, "killed": killed,
+                              "ended": wait_for_job(client, study, 600)}  # fmt: skip
+        self._mark("study: ended")
 
     def _submit(self, cluster: LocalCluster) -> str:
         """`ikd study` as cluster/README.md submits it: the working dir with runtime_env.yaml's
@@ -159,16 +175,16 @@ class ClusterJobs(threading.Thread):
             runtime_env={**runtime_env, "working_dir": str(REPOSITORY)},
         )
 
-    @staticmethod
-    def _wait(found: Any, client: Any, job: str, seconds: float = 300) -> Any:
+    def _wait(self, found: Any, client: Any, job: str, seconds: float = 300) -> Any:
         """Poll `found()` until it gives something; fail if the job ends or time runs out."""
         deadline = time.monotonic() + seconds
         while not (value := found()):
             if client.get_job_status(job).is_terminal() or time.monotonic() > deadline:
                 raise AssertionError(
-                    f"not seen before the job ended: {client.get_job_logs(job)[-3000:]}"
+                    f"not seen before the job ended ({self.seen['times']}): "
+                    f"{client.get_job_logs(job)[-3000:]}"
                 )
-            time.sleep(0.05)
+            time.sleep(0.5)
         return value
 
 

@@ -40,17 +40,36 @@ os.environ.update(
 
 
 @pytest.fixture(scope="session")
-def s3_server():
-    """moto's S3 server on the port the environment names (above), for the session."""
-    import logging
+def s3_server(tmp_path_factory):
+    """moto's S3 server on the port the environment names (above), for the session: a process
+    of its own, as a user's MinIO is (in a thread here, it would wait on this process's GIL
+    while a test computes, and the jobs' S3 calls with it)."""
+    import socket
+    import subprocess
+    import time
 
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_S3_PORT, verbose=False)
-    server.start()
+    log = tmp_path_factory.mktemp("s3") / "server.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(_S3_PORT)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", _S3_PORT), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(
+                    f"moto's S3 server did not start: {log.read_text()[-2000:]}"
+                ) from None
+            time.sleep(0.2)
     yield os.environ["AWS_ENDPOINT_URL_S3"]
-    server.stop()
+    server.terminate()
+    server.wait(10)
 
 
 @pytest.fixture(scope="session")

@@ -42,10 +42,17 @@ def store():
         fs.rm(root, recursive=True)
 
 
-@pytest.mark.parametrize("kind", ["local", "objectstore"])
-def test_a_location_reads_writes_lists_and_removes_whole_files(kind, tmp_path, store):
-    root = location(tmp_path if kind == "local" else store)
-    assert isinstance(root.fs, pafs.LocalFileSystem if kind == "local" else pafs.PyFileSystem)
+FILESYSTEMS = {"local": pafs.LocalFileSystem, "objectstore": pafs.PyFileSystem,
+               "s3": pafs.S3FileSystem}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", FILESYSTEMS)
+def test_a_location_reads_writes_lists_and_removes_whole_files(kind, tmp_path, store, request):
+    """The same on a local disk, the in-memory store and an S3 API (the session's moto server,
+    conftest.py), where writing a file leaves no folder marker objects behind."""
+    uris = {"local": tmp_path, "objectstore": store}
+    root = location(uris.get(kind) or request.getfixturevalue("s3") + "/root")
+    assert isinstance(root.fs, FILESYSTEMS[kind])
     write_json(root / "a" / "x.json", {"x": 1})
     (root / "a" / "y.txt").write_text("why")
     (root / "a" / "y.txt").write_text("y")  # a rewrite replaces the whole file
@@ -55,6 +62,13 @@ def test_a_location_reads_writes_lists_and_removes_whole_files(kind, tmp_path, s
     assert (root / "a" / "y.txt").read_text() == "y" and (root / "a").is_dir()
     assert (root / "a").size() == len(json.dumps({"x": 1}, indent=2)) + 1
     assert location(str(root / "a" / "x.json")) == root / "a" / "x.json"  # str() round-trips
+    assert [p.name for p in root.folders()] == ["a"]
+    if kind == "s3":  # the keys are the files' own: no empty "folder/" objects
+        import boto3
+
+        bucket, _, prefix = root.path.partition("/")
+        listed = boto3.client("s3").list_objects_v2(Bucket=bucket)["Contents"]
+        assert sorted(o["Key"] for o in listed) == [f"{prefix}/a/x.json", f"{prefix}/a/y.txt"]
     (root / "a").remove()
     (root / "a").remove()  # absent: nothing to do
     assert not (root / "a").exists() and root.glob("*") == []

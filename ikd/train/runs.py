@@ -223,10 +223,10 @@ def run_dataset(record: dict[str, Any], config: Config) -> Location:
     return folder if folder.exists() else dataset_folder(config)
 
 
-def read_metrics(path: Location) -> list[dict[str, Any]]:
+def read_metrics(path: str | os.PathLike | Location) -> list[dict[str, Any]]:
     """A metrics.jsonl's epoch lines (none when absent; a line cut short by a kill is skipped)."""
     lines = []
-    for line in path.read_text().splitlines() if path.exists() else []:
+    for line in (location(path).read_bytes_if_any() or b"").decode().splitlines():
         try:
             metrics = json.loads(line)
         except ValueError:
