@@ -40,11 +40,14 @@ FAST_DEATH = {
 # 3 CPUs a node (logical: `ray start` takes whole ones): a trial (2) and a Ray Train rank (1) fit
 # on each, two trials do not — so the two trials at once run one on each node
 NODE_CPUS = 3
+# every run's epochs: a run is killed once it has recorded one (seen within 0.5 s), while its
+# later ones, a few seconds of training (3 s an epoch for a trial here), are still to come
+EPOCHS = 4
 TRAIN = {
     "teacher.source": "trained",
     "train.method": "identitykd",
     "train.workers": 2,
-    "train.epochs": 8,  # long enough to be mid-run when a trial on "b" passes its checkpoint
+    "train.epochs": EPOCHS,
     "train.batch_size": 8,
     "train.student": "mobilenet",  # the smallest student: the subject is the fault, not it
     # each worker reads its data from the dataset's storage (the paper preset's way)
@@ -52,15 +55,15 @@ TRAIN = {
     "resources.placement": "SPREAD",
     "resources.cpus_per_worker": 1,
 }
-STUDY = """
+STUDY = f"""
 from ikd.study import Study, Table, Variant, table_space
 
 STUDY = Study(
     artefact="cluster check",
-    variants=(Variant("baseline", {"train.method": "baseline"}, space=table_space("baseline")),),
-    trials=2, seeds=2, test_trials=2, test_seeds=2, test_epochs=6, reevaluate=0,
+    variants=(Variant("baseline", {{"train.method": "baseline"}}, space=table_space("baseline")),),
+    trials=2, seeds=2, test_trials=2, test_seeds=2, test_epochs={EPOCHS}, reevaluate=0,
     asha=False,  # which trials complete must not hang on the order they reach a rung in
-    report=Table(labels={"baseline": "Baseline"}),
+    report=Table(labels={{"baseline": "Baseline"}}),
 )
 """
 # two trials at once, and two final runs: one on each node
@@ -148,6 +151,7 @@ class ClusterJobs(threading.Thread):
         self.seen["train"] = {"nodes": nodes, "placed": placed, "run": run, "killed": epochs,
                               "ended": wait_for_job(client, train, 300)}  # fmt: skip
         self._mark("train: ended")
+        self._released(cluster)
         study_nodes, study = cluster.alive(), self._submit(cluster)
         killed = {}
         for stage in ("tune", "final"):
@@ -181,11 +185,36 @@ class ClusterJobs(threading.Thread):
         while not (value := found()):
             if client.get_job_status(job).is_terminal() or time.monotonic() > deadline:
                 raise AssertionError(
-                    f"not seen before the job ended ({self.seen['times']}): "
-                    f"{client.get_job_logs(job)[-3000:]}"
+                    f"not seen before the job ended ({self.seen['times']}; the study's runs: "
+                    f"{self._placed()}): {client.get_job_logs(job)[-3000:]}"
                 )
             time.sleep(0.5)
         return value
+
+    def _released(self, cluster: LocalCluster, seconds: float = 120) -> None:
+        """Wait until the Ray Train run's placement group is gone, its CPUs free for the study's
+        trials (one on each node); fail naming what holds them."""
+        from ray.util.state import list_placement_groups
+
+        deadline = time.monotonic() + seconds
+        while held := [
+            (group.placement_group_id[:8], group.state, group.bundles)
+            for group in list_placement_groups(address=cluster.address, detail=True)
+            if group.state != "REMOVED"
+        ]:  # fmt: skip
+            if time.monotonic() > deadline:
+                raise AssertionError(f"placement groups still held ({self.seen['times']}): {held}")
+            time.sleep(0.5)
+        self._mark("train: its placement group removed")
+
+    def _placed(self) -> dict[str, list[str]]:
+        """Each study run's status and the nodes it trained on, for a failure's message."""
+        return {
+            f"{stage}/{run.name}": [record.get("status"), *(
+                start["node_id"][:8] for start in record.get("trained_on", []))]
+            for stage in ("tune", "final") for run in (self.study_runs / stage).folders()
+            if (record := read_json(run / RUN) or {})
+        }  # fmt: skip
 
 
 def _running_on(folder: Location, node: str) -> tuple[str, int] | None:

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from cluster_jobs import STUDY_OVERRIDES, TRAIN
+from cluster_jobs import EPOCHS, STUDY_OVERRIDES, TRAIN
 
 from ikd.cli import main
 from ikd.errors import UserError
@@ -42,10 +42,10 @@ def test_a_ray_train_run_across_two_nodes_survives_losing_one(
     spec = {"preset": "smoke", "loop": "ray", "progress": False, "study": "broken",
             "data.root": config.data.root, "train.runs_root": str(tmp_path), **TRAIN}  # fmt: skip
     with pytest.raises(UserError, match=r"0 restart\(s\) allowed \(rank \d: .*Run the same"):
-        train_driver({**spec, "fail_at_epochs": (TRAIN["train.epochs"] - 1,), "max_failures": 0})
+        train_driver({**spec, "fail_at_epochs": (EPOCHS - 1,), "max_failures": 0})
     (undisturbed,) = (tmp_path / "broken" / "final").iterdir()
-    assert (undisturbed / f".fault-injected-epoch-{TRAIN['train.epochs'] - 1}").exists()
-    assert [m["epoch"] for m in _epochs(undisturbed)] == list(range(TRAIN["train.epochs"]))
+    assert (undisturbed / f".fault-injected-epoch-{EPOCHS - 1}").exists()
+    assert [m["epoch"] for m in _epochs(undisturbed)] == list(range(EPOCHS))
 
     seen = cluster_jobs.outcome()["train"]
     nodes, run, (status, logs) = seen["nodes"], seen["run"], seen["ended"]
@@ -93,7 +93,9 @@ def test_a_study_job_spreads_over_two_nodes_and_loses_no_work_when_one_dies(clus
         starts = records[stage][name]["trained_on"]
         # resumed where its node died, not started again
         assert len(starts) == 2 and starts[1]["from_epoch"] >= epochs >= 1, starts
-        assert [m["epoch"] for m in read_metrics(runs / stage / name / METRICS)] == list(range(6))
+        assert [m["epoch"] for m in read_metrics(runs / stage / name / METRICS)] == list(
+            range(EPOCHS)
+        )
     local = Path(tempfile.mkdtemp()) / "optuna.db"  # the mirror's copy in the bucket
     local.write_bytes((runs / "optuna.db").read_bytes())
     study = optuna.load_study(study_name="cluster_check/baseline", storage=f"sqlite:///{local}")
@@ -139,7 +141,7 @@ def test_everything_lies_in_the_bucket_and_renders_from_it(cluster_jobs):
         assert {"config.json", "run.json", "metrics.jsonl", "test.json"} <= names
         assert {"test_predictions.parquet", "checkpoints"} <= names
         (checkpoint,) = (run / "checkpoints").iterdir()  # the model only, once finished
-        assert read_json(checkpoint / "epoch.json") == {"epoch": 5, "model_only": True}
+        assert read_json(checkpoint / "epoch.json") == {"epoch": EPOCHS - 1, "model_only": True}
     provenance = read_json(root / "cluster_check" / "provenance.json")
     assert provenance["dataset"]["manifest_sha256"]  # read from the bucket
     # the head's and the three "b"s' (each killed): the jobs' working dir lies in the head's
