@@ -15,13 +15,16 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from facenet_pytorch import InceptionResnetV1
 from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
+
+if TYPE_CHECKING:  # imported where a network is built (ikd.models.teacher says why)
+    from facenet_pytorch import InceptionResnetV1
 
 from ikd.config import Config, TeacherConfig
 from ikd.errors import UserError
@@ -81,6 +84,8 @@ def train_backbone(
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
+    from facenet_pytorch import InceptionResnetV1
+
     model = InceptionResnetV1(pretrained=None, classify=True, num_classes=num_identities)
     optimizer = torch.optim.Adam(model.parameters(), lr=teacher.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=teacher.epochs)

@@ -15,12 +15,17 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torchvision import models
 
 from ikd.models import EMBEDDING_DIM
 
+# torchvision is imported by the builders, not here: importing it imports torch._dynamo (~1.2 s
+# of CPU), which the processes that import the methods without building a student (a study's
+# driver, a report) need not pay.
+
 
 def _resnet18() -> tuple[nn.Module, int]:
+    from torchvision import models
+
     net = models.resnet18(weights=None)
     features = net.fc.in_features
     net.fc = nn.Identity()
@@ -32,16 +37,22 @@ def _pooled(net: nn.Module) -> nn.Module:
 
 
 def _mobilenet() -> tuple[nn.Module, int]:
+    from torchvision import models
+
     net = models.mobilenet_v2(weights=None)
     return _pooled(net), net.last_channel
 
 
 def _efficientnet() -> tuple[nn.Module, int]:
+    from torchvision import models
+
     net = models.efficientnet_b0(weights=None)
     return _pooled(net), net.classifier[-1].in_features
 
 
 def _vgg16() -> tuple[nn.Module, int]:
+    from torchvision import models
+
     net = models.vgg16(weights=None)
     return _pooled(net), 512
 

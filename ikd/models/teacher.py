@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from facenet_pytorch import InceptionResnetV1
 from torch import nn
 from torch.nn import functional as F
+
+if TYPE_CHECKING:  # imported where a network is built: it imports torchvision (~1.3 s of CPU),
+    # which the processes that only read the teacher's outputs (Ray Data's other tasks) skip
+    from facenet_pytorch import InceptionResnetV1
 
 VGGFACE2 = "20180402-114759-vggface2.pt"
 
@@ -51,6 +55,8 @@ def load_backbone(state: str | os.PathLike | dict[str, torch.Tensor]) -> Incepti
     if not isinstance(state, dict):
         state = torch.load(state, map_location="cpu", weights_only=True)
     state = {k: v for k, v in state.items() if not k.startswith("logits.")}
+    from facenet_pytorch import InceptionResnetV1
+
     model = InceptionResnetV1(pretrained=None, classify=False)
     model.load_state_dict(state)
     return freeze(model)
