@@ -1,6 +1,6 @@
 """The jobs of tests/test_cluster.py, run from the session's start in a thread of their own
 (conftest.py's `cluster_jobs`) while the other tests run, as the main job is: on a Ray cluster
-of two nodes on this machine (`ikd.cluster.LocalCluster`, 1 CPU each), every root in a bucket
+of two nodes on this machine (`ikd.cluster.LocalCluster`, NODE_CPUS each), every root in a bucket
 of the session's S3 server (conftest.py's `s3_server`), submitted with the Job SDK.
 
 1. `ikd train` with 2 Ray Train workers, one per node (resources.placement=SPREAD), each

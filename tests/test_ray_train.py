@@ -33,8 +33,8 @@ def test_one_ray_worker_matches_the_plain_loop_and_the_cli_evaluates_test(
     args.append("teacher.source=trained")  # as the fixture's dataset was built
     assert main(["train", *args, *overrides, "--no-ray", "--study", "plain"]) == 0
     (plain,) = (tmp_path / "plain" / "final").iterdir()
-    # The worker gets its data through Ray Data and the object store (the fault test above
-    # reads it from the dataset's storage): the same samples either way.
+    # The worker gets its data through Ray Data and the object store (the cluster test's run,
+    # tests/test_cluster.py, reads it from the dataset's storage): the same samples either way.
     assert main(["train", *args, *overrides, "resources.data=object_store", "--test"]) == 0
     assert "data via the object store" in caplog.text
     (run_dir,) = (tmp_path / "train" / "final").iterdir()
