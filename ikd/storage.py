@@ -131,12 +131,17 @@ class Location:
         return self.read_bytes().decode()
 
     def read_bytes_if_any(self) -> bytes | None:
-        """The file's bytes, or None when there is no file there (on S3 one request, where
-        `exists()` and then `read_bytes()` take two)."""
+        """The file's bytes, or None when there is no file there: one open, where `exists()`
+        and then `read_bytes()` ask the store twice. (GCS says "not found" as a bare OSError,
+        not FileNotFoundError: only then is existence asked.)"""
         try:
             return self.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError:
+            if not self.exists():
+                return None
+            raise
 
     def iterdir(self) -> list[Location]:
         """The folder's entries, sorted; none when it does not exist."""
@@ -187,7 +192,8 @@ class Location:
     # -- writing --------------------------------------------------------------------------
     def mkdir(self) -> None:
         """Create the folder and its parents; a no-op on an object store, whose keys need no
-        folders (pyarrow would write an empty marker object for each, a request apiece)."""
+        folders (pyarrow would write an empty marker object for each, a request apiece; it
+        still writes one for a parent after deleting a file or folder in it)."""
         if self._origin[0] not in _BUCKETS:
             self.fs.create_dir(self.path, recursive=True)
 
@@ -264,8 +270,8 @@ def _s3_uri(text: str, parts: urllib.parse.SplitResult) -> str:
     a test server) from the environment, as the AWS SDKs and CLI read it — `AWS_ENDPOINT_URL_S3`,
     else `AWS_ENDPOINT_URL` — unless the URI sets its own `endpoint_override` (pyarrow reads
     neither variable: apache/arrow#49643); and with `allow_delayed_open` unless the URI says
-    otherwise: a small file is then written with one PUT (not a multipart upload's three
-    requests) and read with one GET (no HEAD first). An error then surfaces when the file is
+    otherwise: a small file is then written with one PUT, not a multipart upload's three
+    requests (reads are unchanged: a HEAD, then a GET). An error then surfaces when the file is
     closed, not opened — `write_with` closes it before it returns — and a bucket that is not
     there is caught first (`check_store`). The location's text keeps the URI as given, so
     records name the bucket, not the endpoint this machine reached it at."""

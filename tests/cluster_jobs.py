@@ -37,17 +37,19 @@ FAST_DEATH = {
     "RAY_health_check_timeout_ms": "500",
     "RAY_health_check_failure_threshold": "3",
 }
-# 3 CPUs a node (logical: `ray start` takes whole ones): a trial (2) and a Ray Train rank (1) fit
-# on each, two trials do not — so the two trials at once run one on each node
+# 3 CPUs a node (logical: `ray start` takes whole ones): two trials (2 each) do not fit on one,
+# so the study's two trials at once run one on each node
 NODE_CPUS = 3
-# every run's epochs: a run is killed once it has recorded one (seen within 0.5 s), while its
-# later ones, a few seconds of training (3 s an epoch for a trial here), are still to come
+# a study run's epochs: it is killed once it has recorded one (seen within 0.5 s), while its
+# later ones, seconds of training (~3 s an epoch for a trial here), are still to come
 EPOCHS = 4
+# the Ray Train run's: more, as its epochs are shorter (~1 s with two workers)
+TRAIN_EPOCHS = 6
 TRAIN = {
     "teacher.source": "trained",
     "train.method": "identitykd",
     "train.workers": 2,
-    "train.epochs": EPOCHS,
+    "train.epochs": TRAIN_EPOCHS,
     "train.batch_size": 8,
     "train.student": "mobilenet",  # the smallest student: the subject is the fault, not it
     # each worker reads its data from the dataset's storage (the paper preset's way)

@@ -26,7 +26,7 @@ def _free_port() -> int:
 # once, when ray is first imported, so the Job SDK in this process can talk to the `ray_head`
 # fixture's head only if it is set before anything imports ray. Local Rays take it too.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
-# Every Ray the tests start keeps up to 4 idle workers (Ray's default: as many as CPUs, 2 here),
+# Every Ray the tests start keeps up to 4 idle workers (Ray's default: as many as its CPUs),
 # so a worker that has imported torch for one final run (a Ray task) takes the next rather than
 # being killed while a study tunes and a new one started, importing torch again (~4 s of CPU):
 # the main job's tests, 321 → 301 s of CPU (2026-12-05). Read by each raylet as it starts.

@@ -3,11 +3,8 @@
 the Job SDK, an S3 API (moto's server, conftest.py's `s3_server`), and a node lost mid-training.
 The jobs run in tests/cluster_jobs.py from the session's start; these tests read what they saw."""
 
-import tempfile
-from pathlib import Path
-
 import pytest
-from cluster_jobs import EPOCHS, STUDY_OVERRIDES, TRAIN
+from cluster_jobs import EPOCHS, STUDY_OVERRIDES, TRAIN, TRAIN_EPOCHS
 
 from ikd.cli import main
 from ikd.errors import UserError
@@ -37,15 +34,15 @@ def test_a_ray_train_run_across_two_nodes_survives_losing_one(
 
     config, _, _ = smoke_dataset
     # The last rank dies after the last epoch with no restart allowed: the run stops with a clear
-    # error, its three epochs recorded — an undisturbed run's (rank 0 may have marked it
-    # complete by then).
+    # error, its epochs recorded — an undisturbed run's (rank 0 may have marked it complete by
+    # then).
     spec = {"preset": "smoke", "loop": "ray", "progress": False, "study": "broken",
             "data.root": config.data.root, "train.runs_root": str(tmp_path), **TRAIN}  # fmt: skip
     with pytest.raises(UserError, match=r"0 restart\(s\) allowed \(rank \d: .*Run the same"):
-        train_driver({**spec, "fail_at_epochs": (EPOCHS - 1,), "max_failures": 0})
+        train_driver({**spec, "fail_at_epochs": (TRAIN_EPOCHS - 1,), "max_failures": 0})
     (undisturbed,) = (tmp_path / "broken" / "final").iterdir()
-    assert (undisturbed / f".fault-injected-epoch-{EPOCHS - 1}").exists()
-    assert [m["epoch"] for m in _epochs(undisturbed)] == list(range(EPOCHS))
+    assert (undisturbed / f".fault-injected-epoch-{TRAIN_EPOCHS - 1}").exists()
+    assert [m["epoch"] for m in _epochs(undisturbed)] == list(range(TRAIN_EPOCHS))
 
     seen = cluster_jobs.outcome()["train"]
     nodes, run, (status, logs) = seen["nodes"], seen["run"], seen["ended"]
@@ -68,7 +65,7 @@ def test_a_ray_train_run_across_two_nodes_survives_losing_one(
     assert evaluate_run(run, "val")["val/per_identity"] == _epochs(run)[-1]["val/per_identity"]
 
 
-def test_a_study_job_spreads_over_two_nodes_and_loses_no_work_when_one_dies(cluster_jobs):
+def test_a_study_job_spreads_over_two_nodes_and_loses_no_work_when_one_dies(cluster_jobs, tmp_path):
     """Trials and final runs ran on both nodes; the trial and the final run whose node was killed
     went on from their last checkpoint in the bucket (no epoch twice, none lost); every trial of
     the budget is there once, in the run folders and in the Optuna mirror alike."""
@@ -96,7 +93,7 @@ def test_a_study_job_spreads_over_two_nodes_and_loses_no_work_when_one_dies(clus
         assert [m["epoch"] for m in read_metrics(runs / stage / name / METRICS)] == list(
             range(EPOCHS)
         )
-    local = Path(tempfile.mkdtemp()) / "optuna.db"  # the mirror's copy in the bucket
+    local = tmp_path / "optuna.db"  # the mirror's copy in the bucket
     local.write_bytes((runs / "optuna.db").read_bytes())
     study = optuna.load_study(study_name="cluster_check/baseline", storage=f"sqlite:///{local}")
     assert sorted(t.user_attrs["run"] for t in study.trials) == sorted(records["tune"])

@@ -86,6 +86,32 @@ def test_a_cloud_uri_keeps_its_bucket_and_options_through_str(uri):
     assert type(again.fs) is type(child.fs) and not again.is_local
 
 
+@pytest.mark.parametrize("query, delayed", [("", True), ("?allow_delayed_open=false", False)])
+def test_s3_opens_writes_at_close_unless_the_uri_says_otherwise(query, delayed):
+    """A small record is one PUT with a delayed open, three requests without (a multipart
+    upload); the URI's own setting wins and its text stays as given."""
+    found = location(f"s3://bucket/runs{query}")
+    (options,) = found.fs.__reduce__()[1]  # S3FileSystem's options, as pickling sends them
+    assert options["allow_delayed_open"] is delayed
+    assert str(found) == f"s3://bucket/runs{query}"
+
+
+def test_a_store_that_says_not_found_as_a_bare_oserror_reads_as_absent(store, monkeypatch):
+    """GCS (arrow's gcsfs) raises a plain OSError for a missing object: read as absent; the
+    same error for a file that is there is raised."""
+    from ikd.storage import Location
+
+    def unreadable(self):
+        raise OSError("GCS error: not found")
+
+    monkeypatch.setattr(Location, "read_bytes", unreadable)
+    root = location(store)
+    assert read_json(root / "none.json") is None
+    write_json(root / "there.json", {})
+    with pytest.raises(OSError, match="GCS error"):
+        read_json(root / "there.json")
+
+
 def test_a_remote_location_is_not_a_local_path_and_bad_uris_are_named(store):
     with pytest.raises(TypeError, match="not on a local file system"):
         open(location(store) / "x")  # noqa: SIM115 — would write to the local disk otherwise
