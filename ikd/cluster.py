@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +203,21 @@ def trial_shape(config: Config) -> tuple[dict[str, float], int]:
     return shape, config.train.threads or max(1, round(cpus))
 
 
+def one_at_a_time(shape: dict[str, float]) -> bool:
+    """Whether the cluster runs one run of a trial's `shape` at a time, on this node, where this
+    process can train it as well (a laptop, a one-node head; with its GPU where it takes one):
+    then a study trains its final runs in this process rather than start a worker for each."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    here = ray.get_runtime_context().get_node_id()
+    if len(nodes) != 1 or nodes[0]["NodeID"] != here or cluster_cpus() >= 2 * shape["cpu"]:
+        return False
+    if shape.get("gpu"):
+        import torch
+
+        return torch.cuda.is_available()
+    return True
+
+
 _STARTED = itertools.count()  # nodes this process has started: each gets its own worker ports
 
 
@@ -312,18 +327,17 @@ class LocalCluster:
 
     def _wait(self, check: Any, name: str, seconds: float = 90) -> None:
         process, temp, _ = self.nodes[name]
-        deadline = time.monotonic() + seconds
-        while True:
+
+        def up() -> bool:
             try:
-                if check() is not False:
-                    return
+                return check() is not False
             except Exception:  # not up yet (connection refused, no job agent yet)
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                errors = Path(temp, "start.err").read_text()
-                self.stop()
-                raise UserError(f"a local Ray node ({name}) did not start: {errors[-2000:]}")
-            time.sleep(1)
+                return False
+
+        if not poll(up, seconds, every=1, stop=lambda: process.poll() is not None):
+            errors = Path(temp, "start.err").read_text()
+            self.stop()
+            raise UserError(f"a local Ray node ({name}) did not start: {errors[-2000:]}")
 
 
 @contextlib.contextmanager
@@ -342,14 +356,29 @@ def wait_for_job(client: Any, job: str, seconds: float = 600) -> tuple[Any, str]
     """
     from ray.job_submission import JobStatus
 
-    deadline = time.monotonic() + seconds
     ended = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
-    while (status := client.get_job_status(job)) not in ended:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"job {job} still {status} after {seconds:.0f} s: "
-                               f"{client.get_job_logs(job)[-2000:]}")  # fmt: skip
-        time.sleep(0.5)
+    status = poll(lambda: (now := client.get_job_status(job)) in ended and now, seconds)
+    if not status:
+        raise TimeoutError(f"job {job} still {client.get_job_status(job)} after {seconds:.0f} s: "
+                           f"{client.get_job_logs(job)[-2000:]}")  # fmt: skip
     return status, client.get_job_logs(job)
+
+
+def poll(
+    check: Callable[[], Any],
+    seconds: float,
+    *,
+    every: float = 0.5,
+    stop: Callable[[], bool] | None = None,
+) -> Any:
+    """Call `check` every `every` seconds until it gives something true, and return that; or
+    None once `seconds` have passed or `stop()` says waiting is pointless (a process ended)."""
+    deadline = time.monotonic() + seconds
+    while not (value := check()):
+        if time.monotonic() > deadline or (stop is not None and stop()):
+            return None
+        time.sleep(every)
+    return value
 
 
 def _free_ports(count: int) -> list[int]:

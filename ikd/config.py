@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import numbers
+import re
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -230,7 +231,9 @@ class TrainConfig:
     lr_decay: float = 0.1
     seed: int = 0  # initialisation, data order and face-view choice; the dataset split is fixed
     method: str = "identitykd"  # baseline | vanilla_kd | cfkd | mkd | identitykd (PARAMS)
-    student: str = "resnet18"  # resnet18 | mobilenet | efficientnet | vgg16 (Table 4)
+    # resnet18 | mobilenet | efficientnet | vgg16 (Table 4), or a backbone builder of one's own,
+    # package.module:function (ikd.models.students.backbone)
+    student: str = "resnet18"
     workers: int = 2  # Ray Train workers; batch_size is the global batch, split across them
     device: str = "auto"  # auto (GPUs when the cluster has them) | cpu | cuda
     threads: int = 0  # torch threads per worker; 0: the worker's share of the CPUs
@@ -253,9 +256,10 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown method {self.method!r}{suggest(self.method, PARAMS)} (choose from {list(PARAMS)})"
             )
-        if self.student not in STUDENTS:
+        if self.student not in STUDENTS and not BUILDER.fullmatch(self.student):
             raise ConfigError(
-                f"unknown student {self.student!r}{suggest(self.student, STUDENTS)} (choose from {list(STUDENTS)})"
+                f"unknown student {self.student!r}{suggest(self.student, STUDENTS)} (choose from "
+                f"{list(STUDENTS)}, or name a backbone builder of your own: package.module:function)"
             )
         require(
             self.batch_size >= 2, "train.batch_size must be ≥ 2 (contrastive losses need pairs)"
@@ -391,6 +395,7 @@ LOOPS = ("ray", "plain")  # Ray Train workers, or the plain loop in the calling 
 CONFIG = "config.json"  # the resolved config, written next to everything it produces
 # The students of Table 4 (ikd.models.students.STUDENTS builds them; a test checks the names).
 STUDENTS = ("resnet18", "mobilenet", "efficientnet", "vgg16")
+BUILDER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # a student of one's own: module:function
 DATA_SECTIONS = ("preset", "radar", "synthetic", "dsp", "face", "teacher", "data")
 # Bump when the code changes what a dataset holds (generator, DSP, schema): old datasets rebuild.
 DATA_FORMAT = 1

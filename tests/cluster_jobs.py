@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
+import stand_ins
 import yaml
 
-from ikd.cluster import LocalCluster, wait_for_job
+from ikd.cluster import LocalCluster, poll, wait_for_job
 from ikd.provenance import REPOSITORY
 from ikd.storage import Location, location, read_json
 from ikd.train.ray_train import WORKER_NODES
@@ -40,18 +41,21 @@ FAST_DEATH = {
 # 3 CPUs a node (logical: `ray start` takes whole ones): two trials (2 each) do not fit on one,
 # so the study's two trials at once run one on each node
 NODE_CPUS = 3
-# a study run's epochs: it is killed once it has recorded one (seen within 0.5 s), while its
-# later ones, seconds of training (~3 s an epoch for a trial here), are still to come
-EPOCHS = 4
-# the Ray Train run's: more, as its epochs are shorter (~1 s with two workers)
-TRAIN_EPOCHS = 6
+# The runs' student, on the nodes: a tiny network whose forward passes wait 0.5 s each, so a
+# study run's epoch (2 batches and val's) lasts ~1.5 s and the Ray Train run's (4 and val's) ~2.5 s
+# however busy the machine: a run is killed once it has recorded an epoch (seen within ~0.5 s),
+# while later ones are still to come. It burns no CPU and writes checkpoints of kilobytes.
+STUDENT = "tests.stand_ins:slow_backbone"
+WAIT = {stand_ins.WAIT: "0.5"}
+EPOCHS = 8  # a study run's
+TRAIN_EPOCHS = 6  # the Ray Train run's
 TRAIN = {
     "teacher.source": "trained",
     "train.method": "identitykd",
     "train.workers": 2,
     "train.epochs": TRAIN_EPOCHS,
     "train.batch_size": 8,
-    "train.student": "mobilenet",  # the smallest student: the subject is the fault, not it
+    "train.student": STUDENT,
     # each worker reads its data from the dataset's storage (the paper preset's way)
     "resources.data": "storage",
     "resources.placement": "SPREAD",
@@ -69,7 +73,7 @@ STUDY = Study(
 )
 """
 # two trials at once, and two final runs: one on each node
-STUDY_OVERRIDES = ["teacher.source=trained", "train.student=mobilenet",
+STUDY_OVERRIDES = ["teacher.source=trained", f"train.student={STUDENT}",
                    "resources.concurrent_trials=2", "resources.cpus_per_worker=2"]  # fmt: skip
 # what ikd writes: none of it may land on a node's disk
 RECORDS = {"run.json", "metrics.jsonl", "table.csv", "table.md", "manifest.json", "study.json",
@@ -101,7 +105,9 @@ class ClusterJobs(threading.Thread):
             # of their own, checked below
             temp = self.folder / "tmp"
             temp.mkdir()
-            with LocalCluster(cpus=NODE_CPUS, env={**FAST_DEATH, "TMPDIR": str(temp)}) as cluster:
+            with LocalCluster(
+                cpus=NODE_CPUS, env={**FAST_DEATH, **WAIT, "TMPDIR": str(temp)}
+            ) as cluster:
                 cluster.add("b", cpus=NODE_CPUS)
                 self._mark("cluster up")
                 self._jobs(cluster)
@@ -183,14 +189,12 @@ class ClusterJobs(threading.Thread):
 
     def _wait(self, found: Any, client: Any, job: str, seconds: float = 300) -> Any:
         """Poll `found()` until it gives something; fail if the job ends or time runs out."""
-        deadline = time.monotonic() + seconds
-        while not (value := found()):
-            if client.get_job_status(job).is_terminal() or time.monotonic() > deadline:
-                raise AssertionError(
-                    f"not seen before the job ended ({self.seen['times']}; the study's runs: "
-                    f"{self._placed()}): {client.get_job_logs(job)[-3000:]}"
-                )
-            time.sleep(0.5)
+        value = poll(found, seconds, stop=lambda: client.get_job_status(job).is_terminal())
+        if not value:
+            raise AssertionError(
+                f"not seen before the job ended ({self.seen['times']}; the study's runs: "
+                f"{self._placed()}): {client.get_job_logs(job)[-3000:]}"
+            )
         return value
 
     def _released(self, cluster: LocalCluster, seconds: float = 120) -> None:
@@ -198,15 +202,13 @@ class ClusterJobs(threading.Thread):
         trials (one on each node); fail naming what holds them."""
         from ray.util.state import list_placement_groups
 
-        deadline = time.monotonic() + seconds
-        while held := [
-            (group.placement_group_id[:8], group.state, group.bundles)
-            for group in list_placement_groups(address=cluster.address, detail=True)
-            if group.state != "REMOVED"
-        ]:  # fmt: skip
-            if time.monotonic() > deadline:
-                raise AssertionError(f"placement groups still held ({self.seen['times']}): {held}")
-            time.sleep(0.5)
+        def held() -> list[tuple[str, str, Any]]:
+            groups = list_placement_groups(address=cluster.address, detail=True)
+            return [(g.placement_group_id[:8], g.state, g.bundles) for g in groups
+                    if g.state != "REMOVED"]  # fmt: skip
+
+        if not poll(lambda: not held(), seconds):
+            raise AssertionError(f"placement groups still held ({self.seen['times']}): {held()}")
         self._mark("train: its placement group removed")
 
     def _placed(self) -> dict[str, list[str]]:

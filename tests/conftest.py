@@ -27,9 +27,10 @@ def _free_port() -> int:
 # fixture's head only if it is set before anything imports ray. Local Rays take it too.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 # Every Ray the tests start keeps up to 4 idle workers (Ray's default: as many as its CPUs),
-# so a worker that has imported torch for one final run (a Ray task) takes the next rather than
-# being killed while a study tunes and a new one started, importing torch again (~4 s of CPU):
-# the main job's tests, 321 → 301 s of CPU (2026-12-05). Read by each raylet as it starts.
+# so a worker that has imported torch for one run (a Ray task: a final run or re-evaluation on
+# the two-node cluster) takes the next rather than being killed while a study tunes and a new
+# one started, importing torch again (~4 s of CPU): the main job's tests, 321 → 301 s of CPU
+# when its final runs were tasks too (2026-12-05). Read by each raylet as it starts.
 os.environ.setdefault("RAY_num_workers_soft_limit", "4")
 
 # An S3 API of the session's own (the `s3` fixture: moto's server, started when first asked
@@ -51,7 +52,8 @@ def s3_server(tmp_path_factory):
     while a test computes, and the jobs' S3 calls with it)."""
     import socket
     import subprocess
-    import time
+
+    from ikd.cluster import poll
 
     log = tmp_path_factory.mktemp("s3") / "server.log"
     with open(log, "w") as out:
@@ -60,18 +62,17 @@ def s3_server(tmp_path_factory):
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    deadline = time.monotonic() + 60
-    while True:
+
+    def listening() -> bool:
         try:
             socket.create_connection(("127.0.0.1", _S3_PORT), timeout=1).close()
-            break
+            return True
         except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(
-                    f"moto's S3 server did not start: {log.read_text()[-2000:]}"
-                ) from None
-            time.sleep(0.2)
+            return False
+
+    if not poll(listening, 60, every=0.2, stop=lambda: server.poll() is not None):
+        server.kill()
+        raise RuntimeError(f"moto's S3 server did not start: {log.read_text()[-2000:]}")
     yield os.environ["AWS_ENDPOINT_URL_S3"]
     server.terminate()
     server.wait(10)

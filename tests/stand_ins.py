@@ -1,6 +1,15 @@
 """Tiny stand-in networks for tests whose subject is not the network (STYLE.md: timm's tests)."""
 
+import os
+import time
+
+import torch
 from torch import nn
+
+# the seconds each forward pass of `slow_backbone` waits, read from the environment of the process
+# that builds it: tests/cluster_jobs.py sets it on its nodes only, so the same runs (the same run
+# hashes) train at full speed in the test process
+WAIT = "IKD_TEST_FORWARD_WAIT_S"
 
 
 def tiny_backbone(batchnorm: bool = True) -> tuple[nn.Module, int]:
@@ -15,3 +24,23 @@ def tiny_backbone(batchnorm: bool = True) -> tuple[nn.Module, int]:
         nn.Flatten(),
     )
     return backbone, 8
+
+
+class _Wait(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = float(os.environ.get(WAIT, "0"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.seconds)
+        return x
+
+
+def slow_backbone() -> tuple[nn.Module, int]:
+    """`tiny_backbone` whose forward pass also waits `$IKD_TEST_FORWARD_WAIT_S` seconds, as a
+    `train.student` (`package.module:function`): runs whose epochs last seconds, so that a node
+    can be killed mid-run (tests/cluster_jobs.py), without the CPU a real network burns, and with
+    checkpoints of kilobytes (mobilenet's, with Adam's state: 53 MB, written to S3 each epoch).
+    The wait changes no number the run computes."""
+    backbone, width = tiny_backbone()
+    return nn.Sequential(_Wait(), backbone), width

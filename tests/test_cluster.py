@@ -89,7 +89,7 @@ def test_a_study_job_spreads_over_two_nodes_and_loses_no_work_when_one_dies(clus
     for stage, (name, epochs) in ((s, seen["killed"][s]) for s in ("tune", "final")):
         starts = records[stage][name]["trained_on"]
         # resumed where its node died, not started again
-        assert len(starts) == 2 and starts[1]["from_epoch"] >= epochs >= 1, starts
+        assert len(starts) == 2 and starts[1]["from_epoch"] >= epochs >= 1, (stage, name, starts)
         assert [m["epoch"] for m in read_metrics(runs / stage / name / METRICS)] == list(
             range(EPOCHS)
         )

@@ -23,7 +23,7 @@ from torch import nn
 from ikd import losses
 from ikd.config import STUDENTS as STUDENT_NAMES
 from ikd.config import load_config
-from ikd.errors import ConfigError
+from ikd.errors import ConfigError, UserError
 from ikd.method_params import PARAMS
 from ikd.methods import METHODS, build_method
 from ikd.methods.base import Method
@@ -859,6 +859,24 @@ def test_the_configured_student_is_the_one_the_method_trains(name):
     method = build_method(config, num_identities=N)
     assert repr(method.net.student) == repr(student(name))
     assert repr(method.evaluated_student()) == repr(student(name))
+
+
+def test_a_student_of_ones_own_is_a_builder_named_module_colon_function():
+    """`train.student=package.module:function` trains the backbone that function builds (here
+    the tests' stand-in); a name that is neither Table 4's nor such a path is a config error, and
+    a builder that cannot be imported, or returns no (module, width), one line."""
+    config = load_config("smoke", ["train.student=stand_ins:tiny_backbone"], warn=False)
+    method = build_method(config, num_identities=N)
+    assert repr(method.net.student.backbone) == repr(tiny_backbone()[0])
+    with pytest.raises(ConfigError, match=r"package\.module:function"):
+        load_config("smoke", ["train.student=stand_ins.tiny_backbone"], warn=False)
+    for name, why in (
+        ("stand_ins:nothing", "has no attribute 'nothing'"),
+        ("no_such_module:build", "No module named 'no_such_module'"),
+        ("torch:get_default_dtype", "returned dtype, not"),
+    ):
+        with pytest.raises(UserError, match=f"^train.student={name}: .*{why}"):
+            Student.from_name(name, N)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -204,10 +204,10 @@ def test_an_interrupted_study_resumes_with_its_exact_budget_and_asha_decisions(
     import signal
     import subprocess
     import sys
-    import time
 
     import optuna
 
+    from ikd.cluster import poll
     from ikd.space import LogUniform
     from ikd.train.runs import STOPPED
     from ikd.tune.search import trial_history
@@ -248,14 +248,13 @@ def test_an_interrupted_study_resumes_with_its_exact_budget_and_asha_decisions(
 
     driver = subprocess.Popen(command, env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    deadline = time.monotonic() + 240
+
+    def caught() -> bool:  # a trial stopped by ASHA and one mid-training
+        now = state()
+        return bool(now.get("stopped")) and any(t.values for t in now.get("interrupted", []))
+
     try:
-        while time.monotonic() < deadline and driver.poll() is None:
-            now = state()
-            if now.get("stopped") and any(t.values for t in now.get("interrupted", [])):
-                break
-            time.sleep(0.2)
-        else:
+        if not poll(caught, 240, every=0.2, stop=lambda: driver.poll() is not None):
             pytest.fail(f"no ASHA stop with a trial mid-training before the end: {state()}")
         os.kill(driver.pid, signal.SIGINT)
         _, stderr = driver.communicate(timeout=60)

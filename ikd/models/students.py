@@ -11,11 +11,13 @@ is B0. Weights start random: the inputs are spectrograms, and no ImageNet weight
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from ikd.errors import UserError
 from ikd.models import EMBEDDING_DIM
 
 # torchvision is imported by the builders, not here: importing it imports torch._dynamo (~1.2 s
@@ -66,6 +68,26 @@ STUDENTS: dict[str, Callable[[], tuple[nn.Module, int]]] = {
 }
 
 
+def backbone(name: str) -> tuple[nn.Module, int]:
+    """A randomly initialised backbone for `train.student`: one of `STUDENTS`, or a builder of
+    one's own named `package.module:function` (the `STUDENTS` builders' shape), imported where
+    the run trains (in a Ray job, the working dir is on the path of every process).
+
+    Raises:
+        UserError: the builder cannot be imported, or does not return (module, width)."""
+    if name in STUDENTS:
+        return STUDENTS[name]()
+    module, _, function = name.partition(":")
+    try:
+        built = getattr(importlib.import_module(module), function)()
+    except (ImportError, AttributeError) as error:
+        raise UserError(f"train.student={name}: {error}") from None
+    match built:
+        case (nn.Module(), int()):
+            return built
+    raise UserError(f"train.student={name}: returned {type(built).__name__}, not (module, width)")
+
+
 class Student(nn.Module):
     """Backbone → projection to 512 (p_s) → classifier (y_s).
 
@@ -82,8 +104,8 @@ class Student(nn.Module):
 
     @classmethod
     def from_name(cls, name: str, num_identities: int) -> Student:
-        """One of `STUDENTS` (the config validates the name), randomly initialised."""
-        return cls(*STUDENTS[name](), num_identities)
+        """The student of `train.student` (`backbone`), randomly initialised."""
+        return cls(*backbone(name), num_identities)
 
     def forward(self, spectrogram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, H) → embedding p_s (B, 512), logits y_s (B, N)."""

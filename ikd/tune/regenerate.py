@@ -183,11 +183,11 @@ def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> float:
     steps on a batch of random spectrograms, scaled to the epoch (+15 % for evaluating val)."""
     import torch
 
-    from ikd.models.students import STUDENTS
+    from ikd.models.students import backbone
 
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    net = STUDENTS[config.train.student]()[0].to(memory_format=torch.channels_last)
+    net = backbone(config.train.student)[0].to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.train.lr)
     size = config.dsp.image_size
     batch = torch.randn(config.train.batch_size, 3, size, size)

@@ -21,7 +21,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -320,19 +320,15 @@ class StudyRun:
 
     def reevaluate(self, variant: Variant) -> None:
         """Train the variant's best complete trials again with more seeds (`reevaluation`), as
-        its trials trained (in this process with the shared splits, or with Ray Train); a
-        finished one is not trained again."""
+        the final runs train (`train_runs`); a finished one is not trained again."""
+        runs = {}
         for spec in self.reevaluations_left(variant):
-            folder = resolve_run(spec)[2]
-            log.info("%s: re-evaluating %s (seed %d)", self.study.name, folder.name,
-                     spec["train.seed"])  # fmt: skip
-            try:
-                train_driver({**spec, "splits": self.splits()} if self.loop == "plain" else spec)
-            except DivergedError as error:  # recorded in its run folder; counts as val acc 0
-                log.warning("%s: re-evaluation %s diverged: %s", self.study.name, folder.name,
-                            error)  # fmt: skip
-                continue
-            drop_checkpoints(folder)
+            runs[resolve_run(spec)[2].name] = spec
+            log.info("%s: re-evaluating %s (seed %d)", self.study.name,
+                     resolve_run(spec)[2].name, spec["train.seed"])  # fmt: skip
+        for name, _, diverged in self.train_runs(runs, drop_checkpoints):
+            if diverged:  # recorded in its run folder; counts as val acc 0
+                log.warning("%s: re-evaluation %s diverged: %s", self.study.name, name, diverged)
 
     def reevaluation_records(self) -> dict[str, list[RunRecord]]:
         """Each tuned variant's re-evaluation runs that exist."""
@@ -414,25 +410,10 @@ class StudyRun:
         ]
 
     def final(self) -> list[Location]:
-        """Every variant's final configuration × seeds, each run evaluated on test once.
-
-        The final runs are Ray tasks, spread over the cluster's nodes as its resources allow
-        (each takes a trial's shape, `ikd.cluster.trial_shape`: on a laptop one at a time,
-        with all its CPUs). A run whose node is lost is retried elsewhere and resumes from its
-        last checkpoint in the run storage; a diverged run is recorded and the others go on."""
-        import ray
-
-        from ikd.cluster import init_ray, trial_shape
-
-        init_ray()
-        shape, threads = trial_shape(self.config)
-        splits = self.splits()
-        shared = ray.put(splits) if splits else None
-        task = ray.remote(_final_run).options(
-            num_cpus=shape["cpu"], num_gpus=shape.get("gpu", 0), max_retries=FINAL_RETRIES
-        )
+        """Every variant's final configuration × seeds (`train_runs`), each run evaluated on test
+        once; a diverged run is recorded and the others go on."""
         done: dict[tuple[str, int], Location] = {}
-        pending, order = {}, []
+        runs, order = {}, []
         for variant in (v for v in self.variants if v.final):
             for seed, spec in enumerate(self.final_specs(variant)):
                 order.append((variant.name, seed))
@@ -444,21 +425,52 @@ class StudyRun:
                     done[variant.name, seed] = folder
                     continue
                 log.info("%s: final %s, seed %d", self.study.name, variant.name, seed)
-                reference = task.remote({**spec, "train.threads": threads}, shared)
-                pending[reference] = (variant.name, seed)
+                runs[variant.name, seed] = spec
+        for (name, seed), folder, diverged in self.train_runs(runs, keep_model_only):
+            if diverged:  # recorded in its run folder; the others go on
+                log.warning("%s: final %s, seed %d diverged: %s", self.study.name, name, seed,
+                            diverged)  # fmt: skip
+            else:
+                done[name, seed] = folder
+        return [done[key] for key in order if key in done]  # in variant and seed order
+
+    def train_runs(
+        self, runs: Mapping[Any, Mapping[str, Any]], finish: Callable[[Location], None]
+    ) -> Iterator[tuple[Any, Location, str | None]]:
+        """Train (or resume) runs given as key → run driver's dict, each with a trial's shape
+        (`ikd.cluster.trial_shape`), and `finish` each finished run's folder; yields (key, its
+        folder, why it diverged or None) as each ends.
+
+        Where the cluster holds one such run at a time, on this node (a laptop, a one-node head:
+        `ikd.cluster.one_at_a_time`), they train here, one after another, as they always did.
+        Otherwise they are Ray tasks spread over the nodes as the resources allow: a run whose
+        node is lost is retried elsewhere and resumes from its last checkpoint in the run
+        storage; an error or Ctrl+C cancels the runs still going (each resumes next time)."""
+        from ikd.cluster import init_ray, one_at_a_time, trial_shape
+
+        init_ray()
+        shape, threads = trial_shape(self.config)
+        splits = self.splits()
+        runs = {key: {**spec, "train.threads": threads} for key, spec in runs.items()}
+        if one_at_a_time(shape):  # no worker to start (and torch to import) per run
+            for key, spec in runs.items():
+                yield key, *_train_run(spec, splits, finish)
+            return
+        import ray
+
+        shared = ray.put(splits) if splits else None
+        task = ray.remote(_train_run).options(
+            num_cpus=shape["cpu"], num_gpus=shape.get("gpu", 0), max_retries=RUN_RETRIES
+        )
+        pending = {task.remote(spec, shared, finish): key for key, spec in runs.items()}
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
-                (name, seed), (folder, diverged) = pending.pop(ready[0]), _result(ready[0])
-                if diverged:  # recorded in its run folder; the others go on
-                    log.warning("%s: final %s, seed %d diverged: %s", self.study.name, name,
-                                seed, diverged)  # fmt: skip
-                else:
-                    done[name, seed] = folder
-        finally:  # an error, Ctrl+C: the runs still going stop (each resumes next time)
+                key = pending.pop(ready[0])
+                yield key, *_result(ready[0])
+        finally:
             for reference in pending:
                 ray.cancel(reference, force=True)
-        return [done[key] for key in order if key in done]  # in variant and seed order
 
     def final_folder(self, spec: Mapping[str, Any]) -> Location:
         """A final run's folder: its own — or, before it has started, a finished final run of
@@ -877,26 +889,28 @@ def run_study(
     return run
 
 
-FINAL_RETRIES = 3  # a final run's task is retried this often when its node or process dies
+RUN_RETRIES = 3  # a run's task (`StudyRun.train_runs`) is retried this often when its node dies
 
 
-def _final_run(
-    spec: Mapping[str, Any], splits: dict[str, Samples] | None
+def _train_run(
+    spec: Mapping[str, Any],
+    splits: dict[str, Samples] | None,
+    finish: Callable[[Location], None],
 ) -> tuple[Location, str | None]:
-    """One final run, a Ray task (`StudyRun.final`): trained or resumed, test read once, then
-    only its model kept. Returns its folder and, for a run that diverged, why (a DivergedError
-    is not raised across processes: its record says it all)."""
+    """One run of `StudyRun.train_runs` (in its process or as a Ray task): trained or resumed,
+    then `finish`ed. Returns its folder and, for a run that diverged, why (a DivergedError is not
+    raised across processes: its record says it all)."""
     try:
         folder = train_driver({**spec, "splits": splits})
     except DivergedError as error:
         return resolve_run(spec)[2], str(error)
-    keep_model_only(folder)
+    finish(folder)
     return folder, None
 
 
 def _result(reference: Any) -> tuple[Location, str | None]:
-    """A final run task's result. A user's mistake inside it (UserError) is raised as its own one
-    line; a task Ray gave up on (its node lost more than FINAL_RETRIES times, its process
+    """A run task's result. A user's mistake inside it (UserError) is raised as its own one
+    line; a task Ray gave up on (its node lost more than RUN_RETRIES times, its process
     killed) as one line saying so; any other error with its traceback."""
     import ray
 
@@ -908,7 +922,7 @@ def _result(reference: Any) -> tuple[Location, str | None]:
         raise
     except ray.exceptions.RayError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"a final run failed {FINAL_RETRIES + 1} times ({first}); run the same "
+        raise UserError(f"a run failed {RUN_RETRIES + 1} times ({first}); run the same "
                         "command again to resume it from its last checkpoint") from None  # fmt: skip
 
 
