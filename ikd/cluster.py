@@ -205,8 +205,11 @@ def trial_shape(config: Config) -> tuple[dict[str, float], int]:
 
 def one_at_a_time(shape: dict[str, float]) -> bool:
     """Whether the cluster runs one run of a trial's `shape` at a time, on this node, where this
-    process can train it as well (a laptop, a one-node head; with its GPU where it takes one):
-    then a study trains its final runs in this process rather than start a worker for each."""
+    process can train it as well (a laptop, a one-node head; with its GPU where it takes one;
+    not a Ray Client's process, which is not on the cluster): then a study trains its
+    re-evaluations and final runs in this process rather than start a worker for each."""
+    if ray.util.client.ray.is_connected():
+        return False
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     here = ray.get_runtime_context().get_node_id()
     if len(nodes) != 1 or nodes[0]["NodeID"] != here or cluster_cpus() >= 2 * shape["cpu"]:

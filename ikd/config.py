@@ -395,7 +395,9 @@ LOOPS = ("ray", "plain")  # Ray Train workers, or the plain loop in the calling 
 CONFIG = "config.json"  # the resolved config, written next to everything it produces
 # The students of Table 4 (ikd.models.students.STUDENTS builds them; a test checks the names).
 STUDENTS = ("resnet18", "mobilenet", "efficientnet", "vgg16")
-BUILDER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # a student of one's own: module:function
+BUILDER = re.compile(
+    r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*"
+)  # a student of one's own: module:function
 DATA_SECTIONS = ("preset", "radar", "synthetic", "dsp", "face", "teacher", "data")
 # Bump when the code changes what a dataset holds (generator, DSP, schema): old datasets rebuild.
 DATA_FORMAT = 1

@@ -15,6 +15,7 @@ What each saw is kept for the tests to assert; the cluster is stopped at the end
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import threading
@@ -47,6 +48,11 @@ NODE_CPUS = 3
 # while later ones are still to come. It burns no CPU and writes checkpoints of kilobytes.
 STUDENT = "tests.stand_ins:slow_backbone"
 WAIT = {stand_ins.WAIT: "0.5"}
+# where every process of the cluster finds `tests.stand_ins` (the jobs' working dir is on their
+# path; the `ikd train` job has none)
+PATH = {
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
+}
 EPOCHS = 8  # a study run's
 TRAIN_EPOCHS = 6  # the Ray Train run's
 TRAIN = {
@@ -106,7 +112,7 @@ class ClusterJobs(threading.Thread):
             temp = self.folder / "tmp"
             temp.mkdir()
             with LocalCluster(
-                cpus=NODE_CPUS, env={**FAST_DEATH, **WAIT, "TMPDIR": str(temp)}
+                cpus=NODE_CPUS, env={**FAST_DEATH, **WAIT, **PATH, "TMPDIR": str(temp)}
             ) as cluster:
                 cluster.add("b", cpus=NODE_CPUS)
                 self._mark("cluster up")

@@ -874,6 +874,7 @@ def test_a_student_of_ones_own_is_a_builder_named_module_colon_function():
         ("stand_ins:nothing", "has no attribute 'nothing'"),
         ("no_such_module:build", "No module named 'no_such_module'"),
         ("torch:get_default_dtype", "returned dtype, not"),
+        ("json:loads", "failed: TypeError: .*missing"),
     ):
         with pytest.raises(UserError, match=f"^train.student={name}: .*{why}"):
             Student.from_name(name, N)

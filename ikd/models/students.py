@@ -79,9 +79,13 @@ def backbone(name: str) -> tuple[nn.Module, int]:
         return STUDENTS[name]()
     module, _, function = name.partition(":")
     try:
-        built = getattr(importlib.import_module(module), function)()
+        build = getattr(importlib.import_module(module), function)
     except (ImportError, AttributeError) as error:
         raise UserError(f"train.student={name}: {error}") from None
+    try:
+        built = build()
+    except Exception as error:  # the builder's own: one line, what it said
+        raise UserError(f"train.student={name} failed: {type(error).__name__}: {error}") from None
     match built:
         case (nn.Module(), int()):
             return built

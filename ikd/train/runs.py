@@ -88,8 +88,9 @@ def load_state(folder: str | os.PathLike | Location) -> dict[str, Any]:
 
 
 def variant_name(config: Config) -> str:
-    """The default variant: the method, plus the student when it is not the paper's resnet18."""
-    student = config.train.student
+    """The default variant: the method, plus the student when it is not the paper's resnet18 (a
+    builder's `module:function` as `module.function`: no colon in a folder's name)."""
+    student = config.train.student.replace(":", ".")
     return config.train.method if student == "resnet18" else f"{config.train.method}-{student}"
 
 

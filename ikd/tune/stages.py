@@ -17,6 +17,7 @@ shared with every trial and final run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -116,8 +117,9 @@ class StudyRun:
             "train.runs_root": absolute(config.train.runs_root),
         }
         self.config = load_config(preset, {**own, **roots}, warn=False)
-        # One-worker trials and final runs train in their own process; more workers per trial
-        # (resources.workers_per_trial) train with Ray Train inside it.
+        # One-worker trials, re-evaluations and final runs train in the process that runs them
+        # (a trial's, a task's or this one: `train_runs`); more workers per trial
+        # (resources.workers_per_trial) train with Ray Train from there.
         workers = self.config.resources.workers_per_trial
         self.loop = "plain" if workers == 1 else "ray"
         self.spec = {"preset": preset, "study": self.study.name, **own, **roots,
@@ -323,12 +325,14 @@ class StudyRun:
         the final runs train (`train_runs`); a finished one is not trained again."""
         runs = {}
         for spec in self.reevaluations_left(variant):
-            runs[resolve_run(spec)[2].name] = spec
-            log.info("%s: re-evaluating %s (seed %d)", self.study.name,
-                     resolve_run(spec)[2].name, spec["train.seed"])  # fmt: skip
-        for name, _, diverged in self.train_runs(runs, drop_checkpoints):
-            if diverged:  # recorded in its run folder; counts as val acc 0
-                log.warning("%s: re-evaluation %s diverged: %s", self.study.name, name, diverged)
+            name = resolve_run(spec)[2].name
+            runs[name] = spec
+            log.info("%s: re-evaluating %s (seed %d)", self.study.name, name, spec["train.seed"])
+        with contextlib.closing(self.train_runs(runs, drop_checkpoints)) as ended:
+            for name, _, diverged in ended:
+                if diverged:  # recorded in its run folder; counts as val acc 0
+                    log.warning("%s: re-evaluation %s diverged: %s", self.study.name, name,
+                                diverged)  # fmt: skip
 
     def reevaluation_records(self) -> dict[str, list[RunRecord]]:
         """Each tuned variant's re-evaluation runs that exist."""
@@ -426,12 +430,13 @@ class StudyRun:
                     continue
                 log.info("%s: final %s, seed %d", self.study.name, variant.name, seed)
                 runs[variant.name, seed] = spec
-        for (name, seed), folder, diverged in self.train_runs(runs, keep_model_only):
-            if diverged:  # recorded in its run folder; the others go on
-                log.warning("%s: final %s, seed %d diverged: %s", self.study.name, name, seed,
-                            diverged)  # fmt: skip
-            else:
-                done[name, seed] = folder
+        with contextlib.closing(self.train_runs(runs, keep_model_only)) as ended:
+            for (name, seed), folder, diverged in ended:
+                if diverged:  # recorded in its run folder; the others go on
+                    log.warning("%s: final %s, seed %d diverged: %s", self.study.name, name,
+                                seed, diverged)  # fmt: skip
+                else:
+                    done[name, seed] = folder
         return [done[key] for key in order if key in done]  # in variant and seed order
 
     def train_runs(
@@ -442,8 +447,8 @@ class StudyRun:
         folder, why it diverged or None) as each ends.
 
         Where the cluster holds one such run at a time, on this node (a laptop, a one-node head:
-        `ikd.cluster.one_at_a_time`), they train here, one after another, as they always did.
-        Otherwise they are Ray tasks spread over the nodes as the resources allow: a run whose
+        `ikd.cluster.one_at_a_time`), they train here, one after another: no worker to start
+        (and torch to import) per run. Otherwise they are Ray tasks spread over the nodes as the resources allow: a run whose
         node is lost is retried elsewhere and resumes from its last checkpoint in the run
         storage; an error or Ctrl+C cancels the runs still going (each resumes next time)."""
         from ikd.cluster import init_ray, one_at_a_time, trial_shape
@@ -452,7 +457,7 @@ class StudyRun:
         shape, threads = trial_shape(self.config)
         splits = self.splits()
         runs = {key: {**spec, "train.threads": threads} for key, spec in runs.items()}
-        if one_at_a_time(shape):  # no worker to start (and torch to import) per run
+        if one_at_a_time(shape):
             for key, spec in runs.items():
                 yield key, *_train_run(spec, splits, finish)
             return
