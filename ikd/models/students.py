@@ -85,7 +85,7 @@ def backbone(name: str) -> tuple[nn.Module, int]:
     try:
         built = build()
     except Exception as error:  # the builder's own: one line, what it said
-        raise UserError(f"train.student={name} failed: {type(error).__name__}: {error}") from None
+        raise UserError(f"train.student={name}: failed: {type(error).__name__}: {error}") from None
     match built:
         case (nn.Module(), int()):
             return built
