@@ -359,6 +359,20 @@ def test_trials_and_ray_train_workers_take_their_resources_from_config(ray_sessi
         config("resources.data=disk")
 
 
+def test_final_runs_train_in_the_driver_only_where_one_fits_at_a_time_on_its_node(ray_session):
+    """On the session's one 2-CPU node: a run taking both CPUs trains in this process (no
+    worker to start for it); runs that fit two at a time, or that take a GPU this process has
+    not, are Ray tasks (tests/test_cluster.py's study: two nodes, tasks)."""
+    import torch
+
+    from ikd.cluster import one_at_a_time
+
+    assert one_at_a_time({"cpu": 2})
+    assert one_at_a_time({"cpu": 1.5})
+    assert not one_at_a_time({"cpu": 1})
+    assert one_at_a_time({"cpu": 2, "gpu": 1}) == torch.cuda.is_available()
+
+
 # A driver joining the session's Ray, as `ikd run` joins a cluster, then waiting to be stopped.
 JOINED = """
 import time
