@@ -39,6 +39,7 @@ from ikd.config import Config, DSPConfig, RadarConfig, build
 from ikd.data import schema
 from ikd.data.dataset import open_dataset
 from ikd.errors import CaptureError, UserError
+from ikd.openset import threshold_at
 from ikd.radar.captures import METADATA, read_metadata, walk_windows_batch
 from ikd.radar.dca1000 import read_bin
 from ikd.radar.dsp import range_band, range_fft, spectrogram_windows, spread, walk_spectrogram
@@ -94,14 +95,6 @@ def to_gait(images: np.ndarray) -> np.ndarray:
 def capture_probabilities(log_probs: torch.Tensor) -> torch.Tensor:
     """A capture's windows' log-probabilities (W, N) → its identity probabilities (N,)."""
     return torch.softmax(log_probs.mean(dim=0), dim=0)
-
-
-def threshold_for(confidences: np.ndarray, accept: float = ACCEPT) -> float:
-    """The largest threshold that at least `accept` of `confidences` reach."""
-    ordered = np.sort(np.asarray(confidences, np.float64))
-    if len(ordered) == 0:
-        raise UserError("no val captures to calibrate the unknown threshold on")
-    return float(ordered[math.floor((1 - accept) * len(ordered))])
 
 
 class GaitModel:
@@ -292,7 +285,7 @@ def export(
     model = GaitModel.trace(method.evaluated_student(), config, names, max_windows, out)
     dataset = open_dataset(run_dataset(record, config), config)
     val = _split_decisions(model, Samples.from_dataset(dataset, "val"))
-    threshold = threshold_for([d.confidence for d, _ in val])
+    threshold = threshold_at([d.confidence for d, _ in val], ACCEPT)
     model.threshold = model.meta["threshold"] = threshold
     calibration: dict[str, Any] = {
         "accept_target": ACCEPT,

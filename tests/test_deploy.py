@@ -17,7 +17,7 @@ from ikd.cli import main
 from ikd.config import apply_overrides
 from ikd.data.dataset import open_dataset
 from ikd.data.export import simulate_captures
-from ikd.deploy import FORMAT, META, GaitModel, export, threshold_for
+from ikd.deploy import FORMAT, META, GaitModel, export
 from ikd.errors import UserError
 from ikd.models.students import STUDENTS
 from ikd.radar.dsp import spread
@@ -96,15 +96,6 @@ def test_the_model_file_carries_what_identifying_needs(exported, smoke_dataset):
     assert unknown["identities"] == 2 and unknown["captures"] > 0 and unknown["captures"] % 2 == 0
     assert 0 <= calibration["unknown"]["rejected"] <= 1
     assert 0 <= calibration["test"]["accuracy_at_threshold"] <= calibration["test"]["accepted"]
-
-
-def test_the_threshold_is_the_largest_that_95_percent_reach():
-    twenty = np.arange(1, 21) / 20  # 0.05 … 1.00
-    assert threshold_for(twenty) == 0.10  # 19 of 20 reach it; 0.15 would accept 18
-    assert threshold_for(np.arange(1, 11) / 10) == 0.1  # of 10, 95 % means all 10
-    assert threshold_for([0.7, 0.2, 0.9], accept=2 / 3) == 0.7
-    with pytest.raises(UserError, match="no val captures"):
-        threshold_for([])
 
 
 def test_windows_are_spread_over_the_walk():
