@@ -373,9 +373,12 @@ def _export(args: argparse.Namespace) -> None:
     )
     calibration = meta["calibration"]
     log.info(
-        "wrote %s (%d identities, threshold %.3f: %.1f%% of val captures accepted)",
+        "wrote %s (%d identities; open-set score %s, chosen on %s; threshold %.3f: %.1f%% of "
+        "val captures accepted)",
         out,
         len(meta["identities"]),
+        meta["score"],
+        calibration["chosen_on"],
         meta["threshold"],
         100 * calibration["val"]["accepted"],
     )

@@ -4,17 +4,21 @@
     GaitModel.load(out).identify(paths) → a Decision per capture
 
 The model file is the student alone — no face model, no teacher — traced with TorchScript, taking
-uint8 gait images (B, H, H) as the dataset stores them and returning identity log-probabilities.
-Inside the file (`ikd.json`, TorchScript's extra files) travel what identifying needs and what
-says where it came from: the format version, the identity names, the radar and DSP settings the
-captures must match, the window budget, the "unknown" threshold and its calibration, and the run.
+uint8 gait images (B, H, H) as the dataset stores them and returning identity logits and gait
+embeddings (p_s). Inside the file (TorchScript's extra files) travel what identifying needs and
+what says where it came from: `ikd.json` (the format version, the identity names, the radar and
+DSP settings the captures must match, the window budget, the open-set score, its threshold and
+calibration, the run) and `gallery.npz` (the enrolled people's mean embeddings and the shared
+covariance: `ikd.openset.Gallery`).
 
-A capture's decision: its gait windows (at most `max_windows`, evenly spread over the walk),
-their log-probabilities averaged, softmax of the mean; the best identity when its probability
-reaches the threshold, else "unknown". The threshold is calibrated on val captures alone, as the
-probability that `accept` (95 %) of the known walkers' val captures reach; export then reports on
-test the closed-set accuracy at that threshold and how often walkers never seen in training (new
-synthetic identities of the same generator) are rejected.
+A capture's decision: its gait windows (at most `max_windows`, evenly spread over the walk)
+scored by the model's open-set score (`ikd.openset`: the classifier's probability, energy, or
+the cosine or Mahalanobis nearness of the mean embedding to an enrolled person); the identity it
+points at when the score reaches the threshold, else "unknown". Export chooses the score and
+its threshold on val alone: the threshold accepts `ACCEPT` (95 %) of the known walkers' val
+captures, and the score is the one that rejects most never-seen walkers of a val group (new
+synthetic identities of the same generator, split by person from the test group); it reports
+every score on test, with the test group of strangers.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from ikd.config import Config, DSPConfig, RadarConfig, build
 from ikd.data import schema
 from ikd.data.dataset import open_dataset
 from ikd.errors import CaptureError, UserError
-from ikd.openset import threshold_at
+from ikd.openset import EMBEDDING_SCORES, SCORES, Gallery, auroc, capture_scores, threshold_at
 from ikd.radar.captures import METADATA, read_metadata, walk_windows_batch
 from ikd.radar.dca1000 import read_bin
 from ikd.radar.dsp import range_band, range_fft, spectrogram_windows, spread, walk_spectrogram
@@ -50,8 +54,9 @@ from ikd.train.runs import run_dataset
 
 log = logging.getLogger(__name__)
 
-FORMAT = "ikd-gait-model/1"
+FORMAT = "ikd-gait-model/2"  # 2: logits and gait embeddings out, a gallery and a chosen score in
 META = "ikd.json"
+GALLERY = "gallery.npz"  # `ikd.openset.Gallery`, beside META in the file
 ACCEPT = 0.95  # the share of known walkers' val captures the threshold accepts
 UNKNOWN = "unknown"
 
@@ -62,7 +67,7 @@ class Decision:
 
     source: str
     identity: str = ""
-    confidence: float = math.nan  # the best identity's probability (softmax of the mean log-prob)
+    confidence: float = math.nan  # the model's open-set score of the capture (`GaitModel.score`)
     best: str = ""  # the best identity, also when the decision is "unknown"
     windows: int = 0  # windows the decision used
     window_identities: tuple[str, ...] = ()  # each window's own best identity (--windows)
@@ -74,17 +79,18 @@ class Decision:
 
 
 class _Identifier(nn.Module):
-    """uint8 gait images (B, H, H) → identity log-probabilities (B, N): the student and the same
-    conversion training applies (`ikd.train.data.to_device`)."""
+    """uint8 gait images (B, H, H) → (identity logits (B, N), gait embeddings p_s (B, 512)): the
+    student and the same conversion training applies (`ikd.train.data.to_device`)."""
 
     def __init__(self, student: nn.Module) -> None:
         super().__init__()
         self.student = student
 
-    def forward(self, gait: torch.Tensor) -> torch.Tensor:
+    def forward(self, gait: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images = (gait.float() / 255.0)[:, None].expand(-1, 3, -1, -1)
         images = images.contiguous(memory_format=torch.channels_last)
-        return torch.log_softmax(self.student(images)[1], dim=1)
+        embedding, logits = self.student(images)
+        return logits, embedding
 
 
 def to_gait(images: np.ndarray) -> np.ndarray:
@@ -92,17 +98,19 @@ def to_gait(images: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(images[:, 0] * 255), 0, 255).astype(np.uint8)
 
 
-def capture_probabilities(log_probs: torch.Tensor) -> torch.Tensor:
-    """A capture's windows' log-probabilities (W, N) → its identity probabilities (N,)."""
-    return torch.softmax(log_probs.mean(dim=0), dim=0)
-
-
 class GaitModel:
     """An exported model, loaded: `identify` captures, `decide` on a capture's windows."""
 
-    def __init__(self, module: torch.jit.ScriptModule, meta: dict[str, Any], path: Path) -> None:
-        self.module, self.meta, self.path = module.eval(), meta, path
-        self.names: list[str] = meta["identities"]
+    def __init__(
+        self,
+        module: torch.jit.ScriptModule,
+        meta: dict[str, Any],
+        path: Path,
+        gallery: Gallery | None = None,
+    ) -> None:
+        self.module, self.meta, self.path, self.gallery = module.eval(), meta, path, gallery
+        self.names: list[str] = meta["identities"]  # the classifier's, in label order
+        self.score: str = meta["score"]
         self.radar = build(RadarConfig, meta["radar"])
         self.dsp = build(DSPConfig, meta["dsp"])
         self.threshold: float = meta["threshold"]
@@ -123,6 +131,7 @@ class GaitModel:
             "identities": list(names),
             "radar": dataclasses.asdict(config.radar),
             "dsp": dataclasses.asdict(config.dsp),
+            "score": "max_probability",
             "threshold": 0.0,
             "max_windows": max_windows,
         }
@@ -132,7 +141,7 @@ class GaitModel:
     def load(cls, path: str | os.PathLike) -> GaitModel:
         """Raises UserError for a file that is not an ikd model, or of another format version."""
         path = Path(path)
-        extra = {META: ""}
+        extra = {META: "", GALLERY: ""}
         try:
             with _quiet_torchscript():
                 module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
@@ -150,12 +159,36 @@ class GaitModel:
                 f"{path}: model format {meta.get('format')!r}; this ikd reads {FORMAT!r} "
                 "(export the run again with this version)"
             )
-        return cls(module, meta, path)
+        return cls(
+            module, meta, path, Gallery.from_bytes(extra[GALLERY]) if extra[GALLERY] else None
+        )
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write the model file whole (a temporary file beside it, then renamed over it: a
+        failure midway leaves the old file as it was); returns its path."""
+        path = Path(path) if path is not None else self.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        extra = {META: json.dumps(self.meta, indent=2)}
+        if self.gallery is not None:
+            extra[GALLERY] = self.gallery.to_bytes()
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            with _quiet_torchscript():
+                torch.jit.save(self.module, str(partial), _extra_files=extra)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        return path
 
     @torch.no_grad()
+    def outputs(self, gait: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(W, H, H) uint8 gait images → (logits (W, N), embeddings (W, D))."""
+        logits, embeddings = self.module(torch.from_numpy(np.ascontiguousarray(gait)))
+        return logits.numpy(), embeddings.numpy()
+
     def log_probs(self, gait: np.ndarray) -> torch.Tensor:
         """(W, H, H) uint8 gait images → (W, N) log-probabilities."""
-        return self.module(torch.from_numpy(np.ascontiguousarray(gait)))
+        return torch.log_softmax(torch.from_numpy(self.outputs(gait)[0]), dim=1)
 
     def decide(self, source: str, gait: np.ndarray, windows: bool = False) -> Decision:
         """A capture's decision from its gait images (all of them; `max_windows` are used)."""
@@ -164,16 +197,15 @@ class GaitModel:
             return Decision(source, error=f"{source}: no gait window (the capture is too short)")
         if chosen.min() == chosen.max():
             return Decision(source, error=f"{source}: no signal (every spectrogram pixel equal)")
-        log_probs = self.log_probs(chosen)
-        probabilities = capture_probabilities(log_probs)
-        best = int(probabilities.argmax())
-        confidence = float(probabilities[best])
-        per_window = log_probs.exp().max(dim=1)
+        logits, embeddings = self.outputs(chosen)
+        index, confidence = capture_scores(logits, embeddings, self.gallery)[self.score]
+        best = (self.gallery.names if self.score in EMBEDDING_SCORES else self.names)[index]
+        per_window = torch.softmax(torch.from_numpy(logits), dim=1).max(dim=1)
         return Decision(
             source,
-            identity=self.names[best] if confidence >= self.threshold else UNKNOWN,
+            identity=best if confidence >= self.threshold else UNKNOWN,
             confidence=confidence,
-            best=self.names[best],
+            best=best,
             windows=len(chosen),
             window_identities=tuple(self.names[i] for i in per_window.indices.tolist())
             if windows
@@ -284,20 +316,46 @@ def export(
         raise UserError(f"{len(names)} identity names for a model of {n} identities")
     model = GaitModel.trace(method.evaluated_student(), config, names, max_windows, out)
     dataset = open_dataset(run_dataset(record, config), config)
-    val = _split_decisions(model, Samples.from_dataset(dataset, "val"))
-    threshold = threshold_at([d.confidence for d, _ in val], ACCEPT)
-    model.threshold = model.meta["threshold"] = threshold
+    model.gallery = _gallery(model, Samples.from_dataset(dataset, "train"), names)
+    val = Samples.from_dataset(dataset, "val")
+    final = record.get("stage") == "final" and record.get("status") == "complete"
+    test = Samples.from_dataset(dataset, "test", final_run=record) if final else None
+    # Never-seen walkers of the same generator (synthetic data only), split by person: the first
+    # half chooses the score and is never reported as its result, the second is reported only.
+    first, half = config.synthetic.num_identities, unknown_identities // 2
+    groups = {
+        "val": range(first, first + half),
+        "test": range(first + half, first + unknown_identities),
+    }
+    synthetic = not config.data.captures and half > 0
+    scored = {"val": (_walk_scores(model, _split_gait(val)), synthetic and
+                      _walk_scores(model, _stranger_gait(config, _walks(val), groups["val"])))}  # fmt: skip
+    if test is not None:
+        scored["test"] = (_walk_scores(model, _split_gait(test)), synthetic and
+                          _walk_scores(model, _stranger_gait(config, _walks(test), groups["test"])))  # fmt: skip
+    thresholds = {score: threshold_at([s[score][1] for _, s in scored["val"][0]], ACCEPT)
+                  for score in SCORES}  # fmt: skip
+    reports = {score: {split: _score_report(known, strangers or [], score, thresholds[score])
+                       for split, (known, strangers) in scored.items()}
+               for score in SCORES}  # fmt: skip
+    # the score that rejects most val strangers at 95 % val acceptance (AUROC breaks ties);
+    # with no strangers to choose on, today's: the classifier's probability
+    chosen = max(SCORES, key=lambda s: (reports[s]["val"].get("rejected", 0),
+                                        reports[s]["val"].get("auroc", 0), s == SCORES[0]))  # fmt: skip
+    model.score, model.threshold = chosen, thresholds[chosen]
+    model.meta |= {"score": chosen, "threshold": thresholds[chosen]}
     calibration: dict[str, Any] = {
         "accept_target": ACCEPT,
-        "val": _rates(val, threshold, names),
+        "score": chosen,
+        "chosen_on": "val strangers" if synthetic else "none (no never-seen walkers): the default",
+        "strangers": {split: list(group) for split, group in groups.items()} if synthetic else {},
+        "scores": reports,
+        "val": _rates(_split_decisions(model, val), model.threshold, names),
     }
-    if record.get("stage") == "final" and record.get("status") == "complete":
-        test = Samples.from_dataset(dataset, "test", final_run=record)
-        calibration["test"] = _rates(_split_decisions(model, test), threshold, names)
-        if not config.data.captures:  # synthetic: walkers the generator never showed in training
-            calibration["unknown"] = _unknown_rates(
-                model, config, _test_walks(test), unknown_identities, threshold
-            )
+    if test is not None:
+        calibration["test"] = _rates(_split_decisions(model, test), model.threshold, names)
+        if synthetic:
+            calibration["unknown"] = _unknown_rates(model, config, _walks(test), groups["test"])
     meta = model.meta | {
         "calibration": calibration,
         "run": {
@@ -310,10 +368,8 @@ def export(
             "synthetic": not config.data.captures,
         },
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(meta, indent=2)
-    with _quiet_torchscript():
-        torch.jit.save(model.module, str(out), _extra_files={META: text})
+    model.meta = meta
+    model.save(out)
     write_json(out.with_suffix(".json"), meta)
     if onnx:
         _onnx(model.module, config.dsp.image_size, out.with_suffix(".onnx"))
@@ -332,7 +388,7 @@ def _quiet_torchscript() -> Iterator[None]:
 def _onnx(identifier: nn.Module, size: int, path: Path) -> None:
     """ONNX beside the TorchScript file, where torch's exporter works (it needs `onnx`)."""
     example = (torch.zeros(2, size, size, dtype=torch.uint8),)
-    axes = {"gait": {0: "windows"}, "log_probs": {0: "windows"}}
+    axes = {"gait": {0: "windows"}, "logits": {0: "windows"}, "embedding": {0: "windows"}}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter
@@ -341,7 +397,7 @@ def _onnx(identifier: nn.Module, size: int, path: Path) -> None:
                 example,
                 str(path),
                 input_names=["gait"],
-                output_names=["log_probs"],
+                output_names=["logits", "embedding"],
                 dynamic_axes=axes,
                 dynamo=False,
             )
@@ -353,17 +409,90 @@ def _onnx(identifier: nn.Module, size: int, path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _split_decisions(model: GaitModel, samples: Samples) -> list[tuple[Decision, int]]:
-    """A decision per walk of a split (its windows in order), with the walk's true label."""
+def _split_gait(samples: Samples) -> Iterator[tuple[str, int, np.ndarray]]:
+    """(source, true label, its windows' gait images in order) per walk of a split."""
     identity, walk, window = schema.key_parts(samples.key.numpy())
     gait = samples.gait.numpy()
-    decisions = []
     for label, number in sorted(set(zip(identity.tolist(), walk.tolist(), strict=True))):
         rows = np.flatnonzero((identity == label) & (walk == number))
-        rows = rows[np.argsort(window[rows])]
-        source = f"identity {label} walk {number}"
-        decisions.append((model.decide(source, gait[rows]), label))
-    return decisions
+        yield f"identity {label} walk {number}", label, gait[rows[np.argsort(window[rows])]]
+
+
+def _stranger_gait(
+    config: Config, walks: Sequence[int], identities: Iterable[int]
+) -> Iterator[tuple[str, int, np.ndarray]]:
+    """The same for walkers the generator never showed in training (`identities`, from
+    num_identities on), on the given walk numbers, simulated as the dataset's walks are (the
+    fast path); their label is their identity number."""
+    identities = list(identities)
+    rows = {"identity": np.repeat(identities, len(walks)), "walk": np.tile(walks, len(identities))}
+    batch = walk_windows_batch(rows, config=config)
+    for label, number in zip(rows["identity"].tolist(), rows["walk"].tolist(), strict=True):
+        mask = (batch[schema.IDENTITY] == label) & (batch[schema.WALK] == number)
+        mask &= batch[schema.ERROR] == ""
+        yield (f"new identity {label} walk {number}", label,
+               to_gait(batch[schema.SPECTROGRAM][mask]))  # fmt: skip
+
+
+def _walks(samples: Samples) -> list[int]:
+    """The walk numbers of one identity's captures in a split (the same for every identity)."""
+    identity, walk, _ = schema.key_parts(samples.key.numpy())
+    return sorted(set(walk[identity == int(identity.min())].tolist()))
+
+
+def _gallery(model: GaitModel, train: Samples, names: Sequence[str]) -> Gallery:
+    """The trained identities' gallery, from every training window's embedding."""
+    identity, _, _ = schema.key_parts(train.key.numpy())
+    gait = train.gait.numpy()
+    embeddings = np.concatenate(
+        [model.outputs(gait[start : start + 256])[1] for start in range(0, len(gait), 256)]
+    )
+    return Gallery.fit(embeddings, identity, names)
+
+
+def _walk_scores(
+    model: GaitModel, walks: Iterable[tuple[str, int, np.ndarray]]
+) -> list[tuple[int, dict[str, tuple[int, float]]]]:
+    """(true label, every open-set score) per walk with a usable window, on the windows a
+    decision uses."""
+    scored = []
+    for _, label, gait in walks:
+        chosen = gait[spread(len(gait), model.max_windows)]
+        if len(chosen) and chosen.min() != chosen.max():
+            scored.append((label, capture_scores(*model.outputs(chosen), model.gallery)))
+    return scored
+
+
+def _score_report(
+    known: list[tuple[int, dict[str, tuple[int, float]]]],
+    strangers: list[tuple[int, dict[str, tuple[int, float]]]],
+    score: str,
+    threshold: float,
+) -> dict[str, Any]:
+    """One score on one split at its val threshold: the known captures' acceptance and accuracy,
+    and, where there are strangers, the share rejected and the AUROC of telling them apart."""
+    values = np.array([s[score][1] for _, s in known])
+    right = np.array([s[score][0] == label for label, s in known])
+    accepted = values >= threshold
+    report = {
+        "captures": len(known),
+        "accepted": float(accepted.mean()) if len(known) else 0.0,
+        "closed_set_accuracy": float(right.mean()) if len(known) else 0.0,
+        "accuracy_of_accepted": float(right[accepted].mean()) if accepted.any() else 0.0,
+    }
+    if strangers and len(known):
+        theirs = [s[score][1] for _, s in strangers]
+        report |= {
+            "strangers": len(theirs),
+            "rejected": float(np.mean(np.asarray(theirs) < threshold)),
+            "auroc": auroc(values, theirs),
+        }
+    return report
+
+
+def _split_decisions(model: GaitModel, samples: Samples) -> list[tuple[Decision, int]]:
+    """A decision per walk of a split (its windows in order), with the walk's true label."""
+    return [(model.decide(source, gait), label) for source, label, gait in _split_gait(samples)]
 
 
 def _rates(
@@ -384,32 +513,17 @@ def _rates(
     }
 
 
-def _test_walks(samples: Samples) -> list[int]:
-    """The walk numbers of one identity's test captures (the same for every identity)."""
-    identity, walk, _ = schema.key_parts(samples.key.numpy())
-    first = int(identity.min())
-    return sorted(set(walk[identity == first].tolist()))
-
-
 def _unknown_rates(
-    model: GaitModel, config: Config, walks: Iterable[int], count: int, threshold: float
+    model: GaitModel, config: Config, walks: Sequence[int], identities: Sequence[int]
 ) -> dict[str, Any]:
-    """How often walkers the generator never showed in training are rejected: identities
-    num_identities … num_identities + count − 1, the test split's walk numbers, simulated as the
-    dataset's walks are (the fast path)."""
-    first = config.synthetic.num_identities
-    identities = np.repeat(np.arange(first, first + count), len(list(walks)))
-    rows = {"identity": identities, "walk": np.tile(np.asarray(list(walks)), count)}
-    batch = walk_windows_batch(rows, config=config)
-    decisions = []
-    for label, number in zip(rows["identity"].tolist(), rows["walk"].tolist(), strict=True):
-        mask = (batch[schema.IDENTITY] == label) & (batch[schema.WALK] == number)
-        mask &= batch[schema.ERROR] == ""
-        images = batch[schema.SPECTROGRAM][mask]
-        decisions.append(model.decide(f"new identity {label} walk {number}", to_gait(images)))
+    """How often the never-seen walkers of `identities` are rejected as unknown, with the model's
+    score and threshold."""
+    decisions = [
+        model.decide(source, gait) for source, _, gait in _stranger_gait(config, walks, identities)
+    ]
     good = [d for d in decisions if not d.error]
     return {
-        "identities": count,
+        "identities": len(identities),
         "captures": len(good),
-        "rejected": sum(d.confidence < threshold for d in good) / max(len(good), 1),
+        "rejected": sum(d.identity == UNKNOWN for d in good) / max(len(good), 1),
     }

@@ -10,7 +10,6 @@ import onnx
 import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
-from stand_ins import tiny_backbone
 
 from ikd import deploy
 from ikd.cli import main
@@ -19,7 +18,7 @@ from ikd.data.dataset import open_dataset
 from ikd.data.export import simulate_captures
 from ikd.deploy import FORMAT, META, GaitModel, export
 from ikd.errors import UserError
-from ikd.models.students import STUDENTS
+from ikd.openset import SCORES
 from ikd.radar.dsp import spread
 from ikd.train.data import Samples, to_device
 from ikd.train.driver import load_run, train_driver
@@ -31,22 +30,21 @@ def exported(smoke_dataset, tmp_path_factory):
     """(run folder, model file, metadata) of a finished 2-epoch final smoke run."""
     config, _, _ = smoke_dataset
     root = tmp_path_factory.mktemp("deploy")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(STUDENTS, "resnet18", tiny_backbone)
-        run_dir = train_driver(
-            {
-                "preset": "smoke",
-                "loop": "plain",
-                "progress": False,
-                "test": True,
-                "data.root": config.data.root,
-                "teacher.source": "trained",
-                "train.runs_root": str(root / "runs"),
-                "train.epochs": 2,
-                "train.batch_size": 8,
-            }
-        )
-        meta = export(run_dir, root / "model.pt", unknown_identities=2)
+    run_dir = train_driver(
+        {
+            "preset": "smoke",
+            "loop": "plain",
+            "progress": False,
+            "test": True,
+            "data.root": config.data.root,
+            "teacher.source": "trained",
+            "train.runs_root": str(root / "runs"),
+            "train.epochs": 2,
+            "train.batch_size": 8,
+            "train.student": "stand_ins:tiny_backbone",
+        }
+    )
+    meta = export(run_dir, root / "model.pt", unknown_identities=2)
     return run_dir, root / "model.pt", meta
 
 
@@ -63,9 +61,7 @@ def capture_folders(smoke_dataset, tmp_path_factory):
 
 def test_the_exported_model_gives_the_training_time_logits(exported, smoke_dataset):
     run_dir, path, _ = exported
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(STUDENTS, "resnet18", tiny_backbone)
-        config, method, record, _ = load_run(run_dir)
+    config, method, record, _ = load_run(run_dir)
     val = Samples.from_dataset(open_dataset(run_dataset(record, config), config), "val")
     gait = val.gait[:6]
     with torch.no_grad():
@@ -76,8 +72,10 @@ def test_the_exported_model_gives_the_training_time_logits(exported, smoke_datas
     torch.testing.assert_close(model.log_probs(gait.numpy()), expected, rtol=1e-5, atol=1e-5)
     onnx_model = onnx.load(path.with_suffix(".onnx"))
     onnx.checker.check_model(onnx_model)
-    (from_onnx,) = ReferenceEvaluator(onnx_model).run(None, {"gait": gait.numpy()})
+    logits, embeddings = ReferenceEvaluator(onnx_model).run(None, {"gait": gait.numpy()})
+    from_onnx = torch.log_softmax(torch.from_numpy(logits), dim=1)
     np.testing.assert_allclose(from_onnx, expected.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(embeddings, model.outputs(gait.numpy())[1], rtol=1e-4, atol=1e-4)
 
 
 def test_the_model_file_carries_what_identifying_needs(exported, smoke_dataset):
@@ -91,9 +89,21 @@ def test_the_model_file_carries_what_identifying_needs(exported, smoke_dataset):
     assert json.loads(path.with_suffix(".json").read_text()) == meta
     calibration = meta["calibration"]
     assert calibration["val"]["accepted"] >= 0.95
-    assert set(calibration) == {"accept_target", "val", "test", "unknown"}
-    unknown = calibration["unknown"]  # 2 new walkers × the test split's walks of a known one
-    assert unknown["identities"] == 2 and unknown["captures"] > 0 and unknown["captures"] % 2 == 0
+    assert set(calibration) == {"accept_target", "score", "chosen_on", "strangers", "scores", "val",
+                                "test", "unknown"}  # fmt: skip
+    # the 2 never-seen walkers split by person: one chooses the score, the other is reported
+    assert calibration["strangers"] == {"val": [4], "test": [5]}
+    reports = calibration["scores"]
+    assert set(reports) == set(SCORES) and meta["score"] == calibration["score"] in SCORES
+    for score, report in reports.items():
+        for split in ("val", "test"):
+            assert report[split]["strangers"] > 0 and 0 <= report[split]["auroc"] <= 1, score
+        assert report["val"]["accepted"] >= 0.95
+    chosen = reports[meta["score"]]["val"]["rejected"]
+    assert chosen == max(report["val"]["rejected"] for report in reports.values())
+    assert GaitModel.load(path).gallery.names == tuple(meta["identities"])
+    unknown = calibration["unknown"]  # the test group × the test split's walks of a known one
+    assert unknown["identities"] == 1 and unknown["captures"] > 0
     assert 0 <= calibration["unknown"]["rejected"] <= 1
     assert 0 <= calibration["test"]["accuracy_at_threshold"] <= calibration["test"]["accepted"]
 
@@ -119,7 +129,7 @@ def test_identify_decides_each_capture_of_known_and_never_seen_walkers(
         "id004_walk000.bin",
     ]
     for decision in decisions:
-        assert decision["best"] in meta["identities"] and 0 < decision["confidence"] <= 1
+        assert decision["best"] in meta["identities"] and math.isfinite(decision["confidence"])
         accepted = decision["confidence"] >= meta["threshold"]
         assert decision["identity"] == (decision["best"] if accepted else "unknown")
         assert decision["windows"] == 2  # a smoke walk holds 2 windows
@@ -182,7 +192,26 @@ def test_a_model_of_another_format_or_no_model_is_refused(exported, tmp_path, ca
     module = torch.jit.load(str(path))
     old = tmp_path / "old.pt"
     torch.jit.save(module, str(old), _extra_files={META: json.dumps({**meta, "format": "x/0"})})
-    with pytest.raises(UserError, match=r"model format 'x/0'; this ikd reads 'ikd-gait-model/1'"):
+    with pytest.raises(UserError, match=r"model format 'x/0'; this ikd reads 'ikd-gait-model/2'"):
         GaitModel.load(old)
     assert main(["identify", str(path.with_suffix(".json")), str(tmp_path)]) == 2
     assert "not a TorchScript model file" in capsys.readouterr().err
+
+
+def test_a_model_file_is_written_whole_or_not_at_all(exported, tmp_path, monkeypatch):
+    """A failure midway through writing leaves the file that was there, and no partial file."""
+    _, path, _ = exported
+    model = GaitModel.load(path)
+    copy = model.save(tmp_path / "model.pt")
+    before = copy.read_bytes()
+    save = torch.jit.save
+
+    def fail_midway(module, file, **kwargs):
+        save(module, file, **kwargs)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch.jit, "save", fail_midway)
+    model.meta = {**model.meta, "threshold": -1.0}
+    with pytest.raises(OSError, match="disk full"):
+        model.save(copy)
+    assert copy.read_bytes() == before and sorted(tmp_path.iterdir()) == [copy]
