@@ -351,6 +351,34 @@ def _parser() -> argparse.ArgumentParser:
     identify.add_argument("--windows", action="store_true", help="each window's own best identity")
     _verbose(identify)
     identify.set_defaults(handler=_identify)
+
+    enroll = commands.add_parser(
+        "enroll",
+        help="add a person to an exported model's gallery from captures, or remove one",
+        description="Add NAME to the model file's gallery from their captures (their gait "
+        "embeddings' mean): `ikd identify` then names them, with no retraining. A model that "
+        "decided by the classifier's score switches to the embedding score that rejected most "
+        "never-seen walkers on val. Any unreadable capture, a name enrolled already or "
+        "captures of other radar settings refuse the enrolment, naming why; the file is "
+        "written whole or not at all.",
+    )
+    enroll.add_argument("model", type=Path, metavar="MODEL", help="an `ikd export` model file")
+    enroll.add_argument("inputs", nargs="*", type=Path, metavar="CAPTURE", help=".bin or folder")
+    who = enroll.add_mutually_exclusive_group(required=True)
+    who.add_argument("--name", help="the person the captures show")
+    who.add_argument("--remove", metavar="NAME", help="take NAME out of the gallery")
+    _verbose(enroll)
+    enroll.set_defaults(handler=_enroll)
+
+    gallery = commands.add_parser(
+        "gallery",
+        help="who an exported model knows",
+        description="List the people in a model file's gallery: trained, or enrolled later, "
+        "with the gait windows their mean embedding averages.",
+    )
+    gallery.add_argument("model", type=Path, metavar="MODEL", help="an `ikd export` model file")
+    _verbose(gallery)
+    gallery.set_defaults(handler=_gallery)
     return parser
 
 
@@ -398,6 +426,36 @@ def _export(args: argparse.Namespace) -> None:
             100 * unknown["rejected"],
             unknown["captures"],
         )
+
+
+def _enroll(args: argparse.Namespace) -> None:
+    from ikd.deploy import GaitModel
+
+    model = GaitModel.load(args.model)
+    if args.remove is not None:
+        if args.inputs:
+            raise UserError("--remove takes no captures")
+        model.remove(args.remove)
+        model.save()
+        log.info("removed %s from %s", args.remove, args.model)
+        return
+    if not args.inputs:
+        raise UserError(f"no captures to enrol {args.name!r} from")
+    count = model.enroll(args.name, args.inputs)
+    model.save()
+    log.info("enrolled %s from %d capture(s) in %s (%d in its gallery; score %s)", args.name,
+             count, args.model, len(model.gallery.names), model.score)  # fmt: skip
+
+
+def _gallery(args: argparse.Namespace) -> None:
+    from ikd.deploy import GaitModel
+
+    model = GaitModel.load(args.model)
+    if model.gallery is None:
+        raise UserError(f"{args.model}: a model without a gallery (export the run again)")
+    print("name\tsource\twindows")
+    for name, count in zip(model.gallery.names, model.gallery.counts.tolist(), strict=True):
+        print(f"{name}\t{'trained' if name in model.names else 'enrolled'}\t{count}")
 
 
 def _identify(args: argparse.Namespace) -> int:

@@ -165,7 +165,8 @@ class GaitModel:
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write the model file whole (a temporary file beside it, then renamed over it: a
-        failure midway leaves the old file as it was); returns its path."""
+        failure midway leaves the old file as it was), then its metadata beside it as
+        `<file>.json`; returns its path."""
         path = Path(path) if path is not None else self.path
         path.parent.mkdir(parents=True, exist_ok=True)
         extra = {META: json.dumps(self.meta, indent=2)}
@@ -178,6 +179,7 @@ class GaitModel:
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
+        write_json(path.with_suffix(".json"), self.meta)
         return path
 
     @torch.no_grad()
@@ -219,6 +221,17 @@ class GaitModel:
         """A decision per capture of each input (a `.bin` with its folder's metadata.json, or a
         capture folder). A bad capture or a folder recorded with other radar settings gives an
         error decision naming it, and the rest go on."""
+        for source, gait in self.captures(inputs):
+            if isinstance(gait, CaptureError):
+                yield Decision(source, error=str(gait))
+            else:
+                yield self.decide(source, gait, windows)
+
+    def captures(
+        self, inputs: Sequence[str | os.PathLike]
+    ) -> Iterator[tuple[str, np.ndarray | CaptureError]]:
+        """(source, its gait images — or the error that names why there are none) per capture of
+        each input."""
         bins = range_band(self.radar, self.dsp)
         for path in map(Path, inputs):
             try:
@@ -226,17 +239,62 @@ class GaitModel:
                 radar, _ = read_metadata(folder)
                 self.check_radar(radar, folder)
             except CaptureError as error:
-                yield Decision(str(path), error=str(error))
+                yield str(path), error
                 continue
             for entry in captures:
                 source = str(folder / entry["file"])
                 try:
-                    gait = self.gait(folder / entry["file"], entry["num_frames"], bins)
+                    yield source, self.gait(folder / entry["file"], entry["num_frames"], bins)
                 except CaptureError as error:
                     named = str(error) if source in str(error) else f"{source}: {error}"
-                    yield Decision(source, error=named)
-                    continue
-                yield self.decide(source, gait, windows)
+                    yield source, CaptureError(named)
+
+    def enroll(self, name: str, inputs: Sequence[str | os.PathLike]) -> int:
+        """Add `name` to the gallery from their captures' windows (the windows a decision uses);
+        returns how many captures. Only the embedding scores name enrolled people: a model that
+        decides by a classifier score switches to the embedding score that rejected most val
+        strangers, at its val threshold. Nothing is written here (`save`).
+
+        Raises:
+            UserError: the name is enrolled already, or a capture cannot be read (naming it:
+                an enrolment is from good captures only), or there are none."""
+        gaits = []
+        for source, gait in self.captures(inputs):
+            if isinstance(gait, CaptureError):
+                raise UserError(f"{gait} (nothing enrolled)")
+            if len(gait) == 0 or gait.min() == gait.max():
+                raise UserError(f"{source}: no usable gait window (nothing enrolled)")
+            gaits.append(gait)
+        if not gaits:
+            raise UserError(f"no captures to enrol {name!r} from")
+        self.gallery = self._gallery().enroll(
+            name, np.concatenate([self.outputs(g)[1] for g in gaits])
+        )
+        self._decide_by_embedding()
+        return len(gaits)
+
+    def remove(self, name: str) -> None:
+        """Take `name` out of the gallery (the embedding scores then never name them; the
+        classifier still knows a trained identity, so the model switches to an embedding score
+        as `enroll` does). Nothing is written here (`save`)."""
+        self.gallery = self._gallery().remove(name)
+        self._decide_by_embedding()
+
+    def _gallery(self) -> Gallery:
+        if self.gallery is None:
+            raise UserError(f"{self.path}: a model without a gallery (export the run again)")
+        return self.gallery
+
+    def _decide_by_embedding(self) -> None:
+        if self.score in EMBEDDING_SCORES:
+            return
+        reports = self.meta["calibration"]["scores"]
+        best = max(EMBEDDING_SCORES, key=lambda s: reports[s]["val"].get("rejected", 0))
+        log.warning("the model decided by %s, which knows the trained identities only; it now "
+                    "decides by %s (val threshold %.3f)", self.score, best,
+                    self.meta["thresholds"][best])  # fmt: skip
+        self.score, self.threshold = best, self.meta["thresholds"][best]
+        self.meta = {**self.meta, "score": best, "threshold": self.threshold}
 
     def gait(self, path: Path, frames: int, bins: slice) -> np.ndarray:
         """A capture → the uint8 gait images of the windows a decision uses (only those are
@@ -343,7 +401,7 @@ def export(
     chosen = max(SCORES, key=lambda s: (reports[s]["val"].get("rejected", 0),
                                         reports[s]["val"].get("auroc", 0), s == SCORES[0]))  # fmt: skip
     model.score, model.threshold = chosen, thresholds[chosen]
-    model.meta |= {"score": chosen, "threshold": thresholds[chosen]}
+    model.meta |= {"score": chosen, "threshold": thresholds[chosen], "thresholds": thresholds}
     calibration: dict[str, Any] = {
         "accept_target": ACCEPT,
         "score": chosen,
@@ -370,7 +428,6 @@ def export(
     }
     model.meta = meta
     model.save(out)
-    write_json(out.with_suffix(".json"), meta)
     if onnx:
         _onnx(model.module, config.dsp.image_size, out.with_suffix(".onnx"))
     return meta

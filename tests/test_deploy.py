@@ -18,7 +18,7 @@ from ikd.data.dataset import open_dataset
 from ikd.data.export import simulate_captures
 from ikd.deploy import FORMAT, META, GaitModel, export
 from ikd.errors import UserError
-from ikd.openset import SCORES
+from ikd.openset import EMBEDDING_SCORES, SCORES
 from ikd.radar.dsp import spread
 from ikd.train.data import Samples, to_device
 from ikd.train.driver import load_run, train_driver
@@ -214,4 +214,50 @@ def test_a_model_file_is_written_whole_or_not_at_all(exported, tmp_path, monkeyp
     model.meta = {**model.meta, "threshold": -1.0}
     with pytest.raises(OSError, match="disk full"):
         model.save(copy)
-    assert copy.read_bytes() == before and sorted(tmp_path.iterdir()) == [copy]
+    assert copy.read_bytes() == before
+    assert sorted(tmp_path.iterdir()) == [copy.with_suffix(".json"), copy]  # no partial file
+
+
+def test_a_never_seen_walker_is_enrolled_named_listed_and_removed(
+    exported, capture_folders, tmp_path, capsys
+):
+    """`ikd enroll` adds a person from a capture without retraining (the file switches to an
+    embedding score if it decided by the classifier's), `ikd identify` names them, `ikd gallery`
+    lists them; bad enrolments are one line each and write nothing."""
+    import shutil
+
+    _, path, meta = exported
+    _, new = capture_folders
+    model_file = shutil.copy(path, tmp_path / "model.pt")
+    capture = str(new / "id004_walk000.bin")
+    assert main(["enroll", str(model_file), capture, "--name", "dee"]) == 0
+    model = GaitModel.load(model_file)
+    assert model.gallery.names == (*meta["identities"], "dee")
+    assert model.score in EMBEDDING_SCORES and model.threshold == meta["thresholds"][model.score]
+    capsys.readouterr()
+    assert main(["identify", str(model_file), capture, "--json"]) == 0
+    (decision,) = json.loads(capsys.readouterr().out)
+    assert decision["best"] == "dee" == decision["identity"]  # the very capture enrolled
+    assert main(["gallery", str(model_file)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "name\tsource\twindows" and lines[1].startswith("id000\ttrained\t")
+    assert lines[-1] == "dee\tenrolled\t2"  # a smoke walk's 2 windows
+    enrolled = model_file.read_bytes()
+    other = tmp_path / "other"
+    other.mkdir()
+    metadata = json.loads((new / "metadata.json").read_text())
+    metadata["radar"] |= {"num_chirps": 64}
+    (other / "metadata.json").write_text(json.dumps(metadata))
+    for args, why in (
+        ([capture, "--name", "dee"], "'dee' is enrolled already"),
+        ([str(other), "--name", "eve"], "other radar settings"),
+        ([str(tmp_path / "nothing"), "--name", "eve"], "no such file or folder"),
+        (["--name", "eve"], "no captures to enrol 'eve'"),
+        (["--remove", "eve"], "'eve' is not enrolled"),
+    ):
+        assert main(["enroll", str(model_file), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert why in err and err.count("\n") == 1, err
+        assert model_file.read_bytes() == enrolled
+    assert main(["enroll", str(model_file), "--remove", "dee"]) == 0
+    assert GaitModel.load(model_file).gallery.names == tuple(meta["identities"])
