@@ -301,13 +301,15 @@ def _parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser(
         "export",
-        help="a run's gait-only student as one model file, with its unknown threshold",
+        help="a run's gait-only student as one model file, with its open-set score and gallery",
         description="Write a run's evaluated student (no face model) as TorchScript — and ONNX "
         "beside it where torch's exporter works — holding the identity names, the radar and DSP "
-        "settings its captures must have, and an 'unknown' threshold calibrated on val so that "
-        "95%% of known walkers' val captures are accepted. For a finished final run it also "
-        "reports, on test, the closed-set accuracy at that threshold and how often walkers never "
-        "seen in training (new synthetic identities) are rejected.",
+        "settings its captures must have, the gallery of the trained identities' mean gait "
+        "embeddings, and an open-set score with its 'unknown' threshold, both chosen on val: "
+        "each score's threshold accepts 95% of known walkers' val captures, and the score kept "
+        "rejects most of a val group of walkers never seen in training (new synthetic "
+        "identities). For a finished final run it also reports every score on test, with a "
+        "test group of such walkers.",
     )
     export.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (a path or a URI)")
     export.add_argument(
@@ -337,11 +339,11 @@ def _parser() -> argparse.ArgumentParser:
 
     identify = commands.add_parser(
         "identify",
-        help="who walked: identity, confidence or 'unknown' per radar capture",
+        help="who walked: identity, score or 'unknown' per radar capture",
         description="Run the DSP and an exported student on DCA1000 captures — .bin files "
         "(their folder's metadata.json gives frames and radar settings) or capture folders — and "
-        "print one decision per capture: the windows' log-probabilities averaged, the best "
-        "identity when its probability reaches the model's threshold, else 'unknown'. A capture "
+        "print one decision per capture: its windows scored by the model's open-set score, the "
+        "person it points at when the score reaches the model's threshold, else 'unknown'. A capture "
         "that cannot be read is named and the rest go on (exit status 1); a folder recorded "
         "with other radar settings than the model's is refused, naming the fields.",
     )
