@@ -391,11 +391,23 @@ def export(
     if test is not None:
         scored["test"] = (_walk_scores(model, _split_gait(test)), synthetic and
                           _walk_scores(model, _stranger_gait(config, _walks(test), groups["test"])))  # fmt: skip
-    thresholds = {score: threshold_at([s[score][1] for _, s in scored["val"][0]], ACCEPT)
-                  for score in SCORES}  # fmt: skip
-    reports = {score: {split: _score_report(known, strangers or [], score, thresholds[score])
-                       for split, (known, strangers) in scored.items()}
-               for score in SCORES}  # fmt: skip
+    # each score's thresholds, capture by capture (what decides) and window by window (reported)
+    thresholds, window_thresholds = (
+        {score: threshold_at([s[score][1] for _, s in _level(scored["val"][0], level)], ACCEPT)
+         for score in SCORES}
+        for level in ("capture", "window")
+    )  # fmt: skip
+    reports = {
+        score: {
+            split: _score_report(_level(known, "capture"), _level(strangers or [], "capture"),
+                                 score, thresholds[score])
+            | {"windows": _score_report(_level(known, "window"), _level(strangers or [], "window"),
+                                        score, window_thresholds[score])
+               | {"threshold": window_thresholds[score]}}
+            for split, (known, strangers) in scored.items()
+        }
+        for score in SCORES
+    }  # fmt: skip
     # the score that rejects most val strangers at 95 % val acceptance (AUROC breaks ties);
     # with no strangers to choose on, today's: the classifier's probability
     chosen = max(SCORES, key=lambda s: (reports[s]["val"].get("rejected", 0),
@@ -507,22 +519,35 @@ def _gallery(model: GaitModel, train: Samples, names: Sequence[str]) -> Gallery:
     return Gallery.fit(embeddings, identity, names)
 
 
+Scores = dict[str, tuple[int, float]]  # every open-set score of a capture or a window
+
+
 def _walk_scores(
     model: GaitModel, walks: Iterable[tuple[str, int, np.ndarray]]
-) -> list[tuple[int, dict[str, tuple[int, float]]]]:
-    """(true label, every open-set score) per walk with a usable window, on the windows a
-    decision uses."""
+) -> list[tuple[int, Scores, list[Scores]]]:
+    """(true label, the capture's scores, each window's alone) per walk with a usable window,
+    on the windows a decision uses."""
     scored = []
     for _, label, gait in walks:
         chosen = gait[spread(len(gait), model.max_windows)]
         if len(chosen) and chosen.min() != chosen.max():
-            scored.append((label, capture_scores(*model.outputs(chosen), model.gallery)))
+            logits, embeddings = model.outputs(chosen)
+            windows = [capture_scores(logits[i : i + 1], embeddings[i : i + 1], model.gallery)
+                       for i in range(len(chosen))]  # fmt: skip
+            scored.append((label, capture_scores(logits, embeddings, model.gallery), windows))
     return scored
 
 
+def _level(scored: list[tuple[int, Scores, list[Scores]]], level: str) -> list[tuple[int, Scores]]:
+    """(true label, scores) per capture, or per window ("window")."""
+    if level == "capture":
+        return [(label, capture) for label, capture, _ in scored]
+    return [(label, window) for label, _, windows in scored for window in windows]
+
+
 def _score_report(
-    known: list[tuple[int, dict[str, tuple[int, float]]]],
-    strangers: list[tuple[int, dict[str, tuple[int, float]]]],
+    known: list[tuple[int, Scores]],
+    strangers: list[tuple[int, Scores]],
     score: str,
     threshold: float,
 ) -> dict[str, Any]:

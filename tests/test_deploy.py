@@ -99,6 +99,9 @@ def test_the_model_file_carries_what_identifying_needs(exported, smoke_dataset):
         for split in ("val", "test"):
             assert report[split]["strangers"] > 0 and 0 <= report[split]["auroc"] <= 1, score
         assert report["val"]["accepted"] >= 0.95
+        windows = report["val"]["windows"]  # each window alone, at a window threshold of its own
+        assert windows["accepted"] >= 0.95 and windows["captures"] > report["val"]["captures"]
+        assert 0 <= report["test"]["windows"]["auroc"] <= 1
     chosen = reports[meta["score"]]["val"]["rejected"]
     assert chosen == max(report["val"]["rejected"] for report in reports.values())
     assert GaitModel.load(path).gallery.names == tuple(meta["identities"])
