@@ -420,12 +420,14 @@ def export(
         "chosen_on": "val strangers" if synthetic else "none (no never-seen walkers): the default",
         "strangers": {split: list(group) for split, group in groups.items()} if synthetic else {},
         "scores": reports,
-        "val": _rates(_split_decisions(model, val), model.threshold, names),
+        **{split: reports[chosen][split] for split in scored},  # the chosen score's, in short
     }
-    if test is not None:
-        calibration["test"] = _rates(_split_decisions(model, test), model.threshold, names)
-        if synthetic:
-            calibration["unknown"] = _unknown_rates(model, config, _walks(test), groups["test"])
+    if test is not None and synthetic:
+        calibration["unknown"] = {
+            "identities": len(groups["test"]),
+            "captures": reports[chosen]["test"]["strangers"],
+            "rejected": reports[chosen]["test"]["rejected"],
+        }
     meta = model.meta | {
         "calibration": calibration,
         "run": {
@@ -561,6 +563,8 @@ def _score_report(
         "accepted": float(accepted.mean()) if len(known) else 0.0,
         "closed_set_accuracy": float(right.mean()) if len(known) else 0.0,
         "accuracy_of_accepted": float(right[accepted].mean()) if accepted.any() else 0.0,
+        # right and accepted over all known captures: what a deployment gets right
+        "accuracy_at_threshold": float((right & accepted).mean()) if len(known) else 0.0,
     }
     if strangers and len(known):
         theirs = [s[score][1] for _, s in strangers]
@@ -570,42 +574,3 @@ def _score_report(
             "auroc": auroc(values, theirs),
         }
     return report
-
-
-def _split_decisions(model: GaitModel, samples: Samples) -> list[tuple[Decision, int]]:
-    """A decision per walk of a split (its windows in order), with the walk's true label."""
-    return [(model.decide(source, gait), label) for source, label, gait in _split_gait(samples)]
-
-
-def _rates(
-    decisions: list[tuple[Decision, int]], threshold: float, names: Sequence[str]
-) -> dict[str, Any]:
-    """Acceptance and accuracy of known walkers' captures at `threshold`."""
-    good = [(d, names[label]) for d, label in decisions if not d.error]
-    accepted = [(d, name) for d, name in good if d.confidence >= threshold]
-    correct = sum(d.best == name for d, name in accepted)
-    closed = sum(d.best == name for d, name in good)
-    return {
-        "captures": len(good),
-        "accepted": len(accepted) / max(len(good), 1),
-        # correct and accepted over all known captures: what a deployment gets right
-        "accuracy_at_threshold": correct / max(len(good), 1),
-        "accuracy_of_accepted": correct / max(len(accepted), 1),
-        "closed_set_accuracy": closed / max(len(good), 1),
-    }
-
-
-def _unknown_rates(
-    model: GaitModel, config: Config, walks: Sequence[int], identities: Sequence[int]
-) -> dict[str, Any]:
-    """How often the never-seen walkers of `identities` are rejected as unknown, with the model's
-    score and threshold."""
-    decisions = [
-        model.decide(source, gait) for source, _, gait in _stranger_gait(config, walks, identities)
-    ]
-    good = [d for d in decisions if not d.error]
-    return {
-        "identities": len(identities),
-        "captures": len(good),
-        "rejected": sum(d.identity == UNKNOWN for d in good) / max(len(good), 1),
-    }
