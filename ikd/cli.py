@@ -331,8 +331,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--unknown",
         type=int,
-        default=12,
-        help="never-seen synthetic walkers for the open-set report (default 12)",
+        default=24,
+        help="never-seen synthetic walkers, half to choose the open-set score on (val), half "
+        "to report it (test) (default 24)",
     )
     _verbose(export)
     export.set_defaults(handler=_export)

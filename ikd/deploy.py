@@ -58,6 +58,9 @@ FORMAT = "ikd-gait-model/2"  # 2: logits and gait embeddings out, a gallery and 
 META = "ikd.json"
 GALLERY = "gallery.npz"  # `ikd.openset.Gallery`, beside META in the file
 ACCEPT = 0.95  # the share of known walkers' val captures the threshold accepts
+# Walks simulated per never-seen walker (new people: their walk numbers are any, and more walks
+# than a split's 2 val walks steady the rejection the score is chosen by)
+STRANGER_WALKS = 4
 UNKNOWN = "unknown"
 
 
@@ -350,7 +353,7 @@ def export(
     *,
     names: Sequence[str] | None = None,
     max_windows: int = 8,
-    unknown_identities: int = 12,
+    unknown_identities: int = 24,
     onnx: bool = True,
 ) -> dict[str, Any]:
     """Export a run's evaluated student (FAWA's average once engaged) with its calibration.
@@ -359,8 +362,9 @@ def export(
         out: the model file, local (default `default_model_file(run_dir)`).
         names: identity names in label order (default id000, id001, …).
         max_windows: gait windows per capture decision (0: all).
-        unknown_identities: never-seen synthetic walkers for the open-set report (synthetic
-            datasets only).
+        unknown_identities: never-seen synthetic walkers for choosing the open-set score and
+            reporting it, halved into a val and a test group, each walker simulated on
+            `STRANGER_WALKS` walks (synthetic datasets only).
 
     Returns:
         The model's metadata (also inside the file, and beside it as `<out>.json`).
@@ -386,11 +390,12 @@ def export(
         "test": range(first + half, first + unknown_identities),
     }
     synthetic = not config.data.captures and half > 0
-    scored = {"val": (_walk_scores(model, _split_gait(val)), synthetic and
-                      _walk_scores(model, _stranger_gait(config, _walks(val), groups["val"])))}  # fmt: skip
-    if test is not None:
-        scored["test"] = (_walk_scores(model, _split_gait(test)), synthetic and
-                          _walk_scores(model, _stranger_gait(config, _walks(test), groups["test"])))  # fmt: skip
+    walks = range(STRANGER_WALKS)
+    scored = {
+        split: (_walk_scores(model, _split_gait(samples)),
+                synthetic and _walk_scores(model, _stranger_gait(config, walks, groups[split])))
+        for split, samples in (("val", val), ("test", test)) if samples is not None
+    }  # fmt: skip
     # each score's thresholds, capture by capture (what decides) and window by window (reported)
     thresholds, window_thresholds = (
         {score: threshold_at([s[score][1] for _, s in _level(scored["val"][0], level)], ACCEPT)
@@ -503,12 +508,6 @@ def _stranger_gait(
         mask &= batch[schema.ERROR] == ""
         yield (f"new identity {label} walk {number}", label,
                to_gait(batch[schema.SPECTROGRAM][mask]))  # fmt: skip
-
-
-def _walks(samples: Samples) -> list[int]:
-    """The walk numbers of one identity's captures in a split (the same for every identity)."""
-    identity, walk, _ = schema.key_parts(samples.key.numpy())
-    return sorted(set(walk[identity == int(identity.min())].tolist()))
 
 
 def _gallery(model: GaitModel, train: Samples, names: Sequence[str]) -> Gallery:

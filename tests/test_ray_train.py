@@ -26,7 +26,7 @@ def test_one_ray_worker_matches_the_plain_loop_and_the_cli_evaluates_test(
         "train.threads=1",
         "train.epochs=2",
         "train.batch_size=8",
-        "train.student=mobilenet",
+        "train.student=tests.stand_ins:tiny_backbone",
         f"train.runs_root={tmp_path}",
     ]
     args = ["--preset", "smoke", "--method", "identitykd", f"data.root={config.data.root}"]

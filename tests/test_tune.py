@@ -140,7 +140,11 @@ from ikd.study import Study, Variant
 STUDY = Study(
     artefact="a table",
     variants=(
-        Variant("baseline", {"train.method": "baseline"}, space={"train.lr": LogUniform(1e-5, 1e-2)}),
+        Variant(
+            "baseline",
+            {"train.method": "baseline", "train.student": "tests.stand_ins:slow_backbone"},
+            space={"train.lr": LogUniform(1e-5, 1e-2)},
+        ),
     ),
     test_trials=4,
 )
@@ -183,7 +187,8 @@ def runtime_env(env):
     import os
 
     install()
-    here = {"PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}  # for the cluster's workers
+    here = {"PYTHONPATH": os.path.dirname(os.path.abspath(__file__)),  # for the cluster's workers
+            "IKD_TEST_FORWARD_WAIT_S": "0.2"}  # the stand-in student's epochs last a while
     env = env or {}
     return {**env, "env_vars": {**env.get("env_vars", {}), **here},
             "worker_process_setup_hook": f"{__name__}.install"}  # fmt: skip
@@ -217,7 +222,9 @@ def test_an_interrupted_study_resumes_with_its_exact_budget_and_asha_decisions(
     # 4 epochs: ASHA's rung at epoch 2 (half the epochs). TPE's first seeded draws are lr 4.4e-4,
     # 1.4e-3, 6.4e-4, …, so the second trial's stand-in val acc at the rung (0.28) is below the
     # first's (0.45) and ASHA stops it there; the third is then mid-training for at least an
-    # epoch. What the trials learn does not matter: the preset's batch size, the quickest epochs.
+    # epoch. What the trials learn does not matter: the stand-in student (~7 k parameters), whose
+    # forward passes wait 0.2 s in the session's Ray workers (the runtime env below sets it), so
+    # an epoch lasts a second or two without using the CPU (resnet18's cost 14 s of the test).
     stand_in = tmp_path / "stand_in" / "val_acc_stand_in.py"
     stand_in.parent.mkdir()
     stand_in.write_text(VAL_ACC)
