@@ -9,7 +9,8 @@ each score's threshold chosen on val, with the val group of strangers), then, on
 
 1. **Curves.** Each score's share of the test group of strangers rejected against the share of
    the known walkers' test captures accepted, as the threshold sweeps (capture level), with the
-   95 % acceptance the model is calibrated to marked: `openset_curves.png`, `openset_curves.csv`.
+   95 % acceptance the model is calibrated to marked: `openset_curves.png` (the scores behind
+   it: `curves` in `openset.json`).
 2. **Enrolment.** `--enrol` more never-seen walkers (the identities after the stranger groups),
    each enrolled into the model's gallery from 1, 2 and 4 captures (the windows a decision uses:
    what `ikd enroll` does), then identified on 8 other walks: rank-1 among everyone in the
@@ -21,7 +22,6 @@ The model's windows are computed once per walk; every gallery is scored on the s
 """
 
 import argparse
-import csv
 import json
 import logging
 import tempfile
@@ -55,7 +55,7 @@ def main() -> None:
         json.dumps({"summary": summary, "runs": results}, indent=2) + "\n"
     )
     _curves(results, args.out)
-    print(f"\nwritten: {args.out}/openset.json, openset_curves.csv, openset_curves.png")
+    print(f"\nwritten: {args.out}/openset.json, openset_curves.png")
 
 
 def _run(run: Path, args: argparse.Namespace) -> dict:
@@ -99,8 +99,8 @@ def _run(run: Path, args: argparse.Namespace) -> dict:
     thresholds = meta["thresholds"]
     known0, stranger0 = scores(known, model.gallery), scores(stranger, model.gallery)
     curves = {
-        score: {"known": [s[score][1] for _, s in known0],
-                "strangers": [s[score][1] for _, s in stranger0]}
+        score: {"known": [round(s[score][1], 6) for _, s in known0],
+                "strangers": [round(s[score][1], 6) for _, s in stranger0]}
         for score in SCORES
     }  # fmt: skip
     result = {
@@ -237,7 +237,8 @@ def _print(run: str, result: dict) -> None:
 
 
 def _curves(results: dict, out: Path) -> None:
-    """Rejection against acceptance per score and run: a CSV of the points and one figure."""
+    """Rejection against acceptance per score and run, one panel each (the scores behind it:
+    `curves` in openset.json)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -248,26 +249,20 @@ def _curves(results: dict, out: Path) -> None:
     figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4.2 * rows), squeeze=False)
     for axis in axes.flat[len(results) :]:
         axis.set_visible(False)
-    with open(out / "openset_curves.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["run", "method", "score", "threshold", "known_accepted",
-                         "strangers_rejected"])  # fmt: skip
-        for axis, (run, result) in zip(axes.flat, results.items(), strict=False):
-            for score, values in result["curves"].items():
-                known, strangers = np.asarray(values["known"]), np.asarray(values["strangers"])
-                thresholds = np.unique(np.concatenate([known, strangers, [np.inf]]))
-                accepted = [(known >= t).mean() for t in thresholds]
-                rejected = [(strangers < t).mean() for t in thresholds]
-                for t, a, r in zip(thresholds, accepted, rejected, strict=True):
-                    writer.writerow([Path(run).name, result["method"], score, t, a, r])
-                chosen = " (chosen)" if score == result["score"] else ""
-                axis.plot(accepted, rejected, drawstyle="steps-post", label=score + chosen)
-            axis.axvline(0.95, color="grey", linestyle=":", linewidth=1)
-            axis.axhline(0.80, color="grey", linestyle="--", linewidth=1)
-            axis.set(xlim=(0.5, 1.0), ylim=(0, 1.02), xlabel="known test captures accepted",
-                     ylabel="test strangers rejected",
-                     title=f"{result['method']}, {Path(run).name.rsplit('-', 1)[-1]}")  # fmt: skip
-            axis.legend(loc="lower left", fontsize=8)
+    for axis, (run, result) in zip(axes.flat, results.items(), strict=False):
+        for score, values in result["curves"].items():
+            known, strangers = np.asarray(values["known"]), np.asarray(values["strangers"])
+            thresholds = np.unique(np.concatenate([known, strangers, [np.inf]]))
+            accepted = [(known >= t).mean() for t in thresholds]
+            rejected = [(strangers < t).mean() for t in thresholds]
+            chosen = " (chosen)" if score == result["score"] else ""
+            axis.plot(accepted, rejected, drawstyle="steps-post", label=score + chosen)
+        axis.axvline(0.95, color="grey", linestyle=":", linewidth=1)
+        axis.axhline(0.80, color="grey", linestyle="--", linewidth=1)
+        axis.set(xlim=(0.5, 1.0), ylim=(0, 1.02), xlabel="known test captures accepted",
+                 ylabel="test strangers rejected",
+                 title=f"{result['method']}, {Path(run).name.rsplit('-', 1)[-1]}")  # fmt: skip
+        axis.legend(loc="lower left", fontsize=8)
     figure.suptitle("Open set, capture level (synthetic laptop preset; dotted: the 95 % "
                     "acceptance calibrated on val, dashed: the 80 % goal)", fontsize=9)  # fmt: skip
     figure.tight_layout()
