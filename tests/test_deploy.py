@@ -197,6 +197,12 @@ def test_a_model_of_another_format_or_no_model_is_refused(exported, tmp_path, ca
     torch.jit.save(module, str(old), _extra_files={META: json.dumps({**meta, "format": "x/0"})})
     with pytest.raises(UserError, match=r"model format 'x/0'; this ikd reads 'ikd-gait-model/2'"):
         GaitModel.load(old)
+    before = old.read_bytes()
+    for command in (["gallery", str(old)], ["enroll", str(old), "--remove", "id000"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "model format 'x/0'" in err and err.count("\n") == 1, err
+    assert old.read_bytes() == before
     assert main(["identify", str(path.with_suffix(".json")), str(tmp_path)]) == 2
     assert "not a TorchScript model file" in capsys.readouterr().err
 
