@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ikd.allocator import keep_freed_memory
-from ikd.config import PRESETS, STAGES, Config, load_config, split_override
+from ikd.config import BUILDER, PRESETS, STAGES, Config, load_config, split_override
 from ikd.errors import Terminated, UserError
 
 if TYPE_CHECKING:
@@ -506,6 +506,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace) -> Config:
     config = load_config(args.preset, args.overrides)
+    if BUILDER.fullmatch(config.train.student):  # a student of one's own: importable here
+        from ikd.models.students import builder
+
+        builder(config.train.student)
     log.info("config %s (preset %s)", config.hash(), config.preset)
     return config
 

@@ -880,6 +880,19 @@ def test_a_student_of_ones_own_is_a_builder_named_module_colon_function():
             Student.from_name(name, N)
 
 
+def test_a_student_of_ones_own_that_cannot_be_imported_stops_the_cli_before_anything_starts(
+    capsys,
+):
+    from ikd.cli import main
+
+    for command in ("train", "study"):
+        args = [command, "studies/table3_methods.py"] if command == "study" else [command]
+        assert main([*args, "--preset", "smoke", "train.student=stand_ins:nothing"]) == 2
+        err = capsys.readouterr().err
+        assert "train.student=stand_ins:nothing: module 'stand_ins' has no attribute" in err, err
+        assert err.count("\n") == 1, err
+
+
 # ---------------------------------------------------------------------------------------------
 # 9. configuration
 

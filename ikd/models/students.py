@@ -77,11 +77,7 @@ def backbone(name: str) -> tuple[nn.Module, int]:
         UserError: the builder cannot be imported, or does not return (module, width)."""
     if name in STUDENTS:
         return STUDENTS[name]()
-    module, _, function = name.partition(":")
-    try:
-        build = getattr(importlib.import_module(module), function)
-    except (ImportError, AttributeError) as error:
-        raise UserError(f"train.student={name}: {error}") from None
+    build = builder(name)
     try:
         built = build()
     except Exception as error:  # the builder's own: one line, what it said
@@ -90,6 +86,22 @@ def backbone(name: str) -> tuple[nn.Module, int]:
         case (nn.Module(), int()):
             return built
     raise UserError(f"train.student={name}: returned {type(built).__name__}, not (module, width)")
+
+
+def builder(name: str) -> Callable[[], tuple[nn.Module, int]]:
+    """The function a `package.module:function` student names, imported (not called): the
+    CLI asks for it before anything starts, so a typo is one line there, not a failed trial.
+
+    Raises:
+        UserError: it cannot be imported."""
+    module, _, function = name.partition(":")
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as error:
+        raise UserError(
+            f"train.student={name}: {error} (it must be importable where ikd starts and where runs "
+            "train: e.g. `python -m ikd` from its folder, or its folder on PYTHONPATH)"
+        ) from None
 
 
 class Student(nn.Module):
