@@ -457,8 +457,9 @@ def _gallery(args: argparse.Namespace) -> None:
     if model.gallery is None:
         raise UserError(f"{args.model}: a model without a gallery (export the run again)")
     print("name\tsource\twindows")
-    for name, count in zip(model.gallery.names, model.gallery.counts.tolist(), strict=True):
-        print(f"{name}\t{'trained' if name in model.names else 'enrolled'}\t{count}")
+    gallery = model.gallery
+    for name, count, enrolled in zip(gallery.names, gallery.counts, gallery.enrolled, strict=True):
+        print(f"{name}\t{'enrolled' if enrolled else 'trained'}\t{count}")
 
 
 def _identify(args: argparse.Namespace) -> int:

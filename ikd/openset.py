@@ -50,6 +50,7 @@ class Gallery:
     means: np.ndarray  # (N, D) each person's mean embedding
     counts: np.ndarray  # (N,) the windows each mean averages
     precision: np.ndarray  # (D, D) the inverse of the shared, shrunk within-person covariance
+    enrolled: np.ndarray  # (N,) bool: added after training (`enroll`), not fitted
 
     @classmethod
     def fit(
@@ -72,7 +73,7 @@ class Gallery:
         covariance = centred.T @ centred / max(len(embeddings) - len(names), 1)
         target = np.trace(covariance) / len(covariance)
         shrunk = (1 - shrinkage) * covariance + shrinkage * target * np.eye(len(covariance))
-        return cls(tuple(names), means, counts, np.linalg.inv(shrunk))
+        return cls(tuple(names), means, counts, np.linalg.inv(shrunk), np.zeros(len(names), bool))
 
     def enroll(self, name: str, embeddings: np.ndarray) -> Gallery:
         """The gallery with `name` added from their windows' embeddings (the shared covariance
@@ -87,6 +88,7 @@ class Gallery:
             np.vstack([self.means, embeddings.mean(axis=0)]),
             np.append(self.counts, len(embeddings)),
             self.precision,
+            np.append(self.enrolled, True),
         )
 
     def remove(self, name: str) -> Gallery:
@@ -94,7 +96,11 @@ class Gallery:
             raise UserError(f"{name!r} is not enrolled (enrolled: {', '.join(self.names)})")
         keep = [i for i, n in enumerate(self.names) if n != name]
         return Gallery(
-            tuple(self.names[i] for i in keep), self.means[keep], self.counts[keep], self.precision
+            tuple(self.names[i] for i in keep),
+            self.means[keep],
+            self.counts[keep],
+            self.precision,
+            self.enrolled[keep],
         )
 
     def cosine(self, embedding: np.ndarray) -> np.ndarray:
@@ -119,7 +125,7 @@ class Gallery:
         2 MB of float64, too much for JSON)."""
         out = io.BytesIO()
         np.savez(out, names=np.asarray(self.names, dtype=str), means=self.means,
-                 counts=self.counts, precision=self.precision)  # fmt: skip
+                 counts=self.counts, precision=self.precision, enrolled=self.enrolled)  # fmt: skip
         return out.getvalue()
 
     @classmethod
@@ -130,6 +136,7 @@ class Gallery:
                 saved["means"],
                 saved["counts"],
                 saved["precision"],
+                saved["enrolled"],
             )
 
 

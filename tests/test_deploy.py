@@ -276,3 +276,9 @@ def test_a_never_seen_walker_is_enrolled_named_listed_and_removed(
         assert model_file.read_bytes() == enrolled
     assert main(["enroll", str(model_file), "--remove", "dee"]) == 0
     assert GaitModel.load(model_file).gallery.names == tuple(meta["identities"])
+    # a trained person taken out and enrolled again under the same name is listed as enrolled
+    assert main(["enroll", str(model_file), "--remove", "id000"]) == 0
+    assert main(["enroll", str(model_file), capture, "--name", "id000"]) == 0
+    capsys.readouterr()
+    assert main(["gallery", str(model_file)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "id000\tenrolled\t2"

@@ -59,6 +59,12 @@ def test_a_person_enrolled_after_training_is_named_and_removed_again():
         assert after[score][1] > before[score][1]
     assert np.array_equal(enrolled.precision, gallery.precision)  # the shared spread is kept
     assert enrolled.remove("dee").names == NAMES
+    # who was enrolled, kept through removals and the file: ana removed and enrolled again is
+    # an enrolled person now
+    again = Gallery.from_bytes(enrolled.remove("ana").enroll("ana", newcomer).to_bytes())
+    assert again.names == ("ben", "cyd", "dee", "ana")
+    assert again.enrolled.tolist() == [False, False, True, True]
+    assert not gallery.enrolled.any()
     with pytest.raises(UserError, match="'ana' is enrolled already"):
         gallery.enroll("ana", newcomer)
     with pytest.raises(UserError, match="no gait windows to enrol 'eve'"):
