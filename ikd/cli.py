@@ -45,10 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{error.filename}: " if error.filename else ""
         print(f"ikd: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
-    except Terminated:
-        print("ikd: terminated (SIGTERM)", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        if Terminated.caused(interrupt):  # SIGTERM, also when it came during a Ray call
+            print("ikd: terminated (SIGTERM)", file=sys.stderr)
+            return 143
         print("ikd: interrupted", file=sys.stderr)
         return 130
 

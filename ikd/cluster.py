@@ -63,6 +63,7 @@ def init_ray(num_cpus: int | None = None) -> None:
 
 
 def _terminated(signum: int, frame: Any) -> None:
+    Terminated.received = True
     raise Terminated("SIGTERM")
 
 

@@ -19,6 +19,15 @@ class Terminated(KeyboardInterrupt):
     Ctrl+C stops it — the stage in progress adds its time to the study record, finished runs are
     kept, and the same command resumes (`ikd.cluster.init_ray` installs the handler)."""
 
+    received = False  # set by the handler: SIGTERM came
+
+    @staticmethod
+    def caused(interrupt: KeyboardInterrupt) -> bool:
+        """Whether SIGTERM stopped the process: raised inside a blocking Ray call (`ray.get`,
+        Tune's controller waiting on its trials), Terminated comes out of it as a plain
+        KeyboardInterrupt (Ray's core catches KeyboardInterrupt there and raises a new one)."""
+        return isinstance(interrupt, Terminated) or Terminated.received
+
 
 def require(condition: bool, message: str) -> None:
     """Raise a `ConfigError` with `message` unless `condition` holds (config validation)."""

@@ -383,14 +383,16 @@ def test_final_runs_train_in_the_driver_only_where_one_fits_at_a_time_on_its_nod
 # A driver joining the session's Ray, as `ikd run` joins a cluster, then waiting to be stopped.
 JOINED = """
 import time
+import ray
 from ikd.cluster import init_ray
 from ikd.errors import Terminated
 init_ray()
+waiting = ray.remote(num_cpus=0)(lambda: time.sleep(60)).remote()
 try:  # the signal may come as soon as "ready" is written, before print returns
     print("ready", flush=True)
-    time.sleep(60)
-except Terminated:
-    print("terminated", flush=True)
+    ray.get(waiting)  # blocked in Ray, as Tune's controller waits on its trials
+except KeyboardInterrupt as interrupt:
+    print("terminated" if Terminated.caused(interrupt) else "interrupted", flush=True)
 """
 
 
@@ -398,7 +400,8 @@ def test_sigterm_once_ray_runs_stops_ikd_as_ctrl_c_does(ray_session, monkeypatch
     """`ray job stop` or `kill` sends SIGTERM. Ray's own handler (ray.init sets it) has the
     driver's C++ core print a stack dump, then exits; ikd's, set after it, raises Terminated, a
     KeyboardInterrupt, so a stage unwinds and keeps its time as on Ctrl+C, and the CLI says so
-    in one line with exit 143."""
+    in one line with exit 143 — also when the signal came during a blocking Ray call (as Tune's
+    controller waits on trials), out of which Ray raises a plain KeyboardInterrupt instead."""
     import argparse
     import os
     import select
@@ -426,14 +429,25 @@ def test_sigterm_once_ray_runs_stops_ikd_as_ctrl_c_does(ray_session, monkeypatch
     assert out == b"terminated\n", err[-2000:]
     assert b"SIGTERM received" not in err  # Ray's C++ stack dump
 
-    def stopped(args):
-        raise Terminated("SIGTERM")
+    # the CLI: Terminated, or the plain KeyboardInterrupt a Ray call makes of it, is SIGTERM's
+    # line and exit status; Ctrl+C's stays its own
+    raised: list[KeyboardInterrupt] = []
+
+    def stop(args):
+        raise raised[0]
 
     parser = argparse.ArgumentParser(prog="ikd")
-    parser.set_defaults(handler=stopped, verbose=False)
+    parser.set_defaults(handler=stop, verbose=False)
     monkeypatch.setattr(cli, "_parser", lambda: parser)
-    assert cli.main([]) == 143
-    assert capsys.readouterr().err == "ikd: terminated (SIGTERM)\n"
+    for interrupt, received, code, line in (
+        (Terminated("SIGTERM"), True, 143, "ikd: terminated (SIGTERM)\n"),
+        (KeyboardInterrupt(), True, 143, "ikd: terminated (SIGTERM)\n"),
+        (KeyboardInterrupt(), False, 130, "ikd: interrupted\n"),
+    ):
+        raised[:] = [interrupt]
+        monkeypatch.setattr(Terminated, "received", received)
+        assert cli.main([]) == code
+        assert capsys.readouterr().err == line
 
 
 def test_an_unreachable_cluster_address_is_one_line_within_seconds(monkeypatch):
