@@ -224,7 +224,7 @@ def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "v
         }
         if read_json(folder / DATA / DONE) != views_marker:
             start = time.perf_counter()
-            _build_views(folder, shapes)
+            _build_views(folder, shapes, sum(counts.values()))
             timings["views (teacher embeddings)"] = round(time.perf_counter() - start, 1)
             write_json(folder / DATA / DONE, views_marker)
             write_json(folder / TIMINGS, timings)
@@ -243,23 +243,31 @@ def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "v
     return folder
 
 
-def _build_views(folder: Location, shapes: schema.Shapes) -> None:
-    """Stage 3: teacher outputs for K views of every good face (Ray Data actors)."""
+def _build_views(folder: Location, shapes: schema.Shapes, rows: int) -> None:
+    """Stage 3: teacher outputs for K views of every good face (Ray Data actors).
+
+    Four blocks per CPU, but none under a batch, and an actor per four blocks: the teacher
+    runs on whole chunks (`TeacherViews.CHUNK`, the last one padded) and an actor's start costs
+    ~4 CPU-seconds (torch, torchvision, the teacher), so a small build (a smoke run's 46 rows)
+    runs one actor on 3 chunks instead of two on 8 mostly padded ones — the same outputs, which
+    do not depend on the blocks.
+    """
     (folder / DATA).remove()
-    cpus = cluster_cpus()
+    batch = 32
+    blocks = max(1, min(4 * cluster_cpus(), rows // batch))
     (
         ray.data.read_parquet((folder / PAIRS).path, filesystem=folder.fs)
         .filter(expr=col(schema.ERROR) == "")
         .drop_columns([schema.ERROR])
-        .repartition(4 * cpus)
+        .repartition(blocks)
         .materialize()
         # Actors take 0.9 CPU each so the Parquet writes (0.1) still run beside them on 2 cores.
         .map_batches(
             TeacherViews,
             fn_constructor_args=(str(folder / TEACHER), shapes),  # a path or a URI
-            batch_size=32,
-            # one actor to start with (a small build needs no more), more while blocks wait
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cpus),
+            batch_size=batch,
+            # one actor to start with, more while blocks wait
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, blocks // 4)),
             num_cpus=0.9,
             batch_format="numpy",
         )
@@ -315,9 +323,9 @@ def _build_pairs(config: Config, rows: dict[str, np.ndarray], frames: dict, out:
     items = [{k: v[i] for k, v in rows.items()} for i in range(len(rows[schema.IDENTITY]))]
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * cluster_cpus()))
     if config.data.captures:
-        # CPUs: reading tasks 0.8, detector actors 0.5 each (up to one per CPU: 0.5·cpus; one
-        # while few captures wait), storage and writes 0.1 — every stage can always be
-        # scheduled, so the stream cannot deadlock.
+        # CPUs: reading tasks 0.8, detector actors 0.5 each (up to one per CPU and per 32
+        # captures: an actor's start costs ~4 CPU-seconds, a window's face ~0.03), storage and
+        # writes 0.1 — every stage can always be scheduled, so the stream cannot deadlock.
         dataset = dataset.map_batches(
             capture_windows_batch,
             fn_kwargs={"config": config},
@@ -328,7 +336,9 @@ def _build_pairs(config: Config, rows: dict[str, np.ndarray], frames: dict, out:
         dataset = dataset.map_batches(
             RealFaces,
             fn_constructor_args=(config, frames),
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cluster_cpus()),
+            compute=ray.data.ActorPoolStrategy(
+                min_size=1, max_size=max(1, min(cluster_cpus(), len(items) // 32))
+            ),
             num_cpus=0.5,
             batch_size=16,
             batch_format="numpy",
