@@ -196,11 +196,12 @@ def _jobs_first(request):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The jobs' tests run last; GPU tests are the only ones that may be skipped: without CUDA
-    they are."""
+    """The jobs' tests run last, the main job's before the cluster jobs' (which end later: the
+    main job's tests run while they finish); GPU tests are the only ones that may be skipped:
+    without CUDA they are."""
     import torch
 
-    items.sort(key=lambda item: any(job in item.fixturenames for job in JOBS))  # stable
+    items.sort(key=lambda item: [job in item.fixturenames for job in reversed(JOBS)])  # stable
     if torch.cuda.is_available():
         return
     for item in items:

@@ -22,6 +22,29 @@ def _epochs(run_dir):
     return [{k: v for k, v in m.items() if k != "seconds"} for m in read_metrics(run_dir / METRICS)]
 
 
+def test_the_two_node_study_equals_a_single_node_run(cluster_jobs, smoke_dataset, tmp_path):
+    """The same study in this process, on the session's one-node Ray and a local disk: the same
+    trials and final runs (run folder names: hash and seed) with the same metrics, and so the
+    same table. (It runs while the jobs may still run, before the other tests that wait for them.)"""
+    from ikd.tune.stages import run_study
+
+    config, _, _ = smoke_dataset
+    here = tmp_path / "results"
+    overrides = dict(item.split("=", 1) for item in STUDY_OVERRIDES)
+    run_study(cluster_jobs.study, preset="smoke", results_root=here, quick=True,
+              overrides={**overrides, "data.root": config.data.root})  # fmt: skip
+    cluster_jobs.outcome()
+    there = location(cluster_jobs.results)
+    for stage in ("tune", "final"):
+        ours = {r.name: r for r in (location(here) / "runs" / "cluster_check" / stage).folders()}
+        theirs = {r.name: r for r in (there / "runs" / "cluster_check" / stage).folders()}
+        assert sorted(ours) == sorted(theirs)
+        for name, run in ours.items():
+            assert _epochs(run) == _epochs(theirs[name]), (stage, name)
+    table = "cluster_check/table.csv"
+    assert (here / table).read_text() == (there / table).read_text()
+
+
 def test_a_ray_train_run_across_two_nodes_survives_losing_one(
     cluster_jobs, smoke_dataset, tmp_path
 ):
@@ -98,29 +121,6 @@ def test_a_study_job_spreads_over_two_nodes_and_loses_no_work_when_one_dies(clus
     study = optuna.load_study(study_name="cluster_check/baseline", storage=f"sqlite:///{local}")
     assert sorted(t.user_attrs["run"] for t in study.trials) == sorted(records["tune"])
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-
-
-def test_the_two_node_study_equals_a_single_node_run(cluster_jobs, smoke_dataset, tmp_path):
-    """The same study in this process, on the session's one-node Ray and a local disk: the same
-    trials and final runs (run folder names: hash and seed) with the same metrics, and so the
-    same table."""
-    from ikd.tune.stages import run_study
-
-    cluster_jobs.outcome()
-    config, _, _ = smoke_dataset
-    here = tmp_path / "results"
-    overrides = dict(item.split("=", 1) for item in STUDY_OVERRIDES)
-    run_study(cluster_jobs.study, preset="smoke", results_root=here, quick=True,
-              overrides={**overrides, "data.root": config.data.root})  # fmt: skip
-    there = location(cluster_jobs.results)
-    for stage in ("tune", "final"):
-        ours = {r.name: r for r in (location(here) / "runs" / "cluster_check" / stage).folders()}
-        theirs = {r.name: r for r in (there / "runs" / "cluster_check" / stage).folders()}
-        assert sorted(ours) == sorted(theirs)
-        for name, run in ours.items():
-            assert _epochs(run) == _epochs(theirs[name]), (stage, name)
-    table = "cluster_check/table.csv"
-    assert (here / table).read_text() == (there / table).read_text()
 
 
 def test_everything_lies_in_the_bucket_and_renders_from_it(cluster_jobs):
