@@ -97,6 +97,7 @@ class ClusterJobs(threading.Thread):
         self.train_runs = location(f"{bucket}/runs")
         self.study_runs = location(self.results) / "runs" / "cluster_check"
         self.study = folder / "cluster_check.py"
+        self.study.write_text(STUDY)  # before any test reads it (the one-node twin does at once)
         self.seen: dict[str, Any] = {"times": []}  # (what happened, seconds from the start)
         self._start = time.monotonic()
         self.error: BaseException | None = None
@@ -106,7 +107,6 @@ class ClusterJobs(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.study.write_text(STUDY)
             # the jobs' temp files (the Optuna mirror's copy, staged results) go to a folder
             # of their own, checked below
             temp = self.folder / "tmp"

@@ -324,8 +324,9 @@ def _build_pairs(config: Config, rows: dict[str, np.ndarray], frames: dict, out:
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * cluster_cpus()))
     if config.data.captures:
         # CPUs: reading tasks 0.8, detector actors 0.5 each (up to one per CPU and per 32
-        # captures: an actor's start costs ~4 CPU-seconds, a window's face ~0.03), storage and
-        # writes 0.1 — every stage can always be scheduled, so the stream cannot deadlock.
+        # captures of a few windows each: an actor's start costs ~4 CPU-seconds, a window's
+        # face ~0.03), storage and writes 0.1 — every stage can always be scheduled, so the
+        # stream cannot deadlock.
         dataset = dataset.map_batches(
             capture_windows_batch,
             fn_kwargs={"config": config},
