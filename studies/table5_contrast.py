@@ -21,7 +21,7 @@ STUDY = Study(
         Variant("identitykd-nce-tau5", {"identitykd.tau": 5.0}, tuned_in=TABLE3),
     ),
     trials=20,
-    seeds=3,
+    seeds=14,  # for a ±1-point verdict: studies/README.md, "Seeds"
     report=Table(
         labels={
             "identitykd-nce": "NCE (tuned τ)",
