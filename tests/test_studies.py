@@ -124,8 +124,10 @@ def test_table4_and_table5_reuse_table3s_tuned_identitykd(studies):
             expected = 5.0 if (study, key) == ("table5_contrast", "identitykd.tau") else value
             assert config[section][name] == expected, (study, key)
     # table3's identitykd was tuned once: table4 and table5 read it, never tuned it again
+    # (Table 4 tunes only the lr of its students other than ResNet18)
     assert len(list((runs / "table3_methods" / "tune").glob("identitykd-*"))) == 2
-    assert not (runs / "table4_students" / "tune").exists()
+    tuned = {p.name.rsplit("-", 2)[0] for p in (runs / "table4_students" / "tune").iterdir()}
+    assert tuned == {"identitykd-mobilenet"}
     # that tuning ran inside Table 4's final stage (the job ran Table 4 first); its time
     # counts in Table 3's record only: 2 trials × 5 variants there, 2 final runs × 2 here
     seconds = {
@@ -213,6 +215,34 @@ def test_each_tuned_variant_is_picked_by_its_best_trials_mean_val_over_seeds(stu
             assert not (folder / "test.json").exists() and not (folder / "checkpoints").exists()
     rows = pd.read_csv(results / "table3_methods" / "runs.csv")
     assert (rows["stage"] == "reeval").sum() == sum(len(e["reevaluated"]) for e in best.values())
+
+
+def test_a_search_from_another_studys_configuration_tries_it_first_and_keeps_it_in_view(studies):
+    """Issue 23 items 4 and 5: Table 4's per-student lr search and the joint search start at
+    Table 3's tuned IdentityKD — one trial is that configuration's values of the space (Table 3's
+    lr for the student; every one of Table 3's values the joint space holds) — and that trial is
+    re-evaluated, wherever it ranks, so the pick is never below it on the same val seeds. The
+    joint search's finals are compared with Table 3's IdentityKD seed by seed."""
+    results, runs, _ = studies
+    table3 = json.loads((results / "table3_methods" / "best_config.json").read_text())
+    start = table3["identitykd"]["overrides"]
+    for study, variant, keys in (
+        ("table4_students", "identitykd-mobilenet", {"train.lr"}),
+        ("search_identitykd", "identitykd", set(load_study(STUDIES / "search_identitykd.py").variants[0].space) & set(start)),
+    ):  # fmt: skip
+        assert "train.lr" in keys and (study == "table4_students" or "identitykd.tau" in keys)
+        firsts = []
+        for folder in (runs / study / "tune").glob(f"{variant}-*"):
+            config = json.loads((folder / "config.json").read_text())
+            values = {key: config[key.split(".")[0]][key.split(".", 1)[1]] for key in keys}
+            if values == {key: start[key] for key in keys}:
+                firsts.append(folder.name)
+        assert len(firsts) == 1, (study, firsts)
+        best = json.loads((results / study / "best_config.json").read_text())[variant]
+        assert firsts[0] in best["reevaluated"], (study, best["reevaluated"])
+    significance = pd.read_csv(results / "search_identitykd" / "significance.csv")
+    assert significance[["a", "b"]].values.tolist() == [["identitykd", "table3_methods/identitykd"]]
+    assert significance["n"].tolist() == [2]
 
 
 def test_the_search_reports_its_best_configuration_and_importances(studies):

@@ -614,7 +614,13 @@ class StudyRun:
             if count:
                 log.warning("%s: %s lacks %d final run(s)", self.study.name, name, count)
         data = self.config
-        first = next((run for runs in finals.values() for run in runs), None)
+        # the dataset as a run recorded it: a final run's, else a tuning run's (a study whose
+        # finals have not started, as a regeneration committed on its way renders it)
+        everything = [
+            *(r for rs in finals.values() for r in rs),
+            *(r for rs in tuning.values() for r in rs),
+        ]
+        first = next((run for run in everything if run is not None), None)
         context = Context(
             study=self.study,
             preset=self.preset,
