@@ -77,6 +77,34 @@ def test_a_study_file_loads_named_after_its_file(tmp_path):
     assert [v.name for v in study.variants] == ["baseline", "identitykd"]
 
 
+def test_a_searchs_start_point_is_reevaluated_wherever_it_ranks(tmp_path, monkeypatch):
+    """Issue 23: the configuration a search starts from (Table 4's per-student lr, the joint
+    search) is re-evaluated beside the best 3 complete trials even when it ranks below them, so
+    the pick by mean val over seeds is never below it on the same seeds; without a start point,
+    only the best 3 are."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from ikd.tune import stages
+    from ikd.tune.stages import StudyRun
+
+    run = StudyRun(write_study(tmp_path, GOOD_STUDY), preset="smoke", overrides={},
+                   results_root=tmp_path / "results")  # fmt: skip
+    (variant,) = [v for v in run.variants if v.name == "baseline"]
+    ranked = [SimpleNamespace(folder=Path(f"baseline-{i}"), params={"train.lr": i / 1e4},
+                              values=[1 - i / 10]) for i in range(5)]  # fmt: skip
+    starts = iter([{"train.lr": 4e-4}, {"train.lr": 1e-4}, None])  # the worst, the second, none
+    monkeypatch.setattr(
+        stages, "tuning_folder", lambda spec: Path(f"baseline-{spec['train.lr'] * 1e4:.0f}")
+    )
+    monkeypatch.setattr(StudyRun, "start_point", lambda self, variant, tune=True: next(starts))
+    chosen = run._reevaluation_specs(variant, ranked)
+    assert [trial.folder.name for trial, _ in chosen] == [f"baseline-{i}" for i in (0, 1, 2, 4)]
+    assert all(len(specs) == 2 and {s["stage"] for s in specs} == {"reeval"} for _, specs in chosen)
+    names = [[t.folder.name for t, _ in run._reevaluation_specs(variant, ranked)] for _ in "ab"]
+    assert names == [[f"baseline-{i}" for i in range(3)]] * 2  # among the best: not twice; none
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
