@@ -4,6 +4,7 @@
     python benchmarks/bench_train.py epochs [--epochs 3]     # needs the laptop dataset built
     python benchmarks/bench_train.py layouts [--steps 8] [--threads 2]
     python benchmarks/bench_train.py compile [--steps 8] [--threads 2]
+    python benchmarks/bench_train.py optimizer [--steps 12] [--threads 2]
 
 `steps`: fwd + bwd + Adam step of the resnet18 student on one laptop-sized batch (32² spectrograms),
 for the five methods, whose teacher outputs come from the dataset; and the naive
@@ -19,6 +20,9 @@ one thread each). Prints Markdown rows for benchmarks/README.md.
 `layouts`: fwd + bwd + Adam step of each student on a batch of 128 laptop spectrograms, weights
 and batch in NCHW against channels-last (NHWC); median of `--steps` after a warm-up, the layouts
 interleaved. `compile`: resnet18's channels-last step, eager against `torch.compile`, likewise.
+`optimizer`: each student's channels-last fwd + bwd + Adam step with torch's CPU default (one
+parameter tensor at a time), `foreach=True` and `fused=True`, interleaved; and each one's Adam
+step alone, in CPU milliseconds of this process.
 """
 
 import argparse
@@ -189,6 +193,36 @@ def compiled(count: int, threads: int) -> None:
     )
 
 
+def optimizers(count: int, threads: int) -> None:
+    import torch
+
+    from ikd.models.students import STUDENTS
+
+    torch.set_num_threads(threads)
+    kinds = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+    print("| student | " + " | ".join(f"{k} step (s)" for k in kinds) + " | fused vs default "
+          "| Adam alone, CPU ms: " + " / ".join(kinds) + " |")  # fmt: skip
+    print("|---" * (len(kinds) + 3) + "|")
+    batch = torch.rand(128, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    for name, build in STUDENTS.items():
+        runs = {}
+        for kind, options in kinds.items():
+            torch.manual_seed(0)
+            net = build()[0].to(memory_format=torch.channels_last)
+            runs[kind] = (net, torch.optim.Adam(net.parameters(), lr=1e-4, **options), [], [])
+        for _ in range(count + 1):  # interleaved; the first round warms up
+            for net, optimizer, times, alone in runs.values():
+                times.append(adam_step(net, batch, optimizer))
+                start = time.process_time()
+                optimizer.step()  # the same gradients again: the optimizer's own cost
+                alone.append(1000 * (time.process_time() - start))
+        step = {kind: statistics.median(run[2][1:]) for kind, run in runs.items()}
+        adam = {kind: statistics.median(run[3][1:]) for kind, run in runs.items()}
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in step.values())
+              + f" | {step['fused'] / step['default']:.2f}× | "
+              + " / ".join(f"{v:.1f}" for v in adam.values()) + " |")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -206,6 +240,9 @@ def main() -> None:
     compile_parser = commands.add_parser("compile")
     compile_parser.add_argument("--steps", type=int, default=8)
     compile_parser.add_argument("--threads", type=int, default=2)
+    optimizer_parser = commands.add_parser("optimizer")
+    optimizer_parser.add_argument("--steps", type=int, default=12)
+    optimizer_parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     if args.command == "steps":
         steps(args.batch, args.steps, args.threads)
@@ -213,6 +250,8 @@ def main() -> None:
         layouts(args.steps, args.threads)
     elif args.command == "compile":
         compiled(args.steps, args.threads)
+    elif args.command == "optimizer":
+        optimizers(args.steps, args.threads)
     else:
         epochs(args.epochs)
 

@@ -184,11 +184,12 @@ def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> float:
     import torch
 
     from ikd.models.students import backbone
+    from ikd.train.loop import adam
 
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     net = backbone(config.train.student)[0].to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.train.lr)
+    optimizer = adam(net.parameters(), config.train.lr)  # as training steps
     size = config.dsp.image_size
     batch = torch.randn(config.train.batch_size, 3, size, size)
     batch = batch.contiguous(memory_format=torch.channels_last)  # as training holds them
