@@ -4,9 +4,9 @@ together, for IdentityKD (`ikd study studies/search_identitykd.py data.captures=
 It starts from Table 3's tuned IdentityKD: its first trial is that configuration (Optuna's
 enqueued trial), and the settings outside the space (β0, the KD start epoch, FAWA's threshold)
 are Table 3's, so its best val is never below Table 3's on the same val seeds. Its final rows are
-compared with Table 3's IdentityKD, seed by seed. On data of one's own (`data.captures`), Table 3
-is therefore tuned first where its best_config.json is absent (its five searches), as for every
-study that starts from Table 3.
+compared with Table 3's IdentityKD, seed by seed. On data of one's own (`data.captures`), Table 3's
+IdentityKD is therefore tuned first where it is not yet (its search and re-evaluations, not Table
+3's other variants), as for every study that starts from Table 3.
 """
 
 from ikd.space import Choice, LogUniform, Uniform

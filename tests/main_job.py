@@ -19,9 +19,9 @@ FIRST_SHA = "fedcba9876543210fedcba9876543210fedcba98"  # and the `ikd study` be
 def submit(address: str, python: str, data_root: str, root: Path) -> tuple[Any, str, Path]:
     """Submit the job; returns (its client, its id, its results root) at once.
 
-    Its two commands: Table 4 alone first (it reads Table 3's tuned identitykd, so Table 3 is
-    tuned on the way: a study reusing another's best configuration tunes that study first),
-    then `ikd run`, every study with its test budget."""
+    Its two commands: Table 4 alone first (it reads Table 3's tuned identitykd and baseline, so
+    those two are tuned on the way: a study reusing another's tuned variant tunes that variant
+    first), then `ikd run`, every study with its test budget (Table 3's other variants tuned there)."""
     from ray.job_submission import JobSubmissionClient
 
     results = root / "results"

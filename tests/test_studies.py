@@ -461,6 +461,11 @@ def test_ikd_run_on_another_teacher_regenerates_beside_the_committed_tree_and_co
     assert len(said) == 1 and str(own) in said[0]
     assert f"teacher {theirs[:12]}" in said[0]  # both teachers named
     assert (own / "search_identitykd" / "table.csv").exists()
+    # the search starts from Table 3's IdentityKD: that variant alone was tuned for it
+    tuned = {p.name.rsplit("-", 2)[0] for p in (own / "runs" / "table3_methods" / "tune").iterdir()}
+    assert tuned == {"identitykd"}
+    best = json.loads((own / "table3_methods" / "best_config.json").read_text())
+    assert set(best) == {"identitykd"}
     printed = capsys.readouterr().out
     comparison = (own / "comparison.md").read_text()
     assert comparison in printed and "| search_identitykd | identitykd |" in comparison

@@ -10,8 +10,8 @@ trained again; re-running a stage continues where it stopped. `<results>/<study>
 records how the study was run (preset, overrides, storage, commands, wall time per stage), so
 `ikd report` re-renders it from its records alone. Run folders are the truth:
 `best_config.json` is derived from the tuning runs' records (the best finished trial by its last
-epoch's `val/acc`), and another study reading it (`Variant.tuned_in`) tunes that study first if
-it is absent. The dataset is built if missing and its train and val splits are read once, then
+epoch's `val/acc`), and another study reading a variant's (`Variant.tuned_in`) tunes that
+variant first if it is absent (that variant alone: Table 5 does not wait for Table 3's baselines). The dataset is built if missing and its train and val splits are read once, then
 shared with every trial and final run.
 """
 
@@ -166,15 +166,17 @@ class StudyRun:
 
     # -- tune -----------------------------------------------------------------------------------
 
-    def tune(self) -> dict[str, Any]:
-        """Tune every variant that declares a space; write and return best_config.json."""
+    def tune(self, only: str | None = None) -> dict[str, Any]:
+        """Tune every variant that declares a space (`only`: that variant alone, as another
+        study reading its configuration asks); write and return best_config.json, which names
+        every variant tuned so far."""
         from ikd.cluster import init_ray, trial_shape
         from ikd.tune.search import tune_variant
 
         init_ray()
         resources, threads = trial_shape(self.config)
         for variant in self.variants:
-            if variant.space:
+            if variant.space and only in (None, variant.name):
                 log.info(
                     "%s: tuning %s (%d trials over %s)",
                     self.study.name,
@@ -198,7 +200,14 @@ class StudyRun:
                     asha=self.study.asha,
                 )
                 self.reevaluate(variant)
-        best = {variant.name: self._best(variant) for variant in self.variants if variant.space}
+        kept = {} if only is None else read_json(self.results / BEST_CONFIG) or {}
+        best = {
+            variant.name: self._best(variant)
+            if only in (None, variant.name)
+            else kept[variant.name]
+            for variant in self.variants
+            if variant.space and (only in (None, variant.name) or variant.name in kept)
+        }
         write_json(self.results / BEST_CONFIG, best)
         return best
 
@@ -375,7 +384,7 @@ class StudyRun:
             if best is None and not tune:
                 raise NotTunedError(f"{self.study.name}: {variant.name!r} is not tuned yet")
             if best is None or (tune and self.reevaluations_left(variant)):
-                self.run(("tune",))  # the search, then its re-evaluations
+                self.run(("tune",), only=variant.name)  # its search and re-evaluations
                 best = self.best(variant)
             overrides.update(best["overrides"])
         return overrides
@@ -759,11 +768,16 @@ class StudyRun:
 
     # -- record ---------------------------------------------------------------------------------
 
-    def run(self, stages: Sequence[str], command: Sequence[str] | None = None) -> None:
+    def run(
+        self,
+        stages: Sequence[str],
+        command: Sequence[str] | None = None,
+        only: str | None = None,
+    ) -> None:
         """Run `stages` in order, recording the command and each stage's wall time (summed
         over the sessions that ran it, an interrupted one included; a stage of another study
         run inside it, such as the tuning whose best configuration it reads, counts there, not
-        here) in study.json."""
+        here) in study.json. `only`: the tune stage tunes that variant alone."""
         record = read_json(self.results / STUDY_RECORD) or {}
         record.update(
             {
@@ -798,7 +812,7 @@ class StudyRun:
                 start = time.perf_counter()
                 _INNER.append(0.0)  # the stages of studies it runs inside (a tuning it reads)
                 try:
-                    getattr(self, stage)()
+                    getattr(self, stage)(*([only] if stage == "tune" else []))
                 finally:  # an interrupted session's time counts too: its finished runs are kept
                     elapsed = time.perf_counter() - start
                     own = elapsed - _INNER.pop()  # each second counted once, by its own stage
