@@ -8,7 +8,9 @@ import pytest
 
 from ikd.cli import main
 
-TINY = ["--preset", "smoke", "synthetic.num_identities=2", "synthetic.walks_per_identity=2"]
+# a webcam at 5 frames/s, not 30: enough for a face per gait window, a sixth of the frames to draw
+TINY = ["--preset", "smoke", "synthetic.num_identities=2", "synthetic.walks_per_identity=2",
+        "face.frame_rate_hz=5"]  # fmt: skip
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

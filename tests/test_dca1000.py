@@ -93,7 +93,7 @@ def test_a_batch_reports_bad_captures_and_goes_on(tmp_path, smoke):
             },
         }
     )
-    simulate_captures(config, tmp_path, progress=False)
+    simulate_captures(config, tmp_path, webcam=False, progress=False)  # radar only here
     radar, captures = read_metadata(tmp_path)
     assert radar == config.radar and len(captures) == 4
     bad = tmp_path / captures[1]["file"]
@@ -127,7 +127,7 @@ def test_an_exported_capture_reads_back_as_the_in_stream_exact_walk(tmp_path, sm
     config = apply_overrides(
         smoke, {"synthetic.num_identities": 2, "synthetic.walks_per_identity": 1}
     )
-    simulate_captures(config, tmp_path, progress=False)
+    simulate_captures(config, tmp_path, webcam=False, progress=False)
     (from_file,) = [w for w in iter_walk_windows(config, tmp_path, 2, 1) if w.identity == 1]
     in_stream = walk_spectrogram(simulate_walk(config, 1, 0, exact=True), config.radar, config.dsp)
     scale = config.synthetic.adc_full_scale / 32767  # counts → noise σ
