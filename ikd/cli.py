@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ikd.allocator import keep_freed_memory
 from ikd.config import BUILDER, PRESETS, STAGES, Config, load_config, split_override
-from ikd.errors import Terminated, UserError
+from ikd.errors import Terminated, UserError, stop, stopped
 
 if TYPE_CHECKING:
     from ikd.storage import Location
@@ -36,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # Ctrl+C through ikd's handler, which also remembers it came (ikd.errors.stop)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, stop) if main_thread else None
     try:
         return args.handler(args) or 0
     except UserError as error:
@@ -51,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 143
         print("ikd: interrupted", file=sys.stderr)
         return 130
+    finally:
+        stopped()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from typing import Any
 import ray
 
 from ikd.config import Config
-from ikd.errors import Terminated, UserError
+from ikd.errors import Terminated, UserError, stop
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,7 @@ def init_ray(num_cpus: int | None = None) -> None:
     # after ray.init, which sets its own SIGTERM handler (SystemExit, after its C++ core has
     # printed a stack dump): SIGTERM then stops ikd as Ctrl+C does (ikd.errors.Terminated)
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
-
-
-def _terminated(signum: int, frame: Any) -> None:
-    Terminated.received = True
-    raise Terminated("SIGTERM")
+        signal.signal(signal.SIGTERM, stop)
 
 
 def _reachable(address: str) -> None:
@@ -409,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=int, default=1, help="CPUs of each node (default 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGTERM, stop)
     try:
         with LocalCluster(cpus=args.cpus) as cluster:
             for index in range(args.nodes):

@@ -485,6 +485,46 @@ def test_sigterm_once_ray_runs_stops_ikd_as_ctrl_c_does(ray_session, monkeypatch
         assert [out for out in err if not RAY_FORWARDED.match(out)] == [line]
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped one
+def test_a_ctrl_c_the_garbage_collector_swallows_still_stops_ikd(monkeypatch, capsys):
+    """Python drops an exception raised inside a weakref callback or a `__del__` ("Exception
+    ignored in …"): a Ctrl+C handled while the garbage collector ran one went nowhere, and a
+    study ran on to its end (the interrupted-study test above, once in four runs on a busy
+    machine). ikd's handler remembers the signal, and Tune's next controller step (as the next
+    training step) raises it again: the CLI stops with Ctrl+C's line and status."""
+    import argparse
+    import os
+    import signal
+    import weakref
+
+    from ikd import cli
+    from ikd.tune.search import TrialRecords
+
+    def lose_a_ctrl_c(_):
+        os.kill(os.getpid(), signal.SIGINT)  # handled in here: its KeyboardInterrupt is dropped
+
+    went_on = []
+
+    def study(args):
+        payload = type("Payload", (), {})()
+        collected = weakref.ref(payload, lose_a_ctrl_c)
+        del payload  # the callback runs now
+        went_on.append(collected() is None)
+        TrialRecords.on_step_end(None, iteration=1, trials=[])
+        return 0
+
+    parser = argparse.ArgumentParser(prog="ikd")
+    parser.set_defaults(handler=study, verbose=False)
+    monkeypatch.setattr(cli, "_parser", lambda: parser)
+    assert cli.main([]) == 130
+    assert went_on == [True]  # the KeyboardInterrupt raised in the callback did not get out
+    assert capsys.readouterr().err.endswith("ikd: interrupted\n")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's, restored
+    went_on.clear()
+    monkeypatch.setattr(parser, "_defaults", {**parser._defaults, "handler": lambda _: 0})
+    assert cli.main([]) == 0  # the stop was handled: the next command runs
+
+
 def test_an_unreachable_cluster_address_is_one_line_within_seconds(monkeypatch):
     import time
 

@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ikd.config import Config
+from ikd.errors import raise_if_stopped
 from ikd.methods import build_method
 from ikd.storage import Location
 from ikd.train.data import Samples, reseed
@@ -183,6 +184,7 @@ def train_loop(
         drawn = context.progress and main  # a bar made and not used would still be drawn
         bar = context.bar(batches, total=steps, desc=title, unit="step") if drawn else batches
         for step, batch in enumerate(bar):
+            raise_if_stopped()  # a Ctrl+C the garbage collector swallowed (ikd.errors.stop)
             with autocast(context.device):
                 out = method(batch)
             if not _all_finite(out["loss"]):

@@ -28,6 +28,7 @@ from typing import Any
 
 from ray import tune
 
+from ikd.errors import raise_if_stopped
 from ikd.storage import Location, location, read_json, write_json
 from ikd.train.data import Samples
 from ikd.train.driver import train_driver
@@ -320,6 +321,9 @@ class TrialRecords(tune.Callback):
     ) -> None:
         self.runs, self.space, self.storage, self.study = runs, dict(space), storage, study
         self.copy = copy  # where a local SQLite mirror is written back to (an object store)
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        raise_if_stopped()  # a Ctrl+C the garbage collector swallowed (ikd.errors.stop)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         values = ", ".join(f"{key}={_short(trial.config.get(key))}" for key in self.space)

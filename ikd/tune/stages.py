@@ -28,7 +28,7 @@ from typing import Any
 
 from ikd.config import apply_overrides, load_config
 from ikd.data.dataset import BuiltDataset, dataset_folder, finished_manifest, open_dataset
-from ikd.errors import UserError
+from ikd.errors import UserError, raise_if_stopped
 from ikd.provenance import REPOSITORY, REPOSITORY_MARK, git_sha, hardware, versions
 from ikd.report.records import RunRecord, read_run
 from ikd.report.render import PROVENANCE, RUNS_TABLE, runs_table
@@ -480,6 +480,7 @@ class StudyRun:
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
+                raise_if_stopped()  # a Ctrl+C the garbage collector swallowed
                 key = pending.pop(ready[0])
                 yield key, *_result(ready[0])
         finally:
