@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ikd.allocator import keep_freed_memory
 from ikd.config import BUILDER, PRESETS, STAGES, Config, load_config, split_override
-from ikd.errors import Terminated, UserError, stop, stopped
+from ikd.errors import Terminated, UserError, raise_if_stopped, stop, stopped
 
 if TYPE_CHECKING:
     from ikd.storage import Location
@@ -38,11 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    # Ctrl+C through ikd's handler, which also remembers it came (ikd.errors.stop)
+    # Ctrl+C through ikd's handler, which also remembers it came (ikd.errors.stop) — unless
+    # SIGINT is ignored (a background job of a script) or not Python's to handle
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, stop) if main_thread else None
+    ours = main_thread and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    previous = signal.signal(signal.SIGINT, stop) if ours else None
     try:
-        return args.handler(args) or 0
+        status = args.handler(args) or 0
+        raise_if_stopped()  # one lost after the last check (a report, a build)
+        return status
     except UserError as error:
         print(f"ikd: error: {error}", file=sys.stderr)
         return 2

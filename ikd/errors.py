@@ -40,7 +40,7 @@ def stop(signum: int, frame: Any) -> None:
     KeyboardInterrupt (`Terminated` for SIGTERM) — and remember that the signal came, for
     `raise_if_stopped`. Python drops an exception raised while the garbage collector runs a
     weakref callback or a `__del__` ("Exception ignored in …"): a signal handled there was lost,
-    and a study went on to its end after Ctrl+C (tests/test_tune.py, 1 run in 4 on a busy
+    and a study went on to its end after Ctrl+C (tests/test_tune.py, 2 runs in 6 on a busy
     machine, 2026-12-06)."""
     _STOPS.append(signum)
     if signum == signal.SIGTERM:

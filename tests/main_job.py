@@ -19,9 +19,9 @@ FIRST_SHA = "fedcba9876543210fedcba9876543210fedcba98"  # and the `ikd study` be
 def submit(address: str, python: str, data_root: str, root: Path) -> tuple[Any, str, Path]:
     """Submit the job; returns (its client, its id, its results root) at once.
 
-    Its two commands: Table 4 alone first (it reads Table 3's tuned identitykd and baseline, so
-    those two are tuned on the way: a study reusing another's tuned variant tunes that variant
-    first), then `ikd run`, every study with its test budget (Table 3's other variants tuned there)."""
+    Its two commands: Table 4 alone first (its test variants read Table 3's tuned identitykd, so
+    that variant alone is tuned on the way: a study reusing another's tuned variant tunes that
+    variant first), then `ikd run`, every study with its test budget (Table 3's others there)."""
     from ray.job_submission import JobSubmissionClient
 
     results = root / "results"

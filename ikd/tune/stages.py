@@ -11,7 +11,8 @@ records how the study was run (preset, overrides, storage, commands, wall time p
 `ikd report` re-renders it from its records alone. Run folders are the truth:
 `best_config.json` is derived from the tuning runs' records (the best finished trial by its last
 epoch's `val/acc`), and another study reading a variant's (`Variant.tuned_in`) tunes that
-variant first if it is absent (that variant alone: Table 5 does not wait for Table 3's baselines). The dataset is built if missing and its train and val splits are read once, then
+variant first if it is absent (that variant alone: Table 5 does not wait for Table 3's
+baselines). The dataset is built if missing and its train and val splits are read once, then
 shared with every trial and final run.
 """
 
@@ -173,6 +174,8 @@ class StudyRun:
         from ikd.cluster import init_ray, trial_shape
         from ikd.tune.search import tune_variant
 
+        if only is not None and only not in {v.name for v in self.variants}:
+            raise UserError(f"{self.study.name}: no variant {only!r} to tune in this run")
         init_ray()
         resources, threads = trial_shape(self.config)
         for variant in self.variants:
@@ -479,8 +482,10 @@ class StudyRun:
         pending = {task.remote(spec, shared, finish): key for key, spec in runs.items()}
         try:
             while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
                 raise_if_stopped()  # a Ctrl+C the garbage collector swallowed
+                if not ready:
+                    continue
                 key = pending.pop(ready[0])
                 yield key, *_result(ready[0])
         finally:
@@ -806,7 +811,8 @@ class StudyRun:
             return
         command = list(["ikd", *sys.argv[1:]] if command is None else command)
         command = self._portable(" ".join(command))
-        record["commands"] = [*record.get("commands", []), command][-20:]
+        if command not in record.get("commands", [])[-1:]:  # once per command, not per variant
+            record["commands"] = [*record.get("commands", []), command][-20:]
         write_json(self.results / STUDY_RECORD, record)
         for stage in STAGES:
             if stage in stages:
@@ -875,8 +881,8 @@ def tuned_configuration(
     tune: bool = True,
 ) -> dict[str, Any]:
     """Another study's tuned configuration of one variant (its overrides and its best), read
-    from that study's best_config.json — tuning that study first if the file is absent (or,
-    with `tune=False`, raising `NotTunedError`)."""
+    from that study's best_config.json — tuning that variant alone first where its entry is
+    absent or stale (or, with `tune=False`, raising `NotTunedError`)."""
     other = StudyRun(
         path, preset=preset, overrides=overrides, results_root=results_root, quick=quick
     )
