@@ -237,6 +237,10 @@ class TrainConfig:
     workers: int = 2  # Ray Train workers; batch_size is the global batch, split across them
     device: str = "auto"  # auto (GPUs when the cluster has them) | cpu | cuda
     threads: int = 0  # torch threads per worker; 0: the worker's share of the CPUs
+    # Seconds between a run's resume checkpoints (0: every epoch). An interrupted run loses at
+    # most this much training; a laptop epoch of a few seconds spends ~3 % of it writing one.
+    # Not in the run hash: the run computes the same either way (ikd.train.loop).
+    checkpoint_every_s: float = 0.0
     runs_root: str = "runs"  # runs live in <runs_root>/<study>/<stage>/<variant>-<hash>-seed<seed>
 
     def __post_init__(self) -> None:
@@ -248,6 +252,7 @@ class TrainConfig:
             "equal batches of ≥ 2 (it is the global batch)",
         )
         require(self.threads >= 0, "train.threads must be ≥ 0")
+        require(self.checkpoint_every_s >= 0, "train.checkpoint_every_s must be ≥ 0")
         require(
             self.device in DEVICES, f"train.device={self.device!r}; choose from {list(DEVICES)}"
         )
@@ -431,6 +436,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # (benchmarks/laptop_schedule.py), it ends best for baseline and identitykd alike.
         "train.epochs": 10,
         "train.lr_milestones": (8,),
+        # a resume checkpoint a minute (one near a 10-epoch run's end), not every ~7 s epoch:
+        # resnet18 with Adam's state is 134 MB, ~0.2 s a write (benchmarks/README.md)
+        "train.checkpoint_every_s": 60.0,
         "identitykd.warmup_epochs": 2,
         "vanilla_kd.warmup_epochs": 2,
         # FAWA's decay is per kept epoch: CFA's 0.88 averages ~8 of its 200 epochs (all at the

@@ -37,9 +37,10 @@ def test_the_methods_own_settings_the_student_training_and_data_rename_a_run():
         assert _hash("train.method=identitykd", override) != identitykd, override
 
 
-def test_where_runs_live_the_seed_and_threads_do_not_rename_a_run():
+def test_where_runs_live_the_seed_threads_and_checkpoints_do_not_rename_a_run():
     base = _hash("train.method=cfkd")
-    for override in ("train.runs_root=/else", "data.root=/data", "train.seed=3", "train.threads=2"):
+    for override in ("train.runs_root=/else", "data.root=/data", "train.seed=3", "train.threads=2",
+                     "train.checkpoint_every_s=60"):  # fmt: skip
         assert _hash("train.method=cfkd", override) == base, override
 
 

@@ -100,6 +100,27 @@ def test_a_run_folder_holds_its_config_provenance_metrics_and_two_checkpoints(
     assert not (run_dir / "test.json").exists()  # test only when asked
 
 
+def test_checkpoints_come_at_their_interval_and_a_discarded_runs_last_epoch_has_none(
+    smoke_dataset, tmp_path
+):
+    """`train.checkpoint_every_s` an hour: a final run writes its last epoch's checkpoint only.
+    A re-evaluation (its checkpoints go when it ends, as a tuning trial's) writes none at its
+    last epoch: with the default (every epoch) it keeps the two before. What each trains is the
+    same."""
+    three = {"train.method": "baseline", "train.epochs": 3}
+    spaced = _fit(smoke_dataset, tmp_path, study="a", **three, **{"train.checkpoint_every_s": 3600})
+    reeval = _fit(smoke_dataset, tmp_path, study="b", stage="reeval", **three)
+    every = _fit(smoke_dataset, tmp_path, study="c", **three)
+
+    def kept(run_dir):
+        return sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+
+    assert kept(spaced) == ["epoch-0002"]
+    assert kept(reeval) == ["epoch-0000", "epoch-0001"]
+    assert kept(every) == ["epoch-0001", "epoch-0002"]
+    assert _metric_lines(spaced) == _metric_lines(reeval) == _metric_lines(every)
+
+
 def test_a_finished_run_is_not_trained_again(smoke_dataset, tmp_path, monkeypatch):
     spec = _spec(smoke_dataset, tmp_path, **{"train.method": "baseline", "train.epochs": 1})
     run_dir = train_driver(spec)

@@ -181,6 +181,7 @@ def _fit_in_process(
         dataset.num_identities,
         context=Context(device=device, progress=options.progress),
         reporter=_Notifying(LocalCheckpoints(run_dir), options.on_epoch, run_dir / METRICS),
+        keep_last=options.stage == "final",  # a trial's and a re-evaluation's go when they end
     )
 
 
@@ -239,11 +240,12 @@ def evaluate_run(run_dir: str | Location, split: str) -> dict[str, Any]:
     if split == "test" and (run_dir / TEST).exists():
         log.info("%s: %s exists; the test split is evaluated once", run_dir.name, TEST)
         return read_json(run_dir / TEST)
+    record = read_json(run_dir / RUN) or {}
+    if split == "test" and record and record.get("stage", "final") != "final":
+        raise UserError(f"{run_dir}: a tuning run never reads the test split")
     config, method, record, epoch = load_run(run_dir)
     if split == "test" and record.get("status") != "complete":
         raise UserError(f"{run_dir}: the run is {record.get('status')}; test only a finished run")
-    if split == "test" and record.get("stage", "final") != "final":
-        raise UserError(f"{run_dir}: a tuning run never reads the test split")
     dataset = open_dataset(run_dataset(record, config), config)
     samples = Samples.from_dataset(dataset, split, final_run=record if split == "test" else None)
     n = dataset.num_identities

@@ -7,8 +7,9 @@ passed in: the rank and world size (`Context`), how the trainable module is wrap
 here, `ray.train.report` in ray_train.py, which Tune will receive as well). Every epoch: train,
 per-identity accuracies summed over ranks → `method.end_epoch`, full-val metrics (the confusion
 matrix summed over ranks, so rank 0 holds the whole split's values), one line of
-`metrics.jsonl`, one checkpoint (method + optimizer + scheduler state; the RNG streams are
-re-derived from (seed, epoch, rank), see data.py).
+`metrics.jsonl`, and a checkpoint (method + optimizer + scheduler state; the RNG streams are
+re-derived from (seed, epoch, rank), see data.py) once `train.checkpoint_every_s` has passed
+since the last (0: every epoch), so a resumed run trains the same epochs again to the same bits.
 
 Run folders and checkpoints live in runs.py, the run-level driver in driver.py. A non-finite loss stops the run itself (`status:
 diverged`, the last good checkpoint kept): it is not an exception, which Ray Train would retry.
@@ -127,12 +128,16 @@ def train_loop(
     reporter: Reporter,
     wrap: Callable[[nn.Module], nn.Module] | None = None,
     fail_at_epochs: tuple[int, ...] = (),
+    keep_last: bool = True,
 ) -> str:
     """Train `config.train.method` to `config.train.epochs`, resuming from the reporter's latest
     checkpoint. Returns the run's status: "complete" or "diverged".
 
     Args:
         wrap: wraps `method.trainable()` for distributed training (Ray Train's `prepare_model`).
+        keep_last: checkpoint the last epoch (False for a run whose checkpoints go when it ends,
+            a tuning trial or a re-evaluation: nothing would restore it). The other epochs are
+            checkpointed once `train.checkpoint_every_s` has passed since the last one (0: each).
         fail_at_epochs: test hook — the last rank dies once after reporting each of these epochs
             (a marker file in the run folder says it did, so the restarted run goes on).
     """
@@ -161,6 +166,7 @@ def train_loop(
     # whole every epoch (object stores have no append)
     lines = [m for m in read_metrics(run_dir / METRICS) if m["epoch"] < start] if main else []
     per_rank_batch = t.batch_size // context.world  # the config checks it divides
+    saved = time.monotonic()  # the last checkpoint's time (or the start's)
     eval_batch = max(per_rank_batch, 256)
     for epoch in range(start, t.epochs):
         began = time.perf_counter()
@@ -262,7 +268,11 @@ def train_loop(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
         }
-        reporter.report(metrics, checkpoint if main else None)
+        last = epoch == t.epochs - 1
+        due = keep_last if last else time.monotonic() - saved >= t.checkpoint_every_s
+        reporter.report(metrics, checkpoint if main and due else None)
+        if due:
+            saved = time.monotonic()
         if epoch in fail_at_epochs and context.rank == context.world - 1:
             _fail_once(run_dir, epoch)
     if main:

@@ -97,7 +97,8 @@ def variant_name(config: Config) -> str:
 def run_hash(config: Config) -> str:
     """Hash of what a run's results depend on, and nothing else: the chosen method's section
     (not the other methods'), the version of its code, the training settings (student included;
-    not where runs live, the seed or threads) and the dataset's identity (its data hash).
+    not where runs live, the seed, threads or how often it checkpoints) and the dataset's
+    identity (its data hash).
 
     Runs of one variant with different seeds share it (the seed is in the run's name). Changing
     another method's setting leaves it alone; bumping the method's `version` changes it, so a
@@ -109,7 +110,7 @@ def run_hash(config: Config) -> str:
     train = {
         key: value
         for key, value in dataclasses.asdict(config.train).items()
-        if key not in ("runs_root", "seed", "threads")
+        if key not in ("runs_root", "seed", "threads", "checkpoint_every_s")
     }
     return digest(
         {
