@@ -5,6 +5,7 @@
     python benchmarks/bench_train.py layouts [--steps 8] [--threads 2]
     python benchmarks/bench_train.py compile [--steps 8] [--threads 2]
     python benchmarks/bench_train.py optimizer [--steps 12] [--threads 2]
+    python benchmarks/bench_train.py checkpoints [--epochs 4] [--pairs 2] [--data-root DIR]
 
 `steps`: fwd + bwd + Adam step of the resnet18 student on one laptop-sized batch (32² spectrograms),
 for the five methods, whose teacher outputs come from the dataset; and the naive
@@ -23,6 +24,11 @@ interleaved. `compile`: resnet18's channels-last step, eager against `torch.comp
 `optimizer`: each student's channels-last fwd + bwd + Adam step with torch's CPU default (one
 parameter tensor at a time), `foreach=True` and `fused=True`, interleaved; and each one's Adam
 step alone, in CPU milliseconds of this process.
+
+`checkpoints`: the laptop preset's identitykd final run in this process, `train.checkpoint_every_s`
+0 (a checkpoint every epoch) against 3600 (the last epoch's only), interleaved in `--pairs` pairs;
+wall seconds per epoch of the whole run, checkpoint writes included (metrics.jsonl's epoch seconds
+stop before the write).
 """
 
 import argparse
@@ -223,6 +229,35 @@ def optimizers(count: int, threads: int) -> None:
               + " / ".join(f"{v:.1f}" for v in adam.values()) + " |")  # fmt: skip
 
 
+def checkpoints(count: int, pairs: int, data_root: str | None) -> None:
+    import logging
+
+    from ikd.train.driver import train_driver
+
+    logging.basicConfig(level=logging.WARNING)
+    root = Path(tempfile.mkdtemp(prefix="bench_checkpoints_"))
+    common = {"preset": "laptop", "progress": False, "loop": "plain", "train.threads": 2,
+              "train.runs_root": str(root), "train.method": "identitykd", "train.epochs": count,
+              **({"data.root": data_root} if data_root else {})}  # fmt: skip
+    seconds: dict[float, list[float]] = {0.0: [], 3600.0: []}
+    for pair in range(pairs):
+        for every in seconds:
+            start = time.perf_counter()
+            train_driver(
+                {**common, "study": f"every{every:g}-{pair}", "train.checkpoint_every_s": every}
+            )
+            seconds[every].append((time.perf_counter() - start) / count)
+    print(
+        f"laptop identitykd final run, {count} epochs, wall per epoch, {pairs} interleaved pairs\n"
+    )
+    print("| train.checkpoint_every_s | per epoch (s) | vs every epoch |\n|---|---|---|")
+    base = statistics.median(seconds[0.0])
+    for every, values in seconds.items():
+        median = statistics.median(values)
+        runs = ", ".join(f"{v:.2f}" for v in values)
+        print(f"| {every:g} | {median:.2f} ({runs}) | {median / base:.3f}× |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -243,8 +278,14 @@ def main() -> None:
     optimizer_parser = commands.add_parser("optimizer")
     optimizer_parser.add_argument("--steps", type=int, default=12)
     optimizer_parser.add_argument("--threads", type=int, default=2)
+    checkpoint_parser = commands.add_parser("checkpoints")
+    checkpoint_parser.add_argument("--epochs", type=int, default=4)
+    checkpoint_parser.add_argument("--pairs", type=int, default=2)
+    checkpoint_parser.add_argument("--data-root", help="where the laptop dataset is built")
     args = parser.parse_args()
-    if args.command == "steps":
+    if args.command == "checkpoints":
+        checkpoints(args.epochs, args.pairs, args.data_root)
+    elif args.command == "steps":
         steps(args.batch, args.steps, args.threads)
     elif args.command == "layouts":
         layouts(args.steps, args.threads)
