@@ -238,6 +238,7 @@ def checkpoints(count: int, pairs: int, data_root: str | None) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench_checkpoints_"))
     common = {"preset": "laptop", "progress": False, "loop": "plain", "train.threads": 2,
               "train.runs_root": str(root), "train.method": "identitykd", "train.epochs": count,
+              "train.lr_milestones": "[]",
               **({"data.root": data_root} if data_root else {})}  # fmt: skip
     seconds: dict[float, list[float]] = {0.0: [], 3600.0: []}
     for pair in range(pairs):
