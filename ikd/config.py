@@ -238,7 +238,7 @@ class TrainConfig:
     device: str = "auto"  # auto (GPUs when the cluster has them) | cpu | cuda
     threads: int = 0  # torch threads per worker; 0: the worker's share of the CPUs
     # Seconds between a run's resume checkpoints (0: every epoch). An interrupted run loses at
-    # most this much training; a laptop epoch of a few seconds spends ~3 % of it writing one.
+    # most this much training; a 134 MB write cost a laptop epoch ~8 % (benchmarks/README.md).
     # Not in the run hash: the run computes the same either way (ikd.train.loop).
     checkpoint_every_s: float = 0.0
     runs_root: str = "runs"  # runs live in <runs_root>/<study>/<stage>/<variant>-<hash>-seed<seed>
@@ -437,7 +437,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.epochs": 10,
         "train.lr_milestones": (8,),
         # a resume checkpoint a minute (one near a 10-epoch run's end), not every ~7 s epoch:
-        # resnet18 with Adam's state is 134 MB, ~0.2 s a write (benchmarks/README.md)
+        # resnet18 with Adam's state, 134 MB, took ~0.95 s a write (bench_train.py checkpoints)
         "train.checkpoint_every_s": 60.0,
         "identitykd.warmup_epochs": 2,
         "vanilla_kd.warmup_epochs": 2,
