@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -243,19 +244,21 @@ class LocalCluster:
         # under a name is told from its dead predecessor)
         self.nodes: dict[str, tuple[subprocess.Popen, str, str]] = {}
         self.disks: list[str] = []  # the temp dirs of the nodes killed so far
-        ports = _free_ports(3)
-        self.gcs = f"127.0.0.1:{ports[0]}"
-        self.address = f"http://127.0.0.1:{ports[1]}"  # the dashboard: the Job SDK's address
-        head = ["--head", f"--port={ports[0]}", "--include-dashboard=true",
-                "--dashboard-host=127.0.0.1", f"--dashboard-port={ports[1]}",
-                f"--ray-client-server-port={ports[2]}"]  # fmt: skip
-        self._start("head", cpus, resources, head)
-        self._wait(lambda: self.client().list_jobs(), "head")
+
+        def head() -> list[str]:
+            ports = _free_ports(3)
+            self.gcs = f"127.0.0.1:{ports[0]}"
+            self.address = f"http://127.0.0.1:{ports[1]}"  # the dashboard: the Job SDK's address
+            return ["--head", f"--port={ports[0]}", "--include-dashboard=true",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={ports[1]}",
+                    f"--ray-client-server-port={ports[2]}"]  # fmt: skip
+
+        self._up("head", cpus, resources, head, lambda: self.client().list_jobs())
 
     def add(self, name: str, cpus: int = 1, resources: dict[str, float] | None = None) -> None:
         """Start a node that joins the head; returns once the cluster counts it."""
-        self._start(name, cpus, resources, [f"--address={self.gcs}"])
-        self._wait(lambda: name in self.alive(), name)
+        self._up(name, cpus, resources, lambda: [f"--address={self.gcs}"],
+                 lambda: name in self.alive())  # fmt: skip
 
     def alive(self) -> dict[str, str]:
         """The nodes started here that the cluster counts as alive: name → Ray node id."""
@@ -272,10 +275,7 @@ class LocalCluster:
     def kill(self, name: str) -> None:
         """Kill a node at once, as a lost machine: its raylet, object store and workers."""
         process, temp, _ = self.nodes.pop(name)
-        with contextlib.suppress(ProcessLookupError):  # one that failed to start is gone already
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        subprocess.run(["pkill", "-9", "-f", temp], check=False)  # workers in their own sessions
+        _end(process, temp)
         self.disks.append(temp)  # what it left on its disk, until `stop`
 
     def stop(self) -> None:
@@ -324,8 +324,19 @@ class LocalCluster:
             )
         self.nodes[name] = (process, temp, key)
 
-    def _wait(self, check: Any, name: str, seconds: float = 90) -> None:
-        process, temp, _ = self.nodes[name]
+    def _up(
+        self,
+        name: str,
+        cpus: int,
+        resources: dict[str, float] | None,
+        role: Callable[[], list[str]],
+        check: Callable[[], Any],
+        tries: int = 3,
+        seconds: float = 90,
+    ) -> None:
+        """Start a node and wait until `check` says it is up. A `ray start` whose raylet does
+        not register within Ray's fixed 30 s ends with "timed out during startup" (seen on a
+        loaded 2-core machine): such a node is started again, on new ports, `tries` times in all."""
 
         def up() -> bool:
             try:
@@ -333,10 +344,24 @@ class LocalCluster:
             except Exception:  # not up yet (connection refused, no job agent yet)
                 return False
 
-        if not poll(up, seconds, every=1, stop=lambda: process.poll() is not None):
+        for attempt in range(1, tries + 1):
+            self._start(name, cpus, resources, role())
+            process, temp, _ = self.nodes[name]
+            if poll(up, seconds, every=1, stop=lambda p=process: p.poll() is not None):
+                return
+            del self.nodes[name]
+            _end(process, temp)
             errors = Path(temp, "start.err").read_text()
-            self.stop()
-            raise UserError(f"a local Ray node ({name}) did not start: {errors[-2000:]}")
+            shutil.rmtree(temp, ignore_errors=True)  # a failed start leaves nothing to look at
+            why = (errors.strip().splitlines() or ["no output"])[-1]
+            if attempt < tries:
+                log.warning(
+                    "a local Ray node (%s) did not start (%s); starting it again", name, why
+                )
+        self.stop()
+        raise UserError(
+            f"a local Ray node ({name}) did not start in {tries} tries: {errors[-2000:]}"
+        )
 
 
 @contextlib.contextmanager
@@ -378,6 +403,14 @@ def poll(
             return None
         time.sleep(every)
     return value
+
+
+def _end(process: subprocess.Popen, temp: str) -> None:
+    """Kill a node's `ray start` process group and its workers (in their own sessions)."""
+    with contextlib.suppress(ProcessLookupError):  # one that failed to start is gone already
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    subprocess.run(["pkill", "-9", "-f", temp], check=False)
 
 
 def _free_ports(count: int) -> list[int]:
