@@ -14,12 +14,22 @@ import pytest
 from ikd.config import Config, load_config
 
 
-def _free_port() -> int:
+def _s3_port() -> int:
+    """A free port below the ephemeral range, where Ray's servers (which bind port 0) never
+    land, and outside its defaults (6379, 8265, 10001) and its workers' (10002-19999,
+    LocalCluster's 20000-32199): an ephemeral one, free now, was once taken by a Ray gRPC server
+    before moto's server started on it, and the S3 tests spoke S3 to HTTP/2."""
     import socket
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        return free.getsockname()[1]
+    for offset in range(1000):
+        port = 9000 + (os.getpid() + offset) % 1000
+        with socket.socket() as free:
+            try:
+                free.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 9000-9999 for the tests' S3 server")
 
 
 # Token authentication, as on a fresh cluster (DESIGN.md §7): Ray's clients read RAY_AUTH_MODE
@@ -36,7 +46,7 @@ os.environ.setdefault("RAY_num_workers_soft_limit", "4")
 # An S3 API of the session's own (the `s3` fixture: moto's server, started when first asked
 # for), reached as a user reaches MinIO: credentials and the endpoint from the environment, set
 # here, before any Ray starts, so every process Ray starts for a test has them too.
-_S3_PORT = _free_port()
+_S3_PORT = _s3_port()
 os.environ.update(
     AWS_ACCESS_KEY_ID="ikd-test",
     AWS_SECRET_ACCESS_KEY="ikd-test",
@@ -50,8 +60,8 @@ def s3_server(tmp_path_factory):
     """moto's S3 server on the port the environment names (above), for the session: a process
     of its own, as a user's MinIO is (in a thread here, it would wait on this process's GIL
     while a test computes, and the jobs' S3 calls with it)."""
-    import socket
     import subprocess
+    import urllib.request
 
     from ikd.cluster import poll
 
@@ -63,10 +73,10 @@ def s3_server(tmp_path_factory):
             stderr=subprocess.STDOUT,
         )
 
-    def listening() -> bool:
+    def listening() -> bool:  # moto's answer, not another server's on the port
         try:
-            socket.create_connection(("127.0.0.1", _S3_PORT), timeout=1).close()
-            return True
+            with urllib.request.urlopen(f"http://127.0.0.1:{_S3_PORT}/", timeout=1) as answer:
+                return b"ListAllMyBucketsResult" in answer.read()
         except OSError:
             return False
 
