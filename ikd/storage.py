@@ -14,8 +14,8 @@ root, the run storage (`train.runs_root`) and Tune's experiment storage take any
 Everything is written whole, as object stores need (no append, no rename): a file's bytes are
 complete in memory before its one write starts, so a killed writer leaves either nothing or a
 file of its previous content; on a local disk the write goes to `<name>.part` first and is renamed
-over the target, so a reader never sees half a file. A folder (a checkpoint) is complete when its
-marker file, written last, exists.
+over the target, so a reader never sees half a file. (An object store's reader may: see
+`read_json`.) A folder (a checkpoint) is complete when its marker file, written last, exists.
 
 Imports nothing from ikd (the ground floor): the config, the data layer and training all use it.
 """
@@ -30,6 +30,7 @@ import json
 import os
 import posixpath
 import tempfile
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -357,10 +358,25 @@ def staged(target: str | os.PathLike | Location, skip: Sequence[str] = ()) -> It
                 (target / relative).write_bytes(data)
 
 
-def read_json(target: str | os.PathLike | Location) -> Any:
-    """A JSON file's content, or None when it does not exist."""
-    data = location(target).read_bytes_if_any()
-    return None if data is None else json.loads(data)
+def read_json(target: str | os.PathLike | Location, tries: int = 5) -> Any:
+    """A JSON file's content, or None when it does not exist.
+
+    pyarrow reads an object store's file as its size, then the bytes up to that size: a file
+    rewritten between the two (a run's record as its run goes on, on another node) reads as the
+    new content cut at the old length — seen on moto's S3 as a record cut mid-list. Such a read
+    is not JSON, and is read again (`tries` times in all, 0.1 s apart, then the error stands);
+    a local file is never seen half-written (module docstring), so its error stands at once."""
+    where = location(target)
+    for attempt in range(1, tries + 1):
+        data = where.read_bytes_if_any()
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError:
+            if where.is_local or attempt == tries:
+                raise
+            time.sleep(0.1)
 
 
 def write_json(target: str | os.PathLike | Location, content: Any) -> None:

@@ -112,6 +112,41 @@ def test_a_store_that_says_not_found_as_a_bare_oserror_reads_as_absent(store, mo
         read_json(root / "there.json")
 
 
+@pytest.mark.parametrize("kind", ["objectstore", "local"])
+def test_a_json_file_read_while_an_object_store_rewrites_it_is_read_again(
+    kind, store, tmp_path, monkeypatch
+):
+    """pyarrow reads an object as its size, then its bytes up to that size: rewritten between the
+    two, a record reads as the new one cut at the old length (seen on moto's S3). Such a read
+    is tried again; on a local disk (never half-written) the error stands at once."""
+    from ikd.storage import Location
+
+    old, new = {"status": "running"}, {"status": "complete", "trained_on": [{"epoch": 3}]}
+    record = location(store if kind == "objectstore" else str(tmp_path)) / "run.json"
+    write_json(record, old)
+    torn = json.dumps(new, indent=2).encode()[: len(json.dumps(old, indent=2))]
+    reads = []
+    whole = Location.read_bytes
+
+    def racing(self):  # the first read races the rewrite
+        reads.append(self)
+        return torn if len(reads) == 1 else whole(self)
+
+    write_json(record, new)
+    monkeypatch.setattr(Location, "read_bytes", racing)
+    if kind == "local":
+        with pytest.raises(ValueError):
+            read_json(record)
+        assert len(reads) == 1
+    else:
+        assert read_json(record) == new and len(reads) == 2
+        reads.clear()
+        monkeypatch.setattr(Location, "read_bytes", lambda self: reads.append(self) or torn)
+        with pytest.raises(ValueError):  # torn every time: the error stands
+            read_json(record, tries=3)
+        assert len(reads) == 3
+
+
 def test_a_remote_location_is_not_a_local_path_and_bad_uris_are_named(store):
     with pytest.raises(TypeError, match="not on a local file system"):
         open(location(store) / "x")  # noqa: SIM115 — would write to the local disk otherwise
