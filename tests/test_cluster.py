@@ -3,6 +3,8 @@
 the Job SDK, an S3 API (moto's server, conftest.py's `s3_server`), and a node lost mid-training.
 The jobs run in tests/cluster_jobs.py from the session's start; these tests read what they saw."""
 
+import signal
+
 import pytest
 from cluster_jobs import EPOCHS, STUDY_OVERRIDES, TRAIN, TRAIN_EPOCHS
 
@@ -61,8 +63,10 @@ def test_a_ray_train_run_across_two_nodes_survives_losing_one(
     # then).
     spec = {"preset": "smoke", "loop": "ray", "progress": False, "study": "broken",
             "data.root": config.data.root, "train.runs_root": str(tmp_path), **TRAIN}  # fmt: skip
+    handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(UserError, match=r"0 restart\(s\) allowed \(rank \d: .*Run the same"):
         train_driver({**spec, "fail_at_epochs": (TRAIN_EPOCHS - 1,), "max_failures": 0})
+    assert signal.getsignal(signal.SIGINT) is handler  # not Ray Train's, which keeps it
     (undisturbed,) = (tmp_path / "broken" / "final").iterdir()
     assert (undisturbed / f".fault-injected-epoch-{TRAIN_EPOCHS - 1}").exists()
     assert [m["epoch"] for m in _epochs(undisturbed)] == list(range(TRAIN_EPOCHS))
