@@ -546,13 +546,22 @@ def _job_roots(config: Config, args: argparse.Namespace, **roots: object) -> Non
 
 def _run(args: argparse.Namespace) -> None:
     from ikd.data.dataset import open_dataset
+    from ikd.provenance import hardware
     from ikd.report.compare import write_comparison
     from ikd.storage import location, staged
-    from ikd.tune.regenerate import regenerate, results_tree
+    from ikd.tune.regenerate import made_elsewhere, regenerate, results_tree
     from ikd.tune.stages import RUNS
 
     config = _config(args)
     chosen = args.results or f"results/{config.preset}"
+    elsewhere = made_elsewhere(location(chosen))
+    if elsewhere is not None:  # said before a build of minutes decides it
+        log.warning(
+            "%s was made on a %s, this machine is a %s: its build will likely train a teacher "
+            "of other bits, and then the regeneration starts a tree of its own rather than "
+            "continuing %s (README, \"What is reproducible\")",
+            chosen, elsewhere, hardware()["cpu"], chosen,
+        )  # fmt: skip
     # previews: <runs root>/<preset>/preview, or <results>/preview where the results are a URI
     out = args.out or (chosen if "://" in chosen else f"{config.train.runs_root}/{config.preset}")
     _job_roots(config, args, results=chosen, out=out)

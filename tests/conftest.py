@@ -2,12 +2,19 @@
 
 import os
 import shutil
+import signal
 import sys
 
 # OpenMP threads that wait sleep instead of spinning: the jobs beside the tests (the main job,
 # the cluster jobs) and the tests all run torch on 2 cores, and spinning threads of one starve
 # the other (the suite: 521 s spinning, 442 s sleeping, 2026-12-05). Read when torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# A suite a script starts in the background inherits SIGINT ignored (bash does that to an
+# asynchronous command), and ikd rightly leaves an ignored SIGINT alone: the stop tests send
+# SIGINT to ikd, here and to the drivers they start, and expect what a terminal's Ctrl+C does.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest
 

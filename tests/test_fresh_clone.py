@@ -103,3 +103,20 @@ def _strings(value):
     elif isinstance(value, list):
         for item in value:
             yield from _strings(item)
+
+
+def test_a_tree_made_on_another_cpu_is_named_before_the_build(tmp_path):
+    """`ikd run` says, before a build of minutes decides it, that a results tree made on another
+    CPU (its studies' provenance) will likely not be continued here (README, "What is
+    reproducible")."""
+    from ikd.provenance import hardware
+    from ikd.storage import location, write_json
+    from ikd.tune.regenerate import made_elsewhere
+
+    tree = location(tmp_path / "results")
+    assert made_elsewhere(tree) is None  # no tree yet
+    record = tree / "table3_methods" / "provenance.json"
+    write_json(record, {"hardware": {"cpu": hardware()["cpu"]}})
+    assert made_elsewhere(tree) is None
+    write_json(record, {"hardware": {"cpu": "Another CPU"}})
+    assert made_elsewhere(tree) == "Another CPU"

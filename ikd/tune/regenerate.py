@@ -19,6 +19,7 @@ from typing import Any
 
 from ikd.config import Config, apply_overrides, load_config
 from ikd.data.dataset import BuiltDataset, dataset_folder, finished_manifest
+from ikd.provenance import hardware
 from ikd.report.overview import write_overview
 from ikd.storage import Location, read_json, staged
 from ikd.study import load_study
@@ -46,6 +47,18 @@ def tree_dataset(results: Location) -> dict[str, Any] | None:
                 record = read_json(run / "run.json") or {}
                 if record.get("teacher"):
                     return {"data_hash": record.get("data_hash"), "teacher": record["teacher"]}
+    return None
+
+
+def made_elsewhere(results: Location) -> str | None:
+    """The CPU a results tree's studies were made on (their provenance), where this machine's
+    is another; else None. A build here then usually trains a teacher of other bits (README,
+    "What is reproducible"), and the regeneration cannot continue that tree."""
+    here = hardware()["cpu"]
+    for study in results.folders():
+        cpu = ((read_json(study / "provenance.json") or {}).get("hardware") or {}).get("cpu")
+        if cpu:
+            return cpu if cpu != here else None
     return None
 
 
