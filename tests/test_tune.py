@@ -612,3 +612,46 @@ def test_a_dead_head_left_on_record_is_one_line_and_a_local_ray_within_seconds(
         with pytest.raises(UserError, match=f"RAY_ADDRESS=auto: no Ray cluster answers at {stale}"):
             init_ray()
     assert len(asked) == 1
+
+
+def test_a_local_node_that_fails_to_start_is_started_again_then_named(monkeypatch, caplog):
+    """`LocalCluster` starts a node again when its `ray start` ends before the node is up (a
+    raylet that does not register within Ray's fixed 30 s on a loaded machine), on new ports,
+    its failed start's disk removed; after `tries` such ends it stops with one line. Stand-in
+    processes for `ray start`: one that fails at once, one that stays up."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from ikd.cluster import LocalCluster
+    from ikd.errors import UserError
+
+    starts: list[tuple[list[str], str]] = []
+    failing = [1]  # how many starts fail
+
+    def start(self, name, cpus, resources, role):
+        temp = tempfile.mkdtemp(prefix=f"ikdray-{name}-")
+        Path(temp, "start.err").write_text(f"start {len(starts) + 1} failed\n")
+        code = (
+            "import sys; sys.exit(1)" if len(starts) < failing[0] else "import time; time.sleep(60)"
+        )
+        starts.append((role, temp))
+        process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+        self.nodes[name] = (process, temp, name)
+
+    monkeypatch.setattr(LocalCluster, "_start", start)
+    cluster = LocalCluster.__new__(LocalCluster)  # no head: only the starts are under test
+    cluster.nodes, cluster.disks = {}, []
+    roles = iter(range(10))
+    up = lambda: len(starts) > failing[0]  # noqa: E731 — up once a start outlived the failures
+    cluster._up("b", 1, None, lambda: [f"--port={next(roles)}"], up)
+    assert [role for role, _ in starts] == [["--port=0"], ["--port=1"]]  # new ports each time
+    assert not Path(starts[0][1]).exists() and "b" in cluster.nodes  # the failed one's disk gone
+    assert "a local Ray node (b) did not start (start 1 failed); starting it again" in caplog.text
+    cluster.stop()
+    starts.clear()
+    failing[0] = 3
+    with pytest.raises(UserError, match=r"local Ray node \(b\) did not start in 3 tries: start 3"):
+        cluster._up("b", 1, None, lambda: [], up)
+    assert len(starts) == 3 and not cluster.nodes
