@@ -557,7 +557,7 @@ def _run(args: argparse.Namespace) -> None:
     elsewhere = made_elsewhere(location(chosen))
     if elsewhere is not None:  # said before a build of minutes decides it
         log.warning(
-            "%s was made on a %s, this machine is a %s: its build will likely train a teacher "
+            "%s was made on another CPU (%s; here: %s): this build will likely train a teacher "
             "of other bits, and then the regeneration starts a tree of its own rather than "
             "continuing %s (README, \"What is reproducible\")",
             chosen, elsewhere, hardware()["cpu"], chosen,
