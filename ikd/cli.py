@@ -554,6 +554,9 @@ def _run(args: argparse.Namespace) -> None:
 
     config = _config(args)
     chosen = args.results or f"results/{config.preset}"
+    # previews: <runs root>/<preset>/preview, or <results>/preview where the results are a URI
+    out = args.out or (chosen if "://" in chosen else f"{config.train.runs_root}/{config.preset}")
+    _job_roots(config, args, results=chosen, out=out)
     elsewhere = made_elsewhere(location(chosen))
     if elsewhere is not None:  # said before a build of minutes decides it
         log.warning(
@@ -562,9 +565,6 @@ def _run(args: argparse.Namespace) -> None:
             "continuing %s (README, \"What is reproducible\")",
             chosen, elsewhere, hardware()["cpu"], chosen,
         )  # fmt: skip
-    # previews: <runs root>/<preset>/preview, or <results>/preview where the results are a URI
-    out = args.out or (chosen if "://" in chosen else f"{config.train.runs_root}/{config.preset}")
-    _job_roots(config, args, results=chosen, out=out)
     captures = Path(config.data.captures) if config.data.captures else None
     title = str(captures) if captures else f"synthetic, {config.preset} preset"
     if not args.estimate:
