@@ -22,9 +22,7 @@ threads per worker = its CPU share, rounded (`train.threads` overrides).
 from __future__ import annotations
 
 import logging
-import signal
 import tempfile
-import threading
 from typing import Any
 
 import ray
@@ -276,9 +274,9 @@ def fit_with_ray(
     )
     # Ray 2.60's trainer takes SIGINT over on each fit from the main thread (a "graceful abort"
     # of the run) and never hands it back: ikd's Ctrl+C (`ikd.errors.stop`) would be lost for the
-    # rest of the command, and a Ctrl+C after the run would exit 0. The process's handler stays.
+    # rest of the command, and a Ctrl+C after the run would exit 0. The process's handler stays
+    # (tests/test_cluster.py checks it, should a later Ray register it another way).
     trainer._register_sigint_handler = lambda controller: None
-    handler = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit()  # a re-run restores the newest checkpoint of <run_dir>/ray by itself
     except TrainingFailedError as error:
@@ -289,9 +287,6 @@ def fit_with_ray(
             "the log above has the details). Run the same command again to resume from the "
             "last checkpoint."
         ) from None
-    finally:  # (should a later Ray register it another way)
-        if handler is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, handler)
     _record_worker_nodes(run_dir)
     _prune_checkpoints(run_dir)
     return read_json(run_dir / RUN)["status"]
