@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import patch
 
 from ikd.storage import local, portable
 
@@ -120,3 +121,9 @@ def test_a_tree_made_on_another_cpu_is_named_before_the_build(tmp_path):
     assert made_elsewhere(tree) is None
     write_json(record, {"hardware": {"cpu": "Another CPU"}})
     assert made_elsewhere(tree) == "Another CPU"
+    # a clock suffix is no other CPU: such a pair of Xeons trained the same teacher bits
+    write_json(record, {"hardware": {"cpu": "Intel(R) Xeon(R) Processor"}})
+    with patch(
+        "ikd.tune.regenerate.hardware", return_value={"cpu": "Intel(R) Xeon(R) Processor @ 2.80GHz"}
+    ):
+        assert made_elsewhere(tree) is None

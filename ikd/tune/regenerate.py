@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,13 +54,21 @@ def tree_dataset(results: Location) -> dict[str, Any] | None:
 def made_elsewhere(results: Location) -> str | None:
     """The CPU a results tree's studies were made on (their provenance), where this machine's
     is another; else None. A build here then usually trains a teacher of other bits (README,
-    "What is reproducible"), and the regeneration cannot continue that tree."""
-    here = hardware()["cpu"]
+    "What is reproducible"), and the regeneration cannot continue that tree. Names that differ
+    only in a clock suffix ("@ 2.80GHz", which some virtual machines leave out) are one CPU:
+    such a pair of Xeons trained the same teacher bits."""
+    here = _model(hardware()["cpu"])
     for study in results.folders():
         cpu = ((read_json(study / "provenance.json") or {}).get("hardware") or {}).get("cpu")
         if cpu:
-            return cpu if cpu != here else None
+            return cpu if _model(cpu) != here else None
     return None
+
+
+def _model(cpu: str) -> str:
+    """A CPU's model name without its clock ("Intel(R) Xeon(R) Processor @ 2.80GHz" → "Intel(R)
+    Xeon(R) Processor")."""
+    return re.sub(r"\s*@\s*[\d.]+\s*[GM]Hz\s*$", "", cpu).strip()
 
 
 def results_tree(results: Location, dataset: BuiltDataset) -> tuple[Location, Location | None]:
