@@ -216,6 +216,16 @@ def test_an_interrupted_run_resumes_and_ends_like_an_unbroken_one(
     train_driver({**spec, "study": "broken", "on_epoch": finished.append})
     assert [m["epoch"] for m in finished] == [0, 1]
     assert _metric_lines(resumed) == _metric_lines(unbroken)
+    starts = json.loads((broken / "run.json").read_text())["trained_on"]
+    assert [start["from_epoch"] for start in starts] == [0, 1]
+    # with checkpoints at an interval, epoch 0's metric line has no checkpoint: epoch 0 again
+    monkeypatch.setattr(LocalCheckpoints, "report", interrupted)
+    spaced = {**spec, "study": "spaced", "train.checkpoint_every_s": 3600}
+    with pytest.raises(KeyboardInterrupt):
+        train_driver(spaced)
+    monkeypatch.setattr(LocalCheckpoints, "report", report)
+    starts = json.loads((train_driver(spaced) / "run.json").read_text())["trained_on"]
+    assert [start["from_epoch"] for start in starts] == [0, 0]
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(

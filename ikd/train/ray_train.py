@@ -52,13 +52,12 @@ from ikd.train.data import Samples
 from ikd.train.loop import Context, train_loop
 from ikd.train.runs import (
     KEEP_CHECKPOINTS,
-    METRICS,
     RAY_STORAGE,
     RUN,
     checkpoint_epoch,
     checkpoint_folders,
     load_state,
-    read_metrics,
+    resume_epoch,
     this_node,
     write_state,
 )
@@ -115,7 +114,7 @@ def _worker(setup: dict[str, Any]) -> None:
             for name in ("train", "val")
         }
     run_dir = location(setup["run_dir"])
-    rank, start = context.get_world_rank(), len(read_metrics(run_dir / METRICS))
+    rank, start = context.get_world_rank(), resume_epoch(run_dir)
     node = {"rank": rank, **this_node(), "from_epoch": start}
     write_json(run_dir / WORKER_NODES / f"rank{rank}-from{start}.json", node)
     train_loop(

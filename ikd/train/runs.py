@@ -174,7 +174,7 @@ def prepare_run(
     if previous is not None and previous.get("status") == "complete":
         return previous
     # where each start of it trained: the node, and the epoch it (re)started from
-    start = {**this_node(), "from_epoch": len(read_metrics(run_dir / METRICS))}
+    start = {**this_node(), "from_epoch": resume_epoch(run_dir)}
     record["trained_on"] = [*(previous or {}).get("trained_on", []), start]
     write_json(run_dir / CONFIG, portable_config(config))
     write_json(run_dir / RUN, record)
@@ -279,6 +279,13 @@ def drop_checkpoints(run_dir: Location) -> None:
     ~135 MB each for resnet18 with Adam's state would only fill the disk over a study."""
     (run_dir / CHECKPOINTS).remove()
     (run_dir / RAY_STORAGE).remove()
+
+
+def resume_epoch(run_dir: Location) -> int:
+    """The epoch a (re)started run trains first: one past its newest complete checkpoint's (the
+    metric lines can run past it when checkpoints come at an interval)."""
+    done = run_checkpoints(run_dir)
+    return max(map(checkpoint_epoch, done)) + 1 if done else 0
 
 
 def latest_checkpoint(run_dir: Location) -> dict[str, Any]:
