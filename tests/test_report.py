@@ -251,10 +251,13 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
 
     stages = {"tune": 100.0, "final": 50.0, "report": 10.0}
     (tmp_path / "out" / "study.json").write_text(json.dumps({"stage_seconds": stages}))
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    runs.loc[3:, "study"] = "out"  # 6 runs of its own; 3 shown from study "golden" cost it nothing
+    runs.to_csv(tmp_path / "out" / "runs.csv", index=False)
     overview = write_overview(tmp_path, studies=("out",)).read_text()
-    # 160 s on 2 cores: 0.09 core-hours; the dataset's build beside it
-    assert "| out | 100 / 50 / 10 | 3 min | 0.09 | 0 (0) | 0 | — | — | — | 9 |" in overview
-    assert "| **all** | | **0.04 h** | **0.09** | 0 | 0 | | | | 9 | | |" in overview
+    # 160 s on 2 cores: 0.09 core-hours; a final run 2 s of epochs + (50 - 6 × 2) / 6 s of the rest
+    assert "| out | 100 / 50 / 10 | 3 min | 0.09 | 0 (0) | 0 | — | — | — | 6 | 8.33 |" in overview
+    assert "| **all** | | **0.04 h** | **0.09** | 0 | 0 | | | | 6 | | |" in overview
     assert "Dataset builds: feedbeef 437 s (first read by out)." in overview
     (tmp_path / "idle").mkdir()  # a study without runs: its runs.csv has no header
     (tmp_path / "idle" / "study.json").write_text("{}")

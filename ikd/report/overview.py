@@ -191,7 +191,8 @@ def _cell(mean: float, std: float = math.nan) -> str:
 
 def costs(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> pd.DataFrame:
     """What each study cost, from its study.json and runs.csv: its stages' wall time (summed over
-    the sessions that ran them), its trials and final runs, and a trial's wall time split into
+    the sessions that ran them), its own trials and final runs (not the rows it shows from
+    another study, e.g. Table 4's ResNet18 rows from Table 3), and a trial's wall time split into
     training (its epochs' recorded seconds: steps and val evaluation) and the rest of the tune
     stage spread evenly over the trials (Tune, the searcher, set-up, records)."""
     rows = []
@@ -205,6 +206,7 @@ def costs(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> pd.DataFr
             runs = pd.read_csv(path)
         except pd.errors.EmptyDataError:  # a study without runs writes no header
             continue
+        runs = runs[runs["study"] == name]  # another study's rows it shows cost it nothing
         tune, final = runs[runs["stage"] == "tune"], runs[runs["stage"] == "final"]
         overhead = (seconds["tune"] - tune["train_seconds"].sum()) / max(len(tune), 1)
         final_overhead = (seconds["final"] - final["train_seconds"].sum()) / max(len(final), 1)
