@@ -105,6 +105,46 @@ def test_a_searchs_start_point_is_reevaluated_wherever_it_ranks(tmp_path, monkey
     assert names == [[f"baseline-{i}" for i in range(3)]] * 2  # among the best: not twice; none
 
 
+def test_table4s_rows_start_from_table3s_tuned_configuration_of_their_own_method(
+    tmp_path, monkeypatch
+):
+    """Issue 23 item 4: each student's IdentityKD and Baseline rows are Table 3's tuned
+    configuration of that method with the student swapped; a student other than ResNet18 searches
+    its lr from Table 3's lr of the same method, ResNet18's rows tune nothing (Table 3's own
+    runs); each student's pair is compared. (The studies' test run trains only two of its rows.)"""
+    from pathlib import Path
+
+    from ikd.tune import stages
+    from ikd.tune.stages import StudyRun
+
+    tuned = {"identitykd": {"train.method": "identitykd", "train.lr": 6e-4, "identitykd.tau": 0.2},
+             "baseline": {"train.method": "baseline", "train.lr": 4e-4}}  # fmt: skip
+    read = []
+
+    def table3(path, variant, **_):
+        read.append((Path(path).name, variant))
+        return tuned[variant]
+
+    monkeypatch.setattr(stages, "tuned_configuration", table3)
+    studies = Path(__file__).resolve().parents[1] / "studies"
+    run = StudyRun(studies / "table4_students.py", preset="smoke", overrides={},
+                   results_root=tmp_path)  # fmt: skip
+    students = ("resnet18", "mobilenet", "efficientnet", "vgg16")
+    assert sorted(v.name for v in run.variants) == sorted(
+        f"{m}-{s}" for m in tuned for s in students
+    )
+    for variant in run.variants:
+        method, student = variant.name.split("-")
+        assert run.base_overrides(variant) == {**tuned[method], "train.student": student}
+        lr = {"train.lr": tuned[method]["train.lr"]}
+        assert run.start_point(variant) == ({} if student == "resnet18" else lr), variant.name
+        assert bool(variant.space) == (student != "resnet18")
+    assert {name for _, name in read} == set(tuned) and {p for p, _ in read} == {
+        "table3_methods.py"
+    }
+    assert {(f"identitykd-{s}", f"baseline-{s}") for s in students} <= set(run.study.report.compare)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
