@@ -15,7 +15,9 @@ Per tuned variant this prints:
   sit beside the study's, kept as the measurement's records), then on seeds the pick was not
   chosen by: both configurations' val ACC on final seeds 1… (seed 0 is the tuning run's), and
   their test ACC, paired by seed (mean difference and 95 % t-interval);
-- compute: the re-evaluation runs' training seconds against the search's.
+- compute: the re-evaluation runs' training seconds against the search's;
+- whether the pick by the re-evaluation seeds alone (the tuning seed, which chose the trials
+  re-evaluated, left out) is the same configuration.
 
 Finished runs are reused (the command resumes); prints Markdown for benchmarks/README.md.
 """
@@ -86,12 +88,14 @@ def main() -> None:
             log.warning("%s: not re-evaluated (a tree from before issue 23)", variant.name)
             continue
         scores, pick, single = entry["reevaluated"], entry["run"], entry["single_seed_pick"]
-        mean = {name: 100 * sum(values) / len(values) for name, values in scores.items()}
+        means = {name: 100 * mean(values) for name, values in scores.items()}
+        fresh = max(scores, key=lambda name: (mean(scores[name][1:]), name))
         row = {
             "variant": variant.name,
             "same": pick == single,
-            "pick_val": mean[pick],
-            "single_val": mean[single],
+            "fresh_same": fresh == pick,
+            "pick_val": means[pick],
+            "single_val": means[single],
             "single_seed0": 100 * scores[single][0],
             "search_s": sum(r.train_seconds for r in tuning[variant.name]),
             "reeval_s": sum(r.train_seconds for r in reevaluations[variant.name]),
@@ -111,8 +115,9 @@ def main() -> None:
     print(f"## Re-evaluation on {args.study} ({args.results})\n")
     print("| variant | picks | selection val, pick (%) | selection val, single-seed pick (%) | "
           "its seed-0 val (%) | final val seeds 1…, pick / single-seed pick (%) | test ACC, "
-          "pick − single-seed pick (points, 95 % CI, n) | search s | re-evaluation s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "pick − single-seed pick (points, 95 % CI, n) | search s | re-evaluation s | "
+          "pick by the re-evaluation seeds alone |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         final_val = (
             f"{row['final_val']:.2f} / {row['single_final_val']:.2f}" if "final_val" in row else "—"
@@ -127,7 +132,8 @@ def main() -> None:
         print(
             f"| {row['variant']} | {'same' if row['same'] else 'differ'} | {row['pick_val']:.2f} | "
             f"{row['single_val']:.2f} | {row['single_seed0']:.2f} | {final_val} | {test} | "
-            f"{row['search_s']:.0f} | {row['reeval_s']:.0f} |"
+            f"{row['search_s']:.0f} | {row['reeval_s']:.0f} | "
+            f"{'same' if row['fresh_same'] else 'differs'} |"
         )
     search = sum(r["search_s"] for r in rows)
     reeval = sum(r["reeval_s"] for r in rows)

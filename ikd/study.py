@@ -109,8 +109,9 @@ class Table:
     compare: tuple[tuple[str, str], ...] = ()
     per_identity: bool = False
     importances: bool = False
-    # A row whose mean final val ACC is below this did not learn in the budget: the table prints
-    # that, not its test numbers, compares it with nothing, and `curves` shows its val curve.
+    # A row more than half of whose final runs end under this val ACC did not learn in the
+    # budget: the table prints that, not its test numbers, compares it with nothing, and
+    # `curves` shows its val curve; a row that learned names its runs that ended under it.
     learned: float = 0.0
     curves: bool = False  # val ACC per epoch of each row's final runs (val_curves.png/.csv)
 
@@ -126,8 +127,9 @@ class Table:
 
 @dataclass(frozen=True)
 class Figure:
-    """The report of a sweep figure (Fig. 4): test accuracy (solid) and worst-identity accuracy
-    (dotted) of each series against the swept value, one panel per sweep.
+    """The report of a sweep figure (Fig. 4): test accuracy (solid), worst-identity accuracy
+    (dotted, the paper's) and the worst 10 % of identities' mean accuracy (dashed, stabler over
+    seeds) of each series against the swept value, one panel per sweep.
 
     `points` maps each final variant to (panel, series, x)."""
 

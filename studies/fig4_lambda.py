@@ -1,5 +1,6 @@
-"""Fig. 4: average and worst-identity test accuracy against λ1 (λ2 = 0.4) and λ2 (λ1 = 0.5), for
-IdentityKD and identity-wise vanilla KD, other settings at each method's tuned best.
+"""Fig. 4: average, worst-identity and worst-10 %-of-identities test accuracy against λ1
+(λ2 = 0.4) and λ2 (λ1 = 0.5), for IdentityKD and identity-wise vanilla KD, other settings at each
+method's tuned best.
 
 IdentityKD starts from Table 3's tuned configuration; identity-wise vanilla KD is tuned here once
 with the tables' budget (a tuning-only variant), then swept.

@@ -253,11 +253,16 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
     (tmp_path / "out" / "study.json").write_text(json.dumps({"stage_seconds": stages}))
     runs = pd.read_csv(tmp_path / "out" / "runs.csv")
     runs.loc[3:, "study"] = "out"  # 6 runs of its own; 3 shown from study "golden" cost it nothing
+    runs.loc[3:4, "stage"] = ["tune", "reeval"]  # a trial, its re-evaluation, 4 final runs
     runs.to_csv(tmp_path / "out" / "runs.csv", index=False)
     overview = write_overview(tmp_path, studies=("out",)).read_text()
-    # 160 s on 2 cores: 0.09 core-hours; a final run 2 s of epochs + (50 - 6 × 2) / 6 s of the rest
-    assert "| out | 100 / 50 / 10 | 3 min | 0.09 | 0 (0) | 0 | — | — | — | 6 | 8.33 |" in overview
-    assert "| **all** | | **0.04 h** | **0.09** | 0 | 0 | | | | 6 | | |" in overview
+    # 160 s on 2 cores: 0.09 core-hours; every run trains 2 s: the trial's rest 100 - 2 - 2 (its
+    # re-evaluation's training) = 96 s; a final run 2 s + (50 - 4 × 2) / 4 s of the rest
+    assert (
+        "| out | 100 / 50 / 10 | 3 min | 0.09 | 1 (1) | 1 | 98.00 | 98.00 | 96.00 | 1 (2) | 4 "
+        "| 12.50 |" in overview
+    )
+    assert "| **all** | | **0.04 h** | **0.09** | 1 | 1 | | | | 1 (2) | 4 | | |" in overview
     assert "Dataset builds: feedbeef 437 s (first read by out)." in overview
     (tmp_path / "idle").mkdir()  # a study without runs: its runs.csv has no header
     (tmp_path / "idle" / "study.json").write_text("{}")
@@ -284,7 +289,10 @@ def test_reevaluated_trials_an_unlearned_row_another_studys_row_and_a_second_pop
     and val_curves shows it; a pair may name another study's row; the overview says whether a
     second population's verdicts hold."""
     finals = {
-        "a": [read_run(write_run(tmp_path, "a", s, acc)) for s, acc in enumerate((0.8, 0.9, 0.85))],
+        "a": [
+            read_run(write_run(tmp_path, "a", s, acc, val=val))
+            for s, acc, val in ((0, 0.8, 0.5), (1, 0.9, 0.5), (2, 0.85, 0.35))
+        ],
         "v": [read_run(write_run(tmp_path, "v", s, 0.3, val=0.2)) for s in range(3)],
     }
     elsewhere = tmp_path / "elsewhere"
@@ -328,6 +336,10 @@ def test_reevaluated_trials_an_unlearned_row_another_studys_row_and_a_second_pop
     # 2 re-evaluations of 2 s each; the pick, its mean over 3 seeds, and the single-seed best
     assert f"| 2, 4 | 80.00 (3) | {names[1]} | {names[0]} |" in markdown
     assert "| Vgg | 3 | did not learn in this budget: 3 of 3 runs under 40 % val ACC" in markdown
+    assert (  # a row that learned, one of its runs under the threshold
+        "- Ours: 1 of 3 runs ended under 40 % val ACC; they count in its means and comparisons "
+        "(val_curves.png)." in markdown
+    )
     # Ours − Theirs: differences 10, 10, 9 → mean 9.67; Ours − Vgg is not compared, and says so
     significance = pd.read_csv(out / "significance.csv")
     assert significance[["a", "b", "a_label", "b_label", "n"]].values.tolist() == [
@@ -337,7 +349,7 @@ def test_reevaluated_trials_an_unlearned_row_another_studys_row_and_a_second_pop
     assert significance["mean_points"].tolist()[0] == pytest.approx(29 / 3, abs=1e-4)
     assert "- Ours − Vgg: not compared: Vgg did not learn in this budget." in markdown
     curves = pd.read_csv(out / "val_curves.csv").set_index("variant")
-    assert curves.loc[["a", "v"], "val_acc_mean"].tolist() == pytest.approx([50.0, 20.0])
+    assert curves.loc[["a", "v"], "val_acc_mean"].tolist() == pytest.approx([45.0, 20.0])
     assert (out / "val_curves.png").stat().st_size > 10_000
 
     for name in ("table3_methods", "table3_population2"):
@@ -347,7 +359,10 @@ def test_reevaluated_trials_an_unlearned_row_another_studys_row_and_a_second_pop
     second.loc[0, "verdict"] = "undecided"  # as if population 2 disagreed
     second.to_csv(path, index=False)
     overview = write_overview(tmp_path, ("table3_methods", "table3_population2")).read_text()
-    assert "| Vgg | 3 | did not learn (val ACC 20.00 %) |" in overview
+    assert (
+        "| Vgg | 3 | did not learn (val ACC 20.00 %, "
+        "[val curve](table3_methods/val_curves.png)) |" in overview
+    )
     assert "- Ours − Theirs (other study): test ACC +9.67 points" in overview
     assert "- Ours − Vgg: not compared: Vgg did not learn in this budget." in overview
     assert (

@@ -75,7 +75,8 @@ def _rows(folder: Path) -> list[str]:
         if not row.get("learned", True):
             lines.append(
                 f"| {row['label']} | {row['n']} | did not learn (val ACC "
-                f"{_cell(row['val_acc_mean'])} %) | {_cell(row['paper_acc'])} | — |"
+                f"{_cell(row['val_acc_mean'])} %, [val curve]({folder.name}/val_curves.png)) "
+                f"| {_cell(row['paper_acc'])} | — |"
             )
             continue
         lines.append(
@@ -191,10 +192,11 @@ def _cell(mean: float, std: float = math.nan) -> str:
 
 def costs(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> pd.DataFrame:
     """What each study cost, from its study.json and runs.csv: its stages' wall time (summed over
-    the sessions that ran them), its own trials and final runs (not the rows it shows from
-    another study, e.g. Table 4's ResNet18 rows from Table 3), and a trial's wall time split into
-    training (its epochs' recorded seconds: steps and val evaluation) and the rest of the tune
-    stage spread evenly over the trials (Tune, the searcher, set-up, records)."""
+    the sessions that ran them), its own trials, re-evaluations and final runs (not the rows it
+    shows from another study, e.g. Table 4's ResNet18 rows from Table 3), and a trial's wall time
+    split into training (its epochs' recorded seconds: steps and val evaluation) and the rest of
+    the tune stage, less the re-evaluations' training, spread evenly over the trials (Tune, the
+    searcher, set-up, records)."""
     rows = []
     for name in studies:
         record = read_json(Path(results) / name / "study.json")
@@ -208,7 +210,9 @@ def costs(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> pd.DataFr
             continue
         runs = runs[runs["study"] == name]  # another study's rows it shows cost it nothing
         tune, final = runs[runs["stage"] == "tune"], runs[runs["stage"] == "final"]
-        overhead = (seconds["tune"] - tune["train_seconds"].sum()) / max(len(tune), 1)
+        reeval = runs[runs["stage"] == "reeval"]  # trained in the tune stage, after the search
+        trained = tune["train_seconds"].sum() + reeval["train_seconds"].sum()
+        overhead = (seconds["tune"] - trained) / max(len(tune), 1)
         final_overhead = (seconds["final"] - final["train_seconds"].sum()) / max(len(final), 1)
         resnet18 = runs[(runs["student"] == "resnet18") & (runs["epochs"] > 0)]
         provenance = read_json(Path(results) / name / "provenance.json") or {}
@@ -230,6 +234,8 @@ def costs(results: Path, studies: Sequence[str] = tuple(QUESTIONS)) -> pd.DataFr
                     tune.loc[tune["status"] == "complete", "train_seconds"] + overhead
                 ).median(),
                 "trial_overhead_s": overhead if len(tune) else math.nan,
+                "reevaluations": len(reeval),
+                "reeval_s": reeval["train_seconds"].sum(),
                 "final_runs": len(final),
                 "final_median_s": (final["train_seconds"] + final_overhead).median(),
                 "resnet18_epoch_s": (resnet18["train_seconds"] / resnet18["epochs"]).median(),
@@ -243,8 +249,8 @@ def cost_table(frame: pd.DataFrame) -> list[str]:
     lines = [
         "| study | tune / final / report (s) | wall | core-hours | trials (complete) "
         "| trial-epochs | trial median (s) | complete trial median (s) | rest per trial (s) "
-        "| final runs | final run median (s) | resnet18 s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| re-evaluations (training s) | final runs | final run median (s) | resnet18 s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in frame.to_dict("records"):
         total = row["tune_s"] + row["final_s"] + row["report_s"]
@@ -254,6 +260,7 @@ def cost_table(frame: pd.DataFrame) -> list[str]:
             f"| {row['trials']} "
             f"({row['complete_trials']}) | {row['trial_epochs']} | {_cell(row['trial_median_s'])} "
             f"| {_cell(row['complete_trial_median_s'])} | {_cell(row['trial_overhead_s'])} "
+            f"| {row['reevaluations']} ({row['reeval_s']:.0f}) "
             f"| {row['final_runs']} | {_cell(row['final_median_s'])} "
             f"| {_cell(row['resnet18_epoch_s'])} |"
         )
@@ -262,6 +269,7 @@ def cost_table(frame: pd.DataFrame) -> list[str]:
     lines.append(
         f"| **all** | | **{total / 3600:.2f} h** | **{_cell((walls * frame['cpus']).sum(min_count=1) / 3600)}**"
         f" | {frame['trials'].sum()} | {frame['trial_epochs'].sum()} | | | "
+        f"| {frame['reevaluations'].sum()} ({frame['reeval_s'].sum():.0f}) "
         f"| {frame['final_runs'].sum()} | | |"
     )
     builds = frame.dropna(subset=["build_s"]).drop_duplicates("data_hash")
@@ -290,8 +298,10 @@ def _cost(results: Path, studies: Sequence[str]) -> list[str]:
         "folder, an interrupted one included, also for runs of an older configuration that "
         "runs.csv no longer lists; `benchmarks/regeneration.py` prints this table). Times are only "
         "as clean as the machine was quiet, and its speed varies ~2× from day to day: the "
-        "resnet18 epoch beside each study says how fast it was. A negative rest per trial means "
-        "stage time went unrecorded: a session killed before ikd counted interrupted ones.",
+        "resnet18 epoch beside each study says how fast it was. The tune stage holds the search "
+        "and then the re-evaluations of its best trials (their training time beside them). A "
+        "negative rest per trial means stage time went unrecorded: a session killed before ikd "
+        "counted interrupted ones.",
         "",
         *cost_table(frame),
         "",

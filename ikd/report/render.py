@@ -291,6 +291,15 @@ def render_table(
         cells.append(_cell(row["worst10_acc_mean"], row["worst10_acc_std"], row["n"]))
         cells.append(_cell(row["walk_acc_mean"], row["walk_acc_std"], row["n"]))
         lines.append("| " + " | ".join(cells) + " |")
+    partly = [r for r in rows.to_dict("records") if r["learned"] and r["runs_not_learned"]]
+    if partly:
+        lines.append("")
+    for row in partly:
+        lines.append(
+            f"- {row['label']}: {row['runs_not_learned']} of {row['n']} runs ended under "
+            f"{100 * report.learned:g} % val ACC; they count in its means and comparisons"
+            + (" (val_curves.png)." if report.curves else ".")
+        )
     lines += ["", caption(context, rows), ""]
     written = [folder / "table.md", folder / "table.csv", folder / "significance.csv"]
     if report.curves:
