@@ -77,7 +77,7 @@ def test_a_study_file_loads_named_after_its_file(tmp_path):
     assert [v.name for v in study.variants] == ["baseline", "identitykd"]
 
 
-def test_a_searchs_start_point_is_reevaluated_wherever_it_ranks(tmp_path, monkeypatch):
+def test_a_searchs_start_point_is_reevaluated_wherever_it_ranks(tmp_path, monkeypatch, caplog):
     """Issue 23: the configuration a search starts from (Table 4's per-student lr, the joint
     search) is re-evaluated beside the best 3 complete trials even when it ranks below them, so
     the pick by mean val over seeds is never below it on the same seeds; without a start point,
@@ -103,6 +103,19 @@ def test_a_searchs_start_point_is_reevaluated_wherever_it_ranks(tmp_path, monkey
     assert all(len(specs) == 2 and {s["stage"] for s in specs} == {"reeval"} for _, specs in chosen)
     names = [[t.folder.name for t, _ in run._reevaluation_specs(variant, ranked)] for _ in "ab"]
     assert names == [[f"baseline-{i}" for i in range(3)]] * 2  # among the best: not twice; none
+
+    # a start point that did not complete (ASHA stopped it, as it may with concurrent trials)
+    # is not among the ranked: the pick is then not held to it, and the log says so
+    monkeypatch.setattr(StudyRun, "_ranked", lambda self, variant: ranked)
+    monkeypatch.setattr(StudyRun, "reevaluated", lambda self, variant, ranked: {"baseline-0": [1]})
+    for lr, warned in ((4e-4, False), (9e-4, True)):
+        monkeypatch.setattr(
+            StudyRun, "start_point", lambda self, variant, tune=True, lr=lr: {"train.lr": lr}
+        )
+        with caplog.at_level("WARNING", logger="ikd.tune.stages"):
+            caplog.clear()
+            assert run._best(variant)["run"] == "baseline-0"
+        assert ("first trial, the configuration its search starts from" in caplog.text) == warned
 
 
 def test_table4s_rows_start_from_table3s_tuned_configuration_of_their_own_method(

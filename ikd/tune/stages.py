@@ -245,6 +245,11 @@ class StudyRun:
         ranked = self._ranked(variant)
         if not ranked:
             raise UserError(f"{self.study.name}: no finished tuning run of {variant.name!r}")
+        start = self._start_trial(variant)
+        if start is not None and start not in {t.folder.name for t in ranked}:
+            log.warning("%s: %s's first trial, the configuration its search starts from, did not "
+                        "complete (stopped early or diverged): its pick may fall below that "
+                        "configuration", self.study.name, variant.name)  # fmt: skip
         scores = self.reevaluated(variant, ranked)
         name = pick_by_mean(scores)
         best = next(t for t in ranked if t.folder.name == name)
@@ -299,10 +304,8 @@ class StudyRun:
         top, seeds = self.reevaluation
         first = REEVAL_SEED + self.config.train.seed
         chosen = ranked[: max(top, 1)]
-        start = self.start_point(variant, tune=False) if top and seeds else None
-        if start is not None:
-            name = tuning_folder({**self.tuning_spec(variant), **start}).name
-            chosen += [t for t in ranked[len(chosen) :] if t.folder.name == name]
+        start = self._start_trial(variant) if top and seeds else None
+        chosen += [t for t in ranked[len(chosen) :] if t.folder.name == start]
         return [
             (
                 trial,
@@ -319,6 +322,11 @@ class StudyRun:
             )
             for trial in chosen
         ]
+
+    def _start_trial(self, variant: Variant) -> str | None:
+        """The folder name of the variant's tuning run at its `start_point`; None without one."""
+        start = self.start_point(variant, tune=False)
+        return None if start is None else tuning_folder({**self.tuning_spec(variant), **start}).name
 
     def _val_acc(self, spec: Mapping[str, Any]) -> float | None:
         """A finished re-evaluation's last val/acc (0 for a diverged one), None before it ends."""
