@@ -30,7 +30,7 @@ import math
 from pathlib import Path
 
 from ikd.report.records import read_run
-from ikd.report.stats import paired_difference
+from ikd.report.stats import paired_difference, pick_by_mean
 from ikd.storage import read_json
 from ikd.train.driver import resolve_run, train_driver
 from ikd.train.runs import DivergedError, keep_model_only
@@ -89,11 +89,11 @@ def main() -> None:
             continue
         scores, pick, single = entry["reevaluated"], entry["run"], entry["single_seed_pick"]
         means = {name: 100 * mean(values) for name, values in scores.items()}
-        fresh = max(scores, key=lambda name: (mean(scores[name][1:]), name))
+        fresh = {name: values[1:] for name, values in scores.items() if len(values) > 1}
         row = {
             "variant": variant.name,
             "same": pick == single,
-            "fresh_same": fresh == pick,
+            "fresh_same": pick_by_mean(fresh) == pick if fresh else None,
             "pick_val": means[pick],
             "single_val": means[single],
             "single_seed0": 100 * scores[single][0],
@@ -133,7 +133,7 @@ def main() -> None:
             f"| {row['variant']} | {'same' if row['same'] else 'differ'} | {row['pick_val']:.2f} | "
             f"{row['single_val']:.2f} | {row['single_seed0']:.2f} | {final_val} | {test} | "
             f"{row['search_s']:.0f} | {row['reeval_s']:.0f} | "
-            f"{'same' if row['fresh_same'] else 'differs'} |"
+            f"{ {True: 'same', False: 'differ', None: '—'}[row['fresh_same']] } |"
         )
     search = sum(r["search_s"] for r in rows)
     reeval = sum(r["reeval_s"] for r in rows)

@@ -71,11 +71,14 @@ def _rows(folder: Path) -> list[str]:
         "| row | n | ACC (%) | paper ACC (%) | worst-identity ACC (%) |",
         "|---|---|---|---|---|",
     ]
+    curve = ""
+    if (folder / "val_curves.png").exists():
+        curve = f", [val curve]({folder.name}/val_curves.png)"
     for row in table.to_dict("records"):
         if not row.get("learned", True):
             lines.append(
                 f"| {row['label']} | {row['n']} | did not learn (val ACC "
-                f"{_cell(row['val_acc_mean'])} %, [val curve]({folder.name}/val_curves.png)) "
+                f"{_cell(row['val_acc_mean'])} %{curve}) "
                 f"| {_cell(row['paper_acc'])} | — |"
             )
             continue
@@ -298,7 +301,8 @@ def _cost(results: Path, studies: Sequence[str]) -> list[str]:
         "folder, an interrupted one included, also for runs of an older configuration that "
         "runs.csv no longer lists; `benchmarks/regeneration.py` prints this table). Times are only "
         "as clean as the machine was quiet, and its speed varies ~2× from day to day: the "
-        "resnet18 epoch beside each study says how fast it was. The tune stage holds the search "
+        "resnet18 epoch beside each study says how fast it was (— where the study trained no "
+        "resnet18 of its own). The tune stage holds the search "
         "and then the re-evaluations of its best trials (their training time beside them). A "
         "negative rest per trial means stage time went unrecorded: a session killed before ikd "
         "counted interrupted ones.",

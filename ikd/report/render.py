@@ -278,7 +278,7 @@ def render_table(
             cells.append(
                 f"did not learn in this budget: {row['runs_not_learned']} of {row['n']} runs "
                 f"under {100 * report.learned:g} % val ACC (mean {_number(row['val_acc_mean'])} "
-                "%; its val curve: val_curves.png)"
+                + ("%; its val curve: val_curves.png)" if report.curves else "%)")
             )
             cells += [""] * (len(header) - len(cells))
             lines.append("| " + " | ".join(cells) + " |")
