@@ -5,7 +5,8 @@
 Per study `ikd run` ran into a results tree: its stages' wall time (study.json, summed over the
 sessions that ran them, an interrupted one included), its trials and final runs, and a trial's
 wall time split into training and the rest (`ikd.report.overview.costs`, the table the results'
-README ends with); the total. Times are only as clean as the machine was quiet while the
+README ends with); the total; and, once the regeneration has ended, each `ikd run`'s estimate
+of the time left against what it then took (`estimate_lines`, from estimates.json). Times are only as clean as the machine was quiet while the
 regeneration ran; the median resnet18 epoch beside each study says how fast the machine was.
 
 `--against OTHER`: every table's and figure's test ACC beside another regeneration's of the same
@@ -21,7 +22,7 @@ import argparse
 from pathlib import Path
 
 from ikd.report.compare import compare_trees
-from ikd.report.overview import cost_table, costs
+from ikd.report.overview import cost_table, costs, estimate_lines
 from ikd.tune.regenerate import ORDER
 
 
@@ -33,7 +34,7 @@ def main() -> None:
     frame = costs(args.results)
     if frame.empty:
         parser.error(f"{args.results}: no rendered study (run `ikd run` first)")
-    print("\n".join(cost_table(frame)))
+    print("\n".join([*cost_table(frame), "", *estimate_lines(args.results)]))
     if args.against is not None:
         frame = compare_trees(args.results, args.against, ORDER)
         print("\n" + frame.to_string(index=False, float_format="%.2f"))

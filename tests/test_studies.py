@@ -51,6 +51,15 @@ def test_the_main_job_previews_builds_reports_and_prints_table3(studies, smoke_d
     assert overview.count("- IdentityKD − ") == 4 + 1  # Table 3's, its second population's
     assert "n = 2 paired seeds" in overview
     assert "| λ1 (λ2 = 0.4) | IdentityKD |" in overview
+    # the estimate and the end, each beside the stage time every study had spent then, set
+    # against each other in the overview
+    entries = json.loads((results / "estimates.json").read_text())
+    assert len(entries) == 2 and entries[0]["left_s"] and entries[1]["left_s"] == {}
+    assert set(entries[0]["left_s"]) <= set(ORDER) == set(entries[1]["spent_s"])
+    assert all(entries[1]["spent_s"][s] >= entries[0]["spent_s"][s] > -1 for s in ORDER)
+    assert (
+        "| `ikd run` at | CPU | estimated left | took from there | took / estimated |" in overview
+    )
 
 
 def test_every_study_renders_its_artefact_from_its_own_runs(studies):

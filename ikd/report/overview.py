@@ -25,6 +25,7 @@ QUESTIONS = {
 }
 # a study that repeats another on a second population → the study it repeats
 REPLICATES = {"table3_population2": "table3_methods"}
+ESTIMATES = "estimates.json"  # in a results root: `ikd run`'s estimates (ikd.tune.regenerate)
 
 
 def write_overview(
@@ -290,6 +291,38 @@ def cost_table(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
+def estimate_lines(results: Path) -> list[str]:
+    """Each estimate of the time left that `ikd run` made (estimates.json) against the stage
+    time the regeneration then took to its end; once it has ended."""
+    entries = read_json(Path(results) / ESTIMATES) or []
+    starts = [entry for entry in entries if entry["left_s"]]
+    if not starts:
+        return []
+    if entries[-1]["left_s"]:
+        return [
+            f"`ikd run` estimated the time left {len(starts)} time(s) (estimates.json); the "
+            "regeneration has not ended, so none is set against what it took yet.",
+            "",
+        ]
+    end = sum(entries[-1]["spent_s"].values())
+    lines = [
+        "Each `ikd run`'s estimate of the time left against the stage time the regeneration "
+        "then took to its end (estimates.json), wherever it was interrupted and resumed — on "
+        "the machines of the starts after it, whose CPUs are listed too:",
+        "",
+        "| `ikd run` at | CPU | estimated left | took from there | took / estimated |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in starts:
+        estimated = sum(entry["left_s"].values())
+        took = end - sum(entry["spent_s"].values())
+        lines.append(
+            f"| {entry['at']} | {entry['cpu']} | {estimated / 3600:.2f} h | {took / 3600:.2f} h "
+            f"| {took / estimated:.2f} |"
+        )
+    return [*lines, ""]
+
+
 def _cost(results: Path, studies: Sequence[str]) -> list[str]:
     frame = costs(results, studies)
     if frame.empty:
@@ -309,4 +342,5 @@ def _cost(results: Path, studies: Sequence[str]) -> list[str]:
         "",
         *cost_table(frame),
         "",
+        *estimate_lines(results),
     ]

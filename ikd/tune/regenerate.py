@@ -21,11 +21,11 @@ from typing import Any
 from ikd.config import Config, apply_overrides, load_config
 from ikd.data.dataset import BuiltDataset, dataset_folder, finished_manifest
 from ikd.provenance import hardware
-from ikd.report.overview import write_overview
-from ikd.storage import Location, read_json, staged
+from ikd.report.overview import ESTIMATES, write_overview
+from ikd.storage import Location, read_json, staged, write_json
 from ikd.study import load_study
 from ikd.train.runs import same_teacher
-from ikd.tune.stages import RUNS, STAGES, StudyRun
+from ikd.tune.stages import RUNS, STAGES, STUDY_RECORD, StudyRun
 from ikd.tune.trials import asha_share
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,8 @@ def builds_left(runs: list[StudyRun]) -> dict[str, float]:
     }
 
 
-def estimate(runs: list[StudyRun], train_windows: int) -> tuple[float, str]:
-    """(seconds, a line saying how they come, per study): the runs left (`work_left`), their
+def estimate(runs: list[StudyRun], train_windows: int) -> tuple[dict[str, float], str]:
+    """(seconds per study, a line saying how they come): the runs left (`work_left`), their
     expected epochs at this machine's present speed per student (`epoch_seconds`), RUN_OVERHEAD
     per run, and the datasets still to build (`builds_left`)."""
     left = [run.work_left() for run in runs]
@@ -197,7 +197,30 @@ def estimate(runs: list[StudyRun], train_windows: int) -> tuple[float, str]:
         + ", ".join(f"{name} {_duration(value)}" for name, value in per_study.items() if value)
         + "; this machine's speed varies from day to day)"
     )  # fmt: skip
-    return total, line
+    return per_study, line
+
+
+def record_estimate(
+    results_root: Location, runs: list[StudyRun], left: Mapping[str, float]
+) -> None:
+    """Add to the results root's estimates.json (`ESTIMATES`) the seconds `ikd run` expects each
+    study still to take (`left`: none once the regeneration has ended) and the stage seconds each
+    had spent then (study.json's), so each estimate can be set against what the regeneration then
+    took, wherever it was interrupted and resumed (`ikd.report.overview.estimate_lines`)."""
+    path = results_root / ESTIMATES
+    spent = {
+        run.study.name: round(
+            sum((read_json(run.results / STUDY_RECORD) or {}).get("stage_seconds", {}).values()), 1
+        )
+        for run in runs
+    }
+    entry = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu": hardware()["cpu"],
+        "left_s": {name: round(seconds, 1) for name, seconds in left.items() if seconds},
+        "spent_s": spent,
+    }
+    write_json(path, [*(read_json(path) or []), entry])
 
 
 def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> float:
@@ -238,9 +261,11 @@ def regenerate(
     """Run every study's stages in ORDER (each resumable), saying first how long it will take
     (`only_estimate`: only that)."""
     runs = study_runs(preset, overrides, results_root, quick)
-    log.info("%s preset: %s", preset, estimate(runs, train_windows)[1])
+    expected, line = estimate(runs, train_windows)
+    log.info("%s preset: %s", preset, line)
     if only_estimate:
         return runs
+    record_estimate(results_root, runs, expected)
     start = time.perf_counter()
     for index, run in enumerate(runs, 1):
         log.info("study %d/%d: %s (%s)", index, len(runs), run.study.name, run.study.artefact)
@@ -253,6 +278,7 @@ def regenerate(
             _duration(time.perf_counter() - start),
             *left,
         )
+    record_estimate(results_root, runs, {})
     with staged(results_root, skip=(RUNS,)) as folder:
         write_overview(folder, [run.study.name for run in runs], results_root.name)
     return runs
