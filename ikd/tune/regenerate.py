@@ -265,7 +265,8 @@ def regenerate(
     log.info("%s preset: %s", preset, line)
     if only_estimate:
         return runs
-    record_estimate(results_root, runs, expected)
+    if any(expected.values()):  # a finished tree is read, not written: not one byte
+        record_estimate(results_root, runs, expected)
     start = time.perf_counter()
     for index, run in enumerate(runs, 1):
         log.info("study %d/%d: %s (%s)", index, len(runs), run.study.name, run.study.artefact)
@@ -278,7 +279,8 @@ def regenerate(
             _duration(time.perf_counter() - start),
             *left,
         )
-    record_estimate(results_root, runs, {})
+    if any(expected.values()):
+        record_estimate(results_root, runs, {})
     with staged(results_root, skip=(RUNS,)) as folder:
         write_overview(folder, [run.study.name for run in runs], results_root.name)
     return runs
