@@ -167,7 +167,8 @@ def builds_left(runs: list[StudyRun]) -> dict[str, float]:
 def estimate(runs: list[StudyRun], train_windows: int) -> tuple[dict[str, float], str]:
     """(seconds per study, a line saying how they come): the runs left (`work_left`), their
     expected epochs at this machine's present speed per student (`epoch_seconds`), RUN_OVERHEAD
-    per run, and the datasets still to build (`builds_left`)."""
+    per run, and the datasets still to build (`builds_left`) by a study with runs left (one
+    with none is up to date and reads no dataset)."""
     left = [run.work_left() for run in runs]
     counts = [sum(n for entries in left for kind, _, n, _ in entries if kind == k) for k in STAGE_KINDS]  # fmt: skip
     epochs = [
@@ -179,7 +180,7 @@ def estimate(runs: list[StudyRun], train_windows: int) -> tuple[dict[str, float]
         student: epoch_seconds(apply_overrides(config, {"train.student": student}), train_windows)
         for student in sorted(students, key=lambda name: -students[name])
     }
-    builds = builds_left(runs)
+    builds = builds_left([run for run, entries in zip(runs, left, strict=True) if entries])
     per_study = {
         run.study.name: sum(value * seconds[s] for s, value in study.items())
         + RUN_OVERHEAD * sum(n for _, _, n, _ in entries)
