@@ -481,3 +481,29 @@ def test_ikd_run_on_another_teacher_regenerates_beside_the_committed_tree_and_co
     assert comparison in printed and "| search_identitykd | identitykd |" in comparison
     verdict = pd.read_csv(own / "comparison.csv")["verdict"].iloc[0]
     assert verdict in ("reproduced within seed noise", "differs")
+
+
+def test_a_dataset_is_built_once_by_its_first_pending_reader_timed_by_any_finished_one(
+    monkeypatch,
+):
+    """`ikd run`'s estimate counts a missing dataset's build for the first study with runs left
+    that reads it, and times it by the build a finished dataset recorded, whichever study reads
+    that one (an up-to-date study reads none, but its dataset's timings still count)."""
+    from types import SimpleNamespace
+
+    from ikd.tune import regenerate
+
+    finished = {"first": {"seconds": {"pairs": 100.0, "teacher": 400.0, "views": 150.0}}}
+    monkeypatch.setattr(regenerate, "dataset_folder", lambda config: config)
+    monkeypatch.setattr(regenerate, "finished_manifest", finished.get)
+    runs = [
+        SimpleNamespace(config=folder, study=SimpleNamespace(name=name))
+        for name, folder in (("a", "first"), ("b", "first"), ("c", "second"), ("d", "second"))
+    ]
+    # only the second population's studies are left: its build is timed by the first's
+    assert regenerate.builds_left(runs, {"c", "d"}) == {"c": 650.0}
+    assert regenerate.builds_left(runs, {"d"}) == {"d": 650.0}
+    assert regenerate.builds_left(runs, {"a", "b"}) == {}  # its dataset is there
+    assert regenerate.builds_left(runs, set()) == {}
+    finished.clear()  # nothing built yet: no timings to go by
+    assert regenerate.builds_left(runs, {"a", "c"}) == {"a": 0.0, "c": 0.0}

@@ -150,17 +150,23 @@ def study_epochs(
     return epochs
 
 
-def builds_left(runs: list[StudyRun]) -> dict[str, float]:
-    """The studies that will build a dataset (the first to read each missing one) → the seconds
-    that takes: the recorded build time (manifest timings) of a finished dataset they read, the
-    one the regeneration starts from."""
-    folders = {dataset_folder(run.config): run.study.name for run in reversed(runs)}
-    manifests = [finished_manifest(folder) for folder in folders]
-    seconds = [sum(m["seconds"].values()) for m in manifests if m and m.get("seconds")]
+def builds_left(runs: list[StudyRun], pending: set[str]) -> dict[str, float]:
+    """The pending studies (those with runs left) that will build a dataset (the first to read
+    each missing one) → the seconds that takes: the recorded build time (manifest timings) of a
+    finished dataset any study reads, the one the regeneration starts from."""
+    manifests = {
+        folder: finished_manifest(folder) for folder in {dataset_folder(r.config) for r in runs}
+    }
+    seconds = [sum(m["seconds"].values()) for m in manifests.values() if m and m.get("seconds")]
+    readers = {
+        dataset_folder(run.config): run.study.name
+        for run in reversed(runs)
+        if run.study.name in pending
+    }
     return {
         study: max(seconds, default=0.0)
-        for (folder, study), manifest in zip(folders.items(), manifests, strict=True)
-        if manifest is None
+        for folder, study in readers.items()
+        if manifests[folder] is None
     }
 
 
@@ -180,7 +186,8 @@ def estimate(runs: list[StudyRun], train_windows: int) -> tuple[dict[str, float]
         student: epoch_seconds(apply_overrides(config, {"train.student": student}), train_windows)
         for student in sorted(students, key=lambda name: -students[name])
     }
-    builds = builds_left([run for run, entries in zip(runs, left, strict=True) if entries])
+    pending = {run.study.name for run, entries in zip(runs, left, strict=True) if entries}
+    builds = builds_left(runs, pending)
     per_study = {
         run.study.name: sum(value * seconds[s] for s, value in study.items())
         + RUN_OVERHEAD * sum(n for _, _, n, _ in entries)
@@ -266,7 +273,8 @@ def regenerate(
     log.info("%s preset: %s", preset, line)
     if only_estimate:
         return runs
-    if any(expected.values()):  # a finished tree is read, not written: not one byte
+    work = any(expected.values())  # a finished tree is read, not written: not one byte
+    if work:
         record_estimate(results_root, runs, expected)
     start = time.perf_counter()
     for index, run in enumerate(runs, 1):
@@ -280,7 +288,7 @@ def regenerate(
             _duration(time.perf_counter() - start),
             *left,
         )
-    if any(expected.values()):
+    if work:
         record_estimate(results_root, runs, {})
     with staged(results_root, skip=(RUNS,)) as folder:
         write_overview(folder, [run.study.name for run in runs], results_root.name)
