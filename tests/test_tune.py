@@ -193,6 +193,23 @@ def test_every_table_space_is_valid_for_its_method():
         check_space(table_space(name), config)
 
 
+def test_every_study_trains_the_seeds_its_readme_argues_for_never_over_the_cap():
+    """studies/README.md's "Seeds" table gives each study's final seeds and why (issue 23's power
+    computation, capped at 15): a study file that drifts from it, or a study with no row, fails."""
+    from pathlib import Path
+
+    from ikd.study import load_study
+
+    folder = Path(__file__).resolve().parents[1] / "studies"
+    text = (folder / "README.md").read_text()
+    argued = {
+        name: int(seeds) for name, seeds in re.findall(r"^\| `(\w+)` \| (\d+) \|", text, re.M)
+    }
+    studies = {path.stem: load_study(path, "laptop").seeds for path in folder.glob("*.py")}
+    assert studies == argued
+    assert max(studies.values()) <= 15
+
+
 def test_studies_compared_with_another_pair_every_seed_of_it():
     """A study compared with another's rows (a "<study>/<variant>" pair, or a second population
     of it) runs the same seeds, full and test budget: no comparison loses seeds to a mismatch."""
