@@ -229,6 +229,10 @@ class TrainConfig:
     lr: float = 1e-4
     lr_milestones: tuple[int, ...] = (100, 150)  # MultiStepLR; the paper gives no milestones
     lr_decay: float = 0.1
+    # Adam's L2 weight decay (torch's `weight_decay`). The paper names none; Table 4 tunes it
+    # per student (benchmarks/README.md, "Weight decay"). At 0 it is left out of the run hash
+    # (`ikd.train.runs.run_hash`): runs from before the setting existed trained without it.
+    weight_decay: float = 0.0
     seed: int = 0  # initialisation, data order and face-view choice; the dataset split is fixed
     method: str = "identitykd"  # baseline | vanilla_kd | cfkd | mkd | identitykd (PARAMS)
     # resnet18 | mobilenet | efficientnet | vgg16 (Table 4), or a backbone builder of one's own,
@@ -252,6 +256,7 @@ class TrainConfig:
             "equal batches of ≥ 2 (it is the global batch)",
         )
         require(self.threads >= 0, "train.threads must be ≥ 0")
+        require(self.weight_decay >= 0, "train.weight_decay must be ≥ 0")
         require(self.checkpoint_every_s >= 0, "train.checkpoint_every_s must be ≥ 0")
         require(
             self.device in DEVICES, f"train.device={self.device!r}; choose from {list(DEVICES)}"
@@ -408,6 +413,13 @@ BUILDER = re.compile(
 DATA_SECTIONS = ("preset", "radar", "synthetic", "dsp", "face", "teacher", "data")
 # Bump when the code changes what a dataset holds (generator, DSP, schema): old datasets rebuild.
 DATA_FORMAT = 1
+
+
+def default_value(key: str) -> Any:
+    """The paper's default of a dotted config key ("train.weight_decay"): what a saved config
+    (a run's config.json) that predates the key ran with."""
+    section, name = key.split(".", 1)
+    return getattr(getattr(_DEFAULTS, section), name)
 
 
 def digest(data: Any) -> str:
@@ -659,3 +671,6 @@ def _check_type(value: Any, kind: Any, key: str) -> Any:
     if isinstance(value, kind):
         return value
     raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
+
+
+_DEFAULTS = Config()  # `default_value`

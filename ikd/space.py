@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ikd.config import Config, apply_overrides
+from ikd.config import Config, apply_overrides, default_value
 from ikd.errors import ConfigError
 
 
@@ -98,8 +98,12 @@ def check_space(space: Mapping[str, Range], base: Config) -> None:
 
 def values_of(space: Mapping[str, Range], config: Mapping[str, Any]) -> dict[str, Any]:
     """A resolved config's values (nested, as `Config.to_dict` or a run's config.json) of the
-    space's keys: the point a configuration is in the space."""
-    return {key: config[key.split(".")[0]][key.split(".", 1)[1]] for key in space}
+    space's keys: the point a configuration is in the space (a key the config predates at its
+    default, `default_value`)."""
+    return {
+        key: config[key.split(".")[0]].get(key.split(".", 1)[1], default_value(key))
+        for key in space
+    }
 
 
 def inside(space: Mapping[str, Range], point: Mapping[str, Any]) -> bool:

@@ -30,6 +30,7 @@ def test_the_methods_own_settings_the_student_training_and_data_rename_a_run():
         "identitykd.lambda1=0.7",
         "train.student=mobilenet",
         "train.lr=0.001",
+        "train.weight_decay=0.001",
         "train.epochs=2",
         "dsp.image_size=48",  # another dataset
         "teacher.epochs=2",  # another teacher, hence another dataset
@@ -42,6 +43,29 @@ def test_where_runs_live_the_seed_threads_and_checkpoints_do_not_rename_a_run():
     for override in ("train.runs_root=/else", "data.root=/data", "train.seed=3", "train.threads=2",
                      "train.checkpoint_every_s=60"):  # fmt: skip
         assert _hash("train.method=cfkd", override) == base, override
+
+
+def test_no_weight_decay_keeps_the_name_of_a_run_from_before_the_setting():
+    """`train.weight_decay` at 0 (the paper's Adam) is left out of the hash: runs trained before
+    the setting existed, all without decay, keep their names (and their results are reused)."""
+    import dataclasses
+
+    from ikd.config import digest
+
+    config = load_config("smoke", ["train.method=baseline"], warn=False)
+    train = dataclasses.asdict(config.train)
+    assert train.pop("weight_decay") == 0.0
+    for key in ("runs_root", "seed", "threads", "checkpoint_every_s"):
+        del train[key]
+    before = {  # run_hash as it was before the setting
+        "method": {"name": "baseline", "version": Baseline.version},
+        "baseline": dataclasses.asdict(config.baseline),
+        "train": train,
+        "data_hash": config.data_hash(),
+    }
+    assert run_hash(config) == digest(before)
+    with pytest.raises(ConfigError, match=r"train\.weight_decay must be ≥ 0"):
+        load_config("smoke", ["train.weight_decay=-0.1"], warn=False)
 
 
 @pytest.mark.parametrize("cls", [Baseline, IdentityKD])

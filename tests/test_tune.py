@@ -149,7 +149,7 @@ def test_table4s_rows_start_from_table3s_tuned_configuration_of_their_own_method
     for variant in run.variants:
         method, student = variant.name.split("-")
         assert run.base_overrides(variant) == {**tuned[method], "train.student": student}
-        lr = {"train.lr": tuned[method]["train.lr"]}
+        lr = {"train.lr": tuned[method]["train.lr"], "train.weight_decay": 0.0}
         assert run.start_point(variant) == ({} if student == "resnet18" else lr), variant.name
         assert bool(variant.space) == (student != "resnet18")
     assert {name for _, name in read} == set(tuned) and {p for p, _ in read} == {
@@ -429,6 +429,8 @@ def test_a_diverging_trial_reports_zero_is_recorded_as_failed_and_the_search_goe
     runs = tmp_path / "runs" / "broken" / "tune"
     (trial,) = trial_history(runs, "baseline", space, spec)
     assert trial.status == "diverged" and trial.params == {"train.lr": 1e-3}
+    # a search over another range does not count it (nor tell Optuna a value outside its space)
+    assert trial_history(runs, "baseline", {"train.lr": LogUniform(1e-4, 5e-4)}, spec) == []
     assert "non-finite" in json.loads((trial.folder / "run.json").read_text())["diverged"]["reason"]
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     TrialRecords(runs, space, storage, "broken/baseline").ended(trial.params, trial.folder.name)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from ikd.config import CONFIG
+from ikd.config import CONFIG, default_value
 from ikd.report.stats import walk_accuracy, worst_accuracy
 from ikd.storage import Location, location, read_json
 from ikd.train.runs import METRICS, RUN, TEST, TEST_PREDICTIONS, read_metrics, run_status
@@ -71,7 +71,7 @@ class RunRecord:
     def param(self, key: str) -> Any:
         """A dotted config value of the run, e.g. "identitykd.tau"."""
         section, name = key.split(".", 1)
-        return self.config.get(section, {}).get(name)
+        return self.config.get(section, {}).get(name, default_value(key))
 
     @cached_property
     def walk(self) -> tuple[float, int]:

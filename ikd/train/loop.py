@@ -109,12 +109,13 @@ def evaluate(
     return all_reduce_sum(matrix)
 
 
-def adam(parameters, lr: float) -> torch.optim.Adam:
+def adam(parameters, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     """The paper's optimizer, Adam, as torch's fused kernel: one pass over every parameter per
     step instead of torch's CPU default, a Python loop of small ops per tensor (resnet18's laptop
     step 0.89-0.92x, its Adam step alone 31 against 64 CPU ms: benchmarks/README.md, "The
-    optimizer"). The same algorithm and defaults; the last bits of a run may differ."""
-    return torch.optim.Adam(parameters, lr=lr, fused=True)
+    optimizer"). The same algorithm and defaults; the last bits of a run may differ.
+    `weight_decay`: Adam's L2 term (the paper's runs: none)."""
+    return torch.optim.Adam(parameters, lr=lr, fused=True, weight_decay=weight_decay)
 
 
 def train_loop(
@@ -151,7 +152,7 @@ def train_loop(
         method.load_state_dict(state["method"])
     if wrap is not None:
         method.distribute(wrap)
-    optimizer = adam(method.trainable().parameters(), t.lr)
+    optimizer = adam(method.trainable().parameters(), t.lr, t.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=list(t.lr_milestones), gamma=t.lr_decay
     )

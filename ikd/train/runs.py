@@ -111,6 +111,7 @@ def run_hash(config: Config) -> str:
         key: value
         for key, value in dataclasses.asdict(config.train).items()
         if key not in ("runs_root", "seed", "threads", "checkpoint_every_s")
+        and not (key == "weight_decay" and value == 0)  # runs from before it: their names
     }
     return digest(
         {

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ikd.space import values_of
+from ikd.space import inside, values_of
 from ikd.storage import Location, read_json
 from ikd.train.driver import resolve_run
 from ikd.train.runs import METRIC, METRICS, RUN, read_metrics, run_status
@@ -64,13 +64,17 @@ def trial_history(
     """Every tuning run of `variant` under `runs` (<runs_root>/<study>/tune), read from its
     folder — the truth a study resumes from (Tune's own state may lag a killed driver). With
     the tuning's run `spec`, only the runs it would have made (their folder is the one `spec`
-    plus their parameters names: another preset's or data's runs of the variant are not its)."""
+    plus their parameters names: another preset's or data's runs of the variant are not its).
+    A run outside `space` (one of a search over another range) is not part of this search: its
+    folder stays, but it is neither counted, nor told to the searcher, nor picked."""
     history = []
     for folder in runs.glob(f"{variant}-*-seed*"):
         record, config = read_json(folder / RUN), read_json(folder / "config.json")
         if folder.name.rsplit("-", 2)[0] != variant or record is None or config is None:
             continue
         params = values_of(space, config)
+        if not inside(space, params):
+            continue
         if spec is not None and tuning_folder({**spec, **params}).name != folder.name:
             continue
         values = [line[METRIC] for line in read_metrics(folder / METRICS)]
