@@ -4,13 +4,14 @@ learning rate (and weight decay, if it matters)"), measured on the picked config
     python benchmarks/weight_decay.py [--results results/laptop] [--trials RUN …]
                                       [--decays 1e-4 1e-3] [--seeds 3]
 
-A tuning run's configuration (by default MobileNet's and EfficientNet's IdentityKD picks of
-Table 4's search over the lr alone, 2026-12-06, with no decay) trains again on val with Adam's
-L2 weight decay (torch's `weight_decay`: the paper's optimizer with decay added), on the tuning
-seed and the re-evaluation seeds, and is compared seed by seed with the runs of the same
-configuration without decay: the tuning run and the study's re-evaluations where they exist
-(the plain loop is deterministic on one machine: decay 0 here would repeat them), else trained
-here. Those picks were chosen by their first 3 seeds, which favours no decay by a little. Each decay gets the
+A tuning run's configuration (`--trials`: run folders under `<results>/runs`; by default
+MobileNet's and EfficientNet's IdentityKD picks of Table 4's first search, over the lr alone
+with no decay, 2026-12-06) trains again on val with Adam's L2 weight decay (torch's
+`weight_decay`: the paper's optimizer with decay added), on the tuning seed and the
+re-evaluation seeds, and is compared seed by seed with the runs of the same configuration
+without decay: the tuning run and its re-evaluations beside it where they exist (the plain loop
+is deterministic on one machine: decay 0 here would repeat them), else trained here. Those picks
+were chosen by their first 3 seeds, which favours no decay by a little. Each decay gets the
 paired difference's 95 % interval and the report's verdict word (`Difference.verdict`).
 
 The runs set `train.weight_decay` (0, the default, is left out of the run hash: a decay-0 run
@@ -30,11 +31,15 @@ from ikd.report.records import read_run
 from ikd.report.stats import paired_difference
 from ikd.train.driver import resolve_run, train_driver
 from ikd.train.runs import DivergedError, drop_checkpoints
-from ikd.tune.stages import REEVAL_SEED, StudyRun
+from ikd.tune.stages import REEVAL_SEED, RUNS, StudyRun
 
 log = logging.getLogger("weight_decay")
-# Table 4's IdentityKD picks of its search over the lr alone (Table 3's range), 2026-12-06
-PICKS = ("identitykd-mobilenet-3bb3414f7f4e-seed0", "identitykd-efficientnet-e24eb484c0b5-seed0")
+# Table 4's IdentityKD picks of its first search, over the lr alone (Table 3's range), 2026-12-06
+# (studies/table4_students.py: moved aside but for its start trial, MobileNet's pick)
+PICKS = (
+    "table4_students/tune/identitykd-mobilenet-3bb3414f7f4e-seed0",
+    "table4_students-first_lr_search/tune/identitykd-efficientnet-e24eb484c0b5-seed0",
+)
 
 
 def decayed_val(run: StudyRun, spec: dict, decay: float) -> float:
@@ -65,18 +70,21 @@ def main() -> None:
     first = REEVAL_SEED + run.config.train.seed
     seeds = [run.config.train.seed, *range(first, first + args.seeds - 1)]
     rows = []
-    for name in args.trials:
-        variant = variants[name.rsplit("-", 2)[0]]
-        trial = next(t for t in run.trials_of(variant) if t.folder.name == name)
+    for path in args.trials:
+        tuning = read_run(args.results / RUNS / path)
+        if tuning is None or tuning.status != "complete":
+            raise SystemExit(f"{args.results / RUNS / path}: not a complete tuning run")
+        variant = variants[tuning.variant]
         specs = [
-            {**run.tuning_spec(variant), **trial.params, "train.seed": seed, "stage": "reeval",
-             "progress": False}
+            {**run.tuning_spec(variant), "train.lr": tuning.param("train.lr"), "train.seed": seed,
+             "stage": "reeval", "progress": False}
             for seed in seeds
         ]  # fmt: skip
-        plain = [trial.values[-1]] + [
-            own if (own := run._val_acc(spec)) is not None else decayed_val(run, spec, 0.0)
-            for spec in specs[1:]
-        ]
+        own = [read_run(tuning.folder.parent.parent / "reeval" / resolve_run(s)[2].name) for s in specs[1:]]  # fmt: skip
+        plain = [tuning.value("val/acc")] + [
+            r.value("val/acc") if r is not None and r.status == "complete" else decayed_val(run, s, 0.0)
+            for r, s in zip(own, specs[1:], strict=True)
+        ]  # fmt: skip
         for decay in args.decays:
             decayed = [decayed_val(run, spec, decay) for spec in specs]
             difference = paired_difference(
@@ -84,7 +92,7 @@ def main() -> None:
                 {s: 100 * v for s, v in zip(seeds, plain, strict=True)},
             )  # fmt: skip
             student = variant.name.split("-")[1]
-            rows.append((student, trial.params["train.lr"], decay, plain, decayed, difference))
+            rows.append((student, tuning.param("train.lr"), decay, plain, decayed, difference))
 
     print(f"## Weight decay on {args.study}'s configurations ({args.results})\n")
     print("| student | lr | weight decay | val ACC without, per seed (%) | with (%) | "

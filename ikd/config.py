@@ -417,9 +417,9 @@ DATA_FORMAT = 1
 
 def default_value(key: str) -> Any:
     """The paper's default of a dotted config key ("train.weight_decay"): what a saved config
-    (a run's config.json) that predates the key ran with."""
+    (a run's config.json) that predates the key ran with; None for no such key."""
     section, name = key.split(".", 1)
-    return getattr(getattr(_DEFAULTS, section), name)
+    return getattr(getattr(_DEFAULTS, section, None), name, None)
 
 
 def digest(data: Any) -> str:

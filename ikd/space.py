@@ -100,10 +100,11 @@ def values_of(space: Mapping[str, Range], config: Mapping[str, Any]) -> dict[str
     """A resolved config's values (nested, as `Config.to_dict` or a run's config.json) of the
     space's keys: the point a configuration is in the space (a key the config predates at its
     default, `default_value`)."""
-    return {
-        key: config[key.split(".")[0]].get(key.split(".", 1)[1], default_value(key))
-        for key in space
-    }
+    point = {}
+    for key in space:
+        section, name = key.split(".", 1)
+        point[key] = config[section][name] if name in config[section] else default_value(key)
+    return point
 
 
 def inside(space: Mapping[str, Range], point: Mapping[str, Any]) -> bool:

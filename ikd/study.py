@@ -38,7 +38,8 @@ LR = LogUniform(1e-5, 1e-3)
 
 # What the tables tune (DESIGN.md §5): what the paper leaves open — the lr, the
 # distillation weights and temperatures, β0, the KD start epoch, FAWA's threshold — plus τ; the
-# same for every variant of a method, so no method wins by more tuning.
+# same for every variant of a method, so no method wins by more tuning. (Table 4 adds each
+# student's weight decay: studies/table4_students.py.)
 TABLE_SPACES: dict[str, dict[str, Range]] = {
     "baseline": {"train.lr": LR},
     "vanilla_kd": {
@@ -88,7 +89,7 @@ class Variant:
     # (study, variant) whose tuned configuration this variant starts from, its own overrides on
     # top (Table 4's students, Fig. 4's λ values): read from that study's best_config.json. With
     # a space too, its search starts there: the first trial is that configuration's values of
-    # the space (Table 4's per-student lr, the joint search).
+    # the space (Table 4's per-student lr and weight decay, the joint search).
     tuned_in: tuple[str, str] | None = None
     final: bool = True  # False: tuned only, for other variants to start from (no final runs)
 

@@ -16,16 +16,20 @@ rows are Table 3's configurations, untouched (no decay, as Table 3 tunes none).
 - Weight decay (Adam's L2 term, `train.weight_decay`; the paper names none) matters here: at
   EfficientNet's pick of that search, 1e-3 raised val ACC by +3.39 points, 95 % CI [+0.35,
   +6.42], 6 paired seeds (MobileNet's: +0.7, 3 seeds; benchmarks/README.md, "Weight decay").
-  It is a choice of four values, none included, so that search's trials count in this one.
+  It is a choice of four values, 0 included, so Table 3's configuration is a point of the space.
 
-That search's trials inside this space count in it (`trial_history`: its lr ≥ 1e-4, no decay);
-the others stay in their folders. The search is its start point plus 9 trials drawn at random,
-then 6 by TPE (it starts after 10). Beyond the paper, each student's tuned Baseline gives
-IdentityKD's gain per architecture, a paired comparison per student. A row that does not learn
-in the laptop budget even tuned says so, with its val curve (`val_curves.png`), instead of
-printing a number as a result: most of its final runs end under 50 % val ACC (chance is 2.8 %;
-at ResNet18's lr the previous tree's VGG16 and MobileNet ended at 19 % and 36 % test ACC, worst
-identity 0 %).
+Every search here is drawn alike: its start point, 9 trials at random, then 6 by TPE (it starts
+after 10). The first search's trials were moved to `runs/table4_students-first_lr_search/`
+(their records kept), all but its start trial, which is this search's first as well (the same
+configuration, the same run); MobileNet's first 14 new trials were drawn while one more of them
+(lr 2.8e-4) still counted. On a preset whose Table 3 lr falls below 1e-4 the start lies outside
+the space: the search then starts at random and says so.
+
+Beyond the paper, each student's tuned Baseline gives IdentityKD's gain per architecture, a
+paired comparison per student. A row that does not learn in the laptop budget even tuned says
+so, with its val curve (`val_curves.png`), instead of printing a number as a result: most of its
+final runs end under 50 % val ACC (chance is 2.8 %; at ResNet18's lr the previous tree's VGG16
+and MobileNet ended at 19 % and 36 % test ACC, worst identity 0 %).
 """
 
 from ikd.space import Choice, LogUniform

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from main_job import FIRST_SHA, SHA, STUDIES
 
+from ikd.space import values_of
 from ikd.study import Figure, load_study
 from ikd.tune.regenerate import ORDER
 
@@ -133,7 +134,7 @@ def test_table4_and_table5_reuse_table3s_tuned_identitykd(studies):
             expected = 5.0 if (study, key) == ("table5_contrast", "identitykd.tau") else value
             assert config[section][name] == expected, (study, key)
     # table3's identitykd was tuned once: table4 and table5 read it, never tuned it again
-    # (Table 4 tunes only the lr of its students other than ResNet18)
+    # (Table 4 tunes only the lr and weight decay of its students other than ResNet18)
     assert len(list((runs / "table3_methods" / "tune").glob("identitykd-*"))) == 2
     tuned = {p.name.rsplit("-", 2)[0] for p in (runs / "table4_students" / "tune").iterdir()}
     assert tuned == {"identitykd-mobilenet"}
@@ -233,7 +234,7 @@ def test_each_tuned_variant_is_picked_by_its_best_trials_mean_val_over_seeds(stu
 def test_a_search_from_another_studys_configuration_tries_it_first(studies):
     """Issue 23 items 4 and 5: Table 4's per-student lr search and the joint search start at
     Table 3's tuned IdentityKD — one trial is that configuration's values of the space (Table 3's
-    lr for the student; for the joint search every key of its space, the student and λ1, λ2, γ
+    lr and no weight decay for the student; for the joint search every key of its space, the student and λ1, λ2, γ
     included) — and that trial is re-evaluated (tests/test_tune.py: wherever it ranks). The joint
     search's finals are compared with Table 3's IdentityKD seed by seed."""
     results, runs, _ = studies
@@ -244,11 +245,15 @@ def test_a_search_from_another_studys_configuration_tries_it_first(studies):
     table3 = json.loads((runs / folder / "config.json").read_text())
 
     def values(config, keys):
-        return {key: config[key.split(".")[0]][key.split(".", 1)[1]] for key in keys}
+        return values_of(dict.fromkeys(keys), config)
 
     search = load_study(STUDIES / "search_identitykd.py").variants[0].space
+    table4 = next(  # lr and weight decay: Table 3's, no decay
+        v.space for v in load_study(STUDIES / "table4_students.py").variants
+        if v.name == "identitykd-mobilenet"
+    )  # fmt: skip
     for study, variant, keys in (
-        ("table4_students", "identitykd-mobilenet", {"train.lr"}),
+        ("table4_students", "identitykd-mobilenet", set(table4)),
         ("search_identitykd", "identitykd", set(search)),
     ):
         start = values(table3, keys)
@@ -481,29 +486,3 @@ def test_ikd_run_on_another_teacher_regenerates_beside_the_committed_tree_and_co
     assert comparison in printed and "| search_identitykd | identitykd |" in comparison
     verdict = pd.read_csv(own / "comparison.csv")["verdict"].iloc[0]
     assert verdict in ("reproduced within seed noise", "differs")
-
-
-def test_a_dataset_is_built_once_by_its_first_pending_reader_timed_by_any_finished_one(
-    monkeypatch,
-):
-    """`ikd run`'s estimate counts a missing dataset's build for the first study with runs left
-    that reads it, and times it by the build a finished dataset recorded, whichever study reads
-    that one (an up-to-date study reads none, but its dataset's timings still count)."""
-    from types import SimpleNamespace
-
-    from ikd.tune import regenerate
-
-    finished = {"first": {"seconds": {"pairs": 100.0, "teacher": 400.0, "views": 150.0}}}
-    monkeypatch.setattr(regenerate, "dataset_folder", lambda config: config)
-    monkeypatch.setattr(regenerate, "finished_manifest", finished.get)
-    runs = [
-        SimpleNamespace(config=folder, study=SimpleNamespace(name=name))
-        for name, folder in (("a", "first"), ("b", "first"), ("c", "second"), ("d", "second"))
-    ]
-    # only the second population's studies are left: its build is timed by the first's
-    assert regenerate.builds_left(runs, {"c", "d"}) == {"c": 650.0}
-    assert regenerate.builds_left(runs, {"d"}) == {"d": 650.0}
-    assert regenerate.builds_left(runs, {"a", "b"}) == {}  # its dataset is there
-    assert regenerate.builds_left(runs, set()) == {}
-    finished.clear()  # nothing built yet: no timings to go by
-    assert regenerate.builds_left(runs, {"a", "c"}) == {"a": 0.0, "c": 0.0}

@@ -78,8 +78,8 @@ def test_a_study_file_loads_named_after_its_file(tmp_path):
 
 
 def test_a_searchs_start_point_is_reevaluated_wherever_it_ranks(tmp_path, monkeypatch, caplog):
-    """Issue 23: the configuration a search starts from (Table 4's per-student lr, the joint
-    search) is re-evaluated beside the best 3 complete trials even when it ranks below them, so
+    """Issue 23: the configuration a search starts from (Table 4's per-student lr and weight
+    decay, the joint search) is re-evaluated beside the best 3 complete trials even when it ranks below them, so
     the pick by mean val over seeds is never below it on the same seeds; without a start point,
     only the best 3 are."""
     from pathlib import Path
@@ -123,7 +123,7 @@ def test_table4s_rows_start_from_table3s_tuned_configuration_of_their_own_method
 ):
     """Issue 23 item 4: each student's IdentityKD and Baseline rows are Table 3's tuned
     configuration of that method with the student swapped; a student other than ResNet18 searches
-    its lr from Table 3's lr of the same method, ResNet18's rows tune nothing (Table 3's own
+    its lr and weight decay from Table 3's lr of the same method and no decay, ResNet18's rows tune nothing (Table 3's own
     runs); each student's pair is compared. (The studies' test run trains only two of its rows.)"""
     from pathlib import Path
 
@@ -208,6 +208,63 @@ def test_every_study_trains_the_seeds_its_readme_argues_for_never_over_the_cap()
     studies = {path.stem: load_study(path, "laptop").seeds for path in folder.glob("*.py")}
     assert studies == argued
     assert max(studies.values()) <= 15
+
+
+def test_a_saved_config_that_predates_a_setting_reads_as_its_default(tmp_path):
+    """Runs recorded before `train.weight_decay` existed (their config.json lacks it; all trained
+    without decay) are points of a space with it at 0, and the report reads 0 for them."""
+    from ikd.report.records import read_run
+    from ikd.space import Choice, LogUniform, values_of
+    from ikd.train.runs import METRICS, RUN
+    from ikd.tune.trials import trial_history
+
+    config = load_config("smoke", warn=False).to_dict()
+    del config["train"]["weight_decay"]
+    folder = tmp_path / "identitykd-mobilenet-0123456789ab-seed0"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / RUN).write_text(json.dumps({"status": "complete", "seed": 0}))
+    (folder / METRICS).write_text(json.dumps({"epoch": 1, "val/acc": 0.5}) + "\n")
+    space = {"train.lr": LogUniform(1e-5, 1e-2), "train.weight_decay": Choice((0.0, 1e-3))}
+    assert values_of(space, config) == {
+        "train.lr": config["train"]["lr"],
+        "train.weight_decay": 0.0,
+    }
+    (trial,) = trial_history(tmp_path, "identitykd-mobilenet", space)
+    assert trial.params["train.weight_decay"] == 0.0 and trial.values == [0.5]
+    assert read_run(folder).param("train.weight_decay") == 0.0
+    assert read_run(folder).param("train.no_such_key") is None
+    # a space whose decay excludes 0 does not count it
+    assert (
+        trial_history(tmp_path, "identitykd-mobilenet", {"train.weight_decay": Choice((1e-3,))})
+        == []
+    )
+
+
+def test_a_dataset_is_built_once_by_its_first_pending_reader_timed_by_any_finished_one(
+    monkeypatch,
+):
+    """`ikd run`'s estimate counts a missing dataset's build for the first study with runs left
+    that reads it, and times it by the build a finished dataset recorded, whichever study reads
+    that one (an up-to-date study reads none, but its dataset's timings still count)."""
+    from types import SimpleNamespace
+
+    from ikd.tune import regenerate
+
+    finished = {"first": {"seconds": {"pairs": 100.0, "teacher": 400.0, "views": 150.0}}}
+    monkeypatch.setattr(regenerate, "dataset_folder", lambda config: config)
+    monkeypatch.setattr(regenerate, "finished_manifest", finished.get)
+    runs = [
+        SimpleNamespace(config=folder, study=SimpleNamespace(name=name))
+        for name, folder in (("a", "first"), ("b", "first"), ("c", "second"), ("d", "second"))
+    ]
+    # only the second population's studies are left: its build is timed by the first's
+    assert regenerate.builds_left(runs, {"c", "d"}) == {"c": 650.0}
+    assert regenerate.builds_left(runs, {"d"}) == {"d": 650.0}
+    assert regenerate.builds_left(runs, {"a", "b"}) == {}  # its dataset is there
+    assert regenerate.builds_left(runs, set()) == {}
+    finished.clear()  # nothing built yet: no timings to go by
+    assert regenerate.builds_left(runs, {"a", "c"}) == {"a": 0.0, "c": 0.0}
 
 
 def test_studies_compared_with_another_pair_every_seed_of_it():

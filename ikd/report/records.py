@@ -71,7 +71,8 @@ class RunRecord:
     def param(self, key: str) -> Any:
         """A dotted config value of the run, e.g. "identitykd.tau"."""
         section, name = key.split(".", 1)
-        return self.config.get(section, {}).get(name, default_value(key))
+        values = self.config.get(section, {})
+        return values[name] if name in values else default_value(key)
 
     @cached_property
     def walk(self) -> tuple[float, int]:
