@@ -415,10 +415,14 @@ DATA_SECTIONS = ("preset", "radar", "synthetic", "dsp", "face", "teacher", "data
 DATA_FORMAT = 1
 
 
-def default_value(key: str) -> Any:
-    """The paper's default of a dotted config key ("train.weight_decay"): what a saved config
-    (a run's config.json) that predates the key ran with; None for no such key."""
+def saved_value(config: Mapping[str, Any], key: str) -> Any:
+    """A dotted key's value ("train.weight_decay") in a saved, nested config (a run's
+    config.json, `Config.to_dict`); a key the config predates reads as the paper's default,
+    what that run ran with (None for no such key)."""
     section, name = key.split(".", 1)
+    values = config.get(section, {})
+    if name in values:
+        return values[name]
     return getattr(getattr(_DEFAULTS, section, None), name, None)
 
 
@@ -673,4 +677,4 @@ def _check_type(value: Any, kind: Any, key: str) -> Any:
     raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
 
 
-_DEFAULTS = Config()  # `default_value`
+_DEFAULTS = Config()  # `saved_value`

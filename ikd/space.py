@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ikd.config import Config, apply_overrides, default_value
+from ikd.config import Config, apply_overrides, saved_value
 from ikd.errors import ConfigError
 
 
@@ -99,12 +99,8 @@ def check_space(space: Mapping[str, Range], base: Config) -> None:
 def values_of(space: Mapping[str, Range], config: Mapping[str, Any]) -> dict[str, Any]:
     """A resolved config's values (nested, as `Config.to_dict` or a run's config.json) of the
     space's keys: the point a configuration is in the space (a key the config predates at its
-    default, `default_value`)."""
-    point = {}
-    for key in space:
-        section, name = key.split(".", 1)
-        point[key] = config[section][name] if name in config[section] else default_value(key)
-    return point
+    default, `saved_value`)."""
+    return {key: saved_value(config, key) for key in space}
 
 
 def inside(space: Mapping[str, Range], point: Mapping[str, Any]) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from ikd.config import CONFIG, default_value
+from ikd.config import CONFIG, saved_value
 from ikd.report.stats import walk_accuracy, worst_accuracy
 from ikd.storage import Location, location, read_json
 from ikd.train.runs import METRICS, RUN, TEST, TEST_PREDICTIONS, read_metrics, run_status
@@ -70,9 +70,7 @@ class RunRecord:
 
     def param(self, key: str) -> Any:
         """A dotted config value of the run, e.g. "identitykd.tau"."""
-        section, name = key.split(".", 1)
-        values = self.config.get(section, {})
-        return values[name] if name in values else default_value(key)
+        return saved_value(self.config, key)
 
     @cached_property
     def walk(self) -> tuple[float, int]:
