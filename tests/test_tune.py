@@ -241,6 +241,33 @@ def test_a_saved_config_that_predates_a_setting_reads_as_its_default(tmp_path):
     )
 
 
+def test_the_optuna_mirror_of_a_search_whose_space_changed_is_drawn_anew(tmp_path):
+    """A variant's search space changed (Table 4's weight decay gained a value): Optuna refuses a
+    trial whose choices differ from its study's, so the mirror of the old space is dropped and
+    holds the new space's trials only (a search mirrors its in-space history on each start)."""
+    import optuna
+
+    from ikd.train.runs import METRICS, RUN
+    from ikd.tune.search import TrialRecords
+
+    def ended(space: dict, run: str, params: dict) -> None:
+        (tmp_path / run).mkdir()
+        (tmp_path / run / RUN).write_text(json.dumps({"status": "complete"}))
+        (tmp_path / run / METRICS).write_text(json.dumps({"epoch": 1, "val/acc": 0.5}) + "\n")
+        TrialRecords(tmp_path, space, storage, "s/v").ended(params, run)
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    old = {"train.lr": LogUniform(1e-5, 1e-3), "train.weight_decay": Choice((0.0, 1e-4))}
+    new = {**old, "train.weight_decay": Choice((0.0, 1e-4, 1e-3))}
+    ended(old, "a", {"train.lr": 1e-4, "train.weight_decay": 0.0})
+    ended(old, "b", {"train.lr": 2e-4, "train.weight_decay": 1e-4})
+    assert len(optuna.load_study(study_name="s/v", storage=storage).trials) == 2  # kept
+    ended(new, "c", {"train.lr": 3e-4, "train.weight_decay": 1e-3})
+    mirror = optuna.load_study(study_name="s/v", storage=storage)
+    assert [t.user_attrs["run"] for t in mirror.trials] == ["c"]
+    assert mirror.trials[0].distributions == optuna_space(new)
+
+
 def test_a_dataset_is_built_once_by_its_first_pending_reader_timed_by_any_finished_one(
     monkeypatch,
 ):

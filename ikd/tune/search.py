@@ -309,6 +309,7 @@ class TrialRecords(tune.Callback):
       file), complete, pruned (stopped by ASHA) or failed (diverged), with its per-epoch val acc —
       what `optuna-dashboard` opens. OptunaSearch's own RDB storage breaks `Tuner.restore` here
       (DESIGN.md §7), so the search keeps its study in memory and this mirror is written beside.
+      A mirror drawn over another space than the search's is dropped and mirrored anew.
     """
 
     def __init__(
@@ -321,6 +322,27 @@ class TrialRecords(tune.Callback):
     ) -> None:
         self.runs, self.space, self.storage, self.study = runs, dict(space), storage, study
         self.copy = copy  # where a local SQLite mirror is written back to (an object store)
+        self._forget_another_space()
+
+    def _forget_another_space(self) -> None:
+        """A mirror whose trials were drawn over another space (a range or a choice changed
+        since) is dropped, to be mirrored again from the run records: Optuna refuses a trial
+        whose choices differ from its study's, and a search counts only the trials inside its
+        space (`trial_history`)."""
+        import optuna
+
+        from ikd.space import optuna_space
+
+        try:
+            study = optuna.load_study(study_name=self.study, storage=self.storage)
+        except KeyError:  # no such study yet
+            return
+        space = optuna_space(self.space)
+        if any(t.distributions != space for t in study.get_trials(deepcopy=False)):
+            log.info(
+                "%s: the Optuna mirror was drawn over another space; mirroring anew", self.study
+            )
+            optuna.delete_study(study_name=self.study, storage=self.storage)
 
     def on_step_end(self, iteration, trials, **info) -> None:
         raise_if_stopped()  # a Ctrl+C the garbage collector swallowed (ikd.errors.stop)
