@@ -14,7 +14,9 @@ last checkpoint, the same way it started.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -110,7 +112,21 @@ SPLITS = {"train", "val"}  # what training reads; the test split is a final run'
 
 def resolve_run(spec: Mapping[str, Any]) -> tuple[RunOptions, Config, Location]:
     """The driver's dict → (options, the run's resolved config, its run folder), without
-    touching the dataset or the folder."""
+    touching the dataset or the folder. Remembered for a dict of plain values (a report resolves
+    each tuning run's folder once per variant it reads, thousands of times): the result is
+    frozen and depends on the dict and the working directory alone (relative roots)."""
+    try:
+        return _resolved(os.getcwd(), frozenset((k, type(v), v) for k, v in spec.items()))
+    except TypeError:  # an unhashable value (splits, callbacks)
+        return _resolve(spec)
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved(cwd: str, items: frozenset) -> tuple[RunOptions, Config, Location]:
+    return _resolve({key: value for key, _, value in items})
+
+
+def _resolve(spec: Mapping[str, Any]) -> tuple[RunOptions, Config, Location]:
     options, overrides = split_spec(spec)
     config = load_config(options.preset, overrides, warn=False)
     if options.loop == "plain":
