@@ -89,6 +89,26 @@ def test_a_run_folder_is_named_by_study_stage_variant_hash_and_seed(tmp_path):
     assert run_folder(student).parent.local == tmp_path / "train" / "final"
 
 
+def test_a_remembered_resolution_follows_the_working_directory_and_the_values_types(
+    tmp_path, monkeypatch
+):
+    """`resolve_run` remembers a dict's folder (a report asks thousands of times), but a
+    relative root moves with the working directory, and values equal in Python but not as
+    settings (True and 1) are not taken for one another."""
+    from ikd.train.driver import resolve_run
+
+    spec = {"preset": "smoke", "train.runs_root": "runs", "train.method": "baseline"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    assert resolve_run(spec)[2].local.parents[2] == tmp_path / "a" / "runs"
+    monkeypatch.chdir(tmp_path / "b")
+    assert resolve_run(spec)[2].local.parents[2] == tmp_path / "b" / "runs"
+    assert resolve_run({**spec, "train.epochs": 1})[1].train.epochs == 1
+    with pytest.raises(ConfigError, match=r"train\.epochs: expected int, got True"):
+        resolve_run({**spec, "train.epochs": True})
+
+
 def test_the_drivers_dict_holds_dotted_overrides_beside_the_run_options():
     options, overrides = split_spec(
         {"preset": "smoke", "stage": "tune", "identitykd.tau": 0.1, "train.epochs": "3"}

@@ -14,7 +14,6 @@ last checkpoint, the same way it started.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -112,18 +111,27 @@ SPLITS = {"train", "val"}  # what training reads; the test split is a final run'
 
 def resolve_run(spec: Mapping[str, Any]) -> tuple[RunOptions, Config, Location]:
     """The driver's dict → (options, the run's resolved config, its run folder), without
-    touching the dataset or the folder. Remembered for a dict of plain values (a report resolves
-    each tuning run's folder once per variant it reads, thousands of times): the result is
-    frozen and depends on the dict and the working directory alone (relative roots)."""
-    try:
-        return _resolved(os.getcwd(), frozenset((k, type(v), v) for k, v in spec.items()))
-    except TypeError:  # an unhashable value (splits, callbacks)
+    touching the dataset or the folder.
+
+    Remembered for a dict of plain values whose roots are local folders (a report resolves each
+    tuning run's folder once per variant it reads, thousands of times): the key holds what the
+    result depends on besides the dict, the working directory and $HOME (relative and `~`
+    roots; the methods' code versions are fixed in a process). An object store's root is resolved each time (its filesystem reads the environment's
+    endpoint and credentials)."""
+    if not all(type(v) in _PLAIN and "://" not in str(v) for v in spec.values()):
         return _resolve(spec)
+    # repr: 1, 1.0 and True, or 0.0 and -0.0, resolve differently
+    key = (os.getcwd(), os.environ.get("HOME"), frozenset((k, repr(v)) for k, v in spec.items()))
+    resolved = _RESOLVED.get(key)
+    if resolved is None:
+        if len(_RESOLVED) >= 4096:
+            _RESOLVED.clear()
+        resolved = _RESOLVED[key] = _resolve(spec)
+    return resolved
 
 
-@functools.lru_cache(maxsize=4096)
-def _resolved(cwd: str, items: frozenset) -> tuple[RunOptions, Config, Location]:
-    return _resolve({key: value for key, _, value in items})
+_PLAIN = (str, int, float, bool, type(None))
+_RESOLVED: dict[tuple, tuple[RunOptions, Config, Location]] = {}
 
 
 def _resolve(spec: Mapping[str, Any]) -> tuple[RunOptions, Config, Location]:
