@@ -4,6 +4,7 @@ resumed `ikd run` reads before it trains anything.
     python benchmarks/bench_house.py import [--tree OLD] [--repeats 7]   # `from ikd.config import Config; Config()`
     python benchmarks/bench_house.py suite [--tree OLD]                  # `python -m pytest -q`, wall
     python benchmarks/bench_house.py resume [--tree OLD] [--results results/laptop] [--repeats 3]
+    python benchmarks/bench_house.py report [--tree OLD] [--results results/laptop] [--repeats 3]
 
 Each measurement runs in a fresh process for this checkout and, with `--tree`, for another
 checkout of ikd (e.g. a `git worktree` of an older commit, put first on PYTHONPATH), interleaved
@@ -11,14 +12,18 @@ so that drifts in the machine's speed hit both alike. `import`: median wall seco
 `--repeats` runs. `suite`: one run of the README's test command per tree, one after the other.
 `resume`: median wall seconds of counting what a results tree has left (`ikd run`'s estimate
 and progress lines: every study's finished trials and final runs, resolved from the records).
+`report`: median wall seconds of `ikd report` on a copy of the results tree (every table, figure
+and the overview rendered again from the records).
 Prints Markdown rows for benchmarks/README.md.
 """
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,9 +64,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["import", "suite", "resume"])
+    parser.add_argument("what", choices=["import", "suite", "resume", "report"])
     parser.add_argument("--tree", type=Path, default=None, help="another ikd checkout")
-    parser.add_argument("--repeats", type=int, help="runs per tree (import: 7, resume: 3)")
+    parser.add_argument("--repeats", type=int, help="runs per tree (import: 7, others: 3)")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "laptop")
     args = parser.parse_args()
     trees = {"this checkout": HERE}
@@ -75,6 +80,13 @@ def main() -> None:
         args.repeats = args.repeats or 3
         results = measure(trees, ["-c", RESUME, str(args.results.resolve())], args.repeats)
         print(f"counting what {args.results} has left, median of {args.repeats} fresh processes\n")
+    elif args.what == "report":
+        args.repeats = args.repeats or 3
+        with tempfile.TemporaryDirectory() as folder:
+            copy = Path(folder) / args.results.name
+            shutil.copytree(args.results, copy)
+            results = measure(trees, ["-m", "ikd", "report", "--results", str(copy)], args.repeats)
+        print(f"`ikd report` on a copy of {args.results}, median of {args.repeats} runs\n")
     else:
         results = measure(trees, ["-m", "pytest", "-q", "-p", "no:cacheprovider"], 1)
         print("`python -m pytest -q`, one run each, wall\n")
