@@ -6,6 +6,7 @@
     python benchmarks/bench_train.py compile [--steps 8] [--threads 2]
     python benchmarks/bench_train.py optimizer [--steps 12] [--threads 2]
     python benchmarks/bench_train.py checkpoints [--epochs 4] [--pairs 2] [--data-root DIR]
+    python benchmarks/bench_train.py subnormal [--steps 3] [--rounds 2] [--threads 2]
 
 `steps`: fwd + bwd + Adam step of the resnet18 student on one laptop-sized batch (32² spectrograms),
 for the five methods, whose teacher outputs come from the dataset; and the naive
@@ -29,6 +30,12 @@ step alone, in CPU milliseconds of this process.
 0 (a checkpoint every epoch) against 3600 (the last epoch's only), interleaved in `--pairs` pairs;
 wall seconds per epoch of the whole run, checkpoint writes included (metrics.jsonl's epoch seconds
 stop before the write).
+
+`subnormal`: vgg16's channels-last fwd + bwd + Adam step on a batch of 128, freshly initialised
+and "collapsed" (every weight × 1e-6, as strong weight decay left a vgg16 trial: mean |w| ~5e-8),
+and resnet18's fresh one, each in a fresh process with torch computing subnormal floats (its
+default) and flushing them to 0 (`ikd.train.loop.flush_subnormals`, set before the first op);
+median of `--steps` after a warm-up, `--rounds` rounds interleaved.
 """
 
 import argparse
@@ -259,6 +266,58 @@ def checkpoints(count: int, pairs: int, data_root: str | None) -> None:
         print(f"| {every:g} | {median:.2f} ({runs}) | {median / base:.3f}× |")
 
 
+SUBNORMAL_STEP = """
+import json, statistics, sys, time
+import torch
+from ikd.train.loop import flush_subnormals
+student, collapsed, flush, steps, threads = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1", int(sys.argv[4]), int(sys.argv[5])
+if flush:
+    flush_subnormals()
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+from ikd.models.students import STUDENTS
+net = STUDENTS[student]()[0].to(memory_format=torch.channels_last)
+if collapsed:
+    with torch.no_grad():
+        for name, parameter in net.named_parameters():
+            if name.endswith("weight") and parameter.dim() > 1:
+                parameter.mul_(1e-6)
+batch = torch.rand(128, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+optimizer = torch.optim.Adam(net.parameters(), lr=1e-4, fused=True)
+times = []
+for _ in range(steps + 1):
+    start = time.perf_counter()
+    optimizer.zero_grad()
+    net(batch).mean().backward()
+    optimizer.step()
+    times.append(time.perf_counter() - start)
+print(json.dumps(statistics.median(times[1:])))
+"""
+
+
+def subnormal(count: int, rounds: int, threads: int) -> None:
+    import subprocess
+    import sys
+
+    # resnet18's batch norm rescales collapsed weights' outputs: only vgg16 (no norm) collapses
+    states = {"vgg16": (False, True), "resnet18": (False,)}
+    cases = [(s, c, f) for s, collapsed in states.items() for c in collapsed for f in (False, True)]
+    times: dict[tuple, list[float]] = {case: [] for case in cases}
+    for _ in range(rounds):
+        for student, collapsed, flush in cases:
+            args = [student, str(int(collapsed)), str(int(flush)), str(count), str(threads)]
+            done = subprocess.run([sys.executable, "-c", SUBNORMAL_STEP, *args], check=True,
+                                  capture_output=True, text=True)  # fmt: skip
+            times[(student, collapsed, flush)].append(json.loads(done.stdout))
+    print("| student | weights | step, subnormals computed (s) | flushed to 0 (s) | ratio |")
+    print("|---|---|---|---|---|")
+    for student, collapsed_states in states.items():
+        for collapsed in collapsed_states:
+            slow, fast = (statistics.median(times[(student, collapsed, f)]) for f in (False, True))
+            state = "collapsed (× 1e-6)" if collapsed else "fresh"
+            print(f"| {student} | {state} | {slow:.2f} | {fast:.2f} | {fast / slow:.2f}× |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -283,8 +342,14 @@ def main() -> None:
     checkpoint_parser.add_argument("--epochs", type=int, default=4)
     checkpoint_parser.add_argument("--pairs", type=int, default=2)
     checkpoint_parser.add_argument("--data-root", help="where the laptop dataset is built")
+    subnormal_parser = commands.add_parser("subnormal")
+    subnormal_parser.add_argument("--steps", type=int, default=3)
+    subnormal_parser.add_argument("--rounds", type=int, default=2)
+    subnormal_parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    if args.command == "checkpoints":
+    if args.command == "subnormal":
+        subnormal(args.steps, args.rounds, args.threads)
+    elif args.command == "checkpoints":
         checkpoints(args.epochs, args.pairs, args.data_root)
     elif args.command == "steps":
         steps(args.batch, args.steps, args.threads)

@@ -6,11 +6,13 @@
 Each case runs in-process (one thread) for 3 epochs with an lr milestone after epoch 2, the
 identity-wise warm-up ending inside the run and FAWA engaging, so the per-identity updates, the
 weight average and the schedule all act. The smoke dataset is built under `--root` once
-(teacher trained) and reused. Records hold every metric of every epoch except `seconds`.
+(teacher trained) and reused; the runs are trained anew each time. Records hold every metric
+of every epoch except `seconds`.
 """
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -55,6 +57,7 @@ def record(out: Path, root: Path) -> None:
     from ikd.train.runs import METRICS
 
     common = {**COMMON, "data.root": str(root / "datasets"), "train.runs_root": str(root / "runs")}
+    shutil.rmtree(root / "runs", ignore_errors=True)  # trained here, not a finished run confirmed
     init_ray(2)
     build_dataset(load_config("smoke", common, warn=False), progress=False)
     result = {}

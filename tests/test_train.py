@@ -330,3 +330,25 @@ def test_epoch_batches_are_seeded_disjoint_across_ranks_and_cover_evaluation(smo
     batch = next(samples.batches(4, seed=0, epoch=0, train=True))
     assert batch["spectrogram"].shape == (4, 3, 32, 32) and batch["spectrogram"].max() <= 1
     assert batch["teacher_embedding"].shape == (4, 512) and batch["teacher_logits"].shape == (4, 4)
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_subnormal_floats_compute_as_zero_once_training_has_set_it(flush):
+    """`flush_subnormals` (every training entry calls it first): a float32 under the normal
+    range reads as 0, in torch's pool threads too (an op over a million elements spreads over
+    them), where a CPU would otherwise compute it in slow microcode. In a process of its own:
+    the setting stays with the threads that have it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import torch\n"
+        "from ikd.train.loop import flush_subnormals\n"
+        f"if {flush}: flush_subnormals()\n"
+        "torch.set_num_threads(2)\n"
+        "x = torch.full((1 << 20,), 1e-39)\n"  # subnormal
+        "print(int((x * 3).ne(0).sum()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) == (0 if flush else 1 << 20)

@@ -30,7 +30,7 @@ from ikd.errors import ConfigError, UserError
 from ikd.methods import Method, build_method
 from ikd.storage import Location, location, read_json, write_json
 from ikd.train.data import Samples
-from ikd.train.loop import Context, train_loop
+from ikd.train.loop import Context, flush_subnormals, train_loop
 from ikd.train.metrics import confusion, summarize
 from ikd.train.runs import (
     METRICS,
@@ -191,6 +191,7 @@ def _fit_in_process(
     config: Config, dataset: BuiltDataset, run_dir: Location, options: RunOptions
 ) -> str:
     """The plain loop in this process, one worker, checkpoints in the run folder."""
+    flush_subnormals()
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     device = torch.device(

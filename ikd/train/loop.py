@@ -109,6 +109,17 @@ def evaluate(
     return all_reduce_sum(matrix)
 
 
+def flush_subnormals() -> None:
+    """float32 results under its normal range (~1e-38, subnormals) computed as 0, as GPUs do by
+    default. A CPU computes subnormals in microcode, many times slower: a vgg16 whose weights
+    weight decay had shrunk (~1e-7) took 330 s an epoch instead of 50, its gradients subnormal
+    (benchmarks/README.md, "Subnormal floats"). A healthy run's numbers do not come near.
+
+    A thread keeps the setting it had when it started: set it before torch's first parallel op
+    in the process (its thread pool then starts with it), so every training entry sets it first."""
+    torch.set_flush_denormal(True)
+
+
 def adam(parameters, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     """The paper's optimizer, Adam, as torch's fused kernel: one pass over every parameter per
     step instead of torch's CPU default, a Python loop of small ops per tensor (resnet18's laptop
