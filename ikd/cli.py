@@ -33,10 +33,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = [*getattr(args, "overrides", []), *extra]
     keep_freed_memory()  # before anything allocates: training steps fault less (ikd.allocator)
-    if args.handler in (_run, _study, _train, _build, _teacher_train):  # they train here
-        from ikd.train.loop import flush_subnormals
-
-        flush_subnormals()  # before torch's thread pool starts: its threads inherit it
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -116,7 +116,10 @@ def flush_subnormals() -> None:
     (benchmarks/README.md, "Subnormal floats"). A healthy run's numbers do not come near.
 
     A thread keeps the setting it had when it started: set it before torch's first parallel op
-    in the process (its thread pool then starts with it), so every training entry sets it first."""
+    in the process (its thread pool then starts with it), so every student's training entry
+    sets it first. The teacher's training does not: its bits name the dataset's teacher, which
+    a fresh build must reproduce (in a driver that built one, a later in-process run flushes in
+    its own thread only)."""
     torch.set_flush_denormal(True)
 
 
