@@ -34,7 +34,7 @@ stop before the write).
 `subnormal`: vgg16's channels-last fwd + bwd + Adam step on a batch of 128, freshly initialised
 and "collapsed" (every weight × 1e-6, as strong weight decay left a vgg16 trial: mean |w| ~5e-8),
 and resnet18's fresh one, each in a fresh process with torch computing subnormal floats (its
-default) and flushing them to 0 (`ikd.train.loop.flush_subnormals`, set before the first op);
+default) and flushing them to 0 (`ikd.train.loop.subnormals_flushed`, entered before the first op);
 median of `--steps` after a warm-up, `--rounds` rounds interleaved.
 """
 
@@ -267,12 +267,12 @@ def checkpoints(count: int, pairs: int, data_root: str | None) -> None:
 
 
 SUBNORMAL_STEP = """
-import json, statistics, sys, time
+import contextlib, json, statistics, sys, time
 import torch
-from ikd.train.loop import flush_subnormals
+from ikd.train.loop import subnormals_flushed
 student, collapsed, flush, steps, threads = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1", int(sys.argv[4]), int(sys.argv[5])
-if flush:
-    flush_subnormals()
+flushed = subnormals_flushed() if flush else contextlib.nullcontext()
+flushed.__enter__()  # kept for the process, as a trial actor has it
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 from ikd.models.students import STUDENTS

@@ -30,7 +30,7 @@ from ikd.errors import ConfigError, UserError
 from ikd.methods import Method, build_method
 from ikd.storage import Location, location, read_json, write_json
 from ikd.train.data import Samples
-from ikd.train.loop import Context, flush_subnormals, train_loop
+from ikd.train.loop import Context, subnormals_flushed, train_loop
 from ikd.train.metrics import confusion, summarize
 from ikd.train.runs import (
     METRICS,
@@ -191,23 +191,23 @@ def _fit_in_process(
     config: Config, dataset: BuiltDataset, run_dir: Location, options: RunOptions
 ) -> str:
     """The plain loop in this process, one worker, checkpoints in the run folder."""
-    flush_subnormals()
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    device = torch.device(
-        "cuda" if config.train.device != "cpu" and torch.cuda.is_available() else "cpu"
-    )
-    splits = options.splits or {name: Samples.from_dataset(dataset, name) for name in SPLITS}
-    return train_loop(
-        config,
-        run_dir,
-        splits["train"],
-        splits["val"],
-        dataset.num_identities,
-        context=Context(device=device, progress=options.progress),
-        reporter=_Notifying(LocalCheckpoints(run_dir), options.on_epoch, run_dir / METRICS),
-        keep_last=options.stage == "final",  # a trial's and a re-evaluation's go when they end
-    )
+    with subnormals_flushed():
+        if config.train.threads:
+            torch.set_num_threads(config.train.threads)
+        device = torch.device(
+            "cuda" if config.train.device != "cpu" and torch.cuda.is_available() else "cpu"
+        )
+        splits = options.splits or {name: Samples.from_dataset(dataset, name) for name in SPLITS}
+        return train_loop(
+            config,
+            run_dir,
+            splits["train"],
+            splits["val"],
+            dataset.num_identities,
+            context=Context(device=device, progress=options.progress),
+            reporter=_Notifying(LocalCheckpoints(run_dir), options.on_epoch, run_dir / METRICS),
+            keep_last=options.stage == "final",  # a trial's and a re-evaluation's go when they end
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,12 +17,13 @@ diverged`, the last good checkpoint kept): it is not an exception, which Ray Tra
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -109,18 +110,23 @@ def evaluate(
     return all_reduce_sum(matrix)
 
 
-def flush_subnormals() -> None:
-    """float32 results under its normal range (~1e-38, subnormals) computed as 0, as GPUs do by
-    default. A CPU computes subnormals in microcode, many times slower: a vgg16 whose weights
-    weight decay had shrunk (~1e-7) took 330 s an epoch instead of 50, its gradients subnormal
-    (benchmarks/README.md, "Subnormal floats"). A healthy run's numbers do not come near.
+@contextlib.contextmanager
+def subnormals_flushed() -> Iterator[None]:
+    """float32 results under its normal range (~1e-38, subnormals) computed as 0 while a student
+    trains, as GPUs do by default. A CPU computes subnormals in microcode, many times slower: a
+    vgg16 whose weights weight decay had shrunk (~1e-7) took 330 s an epoch instead of 50, its
+    gradients subnormal (benchmarks/README.md, "Subnormal floats"). A healthy run's metrics are
+    the same bits (benchmarks/smoke_runs.py).
 
-    A thread keeps the setting it had when it started: set it before torch's first parallel op
-    in the process (its thread pool then starts with it), so every student's training entry
-    sets it first. The teacher's training does not: its bits name the dataset's teacher, which
-    a fresh build must reproduce (in a driver that built one, a later in-process run flushes in
-    its own thread only)."""
+    Set per thread: torch's pool threads keep what the process's main thread had when the pool
+    started (its first parallel op), so a training entry enters this before it reads anything.
+    Left on exit in this thread: a teacher trained later in the process (a driver building a
+    second population) trains as a fresh build does, its bits naming the dataset's teacher."""
     torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def adam(parameters, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:

@@ -49,7 +49,7 @@ from ikd.data.pipeline import read_split
 from ikd.errors import UserError
 from ikd.storage import Location, location, read_json, write_json
 from ikd.train.data import Samples
-from ikd.train.loop import Context, flush_subnormals, train_loop
+from ikd.train.loop import Context, subnormals_flushed, train_loop
 from ikd.train.runs import (
     KEEP_CHECKPOINTS,
     RAY_STORAGE,
@@ -97,7 +97,11 @@ def _worker(setup: dict[str, Any]) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    flush_subnormals()
+    with subnormals_flushed():
+        _train_worker(setup)
+
+
+def _train_worker(setup: dict[str, Any]) -> None:
     torch.set_num_threads(setup["threads"])
     context = ray.train.get_context()
     shapes = schema.Shapes(**setup["shapes"])

@@ -237,9 +237,8 @@ def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> float:
     import torch
 
     from ikd.models.students import backbone
-    from ikd.train.loop import adam, flush_subnormals
+    from ikd.train.loop import adam
 
-    flush_subnormals()  # as training does; in `ikd run`'s driver, before its first step
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     net = backbone(config.train.student)[0].to(memory_format=torch.channels_last)
