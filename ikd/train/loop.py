@@ -112,16 +112,18 @@ def evaluate(
 
 @contextlib.contextmanager
 def subnormals_flushed() -> Iterator[None]:
-    """float32 results under its normal range (~1e-38, subnormals) computed as 0 while a student
-    trains, as GPUs do by default. A CPU computes subnormals in microcode, many times slower: a
-    vgg16 whose weights weight decay had shrunk (~1e-7) took 330 s an epoch instead of 50, its
-    gradients subnormal (benchmarks/README.md, "Subnormal floats"). A healthy run's metrics are
-    the same bits (benchmarks/smoke_runs.py).
+    """float32 values under its normal range (~1e-38, subnormals) read and computed as 0 while
+    a student trains. A CPU computes subnormals in microcode, many times slower: a vgg16 whose
+    weights weight decay had shrunk (~1e-7) took 330 s an epoch instead of 50, its gradients
+    subnormal (benchmarks/README.md, "Subnormal floats"). A healthy run's metrics are the same
+    bits (benchmarks/smoke_runs.py, every method).
 
-    Set per thread: torch's pool threads keep what the process's main thread had when the pool
-    started (its first parallel op), so a training entry enters this before it reads anything.
-    Left on exit in this thread: a teacher trained later in the process (a driver building a
-    second population) trains as a fresh build does, its bits naming the dataset's teacher."""
+    Set per thread, and torch's pool threads (OpenMP's, one pool per thread that starts parallel
+    work) keep what their starting thread had: a training entry enters this before its thread's
+    first parallel op, as a Tune trial's thread and a Ray worker do. In a driver whose pool
+    started earlier (`ikd run`'s estimate, a teacher), only the driver's own thread flushes.
+    Turned off on exit in this thread: a teacher trained later in the process (a driver building
+    a second population) trains as a fresh build does, its bits naming the dataset's teacher."""
     torch.set_flush_denormal(True)
     try:
         yield
