@@ -241,6 +241,33 @@ def test_a_saved_config_that_predates_a_setting_reads_as_its_default(tmp_path):
     )
 
 
+def test_a_resumed_search_stops_at_asha_s_rung_what_an_uninterrupted_one_would(tmp_path):
+    """ASHA's rung (after epoch 2 of 4) holds the finished trials' epoch-2 values, so the first
+    trial after a resume is ranked against them: below the top third it stops, as it would have
+    in one uninterrupted search; with no history it would go on unranked."""
+    from types import SimpleNamespace
+
+    from ikd.tune.search import asha_scheduler
+    from ikd.tune.trials import Trial
+
+    def decide(finished, value):
+        scheduler = asha_scheduler(4, finished)
+        scheduler.set_search_properties("val/acc", "max")
+        trial = SimpleNamespace(trial_id="new")
+        scheduler.on_trial_add(None, trial)
+        return scheduler.on_trial_result(None, trial, {"training_iteration": 2, "val/acc": value})
+
+    finished = [  # complete, stopped at the rung, and one that diverged before it (not ranked)
+        Trial(tmp_path / "a", {}, "complete", [0.2, 0.5, 0.6, 0.7]),
+        Trial(tmp_path / "b", {}, "stopped", [0.1, 0.3]),
+        Trial(tmp_path / "c", {}, "complete", [0.3, 0.6, 0.7, 0.8]),
+        Trial(tmp_path / "d", {}, "diverged", [0.05]),
+    ]
+    assert decide(finished, 0.4) == "STOP"  # the rung's top third starts at ~0.53
+    assert decide(finished, 0.55) == "CONTINUE"
+    assert decide([], 0.4) == "CONTINUE"
+
+
 def test_the_optuna_mirror_of_a_search_whose_space_changed_is_drawn_anew(tmp_path):
     """A variant's search space changed (Table 4's weight decay gained a value): Optuna refuses a
     trial whose choices differ from its study's, so the mirror of the old space is dropped and

@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from ikd.train.runs import (
 from ikd.tune.trials import (
     ASHA_REDUCTION,
     TPE_STARTUP,
+    Trial,
     asha_grace,
     trial_history,
     tuning_folder,
@@ -172,7 +173,7 @@ def tune_variant(
             configuration a variant starts from, so its best is never below it.
     """
     import optuna
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     from ikd.space import optuna_space
@@ -227,17 +228,7 @@ def tune_variant(
             )
         # stop_last_trials=False: a trial stopped at its last report would never run the code after
         # it (DESIGN.md §7), and its run would stay "running" instead of "complete".
-        scheduler = (
-            ASHAScheduler(
-                time_attr="training_iteration",
-                max_t=epochs,
-                grace_period=asha_grace(epochs),
-                reduction_factor=ASHA_REDUCTION,
-                stop_last_trials=False,
-            )
-            if asha
-            else FIFOScheduler()
-        )
+        scheduler = asha_scheduler(epochs, finished) if asha else FIFOScheduler()
         # Quiet Tune and Optuna: no experiment box or TensorBoard hint (Tune's legacy output is
         # silent at verbose=0), no "study created" lines; TrialRecords logs a line per trial epoch.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -276,6 +267,29 @@ def tune_variant(
         return tuner.fit()
     finally:
         records.close()
+
+
+def asha_scheduler(epochs: int, finished: Sequence[Trial]) -> Any:
+    """ASHA over trials of `epochs` epochs, its rungs holding what the variant's finished trials
+    scored there, as an uninterrupted search's would: Tune's restore keeps no rungs (DESIGN.md
+    §7), and a search resumed with empty ones let its first trials past them unranked (a vgg16
+    at chance ran all 10 epochs, ~35 min). So where the search was interrupted no longer
+    decides which trials it stops."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration",  # one per epoch: a resumed run replays its epochs
+        max_t=epochs,
+        grace_period=asha_grace(epochs),
+        reduction_factor=ASHA_REDUCTION,
+        stop_last_trials=False,
+    )
+    for bracket in scheduler._brackets:  # Ray 2.60's bookkeeping: (milestone, {trial: value})
+        for milestone, recorded in bracket._rungs:
+            for trial in finished:
+                if len(trial.values) >= milestone:
+                    recorded[f"finished:{trial.folder.name}"] = trial.values[int(milestone) - 1]
+    return scheduler
 
 
 OPTUNA_FILE = "optuna.db"
