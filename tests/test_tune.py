@@ -285,6 +285,8 @@ def test_the_optuna_mirror_of_a_search_whose_space_changed_is_drawn_anew(tmp_pat
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     old = {"train.lr": LogUniform(1e-5, 1e-3), "train.weight_decay": Choice((0.0, 1e-4))}
+    # a first search: its study's folder, where the mirror goes, does not exist yet
+    TrialRecords(tmp_path, old, f"sqlite:///{tmp_path / 'study' / 'optuna.db'}", "s/v")
     new = {**old, "train.weight_decay": Choice((0.0, 1e-4, 1e-3))}
     ended(old, "a", {"train.lr": 1e-4, "train.weight_decay": 0.0})
     ended(old, "b", {"train.lr": 2e-4, "train.weight_decay": 1e-4})

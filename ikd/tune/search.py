@@ -347,6 +347,9 @@ class TrialRecords(tune.Callback):
 
         from ikd.space import optuna_space
 
+        sqlite = self.storage.removeprefix("sqlite:///")
+        if sqlite != self.storage and not Path(sqlite).exists():  # a first search: no mirror yet
+            return
         try:
             study = optuna.load_study(study_name=self.study, storage=self.storage)
         except KeyError:  # no such study yet
