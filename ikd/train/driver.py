@@ -116,8 +116,8 @@ def resolve_run(spec: Mapping[str, Any]) -> tuple[RunOptions, Config, Location]:
     Remembered for a dict of plain values whose roots are local folders (a report resolves each
     tuning run's folder once per variant it reads, thousands of times): the key holds what the
     result depends on besides the dict, the working directory and $HOME (relative and `~`
-    roots; the methods' code versions are fixed in a process). An object store's root is resolved each time (its filesystem reads the environment's
-    endpoint and credentials)."""
+    roots; the methods' code versions are fixed in a process). An object store's root is
+    resolved each time (its filesystem reads the environment's endpoint and credentials)."""
     if not all(type(v) in _PLAIN and "://" not in str(v) for v in spec.values()):
         return _resolve(spec)
     # repr: 1, 1.0 and True, or 0.0 and -0.0, resolve differently
