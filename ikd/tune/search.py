@@ -226,8 +226,6 @@ def tune_variant(
                 pruned=done.status == "stopped",
                 intermediate_values=done.values,
             )
-        # stop_last_trials=False: a trial stopped at its last report would never run the code after
-        # it (DESIGN.md §7), and its run would stay "running" instead of "complete".
         scheduler = asha_scheduler(epochs, finished) if asha else FIFOScheduler()
         # Quiet Tune and Optuna: no experiment box or TensorBoard hint (Tune's legacy output is
         # silent at verbose=0), no "study created" lines; TrialRecords logs a line per trial epoch.
@@ -282,6 +280,8 @@ def asha_scheduler(epochs: int, finished: Sequence[Trial]) -> Any:
         max_t=epochs,
         grace_period=asha_grace(epochs),
         reduction_factor=ASHA_REDUCTION,
+        # a trial stopped at its last report would never run the code after it (DESIGN.md §7),
+        # and its run would stay "running" instead of "complete"
         stop_last_trials=False,
     )
     for bracket in scheduler._brackets:  # Ray 2.60's bookkeeping: (milestone, {trial: value})
