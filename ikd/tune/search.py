@@ -338,6 +338,12 @@ class TrialRecords(tune.Callback):
         self.copy = copy  # where a local SQLite mirror is written back to (an object store)
         self._forget_another_space()
 
+    @property
+    def _sqlite(self) -> Path | None:
+        """The mirror's SQLite file (None for another RDB)."""
+        path = self.storage.removeprefix("sqlite:///")
+        return None if path == self.storage else Path(path)
+
     def _forget_another_space(self) -> None:
         """A mirror whose trials were drawn over another space (a range or a choice changed
         since) is dropped, to be mirrored again from the run records: Optuna refuses a trial
@@ -347,8 +353,7 @@ class TrialRecords(tune.Callback):
 
         from ikd.space import optuna_space
 
-        sqlite = self.storage.removeprefix("sqlite:///")
-        if sqlite != self.storage and not Path(sqlite).exists():  # a first search: no mirror yet
+        if self._sqlite is not None and not self._sqlite.exists():  # a first search: no mirror yet
             return
         try:
             study = optuna.load_study(study_name=self.study, storage=self.storage)
@@ -415,13 +420,13 @@ class TrialRecords(tune.Callback):
             )
         )
         if self.copy is not None:
-            self.copy.write_bytes(Path(self.storage.removeprefix("sqlite:///")).read_bytes())
+            self.copy.write_bytes(self._sqlite.read_bytes())
 
     def close(self) -> None:
         """Remove the local working copy of a mirror kept in an object store (written back
         after each trial)."""
         if self.copy is not None:
-            shutil.rmtree(Path(self.storage.removeprefix("sqlite:///")).parent, ignore_errors=True)
+            shutil.rmtree(self._sqlite.parent, ignore_errors=True)
 
 
 def _short(value: Any) -> str:
