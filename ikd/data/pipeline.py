@@ -243,6 +243,23 @@ def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "v
     return folder
 
 
+def read_parquet(path: str, filesystem: Any, **options: Any) -> ray.data.Dataset:
+    """`ray.data.read_parquet` with Ray Data's first Parquet datasource, whose read tasks list
+    and read the files themselves.
+
+    Ray 2.60's default (its second datasource) lists a read's files through a pool of up to 32
+    `FooterReader` actors, a process each, created one or two at a time on 2 CPUs: three small
+    reads took 8–11 s there against 1.6 s this way (benchmarks/README.md, "Parquet reads"). The
+    rows are the same; the choice is made when the read is (the dataset keeps it).
+    """
+    context = ray.data.DataContext.get_current()
+    saved, context.use_datasource_v2 = context.use_datasource_v2, False
+    try:
+        return ray.data.read_parquet(path, filesystem=filesystem, **options)
+    finally:
+        context.use_datasource_v2 = saved
+
+
 def _build_views(folder: Location, shapes: schema.Shapes, rows: int) -> None:
     """Stage 3: teacher outputs for K views of every good face (Ray Data actors).
 
@@ -256,7 +273,7 @@ def _build_views(folder: Location, shapes: schema.Shapes, rows: int) -> None:
     batch = 32
     blocks = max(1, min(4 * cluster_cpus(), rows // batch))
     (
-        ray.data.read_parquet((folder / PAIRS).path, filesystem=folder.fs)
+        read_parquet((folder / PAIRS).path, folder.fs)
         .filter(expr=col(schema.ERROR) == "")
         .drop_columns([schema.ERROR])
         .repartition(blocks)
@@ -303,9 +320,9 @@ def read_split(
     context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     context.execution_options.preserve_order = True
     try:
-        rows = ray.data.read_parquet(
+        rows = read_parquet(
             (dataset.folder / DATA).path,
-            filesystem=dataset.folder.fs,
+            dataset.folder.fs,
             columns=[*columns, schema.SPLIT],
             num_cpus=0.25,
         ).filter(expr=col(schema.SPLIT) == split)
