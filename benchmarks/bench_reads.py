@@ -8,7 +8,8 @@ The dataset must be built (`ikd data build` with the same preset and overrides).
 in a fresh process with a local Ray of 2 CPUs, the rounds interleaved (A B A B: the machine's
 speed drifts). In it: Ray's start, then `--repeats` times the train and val splits as a Ray
 Train run through the object store reads them (`read_split(..., decode=False)`) and the views
-stage's read of the build's pairs/, each materialized. Reported: seconds of each read (median),
+stage's read of the build's pairs/ (its good rows, the error column dropped), each
+materialized. Reported: seconds of each read (median),
 the process's whole wall time (Ray's start and stop included), and the machine's busy CPU seconds
 over it (`/proc/stat`: run it on a quiet machine; the readers' actors are gone before the process
 ends, so their CPU is counted only this way). Prints a Markdown table for benchmarks/README.md.
@@ -27,14 +28,17 @@ from collections.abc import Callable
 from typing import Any
 
 READERS = ("ikd", "ray-default")
+RESULT = "bench_reads:"  # the child's line among whatever Ray prints
 
 
 def child(reader: str, preset: str, overrides: list[str], repeats: int) -> None:
     import ray
+    from ray.data.expressions import col
 
     import ikd.data.pipeline as pipeline
     from ikd.cluster import init_ray
     from ikd.config import load_config
+    from ikd.data import schema
     from ikd.data.dataset import PAIRS, dataset_folder, open_dataset
 
     if reader == "ray-default":
@@ -49,7 +53,11 @@ def child(reader: str, preset: str, overrides: list[str], repeats: int) -> None:
     reads: dict[str, Callable[[], Any]] = {  # what Ray Train through the object store reads
         "train split": lambda: pipeline.read_split(dataset, "train", decode=False),
         "val split": lambda: pipeline.read_split(dataset, "val", decode=False),
-        "pairs/ (the views stage)": lambda: pipeline.read_parquet(pairs.path, pairs.fs),
+        "pairs/ (the views stage)": lambda: (
+            pipeline.read_parquet(pairs.path, pairs.fs)
+            .filter(expr=col(schema.ERROR) == "")
+            .drop_columns([schema.ERROR])
+        ),
     }
     seconds: dict[str, list[float]] = {name: [] for name in reads}
     for _ in range(repeats):
@@ -57,15 +65,16 @@ def child(reader: str, preset: str, overrides: list[str], repeats: int) -> None:
             began = time.perf_counter()
             read().materialize()
             seconds[name].append(time.perf_counter() - began)
-    print(json.dumps({"reads": seconds}))
+    print(RESULT, json.dumps({"reads": seconds}), flush=True)
     ray.shutdown()
 
 
 def _busy() -> float:
-    """The machine's busy CPU seconds so far (/proc/stat: all but idle and iowait)."""
+    """The machine's busy CPU seconds so far (/proc/stat: user, nice, system, irq and softirq;
+    not idle, iowait, a VM's steal, nor guest time, which user already holds)."""
     with open("/proc/stat") as stat:
-        ticks = [int(value) for value in stat.readline().split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        user, nice, system, _, _, irq, softirq, *_ = (int(v) for v in stat.readline().split()[1:])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -87,8 +96,11 @@ def main() -> None:
             command = [sys.executable, __file__, "--child", reader, "--preset", args.preset,
                        "--repeats", str(args.repeats), *args.overrides]  # fmt: skip
             busy, start = _busy(), time.perf_counter()
-            out = subprocess.run(command, capture_output=True, text=True, check=True)
-            record = json.loads(out.stdout.strip().splitlines()[-1])
+            out = subprocess.run(command, capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"{reader}: exit {out.returncode}\n{out.stderr[-3000:]}")
+            (line,) = [line for line in out.stdout.splitlines() if line.startswith(RESULT)]
+            record = json.loads(line.removeprefix(RESULT))
             record.update(wall=time.perf_counter() - start, cpu=_busy() - busy)
             results[reader].append(record)
     print(f"Parquet reads of the {args.preset} dataset, {args.rounds} fresh processes per reader "

@@ -73,6 +73,8 @@ def test_splits_are_by_walk_and_every_identity_is_in_every_split(built):
 
 
 def test_both_readers_yield_identical_samples(built):
+    import ray
+
     from ikd.data.pipeline import read_split
 
     _, folder, _ = built
@@ -80,6 +82,7 @@ def test_both_readers_yield_identical_samples(built):
     for split in schema.SPLITS:
         plain = PairedDataset(dataset, split, FINAL_RUN)
         read = read_split(dataset, split, final_run=FINAL_RUN).materialize()
+        assert ray.data.DataContext.get_current().use_datasource_v2  # restored: Ray's default
         # Ray's first Parquet datasource (read tasks), not 2.60's default, which lists the files
         # with FooterReader actors, a process each (ikd.data.pipeline.read_parquet)
         operators = set(re.findall(r"Operator \d+ (\w+)", read.stats()))

@@ -244,11 +244,13 @@ def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "v
 
 
 def read_parquet(path: str, filesystem: Any, **options: Any) -> ray.data.Dataset:
-    """`ray.data.read_parquet` with Ray Data's first Parquet datasource, whose read tasks list
-    and read the files themselves.
+    """`ray.data.read_parquet` with Ray Data's first Parquet datasource: it lists the files and
+    samples a few footers when the read is made (in this process and a few 1-CPU tasks), then
+    its read tasks read them.
 
-    Ray 2.60's default (its second datasource) lists a read's files through a pool of up to 32
-    `FooterReader` actors, a process each, created one or two at a time on 2 CPUs: the laptop
+    Ray 2.60's default (its second datasource) lists a read's files through a pool of 32
+    `FooterReader` actors, each a process once it is placed — one or two at a time on 2 CPUs,
+    killed when the listing ends: the laptop
     train split's read took 3.0 s that way against 0.9 s this way, the val split's 2.0 against
     0.6 s (benchmarks/README.md, "Parquet reads"). The rows are the same; the choice is made
     when the read is (the dataset keeps it).
