@@ -165,10 +165,12 @@ def test_a_capture_folder_with_another_radar_names_the_overrides(ray_session, tm
     )
     simulate_captures(config, tmp_path / "captures", webcam=False, progress=False)
     other = apply_overrides(
-        load_config("laptop", warn=False), {"data.captures": str(tmp_path / "captures")}
+        load_config("laptop", warn=False),
+        {"data.captures": str(tmp_path / "captures"), "data.root": str(tmp_path / "datasets")},
     )
     with pytest.raises(UserError, match=r"radar differs.*radar\.num_chirps=32"):
         build_dataset(other, progress=False)
+    assert not (tmp_path / "datasets").exists()  # nothing written for a folder it cannot read
 
 
 def test_a_real_capture_folder_skips_bad_records_and_names_them(ray_session, tmp_path):

@@ -176,9 +176,9 @@ def build_dataset(config: Config, *, progress: bool = True, stop_after: str = "v
     if finished_manifest(folder) is not None:
         log.info("dataset %s is up to date (data hash %s)", folder, config.data_hash())
         return folder
+    rows, frames = walk_rows(config)  # a capture folder that cannot be read leaves no folder
     write_json(folder / CONFIG, config.to_dict())
     init_ray()
-    rows, frames = walk_rows(config)
     timings = read_json(folder / TIMINGS) or {}
     with data_context(progress):
         pairs_marker = {"data_hash": config.data_hash()}
