@@ -1,7 +1,9 @@
 """Errors caused by user input, and a stop from outside (Ctrl+C, SIGTERM). `ikd`'s CLI prints
 these as one line, without a traceback."""
 
+import contextlib
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -54,6 +56,21 @@ def raise_if_stopped() -> None:
     its time — between training steps, at each step of Tune's controller."""
     if _STOPS:
         raise Terminated("SIGTERM") if signal.SIGTERM in _STOPS else KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stop_shared(interrupt: KeyboardInterrupt) -> Iterator[None]:
+    """While a thread that caught `interrupt` waits for the threads it runs: their
+    `raise_if_stopped` raises too, also for a stop that did not come through `stop` (Python's
+    own handler of SIGINT, in a library's caller). A stop recorded here is forgotten on exit."""
+    shared = not _STOPS
+    if shared:
+        _STOPS.append(signal.SIGTERM if Terminated.caused(interrupt) else signal.SIGINT)
+    try:
+        yield
+    finally:
+        if shared:
+            _STOPS.clear()
 
 
 def stopped() -> None:

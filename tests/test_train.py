@@ -16,7 +16,7 @@ from stand_ins import tiny_backbone
 from ikd.cli import main
 from ikd.config import Config, apply_overrides
 from ikd.data.dataset import BuiltDataset, open_dataset
-from ikd.errors import ConfigError, UserError
+from ikd.errors import ConfigError, UserError, raise_if_stopped
 from ikd.methods import METHODS
 from ikd.methods.baseline import Baseline
 from ikd.models.students import STUDENTS
@@ -228,6 +228,33 @@ def test_an_interrupted_run_resumes_and_ends_like_an_unbroken_one(
     assert [start["from_epoch"] for start in starts] == [0, 0]
 
 
+def test_ctrl_c_stops_a_run_training_in_a_thread_of_its_own(smoke_dataset, tmp_path, monkeypatch):
+    """From a process's main thread a run trains in a thread of its own (`loop.run_flushed`);
+    Ctrl+C reaches the main thread, which waits for it: the run stops at its next step, the
+    interrupt comes out of the driver, and no stop is left for the next run to trip on."""
+    import os
+    import signal
+    import threading
+
+    report = LocalCheckpoints.report
+
+    def ctrl_c(self, metrics, state):
+        report(self, metrics, state)
+        if metrics["epoch"] == 0:
+            os.kill(os.getpid(), signal.SIGINT)  # Python's own handler, as in a library's caller
+
+    monkeypatch.setattr(LocalCheckpoints, "report", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(smoke_dataset, tmp_path, **{"train.method": "baseline", "train.epochs": 3})
+    for thread in threading.enumerate():  # it has ended, or is ending, its last step done
+        if thread.name == "ikd-train":
+            thread.join(10)
+            assert not thread.is_alive()
+    (run,) = (tmp_path / "train" / "final").iterdir()
+    assert [line["epoch"] for line in _metric_lines(run)] == [0]
+    raise_if_stopped()  # forgotten
+
+
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     smoke_dataset, tmp_path, monkeypatch
 ):
@@ -336,21 +363,31 @@ def test_subnormal_floats_compute_as_zero_while_a_student_trains():
     """`subnormals_flushed` (around every student's training): a float32 under the normal range
     reads as 0, in torch's pool threads too (an op over a million elements spreads over them),
     where a CPU would otherwise compute it in slow microcode; outside it (before, and after in
-    this thread) subnormals are kept. In a process of its own: the pool keeps the setting."""
+    this thread) subnormals are kept. In a process of its own: the pool keeps the setting. A
+    driver's main thread whose pool started unflushed (`ikd run`'s estimate) trains through
+    `run_flushed`, in a thread whose pool flushes, and keeps its own setting."""
     import subprocess
     import sys
 
     script = (
-        "import torch\n"
-        "from ikd.train.loop import subnormals_flushed\n"
+        "import threading, torch\n"
+        "from ikd.train.loop import run_flushed, subnormals_flushed\n"
         "torch.set_num_threads(2)\n"
         "small = torch.full((8,), 1e-39)\n"  # subnormal; 8 elements: no thread but this one
-        "before = int((small * 3).ne(0).sum())\n"
-        "with subnormals_flushed():\n"
-        "    x = torch.full((1 << 20,), 1e-39)\n"  # the first parallel op: the pool starts
-        "    inside = int((x * 3).ne(0).sum())\n"
-        "print(before, inside, int((small * 3).ne(0).sum()))\n"
+        "count = lambda x: int((x * 3).ne(0).sum())\n"
+        "before = count(small)\n"
+        "def trial():\n"  # a Tune trial's thread
+        "    with subnormals_flushed():\n"
+        "        out.append(count(torch.full((1 << 20,), 1e-39)))\n"  # its pool starts here
+        "    out.append(count(small))\n"
+        "out = []\n"
+        "thread = threading.Thread(target=trial)\n"
+        "thread.start(); thread.join()\n"
+        "big = torch.full((1 << 20,), 1e-39)\n"
+        "started = count(big)\n"  # the main thread's pool starts unflushed
+        "inside = run_flushed(lambda: count(big))\n"
+        "print(before, *out, started, inside, count(big), count(small))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert [int(n) for n in done.stdout.split()] == [8, 0, 8]
+    assert [int(n) for n in done.stdout.split()] == [8, 0, 8, 1 << 20, 0, 1 << 20, 8]

@@ -30,7 +30,7 @@ from ikd.errors import ConfigError, UserError
 from ikd.methods import Method, build_method
 from ikd.storage import Location, location, read_json, write_json
 from ikd.train.data import Samples
-from ikd.train.loop import Context, subnormals_flushed, train_loop
+from ikd.train.loop import Context, run_flushed, train_loop
 from ikd.train.metrics import confusion, summarize
 from ikd.train.runs import (
     METRICS,
@@ -190,8 +190,10 @@ def train_driver(spec: Mapping[str, Any]) -> Location:
 def _fit_in_process(
     config: Config, dataset: BuiltDataset, run_dir: Location, options: RunOptions
 ) -> str:
-    """The plain loop in this process, one worker, checkpoints in the run folder."""
-    with subnormals_flushed():
+    """The plain loop in this process, one worker, checkpoints in the run folder; subnormals
+    flushed (`run_flushed`: from the main thread, the loop runs in a thread of its own)."""
+
+    def fit() -> str:
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
         device = torch.device(
@@ -208,6 +210,8 @@ def _fit_in_process(
             reporter=_Notifying(LocalCheckpoints(run_dir), options.on_epoch, run_dir / METRICS),
             keep_last=options.stage == "final",  # a trial's and a re-evaluation's go when they end
         )
+
+    return run_flushed(fit)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,16 +22,17 @@ import dataclasses
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from ikd.config import Config
-from ikd.errors import raise_if_stopped
+from ikd.errors import raise_if_stopped, stop_shared
 from ikd.methods import build_method
 from ikd.storage import Location
 from ikd.train.data import Samples, reseed
@@ -45,6 +46,7 @@ from ikd.train.metrics import (
 from ikd.train.runs import METRICS, Reporter, read_metrics, set_status, write_metrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FAULT_MARKER = ".fault-injected-epoch-{epoch}"  # a fault test's worker died after this epoch
 
@@ -104,6 +106,7 @@ def evaluate(
         world=context.world,
         device=context.device,
     ):
+        raise_if_stopped()
         with autocast(context.device):
             logits = predict(batch["spectrogram"])
         matrix += confusion(logits.argmax(dim=1).cpu(), batch["identity"].cpu(), num_identities)
@@ -119,16 +122,53 @@ def subnormals_flushed() -> Iterator[None]:
     bits (benchmarks/smoke_runs.py, every method).
 
     Set per thread, and torch's pool threads (OpenMP's, one pool per thread that starts parallel
-    work) keep what their starting thread had: a training entry enters this before its thread's
-    first parallel op, as a Tune trial's thread and a Ray worker do. In a driver whose pool
-    started earlier (`ikd run`'s estimate, a teacher), only the driver's own thread flushes.
-    Turned off on exit in this thread: a teacher trained later in the process (a driver building
-    a second population) trains as a fresh build does, its bits naming the dataset's teacher."""
+    work) keep what their starting thread had when they started: entered before the thread's
+    first parallel op, as a Tune trial's thread and a Ray Train worker's do, it holds in the
+    pool too; `run_flushed` sees to it in a driver's main thread. Turned off on exit in this
+    thread."""
     torch.set_flush_denormal(True)
     try:
         yield
     finally:
         torch.set_flush_denormal(False)
+
+
+def run_flushed(train: Callable[[], T]) -> T:
+    """`train()` with subnormals flushed (`subnormals_flushed`) in its thread and its pool's.
+
+    In a process's main thread it runs in a thread of its own, whose pool starts flushed: the
+    main thread's pool may have started unflushed (`ikd run`'s estimate, a teacher trained in a
+    build), and then only the main thread would flush — a driver's re-evaluations and final runs
+    computing subnormals in the other thread. The main thread keeps its setting, so a teacher it
+    trains later (a second population's build) trains as a fresh build does, its bits naming the
+    dataset's teacher. A stop (Ctrl+C, SIGTERM) that reaches the main thread stops the training
+    at its next step (`raise_if_stopped`) and is raised once it has."""
+    if threading.current_thread() is not threading.main_thread():
+        with subnormals_flushed():
+            return train()
+    outcome: dict[str, Any] = {}
+    ended = threading.Event()  # waited on, not `Thread.join`: a join a signal interrupted
+    # marks the thread ended while it runs (CPython's bpo-45274 fix), and a second returns at once
+
+    def target() -> None:
+        try:
+            with subnormals_flushed():
+                outcome["value"] = train()
+        except BaseException as error:  # raised in the caller's thread below
+            outcome["error"] = error
+        finally:
+            ended.set()
+
+    threading.Thread(target=target, name="ikd-train", daemon=True).start()
+    try:
+        ended.wait()
+    except KeyboardInterrupt as interrupt:
+        with stop_shared(interrupt):
+            ended.wait()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def adam(parameters, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
