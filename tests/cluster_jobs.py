@@ -112,7 +112,14 @@ class ClusterJobs(threading.Thread):
             temp = self.folder / "tmp"
             temp.mkdir()
             with LocalCluster(
-                cpus=NODE_CPUS, env={**FAST_DEATH, **WAIT, **PATH, "TMPDIR": str(temp)}
+                cpus=NODE_CPUS,
+                env={
+                    **FAST_DEATH,
+                    **WAIT,
+                    **PATH,
+                    "TMPDIR": str(temp),
+                    stand_ins.MEET: str(self.folder / "meet"),
+                },
             ) as cluster:
                 cluster.add("b", cpus=NODE_CPUS)
                 self._mark("cluster up")
