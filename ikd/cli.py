@@ -682,6 +682,7 @@ def _study_report(args: argparse.Namespace) -> None:
     from ikd.report.overview import write_overview
     from ikd.storage import check_store, location, staged
     from ikd.tune.stages import RUNS, STUDY_RECORD, StudyRun
+    from ikd.tune.trials import unchanging
 
     root = location(args.results)
     check_store(root)
@@ -697,10 +698,11 @@ def _study_report(args: argparse.Namespace) -> None:
         folders = named
     if not folders:
         raise UserError(f"{root}: no study results to render (run `ikd study` or `ikd run` first)")
-    for folder in folders:
-        run = StudyRun.from_record(folder, studies=REPOSITORY / "studies")
-        written = run.report()
-        log.info("%s: %d files in %s", run.study.name, len(written), run.results)
+    with unchanging():  # the studies read each other's tuning runs: each read once
+        for folder in folders:
+            run = StudyRun.from_record(folder, studies=REPOSITORY / "studies")
+            written = run.report()
+            log.info("%s: %d files in %s", run.study.name, len(written), run.results)
     for parent in sorted({folder.parent for folder in folders}):
         with staged(parent, skip=(RUNS,)) as folder:
             write_overview(folder, name=parent.name)

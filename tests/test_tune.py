@@ -216,7 +216,7 @@ def test_a_saved_config_that_predates_a_setting_reads_as_its_default(tmp_path):
     from ikd.report.records import read_run
     from ikd.space import Choice, LogUniform, values_of
     from ikd.train.runs import METRICS, RUN
-    from ikd.tune.trials import trial_history
+    from ikd.tune.trials import trial_history, unchanging
 
     config = load_config("smoke", warn=False).to_dict()
     del config["train"]["weight_decay"]
@@ -239,6 +239,12 @@ def test_a_saved_config_that_predates_a_setting_reads_as_its_default(tmp_path):
         trial_history(tmp_path, "identitykd-mobilenet", {"train.weight_decay": Choice((1e-3,))})
         == []
     )
+    # while a report renders (`unchanging`), a history is read once; after it, anew
+    with unchanging():
+        assert trial_history(tmp_path, "identitykd-mobilenet", space) == [trial]
+        (folder / METRICS).write_text(json.dumps({"epoch": 1, "val/acc": 0.7}) + "\n")
+        assert trial_history(tmp_path, "identitykd-mobilenet", space) == [trial]
+    assert trial_history(tmp_path, "identitykd-mobilenet", space)[0].values == [0.7]
 
 
 def test_a_resumed_search_stops_at_asha_s_rung_what_an_uninterrupted_one_would(tmp_path):

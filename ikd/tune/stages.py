@@ -57,6 +57,7 @@ from ikd.tune.trials import (
     asha_grace,
     trial_history,
     tuning_folder,
+    unchanging,
 )
 
 log = logging.getLogger(__name__)
@@ -624,6 +625,7 @@ class StudyRun:
             tuning[variant.name] = [read_run(trial.folder) for trial in trials]
         return tuning
 
+    @unchanging()
     def report(self) -> list[Location]:
         """Render `<results>/<study>/` from the run records (into a local copy first where it
         lies in an object store, `ikd.storage.staged`); returns the files written."""

@@ -3,8 +3,10 @@ a report reads without Ray (`ikd.tune.search` runs the search itself)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +68,37 @@ def trial_history(
     the tuning's run `spec`, only the runs it would have made (their folder is the one `spec`
     plus their parameters names: another preset's or data's runs of the variant are not its).
     A run outside `space` (one of a search over another range) is not part of this search: its
-    folder stays, but it is neither counted, nor told to the searcher, nor picked."""
+    folder stays, but it is neither counted, nor told to the searcher, nor picked. Inside
+    `unchanging`, each history is read once."""
+    if _HISTORIES is None:
+        return _read_history(runs, variant, space, spec)
+    key = json.dumps([str(runs), variant, space, spec], sort_keys=True, default=repr)
+    if key not in _HISTORIES:
+        _HISTORIES[key] = _read_history(runs, variant, space, spec)
+    return list(_HISTORIES[key])
+
+
+_HISTORIES: dict[str, list[Trial]] | None = None  # `trial_history`'s answers, in `unchanging`
+
+
+@contextlib.contextmanager
+def unchanging() -> Iterator[None]:
+    """While no run folder changes (a report renders them): `trial_history` reads each variant's
+    runs once. A report resolves every study's configurations, and each the configurations of the
+    studies it reads (Table 3's, for every other), through the same histories: the laptop tree's
+    two studies read them 189 times."""
+    global _HISTORIES
+    outer = _HISTORIES
+    _HISTORIES = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _HISTORIES = outer
+
+
+def _read_history(
+    runs: Location, variant: str, space: Mapping[str, Any], spec: Mapping[str, Any] | None
+) -> list[Trial]:
     history = []
     for folder in runs.glob(f"{variant}-*-seed*"):
         record, config = read_json(folder / RUN), read_json(folder / "config.json")
