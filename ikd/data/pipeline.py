@@ -250,10 +250,9 @@ def read_parquet(path: str, filesystem: Any, **options: Any) -> ray.data.Dataset
 
     Ray 2.60's default (its second datasource) lists a read's files through a pool of 32
     `FooterReader` actors, each a process once it is placed — one or two at a time on 2 CPUs,
-    killed when the listing ends: the laptop
-    train split's read took 3.0 s that way against 0.9 s this way, the val split's 2.0 against
-    0.6 s (benchmarks/README.md, "Parquet reads"). The rows are the same; the choice is made
-    when the read is (the dataset keeps it).
+    killed when the listing ends: the laptop train split's read took 3.0 s that way against
+    0.9 s this way, the val split's 2.0 against 0.6 s (benchmarks/README.md, "Parquet reads").
+    The rows are the same; the choice is made when the read is (the dataset keeps it).
     """
     context = ray.data.DataContext.get_current()
     saved, context.use_datasource_v2 = context.use_datasource_v2, False
