@@ -59,13 +59,15 @@ def raise_if_stopped() -> None:
 
 
 @contextlib.contextmanager
-def stop_shared(interrupt: KeyboardInterrupt) -> Iterator[None]:
+def stop_shared(interrupt: BaseException) -> Iterator[None]:
     """While a thread that caught `interrupt` waits for the threads it runs: their
     `raise_if_stopped` raises too, also for a stop that did not come through `stop` (Python's
-    own handler of SIGINT, in a library's caller). A stop recorded here is forgotten on exit."""
+    own handler of SIGINT in a library's caller; SystemExit, Ray's answer to SIGTERM in its
+    workers). A stop recorded here is forgotten on exit."""
     shared = not _STOPS
     if shared:
-        _STOPS.append(signal.SIGTERM if Terminated.caused(interrupt) else signal.SIGINT)
+        ctrl_c = isinstance(interrupt, KeyboardInterrupt) and not Terminated.caused(interrupt)
+        _STOPS.append(signal.SIGINT if ctrl_c else signal.SIGTERM)
     try:
         yield
     finally:

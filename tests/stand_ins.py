@@ -11,11 +11,12 @@ from torch import nn
 # that builds it: tests/cluster_jobs.py sets it on its nodes only, so the same runs (the same run
 # hashes) train at full speed in the test process
 WAIT = "IKD_TEST_FORWARD_WAIT_S"
-# a folder where the runs of one Ray job meet: `slow_backbone`, built in a Ray worker, waits
-# until a run of the same job has been built on another node (at most MEET_S). The cluster jobs'
-# study runs two trials at once, one on each node: without it, a trial on a node slow to start
-# its first worker (its working dir unpacked, torch imported: seconds on a busy machine) could
-# still be starting when the other's trial ended, and Tune (reusing actors) ran it on that one.
+# a folder where the runs of one Ray job meet: `slow_backbone`, built in a Ray worker of a
+# cluster of 2 nodes or more, waits until a run of the same job has been built on another node
+# (at most MEET_S). The cluster jobs' study runs two trials at once, one on each node: without
+# it, a trial on a node slow to start its first worker (its working dir unpacked, torch
+# imported: seconds on a busy machine) could still be starting when the other's trial ended,
+# and Tune (reusing actors) ran it on that one.
 MEET = "IKD_TEST_MEET_DIR"
 MEET_S = 120.0
 
@@ -37,7 +38,7 @@ def tiny_backbone(batchnorm: bool = True) -> tuple[nn.Module, int]:
 def _meet(folder: str) -> None:
     import ray
 
-    if not ray.is_initialized():
+    if not ray.is_initialized() or sum(node["Alive"] for node in ray.nodes()) < 2:
         return
     context = ray.get_runtime_context()
     here, node = Path(folder) / context.get_job_id(), context.get_node_id()

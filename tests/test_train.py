@@ -230,22 +230,32 @@ def test_an_interrupted_run_resumes_and_ends_like_an_unbroken_one(
 
 def test_ctrl_c_stops_a_run_training_in_a_thread_of_its_own(smoke_dataset, tmp_path, monkeypatch):
     """From a process's main thread a run trains in a thread of its own (`loop.run_flushed`);
-    Ctrl+C reaches the main thread, which waits for it: the run stops at its next step, the
-    interrupt comes out of the driver, and no stop is left for the next run to trip on."""
+    Ctrl+C reaches the main thread, which waits for it: the run stops at its next step (a
+    second Ctrl+C meanwhile changes nothing), the interrupt comes out of the driver, and no stop
+    is left for the next run to trip on."""
     import os
     import signal
     import threading
+    import time
 
     report = LocalCheckpoints.report
 
     def ctrl_c(self, metrics, state):
         report(self, metrics, state)
         if metrics["epoch"] == 0:
-            os.kill(os.getpid(), signal.SIGINT)  # Python's own handler, as in a library's caller
+            for _ in range(2):  # Python's own handler, as in a library's caller
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.3)
 
     monkeypatch.setattr(LocalCheckpoints, "report", ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        _fit(smoke_dataset, tmp_path, **{"train.method": "baseline", "train.epochs": 3})
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _fit(smoke_dataset, tmp_path, **{"train.method": "baseline", "train.epochs": 3,
+                                             "train.threads": 1})  # fmt: skip
+        assert torch.get_num_threads() == 1  # here too: the test split's evaluation runs here
+    finally:
+        torch.set_num_threads(threads)
     for thread in threading.enumerate():  # it has ended, or is ending, its last step done
         if thread.name == "ikd-train":
             thread.join(10)

@@ -192,10 +192,12 @@ def _fit_in_process(
 ) -> str:
     """The plain loop in this process, one worker, checkpoints in the run folder; subnormals
     flushed (`run_flushed`: from the main thread, the loop runs in a thread of its own)."""
+    # set in the caller's thread: a thread `run_flushed` starts takes it, and so does the test
+    # split's evaluation that follows here
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
 
     def fit() -> str:
-        if config.train.threads:
-            torch.set_num_threads(config.train.threads)
         device = torch.device(
             "cuda" if config.train.device != "cpu" and torch.cuda.is_available() else "cpu"
         )

@@ -162,9 +162,14 @@ def run_flushed(train: Callable[[], T]) -> T:
     threading.Thread(target=target, name="ikd-train", daemon=True).start()
     try:
         ended.wait()
-    except KeyboardInterrupt as interrupt:
+    except BaseException as interrupt:  # Ctrl+C, SIGTERM (ikd's Terminated, Ray's SystemExit)
         with stop_shared(interrupt):
-            ended.wait()
+            while not ended.is_set():  # the run stops at its next step, however often asked
+                with contextlib.suppress(KeyboardInterrupt):
+                    ended.wait()
+        error = outcome.get("error")
+        if error is not None and not isinstance(error, KeyboardInterrupt):
+            log.warning("the run ended on %s: %s as it stopped", type(error).__name__, error)
         raise
     if "error" in outcome:
         raise outcome["error"]
