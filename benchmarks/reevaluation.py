@@ -32,8 +32,8 @@ from pathlib import Path
 from ikd.report.records import read_run
 from ikd.report.stats import paired_difference, pick_by_mean
 from ikd.storage import read_json
-from ikd.train.driver import resolve_run, train_driver
-from ikd.train.runs import DivergedError, keep_model_only
+from ikd.train.driver import train_driver
+from ikd.train.runs import DivergedError, keep_model_only, resolve_run
 from ikd.tune.stages import BEST_CONFIG, StudyRun
 
 log = logging.getLogger("reevaluation")

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from ikd.report.records import read_run
 from ikd.report.stats import paired_difference
-from ikd.train.driver import resolve_run, train_driver
-from ikd.train.runs import DivergedError, drop_checkpoints
+from ikd.train.driver import train_driver
+from ikd.train.runs import DivergedError, drop_checkpoints, resolve_run
 from ikd.tune.stages import REEVAL_SEED, RUNS, StudyRun
 
 log = logging.getLogger("weight_decay")

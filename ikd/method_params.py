@@ -25,6 +25,10 @@ class Section:
     """Base of the method sections: validation names the section (`section`) in its messages."""
 
     section: ClassVar[str] = ""
+    # The version of the method's code (ikd/methods/): bump it when the loss changes, so runs of
+    # the old code get another run hash and a resumed study does not reuse them (train/runs.py
+    # `run_hash`). Here rather than on the method, so that reading run records needs no torch.
+    version: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
         """Subclasses check their own fields, then call this (cooperative, for the mixins)."""
@@ -99,6 +103,7 @@ class VanillaKDParams(IdentityWiseParams, WeightAveragingParams):
     """Hinton et al. 2015; with `identity_wise`, eq. 14's margins and weights instead of α (Fig. 4)."""
 
     section: ClassVar[str] = "vanilla_kd"
+    version: ClassVar[int] = 2
     alpha: float = 1.0  # α: weight of T²·KL (plain form)
     temperature: float = 4.0  # T of the plain form (Hinton's, with T²); eq. 14 uses kd_temperature
     identity_wise: bool = False  # eq. 14 with the teacher's logits as target (Fig. 4)
@@ -114,6 +119,7 @@ class CFKDParams(WeightAveragingParams):
     """Chen et al. CVPR 2021 (CCL, `yanbeic/CCL`)."""
 
     section: ClassVar[str] = "cfkd"
+    version: ClassVar[int] = 2
     temperature: float = 0.1  # contrast temperature (CCL's image setting)
 
     def __post_init__(self) -> None:
@@ -126,6 +132,7 @@ class MKDParams(WeightAveragingParams):
     """After Jin et al. AAAI 2023: a reconstruction (no public code; DESIGN.md §5)."""
 
     section: ClassVar[str] = "mkd"
+    version: ClassVar[int] = 2
     alpha: float = 1.0  # weight of the margin loss
     margin: float = 0.2  # cosine margin other identities' teacher embeddings must stay under
 
@@ -140,6 +147,7 @@ class IdentityKDParams(IdentityWiseParams, WeightAveragingParams):
     """Shan et al. 2024, eqs. 6–15, plus CFA's fairness-aware weight averaging (FAWA)."""
 
     section: ClassVar[str] = "identitykd"
+    version: ClassVar[int] = 2
     gamma: float = 0.8  # γ: weight of L_st against L_sp in L_cs (eq. 11)
     tau: float = 5.0  # τ: contrast temperature as printed (DESIGN.md §5 says why it is tuned)
     contrast: str = "nce"  # L_cs as eqs. 9–10 (nce) or its KL variant (Table 5)

@@ -17,7 +17,6 @@ from ikd.data.dataset import (
     MANIFEST,
     PAIRS,
     TEACHER,
-    PairedDataset,
     finished_manifest,
     open_dataset,
 )
@@ -25,6 +24,7 @@ from ikd.data.export import simulate_captures
 from ikd.errors import UserError
 from ikd.face.teacher import INFO
 from ikd.radar.captures import read_metadata
+from ikd.train.data import PairedDataset
 
 pytestmark = pytest.mark.slow
 

@@ -921,7 +921,7 @@ def test_every_method_takes_its_params_from_its_own_config_section(name):
     assert cls.Params is PARAMS[name]
     assert dataclasses.is_dataclass(cls.Params)
     assert cls.Params.__dataclass_params__.frozen
-    assert isinstance(cls.version, int) and cls.version >= 1
+    assert isinstance(cls.Params.version, int) and cls.Params.version >= 1
     config = load_config("smoke", [f"train.method={name}"], warn=False)
     method = build_method(config, num_identities=N, student=tiny_student())
     assert method.params == config.method_params()

@@ -8,8 +8,7 @@ from ikd.errors import ConfigError
 from ikd.methods import METHODS
 from ikd.methods.baseline import Baseline
 from ikd.methods.identitykd import IdentityKD
-from ikd.train.driver import RunOptions, split_spec
-from ikd.train.runs import run_folder, run_hash
+from ikd.train.runs import RunOptions, run_folder, run_hash, split_spec
 
 
 def _hash(*overrides: str) -> str:
@@ -58,7 +57,7 @@ def test_no_weight_decay_keeps_the_name_of_a_run_from_before_the_setting():
     for key in ("runs_root", "seed", "threads", "checkpoint_every_s"):
         del train[key]
     before = {  # run_hash as it was before the setting
-        "method": {"name": "baseline", "version": Baseline.version},
+        "method": {"name": "baseline", "version": Baseline.Params.version},
         "baseline": dataclasses.asdict(config.baseline),
         "train": train,
         "data_hash": config.data_hash(),
@@ -73,7 +72,7 @@ def test_bumping_a_methods_version_renames_its_runs_only(cls, monkeypatch):
     name = next(key for key, value in METHODS.items() if value is cls)
     other = "mkd"
     before, other_before = _hash(f"train.method={name}"), _hash(f"train.method={other}")
-    monkeypatch.setattr(cls, "version", cls.version + 1)
+    monkeypatch.setattr(cls.Params, "version", cls.Params.version + 1)
     assert _hash(f"train.method={name}") != before
     assert _hash(f"train.method={other}") == other_before
 
@@ -95,7 +94,7 @@ def test_a_remembered_resolution_follows_the_working_directory_and_the_values_ty
     """`resolve_run` remembers a dict's folder (a report asks thousands of times), but a
     relative root moves with the working directory, and values equal in Python but not as
     settings (True and 1) are not taken for one another."""
-    from ikd.train.driver import resolve_run
+    from ikd.train.runs import resolve_run
 
     spec = {"preset": "smoke", "train.runs_root": "runs", "train.method": "baseline"}
     (tmp_path / "a").mkdir()

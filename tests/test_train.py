@@ -24,7 +24,7 @@ from ikd.train import driver, loop
 from ikd.train.data import Samples
 from ikd.train.driver import evaluate_run, train_driver
 from ikd.train.metrics import confusion, summarize
-from ikd.train.runs import DivergedError, LocalCheckpoints, run_folder, run_hash
+from ikd.train.runs import DivergedError, LocalCheckpoints, run_folder, run_hash, split_spec
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ def test_a_run_folder_holds_its_config_provenance_metrics_and_two_checkpoints(
     reported = []
     run_dir = train_driver({**spec, "on_epoch": reported.append})
     assert run_dir.parent.local == tmp_path / "train" / "final"
-    overrides = driver.split_spec(spec)[1]
+    overrides = split_spec(spec)[1]
     one_worker = apply_overrides(smoke_dataset[0], {**overrides, "train.workers": 1})  # no Ray
     assert run_dir.name == f"vanilla_kd-{run_hash(one_worker)}-seed0"
     assert Config.from_dict(json.loads((run_dir / "config.json").read_text())) == one_worker
@@ -83,7 +83,7 @@ def test_a_run_folder_holds_its_config_provenance_metrics_and_two_checkpoints(
     assert record["status"] == "complete" and record["teacher"] == manifest["teacher"]
     assert record["synthetic"] is True and record["data_hash"] == one_worker.data_hash()
     assert (record["stage"], record["loop"]) == ("final", "plain")
-    assert record["method_version"] == METHODS["vanilla_kd"].version
+    assert record["method_version"] == METHODS["vanilla_kd"].Params.version == 2
     lines = _metric_lines(run_dir)
     assert [m["epoch"] for m in lines] == [0, 1, 2]
     assert [{k: v for k, v in m.items() if k != "seconds"} for m in reported] == lines
@@ -288,7 +288,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     monkeypatch.setattr(loop, "reseed", track)
     with pytest.raises(DivergedError, match="epoch 2, step 1"):
         train_driver(spec)
-    config = apply_overrides(smoke_dataset[0], driver.split_spec(spec)[1])
+    config = apply_overrides(smoke_dataset[0], split_spec(spec)[1])
     run_dir = run_folder(apply_overrides(config, ["train.workers=1"]))
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "diverged" and record["diverged"]["epoch"] == 1

@@ -1,5 +1,4 @@
-"""A built dataset on disk, without Ray: the handle every reader opens it through, and a plain
-torch `Dataset`.
+"""A built dataset on disk, without Ray or torch: the handle every reader opens it through.
 
 `open_dataset(folder, config)` checks once that the folder holds a finished dataset built with the
 config's data settings and returns a `BuiltDataset` (folder, manifest, shapes); the training
@@ -23,8 +22,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow.dataset as pads
-import torch
-from torch.utils.data import Dataset
 
 from ikd.config import DATA_SECTIONS, Config
 from ikd.data import schema
@@ -171,24 +168,3 @@ def _differences(theirs: dict[str, Any], mine: dict[str, Any]) -> list[str]:
     if theirs.get("preset") != mine["preset"]:
         differences.insert(0, f"preset={theirs.get('preset')!r} (run: {mine['preset']!r})")
     return differences or ["the dataset format"]
-
-
-class PairedDataset(Dataset):
-    """The plain torch view of one split (tests, debugging): sample i is the i-th key in order.
-    The test split needs a final run's record (`check_split_access`)."""
-
-    def __init__(
-        self, dataset: BuiltDataset, split: str, final_run: Mapping[str, Any] | None = None
-    ) -> None:
-        self.shapes = dataset.shapes
-        self.columns = dataset.read(split, list(schema.SAMPLE_COLUMNS), final_run=final_run)
-
-    def __len__(self) -> int:
-        return len(self.columns[schema.KEY])
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        row = {name: values[index : index + 1] for name, values in self.columns.items()}
-        return {
-            name: torch.as_tensor(value[0])
-            for name, value in schema.decode_batch(row, self.shapes).items()
-        }

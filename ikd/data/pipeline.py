@@ -303,10 +303,11 @@ def read_split(
     decode: bool = True,
     final_run: Mapping[str, Any] | None = None,
 ) -> ray.data.Dataset:
-    """The Ray Data reader of one split: the same decoded samples as `PairedDataset`, ordered by
-    key; or, with `decode=False`, the stored columns (`schema.SAMPLE_COLUMNS`) in any order —
-    what Ray Train workers read (train/data.py sorts and decodes them compactly). The test split
-    needs a final run's record (`dataset.check_split_access`).
+    """The Ray Data reader of one split: the same decoded samples as `PairedDataset`
+    (ikd/train/data.py), ordered by key; or, with `decode=False`, the stored columns
+    (`schema.SAMPLE_COLUMNS`) in any order — what Ray Train workers read (train/data.py sorts and
+    decodes them compactly). The test split needs a final run's record
+    (`dataset.check_split_access`).
 
     Read tasks ask for a quarter CPU: beside training workers that hold most CPUs they still run
     (DESIGN.md §7: Ray Data feeding Train on 2 CPUs deadlocks otherwise).

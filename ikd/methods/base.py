@@ -174,7 +174,8 @@ class IdentityWise(nn.Module):
 
 
 class Method(nn.Module):
-    """Base of the five methods. Subclasses set `Params`, `version`, `composer_mode` and `losses`.
+    """Base of the five methods. Subclasses set `Params`, `composer_mode` and `losses`; the
+    version of a method's code is its `Params.version` (ikd/method_params.py).
 
     Every method's section has the weight-averaging switch (`fawa`, CFA's FAWA): when on, the
     method keeps `average` and evaluates (and deploys) it once an epoch has entered it.
@@ -186,9 +187,6 @@ class Method(nn.Module):
     """
 
     Params: ClassVar[type]
-    # The version of the method's code: bump it when the loss changes, so runs of the old code
-    # get another run hash and are not reused by a resumed study (train/runs.py `run_hash`).
-    version: ClassVar[int] = 1
     composer_mode: ClassVar[ComposerMode] = "none"  # a composer, and who learns through it (`Net`)
 
     def __init__(

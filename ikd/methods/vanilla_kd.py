@@ -18,8 +18,7 @@ class VanillaKD(Method):
     `kd_temperature` = 1, T² = 1), per-identity m and β (eqs. 12–13), β = 0 before
     `kd_start_epoch`; `hinge_active` logs the fraction of samples whose hinge is active."""
 
-    Params = VanillaKDParams
-    version = 2  # bump when the loss changes: runs of older code get another hash
+    Params = VanillaKDParams  # bump its `version` when the loss changes
 
     def __init__(self, params: VanillaKDParams, num_identities: int, student: Student) -> None:
         super().__init__(params, num_identities, student)

@@ -1,4 +1,5 @@
-"""One split of a built dataset in memory, compact, and its deterministic epoch batches.
+"""One split of a built dataset in memory, compact, and its deterministic epoch batches; and the
+plain torch `Dataset` of a split (`PairedDataset`).
 
 Training holds each split as stored — spectrograms uint8 (N, H, H), the teacher's K views as
 float32 — and decodes one batch at a time, so a worker needs rows × (H² + K·(512 + N_id)·4) bytes
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from ikd.data import schema
 from ikd.data.dataset import BuiltDataset
@@ -150,3 +152,24 @@ def reseed(seed: int, epoch: int, rank: int) -> None:
     state would give, for any number of ranks, so checkpoints need not carry one.
     """
     torch.manual_seed(_mix(seed, epoch + 1, rank, 1))  # epoch ≥ −1
+
+
+class PairedDataset(Dataset):
+    """The plain torch view of one split (tests, debugging): sample i is the i-th key in order.
+    The test split needs a final run's record (`check_split_access`)."""
+
+    def __init__(
+        self, dataset: BuiltDataset, split: str, final_run: Mapping[str, Any] | None = None
+    ) -> None:
+        self.shapes = dataset.shapes
+        self.columns = dataset.read(split, list(schema.SAMPLE_COLUMNS), final_run=final_run)
+
+    def __len__(self) -> int:
+        return len(self.columns[schema.KEY])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        row = {name: values[index : index + 1] for name, values in self.columns.items()}
+        return {
+            name: torch.as_tensor(value[0])
+            for name, value in schema.decode_batch(row, self.shapes).items()
+        }

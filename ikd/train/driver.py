@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ikd.config import CONFIG, LOOPS, STAGES, Config, apply_overrides, load_config, suggest
+from ikd.config import CONFIG, Config
 from ikd.data import schema
 from ikd.data.dataset import BuiltDataset, dataset_folder, open_dataset
 from ikd.errors import ConfigError, UserError
@@ -35,111 +34,22 @@ from ikd.train.metrics import confusion, summarize
 from ikd.train.runs import (
     METRICS,
     RUN,
+    SPLITS,
     TEST,
     TEST_PREDICTIONS,
     DivergedError,
     LocalCheckpoints,
     Reporter,
+    RunOptions,
     latest_checkpoint,
     local_config,
     prepare_run,
     read_metrics,
+    resolve_run,
     run_dataset,
-    run_folder,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """What a run needs besides its config (the keys of the driver's dict without a dot)."""
-
-    preset: str = "laptop"  # sizes (ikd.config.PRESETS)
-    study: str = "train"  # run folder group: <runs_root>/<study>/<stage>/…
-    variant: str | None = None  # name in the run folder (default: method[-student])
-    stage: str = "final"  # "tune", "reeval" (val only; the test split is refused) or "final"
-    dataset: str | None = None  # a built dataset folder (default: the config's)
-    test: bool = False  # evaluate the test split once when trained (final stage only)
-    loop: str = "ray"  # "ray": Ray Train workers (train.workers); "plain": this process
-    progress: bool = True  # progress bars
-    max_failures: int = 3  # Ray Train restarts of a dead worker
-    # The plain loop hands every epoch's metrics here, in order, once its checkpoint is written
-    # (a Tune function trainable passes `ray.tune.report`); epochs a resumed or finished run has
-    # already trained are replayed from its metrics.jsonl first.
-    on_epoch: Callable[[dict[str, Any]], None] | None = None
-    # The train and val splits already in memory (loop=plain): a study reads them once and hands
-    # them to every trial through Ray's object store instead of each trial re-reading Parquet.
-    splits: Mapping[str, Samples] | None = None
-    fail_at_epochs: tuple[int, ...] = ()  # test hook: the last rank dies once after each
-
-    def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise ConfigError(f"stage={self.stage!r}; choose from {list(STAGES)}")
-        if self.loop not in LOOPS:
-            raise ConfigError(f"loop={self.loop!r}; choose from {list(LOOPS)}")
-        if self.test and self.stage != "final":
-            raise ConfigError(
-                f"a tuning run never reads the test split (stage={self.stage} with test)"
-            )
-        if self.on_epoch is not None and self.loop != "plain":
-            raise ConfigError(
-                "on_epoch is for loop=plain (under Ray Train, a Tune trial hooks into the "
-                "trainer's own reports)"
-            )
-        if self.fail_at_epochs and self.loop != "ray":
-            raise ConfigError("fail_at_epochs is a Ray Train test hook (loop=ray)")
-        if self.splits is not None and (self.loop != "plain" or set(self.splits) != SPLITS):
-            raise ConfigError(f"splits are for loop=plain and hold {sorted(SPLITS)}")
-
-
-def split_spec(spec: Mapping[str, Any]) -> tuple[RunOptions, dict[str, Any]]:
-    """The driver's dict → (options, dotted config overrides); an unknown option raises naming
-    the nearest valid one."""
-    names = [f.name for f in dataclasses.fields(RunOptions)]
-    options = {key: value for key, value in spec.items() if "." not in key}
-    for key in options:
-        if key not in names:
-            raise ConfigError(
-                f"unknown run option {key!r}{suggest(key, names)} (config keys have a dot)"
-            )
-    return RunOptions(**options), {key: value for key, value in spec.items() if "." in key}
-
-
-SPLITS = {"train", "val"}  # what training reads; the test split is a final run's alone
-
-
-def resolve_run(spec: Mapping[str, Any]) -> tuple[RunOptions, Config, Location]:
-    """The driver's dict → (options, the run's resolved config, its run folder), without
-    touching the dataset or the folder.
-
-    Remembered for a dict of plain values whose roots are local folders (a report resolves each
-    tuning run's folder once per variant it reads, thousands of times): the key holds what the
-    result depends on besides the dict, the working directory and $HOME (relative and `~`
-    roots; the methods' code versions are fixed in a process). An object store's root is
-    resolved each time (its filesystem reads the environment's endpoint and credentials)."""
-    if not all(type(v) in _PLAIN and "://" not in str(v) for v in spec.values()):
-        return _resolve(spec)
-    # repr: 1, 1.0 and True, or 0.0 and -0.0, resolve differently
-    key = (os.getcwd(), os.environ.get("HOME"), frozenset((k, repr(v)) for k, v in spec.items()))
-    resolved = _RESOLVED.get(key)
-    if resolved is None:
-        if len(_RESOLVED) >= 4096:
-            _RESOLVED.clear()
-        resolved = _RESOLVED[key] = _resolve(spec)
-    return resolved
-
-
-_PLAIN = (str, int, float, bool, type(None))
-_RESOLVED: dict[tuple, tuple[RunOptions, Config, Location]] = {}
-
-
-def _resolve(spec: Mapping[str, Any]) -> tuple[RunOptions, Config, Location]:
-    options, overrides = split_spec(spec)
-    config = load_config(options.preset, overrides, warn=False)
-    if options.loop == "plain":
-        config = apply_overrides(config, {"train.workers": 1})
-    return options, config, run_folder(config, options.study, options.stage, options.variant)
 
 
 def train_driver(spec: Mapping[str, Any]) -> Location:

@@ -14,18 +14,19 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
-
-from ikd.config import CONFIG, Config, digest
-from ikd.data.dataset import BuiltDataset, dataset_folder
-from ikd.errors import UserError
-from ikd.methods import METHODS
-from ikd.models.weights import read_torch, write_torch
+from ikd.config import CONFIG, LOOPS, STAGES, Config, apply_overrides, digest, load_config, suggest
+from ikd.errors import ConfigError, UserError
+from ikd.method_params import PARAMS
 from ikd.provenance import REPOSITORY, REPOSITORY_MARK, git_sha
 from ikd.storage import Location, local, location, portable, read_json, write_json
+
+if TYPE_CHECKING:
+    from ikd.data.dataset import BuiltDataset
+    from ikd.train.data import Samples
 
 RUN, METRICS, TEST = "run.json", "metrics.jsonl", "test.json"
 TEST_PREDICTIONS = "test_predictions.parquet"  # a final run's per-window test logits
@@ -69,6 +70,8 @@ class LocalCheckpoints:
 def write_state(state: dict[str, Any], folder: str | os.PathLike | Location, **mark: Any) -> None:
     """A checkpoint folder: state.pt, then epoch.json — the mark that the folder is complete
     (written last, whole), which also finds the newest without loading it."""
+    from ikd.models.weights import write_torch
+
     folder = location(folder)
     write_torch(folder / STATE, state)
     write_json(folder / EPOCH, {"epoch": state["epoch"], **mark})
@@ -84,6 +87,8 @@ def checkpoint_epoch(folder: Location) -> int:
 
 
 def load_state(folder: str | os.PathLike | Location) -> dict[str, Any]:
+    from ikd.models.weights import read_torch
+
     return read_torch(location(folder) / STATE, weights_only=False)
 
 
@@ -115,7 +120,7 @@ def run_hash(config: Config) -> str:
     }
     return digest(
         {
-            "method": {"name": method, "version": METHODS[method].version},
+            "method": {"name": method, "version": PARAMS[method].version},
             method: dataclasses.asdict(config.method_params()),
             "train": train,
             "data_hash": config.data_hash(),
@@ -132,18 +137,111 @@ def run_folder(
     return location(config.train.runs_root) / study / stage / name
 
 
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """What a run needs besides its config (the keys of the driver's dict without a dot)."""
+
+    preset: str = "laptop"  # sizes (ikd.config.PRESETS)
+    study: str = "train"  # run folder group: <runs_root>/<study>/<stage>/…
+    variant: str | None = None  # name in the run folder (default: method[-student])
+    stage: str = "final"  # "tune", "reeval" (val only; the test split is refused) or "final"
+    dataset: str | None = None  # a built dataset folder (default: the config's)
+    test: bool = False  # evaluate the test split once when trained (final stage only)
+    loop: str = "ray"  # "ray": Ray Train workers (train.workers); "plain": this process
+    progress: bool = True  # progress bars
+    max_failures: int = 3  # Ray Train restarts of a dead worker
+    # The plain loop hands every epoch's metrics here, in order, once its checkpoint is written
+    # (a Tune function trainable passes `ray.tune.report`); epochs a resumed or finished run has
+    # already trained are replayed from its metrics.jsonl first.
+    on_epoch: Callable[[dict[str, Any]], None] | None = None
+    # The train and val splits already in memory (loop=plain): a study reads them once and hands
+    # them to every trial through Ray's object store instead of each trial re-reading Parquet.
+    splits: Mapping[str, Samples] | None = None
+    fail_at_epochs: tuple[int, ...] = ()  # test hook: the last rank dies once after each
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ConfigError(f"stage={self.stage!r}; choose from {list(STAGES)}")
+        if self.loop not in LOOPS:
+            raise ConfigError(f"loop={self.loop!r}; choose from {list(LOOPS)}")
+        if self.test and self.stage != "final":
+            raise ConfigError(
+                f"a tuning run never reads the test split (stage={self.stage} with test)"
+            )
+        if self.on_epoch is not None and self.loop != "plain":
+            raise ConfigError(
+                "on_epoch is for loop=plain (under Ray Train, a Tune trial hooks into the "
+                "trainer's own reports)"
+            )
+        if self.fail_at_epochs and self.loop != "ray":
+            raise ConfigError("fail_at_epochs is a Ray Train test hook (loop=ray)")
+        if self.splits is not None and (self.loop != "plain" or set(self.splits) != SPLITS):
+            raise ConfigError(f"splits are for loop=plain and hold {sorted(SPLITS)}")
+
+
+def split_spec(spec: Mapping[str, Any]) -> tuple[RunOptions, dict[str, Any]]:
+    """The driver's dict → (options, dotted config overrides); an unknown option raises naming
+    the nearest valid one."""
+    names = [f.name for f in dataclasses.fields(RunOptions)]
+    options = {key: value for key, value in spec.items() if "." not in key}
+    for key in options:
+        if key not in names:
+            raise ConfigError(
+                f"unknown run option {key!r}{suggest(key, names)} (config keys have a dot)"
+            )
+    return RunOptions(**options), {key: value for key, value in spec.items() if "." in key}
+
+
+SPLITS = {"train", "val"}  # what training reads; the test split is a final run's alone
+
+
+def resolve_run(spec: Mapping[str, Any]) -> tuple[RunOptions, Config, Location]:
+    """The driver's dict → (options, the run's resolved config, its run folder), without
+    touching the dataset or the folder.
+
+    Remembered for a dict of plain values whose roots are local folders (a report resolves each
+    tuning run's folder once per variant it reads, thousands of times): the key holds what the
+    result depends on besides the dict, the working directory and $HOME (relative and `~`
+    roots; the methods' code versions are fixed in a process). An object store's root is
+    resolved each time (its filesystem reads the environment's endpoint and credentials)."""
+    if not all(type(v) in _PLAIN and "://" not in str(v) for v in spec.values()):
+        return _resolve(spec)
+    # repr: 1, 1.0 and True, or 0.0 and -0.0, resolve differently
+    key = (os.getcwd(), os.environ.get("HOME"), frozenset((k, repr(v)) for k, v in spec.items()))
+    resolved = _RESOLVED.get(key)
+    if resolved is None:
+        if len(_RESOLVED) >= 4096:
+            _RESOLVED.clear()
+        resolved = _RESOLVED[key] = _resolve(spec)
+    return resolved
+
+
+_PLAIN = (str, int, float, bool, type(None))
+_RESOLVED: dict[tuple, tuple[RunOptions, Config, Location]] = {}
+
+
+def _resolve(spec: Mapping[str, Any]) -> tuple[RunOptions, Config, Location]:
+    options, overrides = split_spec(spec)
+    config = load_config(options.preset, overrides, warn=False)
+    if options.loop == "plain":
+        config = apply_overrides(config, {"train.workers": 1})
+    return options, config, run_folder(config, options.study, options.stage, options.variant)
+
+
 def prepare_run(
     config: Config, dataset: BuiltDataset, run_dir: Location, loop: str, stage: str
 ) -> dict[str, Any]:
     """Write config.json and run.json; refuse to resume a run whose dataset (teacher included)
     has changed since it started, or that was started by the other loop. Returns the run record
     (a finished run's own)."""
+    import torch
+
     record = {
         "status": "running",
         "run_hash": run_hash(config),
         "seed": config.train.seed,
         "method": config.train.method,
-        "method_version": METHODS[config.train.method].version,
+        "method_version": PARAMS[config.train.method].version,
         "student": config.train.student,
         "stage": stage,  # "tune" runs never read the test split
         "loop": loop,  # "ray" or "plain": their checkpoints live in different folders
@@ -222,6 +320,8 @@ def run_dataset(record: dict[str, Any], config: Config) -> Location:
     """The dataset a run was trained on: its record's folder (`<data>/…` resolved against this
     config's data root); for an old record whose absolute path is not on this machine, the
     config's own dataset folder (`open_dataset` then checks it is the one)."""
+    from ikd.data.dataset import dataset_folder
+
     folder = location(local(record["dataset"], {DATA_MARK: config.data.root}))
     return folder if folder.exists() else dataset_folder(config)
 

@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ikd.config import apply_overrides, load_config
 from ikd.data.dataset import BuiltDataset, dataset_folder, finished_manifest, open_dataset
@@ -47,9 +47,14 @@ from ikd.storage import (
     write_json,
 )
 from ikd.study import Figure, Study, Table, Variant, load_study
-from ikd.train.data import Samples
-from ikd.train.driver import SPLITS, resolve_run, train_driver
-from ikd.train.runs import RUN, DivergedError, drop_checkpoints, keep_model_only
+from ikd.train.runs import (
+    RUN,
+    SPLITS,
+    DivergedError,
+    drop_checkpoints,
+    keep_model_only,
+    resolve_run,
+)
 from ikd.tune.trials import (
     ASHA_REDUCTION,
     METRIC,
@@ -59,6 +64,9 @@ from ikd.tune.trials import (
     tuning_folder,
     unchanging,
 )
+
+if TYPE_CHECKING:  # the torch layer, imported where a study trains: `ikd report` needs no torch
+    from ikd.train.data import Samples
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +171,8 @@ class StudyRun:
                 log.info("%s: each run reads its data from %s", self.study.name, dataset.folder)
                 self._splits = {}
             else:
+                from ikd.train.data import Samples
+
                 self._splits = {name: Samples.from_dataset(dataset, name) for name in SPLITS}
         return self._splits or None
 
@@ -942,6 +952,8 @@ def _train_run(
     """One run of `StudyRun.train_runs` (in its process or as a Ray task): trained or resumed,
     then `finish`ed. Returns its folder and, for a run that diverged, why (a DivergedError is not
     raised across processes: its record says it all)."""
+    from ikd.train.driver import train_driver
+
     try:
         folder = train_driver({**spec, "splits": splits})
     except DivergedError as error:

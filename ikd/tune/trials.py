@@ -12,8 +12,7 @@ from typing import Any
 
 from ikd.space import inside, values_of
 from ikd.storage import Location, read_json
-from ikd.train.driver import resolve_run
-from ikd.train.runs import METRIC, METRICS, RUN, read_metrics, run_status
+from ikd.train.runs import METRIC, METRICS, RUN, read_metrics, resolve_run, run_status
 
 ASHA_REDUCTION = 3  # a trial goes on past a rung while in the top third recorded there
 
