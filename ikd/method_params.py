@@ -96,6 +96,7 @@ class BaselineParams(WeightAveragingParams):
     """Cross-entropy alone: only the weight-averaging switch (and `train.*`)."""
 
     section: ClassVar[str] = "baseline"
+    version: ClassVar[int] = 1
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@
 
 The dict has Ray's `train_driver_fn(config: dict)` shape: dotted config overrides (any key with a
 dot, e.g. ``"identitykd.tau": 0.1`` or ``"train.epochs": "3"``) beside the options that are not
-config keys (`RunOptions`). The driver resolves the config and the dataset, names and prepares the
-run folder, trains in this process or with Ray Train, stops on divergence, and evaluates the test
-split once when asked. A finished run is not trained again; an interrupted one resumes from its
+config keys (`RunOptions`; the dict's resolution, `resolve_run`, lives torch-free in
+train/runs.py, where a report reads it too). The driver resolves the config and the dataset, names
+and prepares the run folder, trains in this process or with Ray Train, stops on divergence, and
+evaluates the test split once when asked. A finished run is not trained again; an interrupted one resumes from its
 last checkpoint, the same way it started.
 """
 

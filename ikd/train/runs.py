@@ -4,7 +4,9 @@ A run folder `<runs_root>/<study>/<stage>/<variant>-<run hash>-seed<seed>` (no t
 `config.json` (the resolved config), `run.json` (status, loop, dataset and teacher provenance),
 `metrics.jsonl` (a line per epoch), the last two checkpoints (`checkpoints/epoch-NNNN/` in-process,
 `ray/checkpoint_*/` under Ray Train; each `state.pt` + `epoch.json`), and `test.json`, written
-once, only when test is asked for.
+once, only when test is asked for. The run driver's dict resolves here to its options, config
+and folder (`RunOptions`, `split_spec`, `resolve_run`): without torch, which a report reading
+records (`ikd report`) never imports.
 """
 
 from __future__ import annotations
