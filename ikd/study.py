@@ -171,6 +171,12 @@ class Study:
     report: Table | Figure = field(default_factory=Table)
     name: str = ""  # the file's stem, set by `load_study`
 
+    def reevaluation(self, quick: bool = False) -> tuple[int, int]:
+        """(how many of a tuned variant's best complete trials train again, on how many more
+        seeds): `reevaluate` and `reevaluate_seeds`, at most (2, 1) in a test run (--quick)."""
+        top, seeds = self.reevaluate, self.reevaluate_seeds
+        return (min(top, 2), min(seeds, 1)) if quick else (top, seeds)
+
     @property
     def resamples_population(self) -> bool:
         """Whether its overrides draw another synthetic population (meaningless on captures)."""

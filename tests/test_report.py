@@ -148,10 +148,11 @@ def write_run(
     val: float = 0.5,
     stage: str = "final",
     run_hash: str = "0123456789ab",
+    study: str = "golden",
 ) -> Path:
     """A finished final run's records, written by hand (two identities unless `per_identity`;
     with `stage="tune"`, a tuning run: no test)."""
-    folder = root / "golden" / stage / f"{variant}-{run_hash}-seed{seed}"
+    folder = root / study / stage / f"{variant}-{run_hash}-seed{seed}"
     folder.mkdir(parents=True)
     record = {"status": "complete", "seed": seed, "method": "identitykd", "stage": stage,
               "run_hash": run_hash, "synthetic": True, "num_identities": 2, "git": "abc"}  # fmt: skip
@@ -172,12 +173,14 @@ def write_run(
 
 def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
     accs = {"a": (0.8, 0.9, 0.7), "b": (0.6, 0.75, 0.66), "c": (0.7, 0.86, 0.78)}
-    finals = {
-        variant: [read_run(write_run(tmp_path, variant, seed, acc, fawa=variant == "a"))
+    finals = {  # c: another study's final runs (the same configuration there)
+        variant: [read_run(write_run(tmp_path, variant, seed, acc, fawa=variant == "a",
+                                     study="table3_methods" if variant == "c" else "golden"))
                   for seed, acc in enumerate(values)]
         for variant, values in accs.items()
     }  # fmt: skip
     study = Study(
+        name="golden",
         artefact="Table 9",
         variants=tuple(Variant(v, {}) for v in accs),
         report=Table(
@@ -215,8 +218,8 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
     markdown = (tmp_path / "out" / "table.md").read_text()
     assert "| Ours | 3 | 80.00 ± 10.00 | 85.00 | -5.00 |" in markdown
     assert (
-        "- Ours − Theirs: test ACC +13.00 points, 95 % CI [-7.33, +33.33], n = 3 paired seeds, "
-        "Ours ahead in 3 of 3: undecided." in markdown
+        "- Ours − Theirs: test ACC +13.00 points, 95 % CI [-7.33, +33.33] (90 %: [-0.80, "
+        "+26.80]), n = 3 paired seeds, Ours ahead in 3 of 3: undecided." in markdown
     )
     assert (
         "- c − Theirs: test ACC +11.00 points, 95 % CI [+8.52, +13.48], n = 3 paired seeds, "
@@ -228,7 +231,9 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
                    "generator seed 7, split seed 8", "over n runs", "(0, 1, 2; 3 asked per row)",
                    "count 7 test windows", "its 1 of 2 lowest-accuracy identities",
                    "counts 3 walks", "4 trials per tuned variant",
-                   "FAWA-averaged student for Ours (2/3 engaged)", "Someone 2024, Table 9"):  # fmt: skip
+                   "FAWA-averaged student for Ours (2/3 engaged)", "Someone 2024, Table 9",
+                   "c: the final runs of table3_methods (the same configuration, so the same "
+                   "runs), read here."):  # fmt: skip
         assert phrase in markdown, phrase
 
     significance = pd.read_csv(tmp_path / "out" / "significance.csv")
@@ -283,8 +288,8 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
     assert "| out | 100 / 50 / 10 |" in write_overview(tmp_path, ("out", "idle")).read_text()
     assert "| Ours | 3 | 80.00 ± 10.00 | 85.00 | 50.00 ± 0.00 |" in overview
     assert (
-        "- Ours − Theirs: test ACC +13.00 points, 95 % CI [-7.33, +33.33], n = 3 paired seeds, "
-        "Ours ahead in 3 of 3: undecided." in overview
+        "- Ours − Theirs: test ACC +13.00 points, 95 % CI [-7.33, +33.33] (90 %: [-0.80, "
+        "+26.80]), n = 3 paired seeds, Ours ahead in 3 of 3: undecided." in overview
     )
     assert (
         "- c − Theirs: test ACC +11.00 points, 95 % CI [+8.52, +13.48], n = 3 paired seeds, "

@@ -163,7 +163,9 @@ def table_rows(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -> p
         engaged = [bool((run.test or {}).get("fawa/engaged")) for run in runs]
         fawa = bool(runs) and bool(runs[0].config.get(runs[0].record["method"], {}).get("fawa"))
         row["diverged"] = context.diverged.get(variant, 0)
-        row["evaluated"] = "FAWA average" if fawa else "last epoch"
+        row["evaluated"] = ("FAWA average" if fawa else "last epoch") if runs else ""
+        # another study's final runs where the row's configuration is that study's (one run hash)
+        row["runs_of"] = runs[0].study if runs else ""
         row["fawa_engaged"] = f"{sum(engaged)}/{len(runs)}" if fawa else ""
         rows.append(row)
     return pd.DataFrame(rows)
@@ -305,6 +307,13 @@ def render_table(
     if report.curves:
         written += render_curves(folder, context, finals)
         lines += ["![val ACC per epoch](val_curves.png)", ""]
+        if report.learned:
+            lines += [
+                f"The dotted line: {100 * report.learned:g} % val ACC. A row with more than half "
+                "its final runs ending under it did not learn in this budget, and the table says "
+                "so instead of comparing it.",
+                "",
+            ]
     if differences or skipped:
         lines += ["## Significance", "", *(_significance_line(d, report) for d in differences)]
         lines += [
@@ -312,7 +321,7 @@ def render_table(
             for a, b, why in skipped
         ]
         lines += ["", VERDICTS, ""]
-    lines += tuning_section(summary)
+    lines += tuning_section(summary, context)
     if importances is not None:
         lines += [
             "## Parameter importances",
@@ -387,7 +396,11 @@ def caption(context: Context, rows: pd.DataFrame) -> str:
         for _, r in rows.iterrows()
         if r["fawa_engaged"]
     ]
-    last = [r["label"] for _, r in rows.iterrows() if not r["fawa_engaged"]]
+    last = [r["label"] for _, r in rows.iterrows() if r["n"] and not r["fawa_engaged"]]
+    reused: dict[str, list[str]] = {}
+    for _, r in rows.iterrows():
+        if r["n"] and r["runs_of"] != context.study.name:
+            reused.setdefault(r["runs_of"], []).append(r["label"])
     parts = [
         f"*{context.study.artefact}, reproduced by ikd on {_synthetic(context)}:",
         f"one {'synthetic ' if data.get('synthetic') else ''}population of "
@@ -412,6 +425,11 @@ def caption(context: Context, rows: pd.DataFrame) -> str:
         parts.append(
             f"Rows start from the tuned configuration of {', '.join(origins)} (tuned there "
             "with that study's budget), their own settings (and tuning, if any) on top."
+        )
+    for study, labels in reused.items():
+        parts.append(
+            f"{', '.join(labels)}: the final runs of {study} (the same configuration, so the same "
+            "runs), read here."
         )
     diverged = {r["label"]: r["diverged"] for _, r in rows.iterrows() if r.get("diverged")}
     if diverged:
@@ -459,14 +477,20 @@ def _significance_line(difference: Difference, report: Table) -> str:
 
 def describe(difference: Difference, a: str) -> str:
     """What a verdict rests on, in words, for table.md and the overview: "test ACC +1.39 points,
-    95 % CI [-3.90, +6.69], n = 3 paired seeds, Ours ahead in 2 of 3"."""
+    95 % CI [-3.90, +6.69] (90 %: [-2.35, +5.13]), n = 3 paired seeds, Ours ahead in 2 of 3" —
+    the 90 % interval where the 95 % one holds 0: it decides equivalent or undecided."""
     d = difference
     mean = f"test ACC {_number(d.mean, sign=True)} points"
     if d.n < 2:
         return f"{mean}, n = {d.n} paired seed{'' if d.n == 1 else 's'}: too few for an interval"
     wins = round(2 * d.wins * d.n) / 2  # in halves: a tie counts half
+    tost = (
+        f" (90 %: [{_number(d.low90, sign=True)}, {_number(d.high90, sign=True)}])"
+        if d.low <= 0 <= d.high and not math.isnan(d.low90)
+        else ""
+    )
     return (
-        f"{mean}, 95 % CI [{_number(d.low, sign=True)}, {_number(d.high, sign=True)}], "
+        f"{mean}, 95 % CI [{_number(d.low, sign=True)}, {_number(d.high, sign=True)}]{tost}, "
         f"n = {d.n} paired seeds, {a} ahead in {wins:g} of {d.n}"
     )
 
@@ -563,9 +587,10 @@ def tuning_summary(
     return pd.DataFrame(rows)
 
 
-def tuning_section(summary: pd.DataFrame) -> list[str]:
+def tuning_section(summary: pd.DataFrame, context: Context) -> list[str]:
     if summary.empty:
         return []
+    top, seeds = context.study.reevaluation(context.quick)
     lines = [
         "## Tuning",
         "",
@@ -573,7 +598,7 @@ def tuning_section(summary: pd.DataFrame) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in summary.to_dict("records"):
-        single = row["single_seed_pick"]
+        single = row["single_seed_pick"] or "—"
         lines.append(
             f"| {row['variant']} | {row['trials']} | {row['complete']} | {row['stopped']} | "
             f"{row['diverged']} | {row['trial_epochs']} | {row['train_seconds']:.0f} | "
@@ -583,13 +608,20 @@ def tuning_section(summary: pd.DataFrame) -> list[str]:
         )
     lines += [
         "",
-        "A tuned variant's best complete trials train again on val with more seeds; the best "
-        "mean val ACC over its seeds picks the configuration (tuning.csv: each seed's val ACC).",
+        f"A tuned variant's best {top} complete trials train again on val with {seeds} more "
+        "seed(s), and so does the first trial of a variant that starts from another study's "
+        "tuned configuration (that configuration), wherever it ranks: the pick is never below it "
+        "on the same seeds. The best mean val ACC over the seeds picks the configuration "
+        "(tuning.csv: each seed's val ACC).",
         "",
-        "Best configurations (best_config.json; every trial in tuning.csv):",
+        "Best configurations (best_config.json once the study's tuning has ended; every trial in "
+        "tuning.csv):",
         "",
     ]
-    lines += [f"- {row['variant']}: {row['best_params']}" for row in summary.to_dict("records")]
+    lines += [
+        f"- {row['variant']}: {row['best_params'] or 'not picked yet (no complete trial)'}"
+        for row in summary.to_dict("records")
+    ]
     return [*lines, ""]
 
 
@@ -699,7 +731,7 @@ def render_figure(
         "",
         caption(context, table_rows(context, finals)),
         "",
-        *tuning_section(summary),
+        *tuning_section(summary, context),
     ]
     (folder / "figure.md").write_text("\n".join(lines))
     return [folder / "figure.png", folder / "figure.csv", folder / "figure.md"]

@@ -19,7 +19,6 @@ shared with every trial and final run.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 import time
@@ -301,9 +300,8 @@ class StudyRun:
     @property
     def reevaluation(self) -> tuple[int, int]:
         """(how many of a tuned variant's best complete trials train again, on how many more
-        seeds): the study's `reevaluate` and `reevaluate_seeds`; at most (2, 1) in a test run."""
-        top, seeds = self.study.reevaluate, self.study.reevaluate_seeds
-        return (min(top, 2), min(seeds, 1)) if self.quick else (top, seeds)
+        seeds): `Study.reevaluation`."""
+        return self.study.reevaluation(self.quick)
 
     def _reevaluation_specs(self, variant: Variant, ranked: list | None = None) -> list:
         """(trial, the run driver's dicts of its re-evaluations (stage "reeval": val only, all
@@ -730,10 +728,13 @@ class StudyRun:
         previous = (read_json(self.results / PROVENANCE) or {}).get("dataset", {})
         same = previous.get("data_hash") == self.config.data_hash()
         earlier = previous.get("manifest_sha256") if same else None
-        teachers = {
-            json.dumps(run.record.get("teacher"), sort_keys=True): run.record.get("teacher")
-            for run in runs
-        }
+        # by weights: a rebuild that trained the same teacher again differs in its train_seconds
+        teachers: dict[tuple, dict[str, Any]] = {}
+        for run in runs:
+            teacher = run.record.get("teacher")
+            if teacher:
+                key = (teacher.get("backbone_sha256"), teacher.get("classifier_sha256"))
+                teachers.setdefault(key, teacher)
         return {
             "study": self.study.name,
             "artefact": self.study.artefact,
@@ -760,7 +761,7 @@ class StudyRun:
                     else None
                 ),
             },
-            "teacher": [teacher for teacher in teachers.values() if teacher],
+            "teacher": list(teachers.values()),
             "runs": len(runs),
         }
 
