@@ -17,7 +17,7 @@ from ikd.storage import read_json
 # (study folder, what it answers) in the order a reader wants them
 QUESTIONS = {
     "table3_methods": "Does IdentityKD beat each baseline beyond seed noise?",
-    "table4_students": "How do the students compare, each at its own lr and weight decay, and what does IdentityKD add to each?",
+    "table4_students": "How do the students compare, each at its own tuned lr (MobileNet, EfficientNet and VGG16 also their weight decay; ResNet18 keeps Table 3's tuning), and what does IdentityKD add to each?",
     "table5_contrast": "Does NCE beat KL, and how does the paper's τ = 5 behave?",
     "fig4_lambda": "Do λ1 and λ2 move the worst-identity accuracy?",
     "search_identitykd": "What does the joint search find?",
