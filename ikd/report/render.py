@@ -391,15 +391,14 @@ def caption(context: Context, rows: pd.DataFrame) -> str:
     seeds = ", ".join(
         map(str, sorted({int(s) for seeds in rows.get("seeds", []) for s in seeds.split()}))
     )
-    fawa = [
-        f"{r['label']} ({r['fawa_engaged']} engaged)"
-        for _, r in rows.iterrows()
-        if r["fawa_engaged"]
-    ]
-    last = [r["label"] for _, r in rows.iterrows() if r["n"] and not r["fawa_engaged"]]
-    reused: dict[str, list[str]] = {}
-    for _, r in rows.iterrows():
-        if r["n"] and r["runs_of"] != context.study.name:
+    fawa, last = [], []  # the rows evaluated on the FAWA average, on the last epoch
+    reused: dict[str, list[str]] = {}  # another study → the rows that are its final runs
+    for _, r in rows[rows["n"] > 0].iterrows() if len(rows) else ():
+        if r["fawa_engaged"]:
+            fawa.append(f"{r['label']} ({r['fawa_engaged']} engaged)")
+        else:
+            last.append(r["label"])
+        if r["runs_of"] != context.study.name:
             reused.setdefault(r["runs_of"], []).append(r["label"])
     parts = [
         f"*{context.study.artefact}, reproduced by ikd on {_synthetic(context)}:",

@@ -297,12 +297,6 @@ class StudyRun:
         complete = [t for t in self.trials_of(variant) if t.status == "complete" and t.values]
         return sorted(complete, key=lambda t: (t.values[-1], t.folder.name), reverse=True)
 
-    @property
-    def reevaluation(self) -> tuple[int, int]:
-        """(how many of a tuned variant's best complete trials train again, on how many more
-        seeds): `Study.reevaluation`."""
-        return self.study.reevaluation(self.quick)
-
     def _reevaluation_specs(self, variant: Variant, ranked: list | None = None) -> list:
         """(trial, the run driver's dicts of its re-evaluations (stage "reeval": val only, all
         epochs, no ASHA; seeds from REEVAL_SEED), for the variant's best complete trials
@@ -310,7 +304,7 @@ class StudyRun:
         trial, the configuration it started from (`start_point`), wherever that ranks: the pick
         is then never below it on the same seeds."""
         ranked = self._ranked(variant) if ranked is None else ranked
-        top, seeds = self.reevaluation
+        top, seeds = self.study.reevaluation(self.quick)
         first = REEVAL_SEED + self.config.train.seed
         chosen = ranked[: max(top, 1)]
         start = self._start_trial(variant) if top and seeds else None
@@ -569,7 +563,7 @@ class StudyRun:
                 except NotTunedError:  # the configuration it starts from is not tuned yet
                     count = self.trials
                 left.append(("tune", choices, count, self.config.train.epochs))
-                top, seeds = self.reevaluation
+                top, seeds = self.study.reevaluation(self.quick)
                 # all of them while the search is not done (its first trial's too: it may rank
                 # below the best `top`)
                 later = (max(top, 1) + bool(variant.tuned_in)) * seeds
