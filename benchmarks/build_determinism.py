@@ -4,6 +4,8 @@ stage by stage (issue 22).
     python benchmarks/build_determinism.py [--preset laptop] [--out benchmarks/out/determinism]
         [--conditions same,again,threads1,avx2]
     python benchmarks/build_determinism.py --views-cost   # what the fixed-size forward costs
+    python benchmarks/build_determinism.py --describe datasets/laptop-<hash>   # a build's bits
+    python benchmarks/build_determinism.py --step-cost   # teacher steps: seconds and bits
 
 Each condition builds the preset's dataset from scratch in a subprocess, into a data root of its
 own, with `ikd data build`:
@@ -13,7 +15,10 @@ own, with `ikd data build`:
   single-threaded) — another thread count;
 - `avx2`: torch's and oneDNN's kernels capped at AVX2 and numpy's dispatch without AVX-512
   (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, NPY_DISABLE_CPU_FEATURES) — the nearest thing to
-  another CPU on one machine (an AVX2-only x86 CPU picks these kernels itself).
+  another CPU on one machine (an AVX2-only x86 CPU picks these kernels itself);
+- `portable`: `avx2`, with MKL's reproducible AVX2 branch (MKL_CBWR) and 2 torch threads pinned
+  — what a build would set to give the same bits on every AVX2 machine, if any setting can:
+  each result names its CPU, so records from two machines can be set side by side.
 
 Then per condition: a digest of every stage's content in key order (pairs: spectrograms, faces,
 labels; views: teacher embeddings and logits), the teacher's weights' hashes, its face accuracy
@@ -36,6 +41,7 @@ import pyarrow.dataset as pads
 from ikd.config import load_config
 from ikd.data import schema
 from ikd.data.dataset import dataset_folder
+from ikd.provenance import hardware
 
 AVX512 = "X86_V4 AVX512_ICL AVX512_SPR"  # numpy 2.4 dispatches to these above AVX2 (X86_V3)
 CONDITIONS = {
@@ -47,6 +53,18 @@ CONDITIONS = {
             "ATEN_CPU_CAPABILITY": "avx2",
             "ONEDNN_MAX_CPU_ISA": "AVX2",
             "NPY_DISABLE_CPU_FEATURES": AVX512,
+        },
+        2,
+    ),
+    # Every kernel family pinned to what any AVX2 machine runs, and the threads to 2: whether two
+    # different CPUs then agree is what this condition is for (run it on each, compare records).
+    "portable": (
+        {
+            "ATEN_CPU_CAPABILITY": "avx2",
+            "ONEDNN_MAX_CPU_ISA": "AVX2",
+            "NPY_DISABLE_CPU_FEATURES": AVX512,
+            "MKL_CBWR": "AVX2,STRICT",  # MKL's conditional numerical reproducibility
+            "OMP_NUM_THREADS": "2",
         },
         2,
     ),
@@ -78,14 +96,21 @@ def build(name: str, preset: str, out: Path) -> dict:
         subprocess.run(command, env=env, stdout=log, stderr=log, check=True)
     seconds = time.perf_counter() - start
     config = load_config(preset, [f"data.root={root}"], warn=False)
-    folder = Path(dataset_folder(config).path)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    teacher = manifest["teacher"]
     return {
         "condition": name,
         "environment": env_extra,
         "num_cpus": cpus,
         "wall_seconds": round(seconds, 1),
+        **describe(Path(dataset_folder(config).path)),
+    }
+
+
+def describe(folder: Path) -> dict:
+    """A built dataset's bits, stage by stage, and the CPU that describes it."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    teacher = manifest["teacher"]
+    return {
+        "cpu": hardware()["cpu"],
         "stage_seconds": manifest["seconds"],
         "pairs": digest(folder / "pairs", [schema.SPECTROGRAM, schema.FACE, schema.SPLIT]),
         "backbone_sha256": teacher["backbone_sha256"],
@@ -130,15 +155,74 @@ def views_cost(repeats: int = 5, rows: int = 32, views: int = 4, size: int = 80)
         )
 
 
+def teacher_steps(steps: int = 4, batch: int = 64, size: int = 80) -> None:
+    """`steps` Adam steps of a fresh InceptionResnetV1 (seed 0) on fixed random faces, in this
+    process: one JSON line with the median step time and a hash of the weights and of an
+    eval forward — a one-minute proxy of the teacher's bits, to set beside another CPU's."""
+    import statistics
+
+    import torch
+    from facenet_pytorch import InceptionResnetV1
+
+    torch.backends.mkldnn.enabled = os.environ.get("IKD_ONEDNN", "1") == "1"
+    torch.manual_seed(0)
+    model = InceptionResnetV1(pretrained=None, classify=True, num_classes=36)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    faces = torch.rand(batch, 3, size, size, generator=generator) * 2 - 1
+    labels = torch.randint(0, 36, (batch,), generator=generator)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(faces), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    weights = hashlib.sha256()
+    for parameter in model.parameters():
+        weights.update(parameter.detach().numpy().tobytes())
+    with torch.no_grad():
+        forward = model.eval()(faces[:32]).numpy().tobytes()
+    print(json.dumps({
+        "step_seconds": round(statistics.median(times[1:]), 2),
+        "weights": weights.hexdigest()[:12],
+        "forward": hashlib.sha256(forward).hexdigest()[:12],
+    }))  # fmt: skip
+
+
+def step_cost() -> None:
+    """`teacher_steps` as this machine is, under `portable`, and each with oneDNN off (torch's
+    own convolutions), each in a fresh process (the settings act at import)."""
+    print("| condition | oneDNN | s per step | weights | forward |\n|---|---|---|---|---|")
+    for name in ("same", "portable"):
+        for onednn in ("1", "0"):
+            env = {**os.environ, **CONDITIONS[name][0], "IKD_ONEDNN": onednn}
+            code = "import build_determinism as b; b.teacher_steps()"
+            out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                 cwd=Path(__file__).parent, capture_output=True, text=True)  # fmt: skip
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"| {name} | {'on' if onednn == '1' else 'off'} | {row['step_seconds']} | "
+                  f"{row['weights']} | {row['forward']} |", flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="laptop")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/determinism"))
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
     parser.add_argument("--views-cost", action="store_true", help="time the views' forward only")
+    parser.add_argument("--describe", type=Path, help="print an existing build's record only")
+    parser.add_argument("--step-cost", action="store_true", help="teacher steps per condition")
     args = parser.parse_args()
     if args.views_cost:
         views_cost()
+        return
+    if args.step_cost:
+        step_cost()
+        return
+    if args.describe:
+        print(json.dumps(describe(args.describe), indent=2))
         return
     results = []
     for name in args.conditions.split(","):
