@@ -95,6 +95,11 @@ def test_the_committed_tree_renders_the_same_with_no_dataset_and_no_ray(tmp_path
             assert not table.exists() or " of None identities" not in table.read_text(), name
         else:
             assert f"## {name}\n\nNot run yet." in overview, name
+    # once the regeneration has ended (its last estimate has nothing left), every study is there
+    estimates = json.loads((COMMITTED / "estimates.json").read_text())
+    if not estimates[-1]["left_s"]:
+        assert reached == list(ORDER) and "Not run yet." not in overview
+        assert "figure.png" in {path.name for path in COMMITTED.rglob("*")}
 
 
 def _strings(value):
