@@ -1,6 +1,7 @@
 """The Ray Data pipeline end to end on the smoke preset (one shared local Ray with 2 CPUs)."""
 
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -215,6 +216,39 @@ def test_a_build_whose_every_record_fails_is_one_clear_error(ray_session, tmp_pa
         capture.write_bytes(b"")
     with pytest.raises(UserError, match=r"every record failed; first: .*expected"):
         build_dataset(apply_overrides(config, {"data.captures": str(captures)}), progress=False)
+
+
+def test_ray_datas_stale_no_cpu_warning_is_dropped_and_a_real_shortage_is_named(
+    ray_session, caplog
+):
+    """Every build printed Ray Data's "no available CPUs … will hang" (a resource view still
+    counting the stages' own finished tasks) and went on; the stages drop it and say so
+    themselves when no CPU is free for them."""
+    import ray
+
+    from ikd.data.pipeline import data_context
+
+    ray_log = logging.getLogger("ray.data.dataset")
+    stale = logging.makeLogRecord({"msg": "Warning: The Ray cluster currently does not have any "
+                                   "available CPUs. The Dataset job will hang", "levelno": 30})  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="ikd.data.pipeline"):
+        with data_context(progress=False):
+            assert not ray_log.filter(stale)
+        assert ray_log.filter(stale) and "no free CPU" not in caplog.text
+
+        @ray.remote(num_cpus=ray.cluster_resources()["CPU"])
+        class Holder:
+            def ready(self) -> bool:
+                return True
+
+        holder = Holder.remote()
+        ray.get(holder.ready.remote())
+        try:
+            with data_context(progress=False):
+                pass
+        finally:
+            ray.kill(holder)
+    assert "the Ray cluster has no free CPU (2.0 held by other work)" in caplog.text
 
 
 def test_the_build_runs_without_ray_datas_high_memory_notices_and_restores_them(ray_session):

@@ -62,6 +62,29 @@ from ikd.storage import Location, read_json, write_json
 log = logging.getLogger(__name__)
 
 
+class _StaleCpuWarning(logging.Filter):
+    """Drops Ray Data's "does not have any available CPUs" warning (`data_context` says why)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "does not have any available CPUs" not in record.getMessage()
+
+
+def _warn_without_free_cpus(settle_s: float = 2.0) -> None:
+    """Warn when the cluster has no CPU free for the dataset stages (another job's tasks,
+    actors or Tune trials hold them all): they wait until one is freed. The resource view lags
+    by about a second, so only one that shows no free CPU for `settle_s` counts."""
+    deadline = time.monotonic() + settle_s
+    while not ray.available_resources().get("CPU"):
+        if time.monotonic() > deadline:
+            log.warning(
+                "the Ray cluster has no free CPU (%s held by other work): the dataset stages "
+                "wait until some is freed",
+                ray.cluster_resources().get("CPU", 0),
+            )
+            return
+        time.sleep(0.25)
+
+
 @contextlib.contextmanager
 def data_context(progress: bool = True) -> Iterator[None]:
     """Ray Data settings of the dataset stages, restored afterwards (Ray Train feeding wants its own).
@@ -76,8 +99,14 @@ def data_context(progress: bool = True) -> Iterator[None]:
     fire when a task's memory (~0.5 GiB for the Parquet writes at the laptop preset, most of it
     the worker's own imports) exceeds what its CPU share "safely" gets — always for the 0.1-CPU
     writes, which are small so they run beside the compute — and recommend a `memory=` request
-    that would only hold the writes back (six notices per laptop build, none a risk).
+    that would only hold the writes back (six notices per laptop build, none a risk). And
+    without its "no available CPUs … will hang" warning, which reads the cluster's resource view
+    as an execution starts: right after the stages' own short tasks (a read's footer sampling, a
+    `materialize`) that view still counts them for ~1 s, so it warned of a hang that never came
+    in every build. Whether the cluster has a CPU free for the stages is checked here instead,
+    once the view has settled (`_warn_without_free_cpus`).
     """
+    _warn_without_free_cpus()
     context = ray.data.DataContext.get_current()
     detectors = context.issue_detectors_config
     data_log = logging.getLogger("ray.data")
@@ -93,9 +122,12 @@ def data_context(progress: bool = True) -> Iterator[None]:
     context.enable_progress_bars = progress and sys.stderr.isatty()
     detectors.detectors = [d for d in saved[3] if d.__name__ != "HighMemoryIssueDetector"]
     data_log.setLevel(logging.WARNING)
+    stale = _StaleCpuWarning()
+    logging.getLogger("ray.data.dataset").addFilter(stale)
     try:
         yield
     finally:
+        logging.getLogger("ray.data.dataset").removeFilter(stale)
         (
             context.op_resource_reservation_enabled,
             context.execution_options.preserve_order,
