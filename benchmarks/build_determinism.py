@@ -2,10 +2,10 @@
 stage by stage (issue 22).
 
     python benchmarks/build_determinism.py [--preset laptop] [--out benchmarks/out/determinism]
-        [--conditions same,again,threads1,avx2]
+        [--conditions same,again,threads1,avx2,portable]
     python benchmarks/build_determinism.py --views-cost   # what the fixed-size forward costs
     python benchmarks/build_determinism.py --describe datasets/laptop-<hash>   # a build's bits
-    python benchmarks/build_determinism.py --step-cost   # teacher steps: seconds and bits
+    python benchmarks/build_determinism.py --step-cost [--out DIR]   # teacher steps: seconds, bits
 
 Each condition builds the preset's dataset from scratch in a subprocess, into a data root of its
 own, with `ikd data build`:
@@ -101,16 +101,16 @@ def build(name: str, preset: str, out: Path) -> dict:
         "environment": env_extra,
         "num_cpus": cpus,
         "wall_seconds": round(seconds, 1),
+        "cpu": hardware()["cpu"],  # the CPU that built it
         **describe(Path(dataset_folder(config).path)),
     }
 
 
 def describe(folder: Path) -> dict:
-    """A built dataset's bits, stage by stage, and the CPU that describes it."""
+    """A built dataset's bits, stage by stage (its manifest does not name the CPU that built it)."""
     manifest = json.loads((folder / "manifest.json").read_text())
     teacher = manifest["teacher"]
     return {
-        "cpu": hardware()["cpu"],
         "stage_seconds": manifest["seconds"],
         "pairs": digest(folder / "pairs", [schema.SPECTROGRAM, schema.FACE, schema.SPLIT]),
         "backbone_sha256": teacher["backbone_sha256"],
@@ -157,8 +157,9 @@ def views_cost(repeats: int = 5, rows: int = 32, views: int = 4, size: int = 80)
 
 def teacher_steps(steps: int = 4, batch: int = 64, size: int = 80) -> None:
     """`steps` Adam steps of a fresh InceptionResnetV1 (seed 0) on fixed random faces, in this
-    process: one JSON line with the median step time and a hash of the weights and of an
-    eval forward — a one-minute proxy of the teacher's bits, to set beside another CPU's."""
+    process: one JSON line with the median time of the steps after the first (a warm-up) and
+    a hash of the weights and of an eval forward — a one-minute proxy of the teacher's bits, to
+    set beside another CPU's."""
     import statistics
 
     import torch
@@ -191,19 +192,22 @@ def teacher_steps(steps: int = 4, batch: int = 64, size: int = 80) -> None:
     }))  # fmt: skip
 
 
-def step_cost() -> None:
+def step_cost() -> list[dict]:
     """`teacher_steps` as this machine is, under `portable`, and each with oneDNN off (torch's
     own convolutions), each in a fresh process (the settings act at import)."""
     print("| condition | oneDNN | s per step | weights | forward |\n|---|---|---|---|---|")
+    rows = []
     for name in ("same", "portable"):
         for onednn in ("1", "0"):
             env = {**os.environ, **CONDITIONS[name][0], "IKD_ONEDNN": onednn}
-            code = "import build_determinism as b; b.teacher_steps()"
-            out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                                 cwd=Path(__file__).parent, capture_output=True, text=True)  # fmt: skip
-            row = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"| {name} | {'on' if onednn == '1' else 'off'} | {row['step_seconds']} | "
+            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--teacher-steps"],
+                                 env=env, check=True, stdout=subprocess.PIPE, text=True)  # fmt: skip
+            rows.append({"condition": name, "cpu": hardware()["cpu"], "onednn": onednn == "1",
+                         **json.loads(out.stdout.strip().splitlines()[-1])})  # fmt: skip
+            row = rows[-1]
+            print(f"| {name} | {'on' if row['onednn'] else 'off'} | {row['step_seconds']} | "
                   f"{row['weights']} | {row['forward']} |", flush=True)  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -214,15 +218,20 @@ def main() -> None:
     parser.add_argument("--views-cost", action="store_true", help="time the views' forward only")
     parser.add_argument("--describe", type=Path, help="print an existing build's record only")
     parser.add_argument("--step-cost", action="store_true", help="teacher steps per condition")
+    parser.add_argument("--teacher-steps", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.views_cost:
         views_cost()
         return
+    if args.teacher_steps:  # one condition of --step-cost, in its own process
+        teacher_steps()
+        return
     if args.step_cost:
-        step_cost()
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "step_cost.json").write_text(json.dumps(step_cost(), indent=2))
         return
     if args.describe:
-        print(json.dumps(describe(args.describe), indent=2))
+        print(json.dumps({"described_on": hardware()["cpu"], **describe(args.describe)}, indent=2))
         return
     results = []
     for name in args.conditions.split(","):

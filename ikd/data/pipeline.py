@@ -70,16 +70,17 @@ class _StaleCpuWarning(logging.Filter):
 
 
 def _warn_without_free_cpus(settle_s: float = 2.0) -> None:
-    """Warn when the cluster has no CPU free for the dataset stages (another job's tasks,
-    actors or Tune trials hold them all): they wait until one is freed. The resource view lags
-    by about a second, so only one that shows no free CPU for `settle_s` counts."""
+    """Warn when the cluster has not one whole CPU free for the dataset stages (another job's
+    tasks, actors or Tune trials hold them, or it has none yet, an autoscaler's workers still to
+    come): their 1-CPU tasks wait until one is. The resource view lags by about a second, so
+    only a shortage that lasts `settle_s` counts."""
     deadline = time.monotonic() + settle_s
-    while not ray.available_resources().get("CPU"):
+    while ray.available_resources().get("CPU", 0) < 1:
         if time.monotonic() > deadline:
+            total = ray.cluster_resources().get("CPU", 0)
+            held = f"all {total:g} held by other work" if total else "it has none yet"
             log.warning(
-                "the Ray cluster has no free CPU (%s held by other work): the dataset stages "
-                "wait until some is freed",
-                ray.cluster_resources().get("CPU", 0),
+                "the Ray cluster has no free CPU (%s): the dataset stages wait until one is", held
             )
             return
         time.sleep(0.25)
@@ -103,8 +104,9 @@ def data_context(progress: bool = True) -> Iterator[None]:
     without its "no available CPUs … will hang" warning, which reads the cluster's resource view
     as an execution starts: right after the stages' own short tasks (a read's footer sampling, a
     `materialize`) that view still counts them for ~1 s, so it warned of a hang that never came
-    in every build. Whether the cluster has a CPU free for the stages is checked here instead,
-    once the view has settled (`_warn_without_free_cpus`).
+    in every build. Ray warns once per process, so a drop also spends that one warning: whether
+    the cluster has a CPU free for the stages is checked here instead, once as they begin and
+    after the view has settled (`_warn_without_free_cpus`).
     """
     _warn_without_free_cpus()
     context = ray.data.DataContext.get_current()
