@@ -225,7 +225,8 @@ def test_ray_datas_stale_no_cpu_warning_is_dropped_and_a_real_shortage_is_named(
 ):
     """Every build printed Ray Data's "no available CPUs … will hang" (a resource view still
     counting the stages' own finished tasks) and went on; the stages drop it and say so
-    themselves when no CPU is free for them."""
+    themselves when no CPU is free for them. Off a terminal, where ikd turns Ray Data's bars off,
+    they also drop its "Progress bars disabled. To enable, set …"."""
     import ray
     from ray.util.debug import reset_log_once
 
@@ -242,6 +243,7 @@ def test_ray_datas_stale_no_cpu_warning_is_dropped_and_a_real_shortage_is_named(
             context = data_context(progress=False) if in_context else contextlib.nullcontext()
             with context, patch("ray.available_resources", return_value={}):
                 reset_log_once("cpu_warning")
+                reset_log_once("ray_data_progress_manager_disabled")
                 ray.data.range(1).materialize()
         finally:
             ray_data.removeHandler(handler)
@@ -249,7 +251,8 @@ def test_ray_datas_stale_no_cpu_warning_is_dropped_and_a_real_shortage_is_named(
 
     assert "does not have any available CPUs" in ray_data_says(in_context=False)  # Ray's own
     with caplog.at_level(logging.WARNING, logger="ikd.data.pipeline"):
-        assert "available CPUs" not in ray_data_says(in_context=True)
+        said = ray_data_says(in_context=True)  # bars off: progress=False
+        assert "available CPUs" not in said and "Progress bars disabled" not in said
         assert "no free CPU" not in caplog.text  # the cluster had its CPUs free
         with patch("ray.available_resources", return_value={"CPU": 0.5}):  # not a whole one
             _warn_without_free_cpus(settle_s=0.3)

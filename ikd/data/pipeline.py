@@ -62,11 +62,14 @@ from ikd.storage import Location, read_json, write_json
 log = logging.getLogger(__name__)
 
 
-class _StaleCpuWarning(logging.Filter):
-    """Drops Ray Data's "does not have any available CPUs" warning (`data_context` says why)."""
+class _Quiet(logging.Filter):
+    """Drops two of Ray Data's warnings in the dataset stages (`data_context` says why)."""
+
+    LOGGERS = ("ray.data.dataset", "ray.data._internal.progress")
+    DROPPED = ("does not have any available CPUs", "Progress bars disabled")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "does not have any available CPUs" not in record.getMessage()
+        return not any(text in record.getMessage() for text in self.DROPPED)
 
 
 def _warn_without_free_cpus(settle_s: float = 2.0) -> None:
@@ -95,7 +98,7 @@ def data_context(progress: bool = True) -> Iterator[None]:
     benchmarks/README.md). Our stages are single map operators, so the reservation buys nothing.
 
     Quiet: Ray Data's bars only on a terminal (elsewhere it logs every operator's progress every
-    few seconds), and its INFO lines (execution plans, "execution finished", sink summaries)
+    few seconds; nor its warning that they are off, with how to turn them on), and its INFO lines (execution plans, "execution finished", sink summaries)
     hidden — ikd logs each stage and what it wrote. Also without its high-memory notices: they
     fire when a task's memory (~0.5 GiB for the Parquet writes at the laptop preset, most of it
     the worker's own imports) exceeds what its CPU share "safely" gets — always for the 0.1-CPU
@@ -124,12 +127,14 @@ def data_context(progress: bool = True) -> Iterator[None]:
     context.enable_progress_bars = progress and sys.stderr.isatty()
     detectors.detectors = [d for d in saved[3] if d.__name__ != "HighMemoryIssueDetector"]
     data_log.setLevel(logging.WARNING)
-    stale = _StaleCpuWarning()
-    logging.getLogger("ray.data.dataset").addFilter(stale)
+    quiet = _Quiet()
+    for name in quiet.LOGGERS:
+        logging.getLogger(name).addFilter(quiet)
     try:
         yield
     finally:
-        logging.getLogger("ray.data.dataset").removeFilter(stale)
+        for name in quiet.LOGGERS:
+            logging.getLogger(name).removeFilter(quiet)
         (
             context.op_resource_reservation_enabled,
             context.execution_options.preserve_order,
