@@ -200,8 +200,8 @@ def step_cost() -> list[dict]:
     for name in ("same", "portable"):
         for onednn in ("1", "0"):
             env = {**os.environ, **CONDITIONS[name][0], "IKD_ONEDNN": onednn}
-            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--teacher-steps"],
-                                 env=env, check=True, stdout=subprocess.PIPE, text=True)  # fmt: skip
+            command = [sys.executable, str(Path(__file__).resolve()), "--teacher-steps"]
+            out = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True)
             rows.append({"condition": name, "cpu": hardware()["cpu"], "onednn": onednn == "1",
                          **json.loads(out.stdout.strip().splitlines()[-1])})  # fmt: skip
             row = rows[-1]

@@ -98,12 +98,13 @@ def data_context(progress: bool = True) -> Iterator[None]:
     benchmarks/README.md). Our stages are single map operators, so the reservation buys nothing.
 
     Quiet: Ray Data's bars only on a terminal (elsewhere it logs every operator's progress every
-    few seconds; nor its warning that they are off, with how to turn them on), and its INFO lines (execution plans, "execution finished", sink summaries)
-    hidden — ikd logs each stage and what it wrote. Also without its high-memory notices: they
-    fire when a task's memory (~0.5 GiB for the Parquet writes at the laptop preset, most of it
-    the worker's own imports) exceeds what its CPU share "safely" gets — always for the 0.1-CPU
-    writes, which are small so they run beside the compute — and recommend a `memory=` request
-    that would only hold the writes back (six notices per laptop build, none a risk). And
+    few seconds; nor its warning that they are off, with how to turn them on), and its INFO
+    lines (execution plans, "execution finished", sink summaries) hidden — ikd logs each stage
+    and what it wrote. Also without its high-memory notices: they fire when a task's memory
+    (~0.5 GiB for the Parquet writes at the laptop preset, most of it the worker's own imports)
+    exceeds what its CPU share "safely" gets — always for the 0.1-CPU writes, which are small so
+    they run beside the compute — and recommend a `memory=` request that would only hold the
+    writes back (six notices per laptop build, none a risk). And
     without its "no available CPUs … will hang" warning, which reads the cluster's resource view
     as an execution starts: right after the stages' own short tasks (a read's footer sampling, a
     `materialize`) that view still counts them for ~1 s, so it warned of a hang that never came
