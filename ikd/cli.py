@@ -549,7 +549,7 @@ def _run(args: argparse.Namespace) -> None:
     from ikd.provenance import hardware
     from ikd.report.compare import write_comparison
     from ikd.storage import location, staged
-    from ikd.tune.regenerate import made_elsewhere, regenerate, results_tree
+    from ikd.tune.regenerate import made_elsewhere, made_here_beside, regenerate, results_tree
     from ikd.tune.stages import RUNS
 
     config = _config(args)
@@ -559,11 +559,15 @@ def _run(args: argparse.Namespace) -> None:
     _job_roots(config, args, results=chosen, out=out)
     elsewhere = made_elsewhere(location(chosen))
     if elsewhere is not None:  # said before a build of minutes decides it
+        beside = [tree.name for tree in made_here_beside(location(chosen))]
         log.warning(
             "%s was made on another CPU (%s; here: %s): this build will likely train a teacher "
-            "of other bits, and then the regeneration starts a tree of its own rather than "
-            "continuing %s (README, \"What is reproducible\")",
-            chosen, elsewhere, hardware()["cpu"], chosen,
+            "of other bits, and then the regeneration %s rather than continuing %s (README, "
+            "\"What is reproducible\")",
+            chosen, elsewhere, hardware()["cpu"],
+            f"goes on in {' or '.join(beside)}, made on this CPU, where this build trains its "
+            "teacher (else in a tree of its own)" if beside else "starts a tree of its own",
+            chosen,
         )  # fmt: skip
     captures = Path(config.data.captures) if config.data.captures else None
     title = str(captures) if captures else f"synthetic, {config.preset} preset"

@@ -10,10 +10,20 @@ import sys
 from pathlib import Path
 from unittest.mock import patch
 
+import pytest
+
 from ikd.storage import local, portable
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 COMMITTED = REPOSITORY / "results" / "laptop"
+# results/laptop and the trees one per other CPU beside it (`<tree>@<data hash>-<teacher>`,
+# README "What is reproducible") that are committed; an ignored one here is not a clone's
+LISTED = subprocess.run(
+    ["git", "-C", str(REPOSITORY), "ls-files", "results"], capture_output=True, text=True
+).stdout.splitlines()
+TREES = sorted(
+    {REPOSITORY / "/".join(Path(name).parts[:2]) for name in LISTED if name.count("/") > 1}
+)
 
 
 def test_paths_inside_a_root_are_stored_relative_to_it_and_resolved_elsewhere():
@@ -33,11 +43,8 @@ def test_paths_inside_a_root_are_stored_relative_to_it_and_resolved_elsewhere():
 
 def test_no_committed_record_names_a_machine_path():
     """study.json, provenance.json, run.json and config.json of every committed tree."""
-    listed = subprocess.run(
-        ["git", "-C", str(REPOSITORY), "ls-files", "results"], capture_output=True, text=True
-    )
-    committed = [REPOSITORY / name for name in listed.stdout.splitlines() if name.endswith(".json")]
-    assert listed.returncode == 0 and len(committed) >= 3  # a tree committed as it goes
+    committed = [REPOSITORY / name for name in LISTED if name.endswith(".json")]
+    assert len(committed) >= 3  # a tree committed as it goes
     for path in committed:
         text = path.read_text()
         for value in _strings(json.loads(text)):
@@ -59,12 +66,14 @@ def test_an_old_record_with_another_machines_paths_still_loads(tmp_path):
     assert run.config.data.root == str(Path("datasets").resolve())  # the default
 
 
-def test_the_committed_tree_renders_the_same_with_no_dataset_and_no_ray(tmp_path):
-    """`ikd report --results results/laptop` on a fresh clone: tables, figures, the overview and
-    the provenance byte for byte the committed ones (the same records: nothing to change). It
-    reads records only: neither Ray nor torch is imported (torch cost a report ~1.4 s a call)."""
-    clone = tmp_path / "laptop"
-    shutil.copytree(COMMITTED, clone)
+@pytest.mark.parametrize("tree", TREES, ids=lambda tree: tree.name)
+def test_the_committed_tree_renders_the_same_with_no_dataset_and_no_ray(tree, tmp_path):
+    """`ikd report --results results/laptop` (and each committed tree beside it) on a fresh
+    clone: tables, figures, the overview and the provenance byte for byte the committed ones
+    (the same records: nothing to change). It reads records only: neither Ray nor torch is
+    imported (torch cost a report ~1.4 s a call)."""
+    clone = tmp_path / tree.name
+    shutil.copytree(tree, clone)
     script = (
         "import sys; from ikd.cli import main; "
         f"code = main(['report', '--results', {str(clone)!r}]); "
@@ -76,8 +85,8 @@ def test_the_committed_tree_renders_the_same_with_no_dataset_and_no_ray(tmp_path
     )
     assert done.returncode == 0, done.stderr[-2000:]
     compared = 0
-    for path in COMMITTED.rglob("*"):
-        relative = path.relative_to(COMMITTED)
+    for path in tree.rglob("*"):
+        relative = path.relative_to(tree)
         if path.is_file() and relative.parts[0] != "runs":
             assert (clone / relative).read_bytes() == path.read_bytes(), relative
             compared += 1
@@ -85,21 +94,21 @@ def test_the_committed_tree_renders_the_same_with_no_dataset_and_no_ray(tmp_path
     # run` rendered from its records, or not reached yet and said so in the overview
     from ikd.tune.regenerate import ORDER
 
-    overview = (COMMITTED / "README.md").read_text()
-    reached = [name for name in ORDER if (COMMITTED / name / "study.json").exists()]
+    overview = (tree / "README.md").read_text()
+    reached = [name for name in ORDER if (tree / name / "study.json").exists()]
     assert reached[:1] == ["table3_methods"] and compared >= 5 * len(reached)
     for name in ORDER:
         if name in reached:
-            assert {"table.md", "figure.md"} & {p.name for p in (COMMITTED / name).iterdir()}
-            table = COMMITTED / name / "table.md"
+            assert {"table.md", "figure.md"} & {p.name for p in (tree / name).iterdir()}
+            table = tree / name / "table.md"
             assert not table.exists() or " of None identities" not in table.read_text(), name
         else:
             assert f"## {name}\n\nNot run yet." in overview, name
     # once the regeneration has ended (its last estimate has nothing left), every study is there
-    estimates = COMMITTED / "estimates.json"
+    estimates = tree / "estimates.json"
     if estimates.exists() and not json.loads(estimates.read_text())[-1]["left_s"]:
         assert reached == list(ORDER) and "Not run yet." not in overview
-        assert (COMMITTED / "fig4_lambda" / "figure.png").exists()
+        assert (tree / "fig4_lambda" / "figure.png").exists()
 
 
 def _strings(value):
@@ -119,7 +128,7 @@ def test_a_tree_made_on_another_cpu_is_named_before_the_build(tmp_path):
     reproducible")."""
     from ikd.provenance import hardware
     from ikd.storage import location, write_json
-    from ikd.tune.regenerate import made_elsewhere
+    from ikd.tune.regenerate import made_elsewhere, made_here_beside
 
     tree = location(tmp_path / "results")
     assert made_elsewhere(tree) is None  # no tree yet
@@ -134,3 +143,9 @@ def test_a_tree_made_on_another_cpu_is_named_before_the_build(tmp_path):
         "ikd.tune.regenerate.hardware", return_value={"cpu": "Intel(R) Xeon(R) Processor @ 2.80GHz"}
     ):
         assert made_elsewhere(tree) is None
+    # a tree of its own beside it, made on this CPU, is the one a build here can continue
+    write_json(record, {"hardware": {"cpu": "Another CPU"}})
+    for name, cpu in (("results@a-here", hardware()["cpu"]), ("results@b-there", "Another CPU")):
+        write_json(tree.parent / name / "table3_methods" / "provenance.json", {"hardware": {"cpu": cpu}})  # fmt: skip
+    (tmp_path / "results@c-empty").mkdir()  # no study yet: made nowhere
+    assert [t.name for t in made_here_beside(tree)] == ["results@a-here"]

@@ -57,11 +57,27 @@ def made_elsewhere(results: Location) -> str | None:
     "What is reproducible"), and the regeneration cannot continue that tree. Names that differ
     only in a clock suffix ("@ 2.80GHz", which some virtual machines leave out) are one CPU:
     such a pair of Xeons trained the same teacher bits."""
-    here = _model(hardware()["cpu"])
+    cpu = _made_on(results)
+    return cpu if cpu and _model(cpu) != _model(hardware()["cpu"]) else None
+
+
+def made_here_beside(results: Location) -> list[Location]:
+    """The trees beside `results` that its regenerations on other machines started
+    (`<results>@<data hash>-<teacher>`, `results_tree`) and that this machine's CPU model made:
+    where this build trains such a tree's teacher, the regeneration continues it. (A project
+    whose sessions alternate between two CPUs commits one tree per CPU.)"""
+    return [
+        tree
+        for tree in results.parent.folders()
+        if tree.name.startswith(f"{results.name}@") and _made_on(tree) and not made_elsewhere(tree)
+    ]
+
+
+def _made_on(results: Location) -> str | None:
     for study in results.folders():
         cpu = ((read_json(study / "provenance.json") or {}).get("hardware") or {}).get("cpu")
         if cpu:
-            return cpu if _model(cpu) != here else None
+            return cpu
     return None
 
 
