@@ -559,14 +559,14 @@ def _run(args: argparse.Namespace) -> None:
     _job_roots(config, args, results=chosen, out=out)
     elsewhere = made_elsewhere(location(chosen))
     if elsewhere is not None:  # said before a build of minutes decides it
-        beside = [tree.name for tree in made_here_beside(location(chosen))]
+        beside = " or ".join(str(tree) for tree in made_here_beside(location(chosen)))
         log.warning(
             "%s was made on another CPU (%s; here: %s): this build will likely train a teacher "
             "of other bits, and then the regeneration %s rather than continuing %s (README, "
             "\"What is reproducible\")",
             chosen, elsewhere, hardware()["cpu"],
-            f"goes on in {' or '.join(beside)}, made on this CPU, where this build trains its "
-            "teacher (else in a tree of its own)" if beside else "starts a tree of its own",
+            f"continues {beside}, made on this CPU, if this build trains its teacher, else "
+            "starts a tree of its own" if beside else "starts a tree of its own",
             chosen,
         )  # fmt: skip
     captures = Path(config.data.captures) if config.data.captures else None

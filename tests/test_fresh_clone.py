@@ -19,8 +19,11 @@ COMMITTED = REPOSITORY / "results" / "laptop"
 # results/laptop and the trees one per other CPU beside it (`<tree>@<data hash>-<teacher>`,
 # README "What is reproducible") that are committed; an ignored one here is not a clone's
 LISTED = subprocess.run(
-    ["git", "-C", str(REPOSITORY), "ls-files", "results"], capture_output=True, text=True
-).stdout.splitlines()
+    ["git", "-C", str(REPOSITORY), "ls-files", "-z", "results"],
+    capture_output=True,
+    text=True,
+    check=True,
+).stdout.split("\0")
 TREES = sorted(
     {REPOSITORY / "/".join(Path(name).parts[:2]) for name in LISTED if name.count("/") > 1}
 )
@@ -44,7 +47,7 @@ def test_paths_inside_a_root_are_stored_relative_to_it_and_resolved_elsewhere():
 def test_no_committed_record_names_a_machine_path():
     """study.json, provenance.json, run.json and config.json of every committed tree."""
     committed = [REPOSITORY / name for name in LISTED if name.endswith(".json")]
-    assert len(committed) >= 3  # a tree committed as it goes
+    assert len(committed) >= 3 and COMMITTED in TREES  # a tree committed as it goes
     for path in committed:
         text = path.read_text()
         for value in _strings(json.loads(text)):
@@ -145,7 +148,9 @@ def test_a_tree_made_on_another_cpu_is_named_before_the_build(tmp_path):
         assert made_elsewhere(tree) is None
     # a tree of its own beside it, made on this CPU, is the one a build here can continue
     write_json(record, {"hardware": {"cpu": "Another CPU"}})
-    for name, cpu in (("results@a-here", hardware()["cpu"]), ("results@b-there", "Another CPU")):
+    made = (("results@a-here", hardware()["cpu"]), ("results@b-there", "Another CPU"),
+            ("elsewhere@x-here", hardware()["cpu"]))  # fmt: skip
+    for name, cpu in made:
         write_json(tree.parent / name / "table3_methods" / "provenance.json", {"hardware": {"cpu": cpu}})  # fmt: skip
     (tmp_path / "results@c-empty").mkdir()  # no study yet: made nowhere
     assert [t.name for t in made_here_beside(tree)] == ["results@a-here"]

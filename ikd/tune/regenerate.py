@@ -22,7 +22,7 @@ from ikd.config import Config, apply_overrides, load_config
 from ikd.data.dataset import BuiltDataset, dataset_folder, finished_manifest
 from ikd.provenance import hardware
 from ikd.report.overview import ESTIMATES, write_overview
-from ikd.storage import Location, read_json, staged, write_json
+from ikd.storage import Location, StorageError, read_json, staged, write_json
 from ikd.study import load_study
 from ikd.train.runs import same_teacher
 from ikd.tune.stages import RUNS, STAGES, STUDY_RECORD, StudyRun
@@ -65,11 +65,17 @@ def made_here_beside(results: Location) -> list[Location]:
     """The trees beside `results` that its regenerations on other machines started
     (`<results>@<data hash>-<teacher>`, `results_tree`) and that this machine's CPU model made:
     where this build trains such a tree's teacher, the regeneration continues it. (A project
-    whose sessions alternate between two CPUs commits one tree per CPU.)"""
+    whose sessions alternate between two CPUs commits one tree per CPU.) Only said before a
+    build: a folder beside it that cannot be listed (a bucket's root) gives none."""
+    here = _model(hardware()["cpu"])
+    try:
+        beside = [] if not results.parent.path else results.parent.folders()
+    except StorageError:
+        return []
     return [
         tree
-        for tree in results.parent.folders()
-        if tree.name.startswith(f"{results.name}@") and _made_on(tree) and not made_elsewhere(tree)
+        for tree in beside
+        if tree.name.startswith(f"{results.name}@") and _model(_made_on(tree) or "") == here
     ]
 
 
@@ -94,8 +100,8 @@ def results_tree(results: Location, dataset: BuiltDataset) -> tuple[Location, Lo
     same teacher weights): the regeneration continues there. Otherwise — a committed tree made
     on another machine, whose teacher training gave other bits (README, "What is
     reproducible") — a tree of its own beside it, `<results>@<data hash>-<teacher>`, which
-    `.gitignore` keeps out of git; the committed tree is never written, and becomes the
-    reference this one is compared with."""
+    `.gitignore` keeps out of git (except the one our EPYC sessions commit); the committed tree
+    is never written, and becomes the reference this one is compared with."""
     made = tree_dataset(results)
     if made is None or (
         made["data_hash"] == dataset.data_hash and same_teacher(made["teacher"], dataset.teacher)
