@@ -16,9 +16,11 @@ own, with `ikd data build`:
 - `avx2`: torch's and oneDNN's kernels capped at AVX2 and numpy's dispatch without AVX-512
   (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, NPY_DISABLE_CPU_FEATURES) — the nearest thing to
   another CPU on one machine (an AVX2-only x86 CPU picks these kernels itself);
-- `portable`: `avx2`, with MKL's reproducible AVX2 branch (MKL_CBWR) and 2 torch threads pinned
-  — what a build would set to give the same bits on every AVX2 machine, if any setting can:
-  each result names its CPU, so records from two machines can be set side by side.
+- `portable`: `avx2`, with MKL's reproducible branch that every x86 vendor runs
+  (MKL_CBWR=COMPATIBLE), numpy's OpenBLAS at its AVX2 kernels (OPENBLAS_CORETYPE=Haswell) and 2
+  torch threads pinned — what a build would set to give the same bits on every AVX2 machine, if
+  any setting can: each result names its CPU, so records from two machines can be set side by
+  side.
 
 Then per condition: a digest of every stage's content in key order (pairs: spectrograms, faces,
 labels; views: teacher embeddings and logits), the teacher's weights' hashes, its face accuracy
@@ -63,7 +65,10 @@ CONDITIONS = {
             "ATEN_CPU_CAPABILITY": "avx2",
             "ONEDNN_MAX_CPU_ISA": "AVX2",
             "NPY_DISABLE_CPU_FEATURES": AVX512,
-            "MKL_CBWR": "AVX2,STRICT",  # MKL's conditional numerical reproducibility
+            # MKL's reproducible branch: on a non-Intel CPU MKL takes none but COMPATIBLE (SSE2)
+            # and runs AUTO for the rest (measured: "CNR:AUTO,STRICT" for AVX2 on an AMD EPYC)
+            "MKL_CBWR": "COMPATIBLE,STRICT",
+            "OPENBLAS_CORETYPE": "Haswell",  # numpy's BLAS: AVX2 kernels, not SkylakeX's
             "OMP_NUM_THREADS": "2",
         },
         2,
