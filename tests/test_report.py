@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -149,9 +150,10 @@ def write_run(
     stage: str = "final",
     run_hash: str = "0123456789ab",
     study: str = "golden",
+    curve: Sequence[float] = (),
 ) -> Path:
     """A finished final run's records, written by hand (two identities unless `per_identity`;
-    with `stage="tune"`, a tuning run: no test)."""
+    with `stage="tune"`, a tuning run: no test; val ACC per epoch `curve`, else one epoch)."""
     folder = root / study / stage / f"{variant}-{run_hash}-seed{seed}"
     folder.mkdir(parents=True)
     record = {"status": "complete", "seed": seed, "method": "identitykd", "stage": stage,
@@ -160,7 +162,10 @@ def write_run(
     config = {"train": {"seed": seed, "lr": acc / 1000}, "identitykd": {"fawa": fawa}}
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "metrics.jsonl").write_text(
-        json.dumps({"epoch": 0, "val/acc": val, "seconds": 2.0}) + "\n"
+        "".join(
+            json.dumps({"epoch": epoch, "val/acc": value, "seconds": 2.0}) + "\n"
+            for epoch, value in enumerate(curve or [val])
+        )
     )
     if stage != "final":
         return folder
@@ -418,7 +423,42 @@ def test_a_figure_plots_the_worst_ten_percent_of_identities_beside_the_worst_one
     markdown = (tmp_path / "out" / "figure.md").read_text()
     assert "| a panel | Ours | 1.0 | 2 | 90.00 ± 0.00 | 50.00 ± 0.00 | 35.00 ± 21.21 |" in markdown
     assert "its 2 of 20 lowest-accuracy identities" in markdown
+    assert "Each point trains 2 seed(s)" in markdown and "no verdict is drawn" in markdown
     assert (tmp_path / "out" / "figure.png").stat().st_size > 10_000
+
+
+def test_a_row_still_climbing_at_its_last_epoch_is_named_in_the_table_and_overview(tmp_path):
+    """Issue 23: a Table 4 row that learned but whose val ACC was still rising when its epochs
+    ran out measures the budget as much as the architecture, and both pages say so."""
+    curves = {  # val ACC per epoch; "up" gains (0.1 + 0.05 + 0.05) / 3 = 6.67 points in the last
+        "up": ((0.3, 0.4, 0.5), (0.3, 0.45, 0.5), (0.2, 0.3, 0.35)),
+        # +0.17: levelled off, though it rose 30 points over its last 2 epochs (an lr drop)
+        "flat": ((0.6, 0.9, 0.905), (0.6, 0.9, 0.91), (0.6, 0.9, 0.89)),
+    }
+    finals = {variant: [read_run(write_run(tmp_path, variant, seed, 0.8, curve=curve))
+                        for seed, curve in enumerate(runs)]
+              for variant, runs in curves.items()}  # fmt: skip
+    study = Study(artefact="Table 8", variants=(Variant("up", {}), Variant("flat", {})),
+                  report=Table(labels={"up": "Up", "flat": "Flat"}, learned=0.3, curves=True))  # fmt: skip
+    context = Context(
+        study=study, preset="smoke", seeds=3, trials=1, epochs=3, searcher="TPE",
+        scheduler="ASHA", dataset={"synthetic": True, "num_identities": 2},
+    )  # fmt: skip
+    out = tmp_path / "table4_students"
+    render(out, context, finals, {}, [*finals["up"], *finals["flat"]], {"git": "abc"})
+    markdown = (out / "table.md").read_text()
+    assert (
+        "- Up: val ACC still rising when training ended (+6.7 points in its last epoch, "
+        "mean of its runs; val_curves.png): its numbers and comparisons measure this 3-epoch "
+        "budget as much as the architecture." in markdown
+    )
+    assert "- Flat: val ACC still rising" not in markdown
+    table = pd.read_csv(out / "table.csv").set_index("variant")
+    assert table["val_rise"].tolist() == pytest.approx([20 / 3, 0.5 / 3], abs=1e-4)
+    (out / "study.json").write_text("{}")
+    overview = write_overview(tmp_path, ("table4_students",)).read_text()
+    assert "(val ACC still rising in the last epoch: +6.7 points, [val curve](" in overview
+    assert overview.count("still rising") == 1
 
 
 def paper_table(number: int) -> dict[str, tuple[float, float, float]]:

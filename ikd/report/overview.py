@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ikd.report.render import describe
+from ikd.report.render import describe, still_rising
 from ikd.report.stats import VERDICTS, Difference
 from ikd.storage import read_json
 
@@ -83,8 +83,13 @@ def _rows(folder: Path) -> list[str]:
                 f"| {_cell(row['paper_acc'])} | — |"
             )
             continue
+        rising = (
+            f" (val ACC still rising in the last epoch: +{row['val_rise']:.1f} points{curve})"
+            if curve and still_rising(row)
+            else ""
+        )
         lines.append(
-            f"| {row['label']} | {row['n']} | {_cell(row['acc_mean'], row['acc_std'])} | "
+            f"| {row['label']} | {row['n']} | {_cell(row['acc_mean'], row['acc_std'])}{rising} | "
             f"{_cell(row['paper_acc'])} | {_cell(row['worst_acc_mean'], row['worst_acc_std'])} |"
         )
     return [*lines, ""]

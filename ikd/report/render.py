@@ -160,6 +160,7 @@ def table_rows(context: Context, finals: Mapping[str, Sequence[RunRecord]]) -> p
         row["val_acc_mean"] = 100 * mean_std([run.value(METRIC) for run in runs])[0]
         row["runs_not_learned"] = not_learned(context, runs)
         row["learned"] = learned(context, runs)
+        row["val_rise"] = val_rise(runs)
         engaged = [bool((run.test or {}).get("fawa/engaged")) for run in runs]
         fawa = bool(runs) and bool(runs[0].config.get(runs[0].record["method"], {}).get("fawa"))
         row["diverged"] = context.diverged.get(variant, 0)
@@ -179,10 +180,36 @@ def not_learned(context: Context, runs: Sequence[RunRecord]) -> int:
     return sum(not run.value(METRIC) >= threshold for run in runs) if threshold > 0 else 0
 
 
+# Val ACC points a row's final runs still gained in their last epoch (their mean) from which a
+# table with val curves says the row had not levelled off: its numbers and comparisons measure the
+# epoch budget as much as the architecture (issue 23: Table 4's students at 10 epochs). About one
+# standard error of a val ACC near 80 % on the laptop's 561 val windows. One epoch, not more: the
+# laptop's lr drops 10× two epochs before the end, and val ACC jumps with it.
+RISING = 2.0
+
+
+def val_rise(runs: Sequence[RunRecord]) -> float:
+    """The val ACC points the runs gained in their last epoch, their mean (NaN where none has
+    2 epochs)."""
+    gains = [
+        run.metrics[-1][METRIC] - run.metrics[-2][METRIC]
+        for run in runs
+        if len(run.metrics) >= 2
+        and run.metrics[-1].get(METRIC) is not None
+        and run.metrics[-2].get(METRIC) is not None
+    ]
+    return 100 * mean_std(gains)[0]
+
+
 def learned(context: Context, runs: Sequence[RunRecord]) -> bool:
     """Whether a row learned in the budget: at most half of its final runs ended under the
     table's `learned` val ACC."""
     return 2 * not_learned(context, runs) <= len(runs)
+
+
+def still_rising(row: Mapping[str, Any]) -> bool:
+    """Whether a table row (`table_rows`, or its table.csv) learned but had not levelled off."""
+    return bool(row.get("learned", True)) and row.get("val_rise", math.nan) >= RISING
 
 
 def unlearned_pairs(
@@ -301,6 +328,14 @@ def render_table(
             f"- {row['label']}: {row['runs_not_learned']} of {row['n']} runs ended under "
             f"{100 * report.learned:g} % val ACC; they count in its means and comparisons"
             + (" (val_curves.png)." if report.curves else ".")
+        )
+    rising = [r for r in rows.to_dict("records") if report.curves and still_rising(r)]
+    lines += [""] if rising and not partly else []
+    for row in rising:
+        lines.append(
+            f"- {row['label']}: val ACC still rising when training ended (+{row['val_rise']:.1f} "
+            f"points in its last epoch, mean of its runs; val_curves.png): its numbers and "
+            f"comparisons measure this {context.epochs}-epoch budget as much as the architecture."
         )
     lines += ["", caption(context, rows), ""]
     written = [folder / "table.md", folder / "table.csv", folder / "significance.csv"]
@@ -723,6 +758,10 @@ def render_figure(
         f"The {WORST} (dashed; {_worst(context)}) averages several identities where the paper's "
         "worst identity (dotted) takes the minimum of one, whose few dozen test windows let it "
         "move by many points from seed to seed; compare the two columns' stds.",
+        "",
+        f'Each point trains {context.seeds} seed(s): studies/README.md ("Seeds") says why, and '
+        "what a verdict within ±1 point would ask for. So no verdict is drawn between points; "
+        "read a difference against the stds beside it.",
         "",
         "Margin hinge active: the share of training samples on which eq. 14's hinge "
         "max(0, KL − m_i) was above zero, over the runs' epochs. At 100 % the margin m_i — the "
