@@ -92,6 +92,9 @@ def main() -> None:
 
     rows = []
     for name in PAIRED:
+        if not (args.results / name / "study.json").exists():  # a regeneration not there yet
+            print(f"({name}: not run yet in {args.results})\n")
+            continue
         run = StudyRun.from_record(args.results.resolve() / name)
         finals = run.finals()
         for a, b in run.study.report.compare:
