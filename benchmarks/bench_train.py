@@ -7,6 +7,7 @@
     python benchmarks/bench_train.py optimizer [--steps 12] [--threads 2]
     python benchmarks/bench_train.py checkpoints [--epochs 4] [--pairs 2] [--data-root DIR]
     python benchmarks/bench_train.py subnormal [--steps 3] [--rounds 2] [--threads 2]
+    python benchmarks/bench_train.py busy [--steps 6] [--rounds 2] [--threads 2]
 
 `steps`: fwd + bwd + Adam step of the resnet18 student on one laptop-sized batch (32² spectrograms),
 for the five methods, whose teacher outputs come from the dataset; and the naive
@@ -36,6 +37,12 @@ and "collapsed" (every weight × 1e-6, as strong weight decay left a vgg16 trial
 and resnet18's fresh one, each in a fresh process with torch computing subnormal floats (its
 default) and flushing them to 0 (`ikd.train.loop.subnormals_flushed`, entered before the first op);
 median of `--steps` after a warm-up, `--rounds` rounds interleaved.
+
+`busy`: resnet18's step as `subnormal` times it (fresh, flushed), in a fresh process with
+libgomp's OMP_WAIT_POLICY unset (its threads spin at each barrier before they sleep) and PASSIVE
+(they sleep at once); alone, and beside a second process that runs the same steps with torch's
+defaults all along (a machine busy with other torch work: two thread teams on the cores).
+Median of `--steps` after a warm-up, `--rounds` rounds of the four cases interleaved.
 """
 
 import argparse
@@ -318,6 +325,38 @@ def subnormal(count: int, rounds: int, threads: int) -> None:
             print(f"| {student} | {state} | {slow:.2f} | {fast:.2f} | {fast / slow:.2f}× |")
 
 
+def busy(count: int, rounds: int, threads: int) -> None:
+    import os
+    import subprocess
+    import sys
+
+    step = [sys.executable, "-c", SUBNORMAL_STEP, "resnet18", "0", "1"]
+    plain = {name: value for name, value in os.environ.items() if name != "OMP_WAIT_POLICY"}
+    cases = [(policy, beside) for beside in (False, True) for policy in ("", "PASSIVE")]
+    times: dict[tuple, list[float]] = {case: [] for case in cases}
+    for _ in range(rounds):
+        for policy, beside in cases:
+            other = None
+            if beside:  # the other work: the same steps with torch's defaults, until killed
+                other = subprocess.Popen([*step, "100000", str(threads)], env=plain,
+                                         stdout=subprocess.DEVNULL)  # fmt: skip
+                time.sleep(5)  # its import and first steps
+            env = {**plain, "OMP_WAIT_POLICY": policy} if policy else plain
+            try:
+                done = subprocess.run([*step, str(count), str(threads)], env=env, check=True,
+                                      capture_output=True, text=True)  # fmt: skip
+            finally:
+                if other is not None:
+                    other.kill()
+                    other.wait()
+            times[(policy, beside)].append(json.loads(done.stdout))
+    print("| machine | OMP_WAIT_POLICY unset (s) | PASSIVE (s) | ratio |\n|---|---|---|---|")
+    for beside in (False, True):
+        spin, passive = (statistics.median(times[(p, beside)]) for p in ("", "PASSIVE"))
+        machine = "beside another torch process" if beside else "alone"
+        print(f"| {machine} | {spin:.3f} | {passive:.3f} | {passive / spin:.2f}× |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -346,8 +385,14 @@ def main() -> None:
     subnormal_parser.add_argument("--steps", type=int, default=3)
     subnormal_parser.add_argument("--rounds", type=int, default=2)
     subnormal_parser.add_argument("--threads", type=int, default=2)
+    busy_parser = commands.add_parser("busy")
+    busy_parser.add_argument("--steps", type=int, default=6)
+    busy_parser.add_argument("--rounds", type=int, default=2)
+    busy_parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    if args.command == "subnormal":
+    if args.command == "busy":
+        busy(args.steps, args.rounds, args.threads)
+    elif args.command == "subnormal":
         subnormal(args.steps, args.rounds, args.threads)
     elif args.command == "checkpoints":
         checkpoints(args.epochs, args.pairs, args.data_root)
