@@ -100,6 +100,9 @@ def main() -> None:
         for a, b in run.study.report.compare:
             runs = {side: {r.seed: walk_counts(r) for r in finals[side]} for side in (a, b)}
             seeds = sorted(set(runs[a]) & set(runs[b]))
+            if len(seeds) < 2:  # no spread to measure yet
+                print(f"({name}: {a} − {b} has {len(seeds)} paired seed(s) so far)\n")
+                continue
             noise = pair_noise([runs[a][s] for s in seeds], [runs[b][s] for s in seeds],
                                args.boot, rng)  # fmt: skip
             n = len(seeds)

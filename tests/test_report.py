@@ -5,6 +5,7 @@ paper's own text (which lies beside the repository: skipped where it is absent).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -423,42 +424,53 @@ def test_a_figure_plots_the_worst_ten_percent_of_identities_beside_the_worst_one
     markdown = (tmp_path / "out" / "figure.md").read_text()
     assert "| a panel | Ours | 1.0 | 2 | 90.00 ± 0.00 | 50.00 ± 0.00 | 35.00 ± 21.21 |" in markdown
     assert "its 2 of 20 lowest-accuracy identities" in markdown
-    assert "Each point trains 2 seed(s)" in markdown and "no verdict is drawn" in markdown
+    assert "2 seed(s) asked per point" in markdown and "no verdict is drawn" in markdown
     assert (tmp_path / "out" / "figure.png").stat().st_size > 10_000
 
 
 def test_a_row_still_climbing_at_its_last_epoch_is_named_in_the_table_and_overview(tmp_path):
     """Issue 23: a Table 4 row that learned but whose val ACC was still rising when its epochs
-    ran out measures the budget as much as the architecture, and both pages say so."""
+    ran out measures the budget as much as the architecture, and both pages say so; a row that
+    did not learn says that instead, and a table without val curves (Table 3) says neither."""
     curves = {  # val ACC per epoch; "up" gains (0.1 + 0.05 + 0.05) / 3 = 6.67 points in the last
         "up": ((0.3, 0.4, 0.5), (0.3, 0.45, 0.5), (0.2, 0.3, 0.35)),
         # +0.17: levelled off, though it rose 30 points over its last 2 epochs (an lr drop)
         "flat": ((0.6, 0.9, 0.905), (0.6, 0.9, 0.91), (0.6, 0.9, 0.89)),
+        "stuck": ((0.05, 0.1, 0.2),) * 3,  # +10 points, but under `learned` (30 %)
     }
     finals = {variant: [read_run(write_run(tmp_path, variant, seed, 0.8, curve=curve))
                         for seed, curve in enumerate(runs)]
               for variant, runs in curves.items()}  # fmt: skip
-    study = Study(artefact="Table 8", variants=(Variant("up", {}), Variant("flat", {})),
-                  report=Table(labels={"up": "Up", "flat": "Flat"}, learned=0.3, curves=True))  # fmt: skip
     context = Context(
-        study=study, preset="smoke", seeds=3, trials=1, epochs=3, searcher="TPE",
-        scheduler="ASHA", dataset={"synthetic": True, "num_identities": 2},
+        study=Study(artefact="Table 8", variants=tuple(Variant(v, {}) for v in curves),
+                    report=Table(labels={"up": "Up", "flat": "Flat", "stuck": "Stuck"},
+                                 learned=0.3, curves=True)),
+        preset="smoke", seeds=3, trials=1, epochs=3, searcher="TPE", scheduler="ASHA",
+        dataset={"synthetic": True, "num_identities": 2},
     )  # fmt: skip
+    runs = [run for values in finals.values() for run in values]
     out = tmp_path / "table4_students"
-    render(out, context, finals, {}, [*finals["up"], *finals["flat"]], {"git": "abc"})
+    render(out, context, finals, {}, runs, {"git": "abc"})
     markdown = (out / "table.md").read_text()
     assert (
         "- Up: val ACC still rising when training ended (+6.7 points in its last epoch, "
         "mean of its runs; val_curves.png): its numbers and comparisons measure this 3-epoch "
         "budget as much as the architecture." in markdown
     )
-    assert "- Flat: val ACC still rising" not in markdown
+    assert markdown.count("still rising") == 1 and "| Stuck | 3 | did not learn" in markdown
     table = pd.read_csv(out / "table.csv").set_index("variant")
-    assert table["val_rise"].tolist() == pytest.approx([20 / 3, 0.5 / 3], abs=1e-4)
+    assert table["val_rise"].tolist() == pytest.approx([20 / 3, 0.5 / 3, 10], abs=1e-4)
     (out / "study.json").write_text("{}")
     overview = write_overview(tmp_path, ("table4_students",)).read_text()
     assert "(val ACC still rising in the last epoch: +6.7 points, [val curve](" in overview
     assert overview.count("still rising") == 1
+    table.drop(columns="val_rise").to_csv(out / "table.csv")  # a table rendered before the flag
+    assert "still rising" not in write_overview(tmp_path, ("table4_students",)).read_text()
+    # a table without val curves (Table 3's) names no row as still rising
+    flat = dataclasses.replace(context.study.report, curves=False)
+    context = dataclasses.replace(context, study=dataclasses.replace(context.study, report=flat))
+    render(tmp_path / "table3", context, finals, {}, runs, {"git": "abc"})
+    assert "still rising" not in (tmp_path / "table3" / "table.md").read_text()
 
 
 def paper_table(number: int) -> dict[str, tuple[float, float, float]]:

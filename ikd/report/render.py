@@ -759,9 +759,10 @@ def render_figure(
         "worst identity (dotted) takes the minimum of one, whose few dozen test windows let it "
         "move by many points from seed to seed; compare the two columns' stds.",
         "",
-        f'Each point trains {context.seeds} seed(s): studies/README.md ("Seeds") says why, and '
-        "what a verdict within ±1 point would ask for. So no verdict is drawn between points; "
-        "read a difference against the stds beside it.",
+        f"Each point is the mean of its final runs, {context.seeds} seed(s) asked per point (n "
+        'above): studies/README.md ("Seeds") says why, and what a verdict within ±1 point would '
+        "ask for. So no verdict is drawn between points; read a difference against the stds "
+        "beside it.",
         "",
         "Margin hinge active: the share of training samples on which eq. 14's hinge "
         "max(0, KL − m_i) was above zero, over the runs' epochs. At 100 % the margin m_i — the "

@@ -68,14 +68,16 @@ def made_here_beside(results: Location) -> list[Location]:
     whose sessions alternate between two CPUs commits one tree per CPU.) Only said before a
     build: a folder beside it that cannot be listed (a bucket's root) gives none."""
     here = _model(hardware()["cpu"])
-    try:
-        beside = [] if not results.parent.path else results.parent.folders()
+    try:  # not a bucket's root, where listing beside it would list the buckets
+        beside = [] if results.parent.path in ("", "/") else results.parent.folders()
     except StorageError:
         return []
     return [
         tree
         for tree in beside
-        if tree.name.startswith(f"{results.name}@") and _model(_made_on(tree) or "") == here
+        if tree.name.startswith(f"{results.name}@")
+        and (made := _made_on(tree))
+        and _model(made) == here
     ]
 
 
