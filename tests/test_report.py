@@ -390,13 +390,55 @@ def test_reevaluated_trials_an_unlearned_row_another_studys_row_and_a_second_pop
     assert "- Ours − Theirs (other study): test ACC +9.67 points" in overview
     assert "- Ours − Vgg: not compared: Vgg did not learn in this budget." in overview
     assert (
-        "| Ours − Theirs (other study) | better | undecided | no |" in overview
+        "| Ours − Theirs (other study) | better (+9.67) | undecided (+9.67) | no |" in overview
         and "Do Table 3's verdicts hold on a second synthetic population?" in overview
     )
     second.loc[0, "verdict"], first = "undecided", second.copy()
     first.to_csv(tmp_path / "table3_methods" / "significance.csv", index=False)
     overview = write_overview(tmp_path, ("table3_methods", "table3_population2")).read_text()
-    assert "| Ours − Theirs (other study) | undecided | undecided | undecided in both |" in overview
+    assert (
+        "| Ours − Theirs (other study) | undecided (+9.67) | undecided (+9.67) | undecided in both |"
+        in overview
+    )
+    assert (
+        "| Ours − Vgg | not compared: Vgg did not learn in this budget | not compared: " in overview
+    )
+
+
+def test_a_regeneration_against_another_compares_rows_unpaired_and_verdicts_side_by_side(tmp_path):
+    """Another machine's regeneration: rows by Welch's interval (here 90 ± 1 against 88 ± 1, 4
+    seeds each: standard error √(1/4 + 1/4) = 0.7071 on 6 degrees of freedom, t = 2.4469, so
+    +2.00 [+0.27, +3.73], "differs"), then each compared pair's verdict in both trees."""
+    from ikd.report.compare import write_comparison
+
+    def tree(name: str, acc: float, verdict: str, mean: float) -> Path:
+        folder = tmp_path / name / "table3_methods"
+        folder.mkdir(parents=True)
+        rows = [("identitykd", acc, 1.0, 4), ("baseline", 91.0, math.nan, 1)]
+        table = pd.DataFrame(rows, columns=["variant", "acc_mean", "acc_std", "n"])
+        table.to_csv(folder / "table.csv", index=False)
+        pair = {"a": "identitykd", "b": "baseline", "a_label": "IdentityKD", "b_label": "Baseline"}
+        pd.DataFrame([{**pair, "n": 4, "mean_points": mean, "verdict": verdict}]).to_csv(
+            folder / "significance.csv", index=False
+        )
+        return folder.parent
+
+    there = tree("xeon", 88.0, "equivalent within ±1 point", -0.48)
+    here = tree("epyc", 90.0, "worse", -1.17)
+    text = write_comparison(here, there, "EPYC against Xeon")
+    assert "| table3_methods | identitykd | 90.00 ± 1.00 (n=4) | 88.00 ± 1.00 (n=4) " in text
+    assert "| +2.00 [+0.27, +3.73] | differs |" in text
+    assert "| table3_methods | baseline | 91.00 (n=1) | 91.00 (n=1) | +0.00 | too few seeds" in text
+    assert "| comparison | xeon | epyc | holds in both |" in text
+    assert (
+        "| IdentityKD − Baseline | equivalent within ±1 point (-0.48) | worse (-1.17) | no |"
+        in text
+    )
+    assert (here / "comparison.md").read_text() == text
+    assert pd.read_csv(here / "comparison.csv")["verdict"].tolist() == [
+        "differs",
+        "too few seeds for an interval",
+    ]
 
 
 def test_a_figure_plots_the_worst_ten_percent_of_identities_beside_the_worst_one(tmp_path):

@@ -484,5 +484,6 @@ def test_ikd_run_on_another_teacher_regenerates_beside_the_committed_tree_and_co
     printed = capsys.readouterr().out
     comparison = (own / "comparison.md").read_text()
     assert comparison in printed and "| search_identitykd | identitykd |" in comparison
+    assert "### search_identitykd" in comparison  # its compared pair's verdict in both trees
     verdict = pd.read_csv(own / "comparison.csv")["verdict"].iloc[0]
     assert verdict in ("reproduced within seed noise", "differs")

@@ -4,7 +4,9 @@
 Per artefact row (a table's variant, a figure's point): test ACC mean ± std over seeds here and
 there, the difference of the means with its 95 % Welch interval (the two share seed numbers but
 not a teacher, so seeds do not pair), and a verdict: "reproduced within seed noise" when the
-interval holds 0, "differs" when it does not.
+interval holds 0, "differs" when it does not. Then each study's compared pairs (its
+significance.csv, paired within each tree): their verdicts there and here, and whether each holds
+in both.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ikd.report.overview import verdicts_beside
 from ikd.report.stats import Difference, unpaired_difference
 
 COMPARISON = "comparison"  # <results>/comparison.md and .csv
@@ -110,6 +113,20 @@ def write_comparison(
             f"| {_interval(row)} | {row['verdict']} |"
         )
     lines += ["", ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + "."]
+    studies_here = sorted({*frame["study"]}, key=list(frame["study"]).index)
+    compared = {s: verdicts_beside(reference / s, ours / s, (there, here)) for s in studies_here}
+    if any(compared.values()):
+        lines += [
+            "",
+            "## The verdicts there and here",
+            "",
+            "Each compared pair's verdict (its significance.csv, paired over seeds within a "
+            "tree) and mean difference (points) in both trees. A verdict that differs between "
+            "them, with the intervals of each, says how far a table depends on its teacher's "
+            "bits and its tuning path, which no interval within one tree includes.",
+        ]
+        for study, table in compared.items():
+            lines += ["", f"### {study}", "", *table[:-1]] if table else []
     text = "\n".join(lines) + "\n"
     (ours / f"{COMPARISON}.md").write_text(text)
     return text

@@ -56,7 +56,11 @@ def write_overview(
         lines += [f"## {QUESTIONS.get(name, name)}", "", f"[{name}/{page}]({name}/{page})", ""]
         lines += _rows(folder) + _verdicts(folder) + _sweep(folder) + _best(folder)
         if name in REPLICATES:
-            lines += _replicated(folder, results / REPLICATES[name])
+            lines += verdicts_beside(
+                results / REPLICATES[name],
+                folder,
+                (f"population 1 ({REPLICATES[name]})", "population 2"),
+            )
     lines += _cost(results, studies)
     path = results / "README.md"
     path.write_text("\n".join(lines))
@@ -95,15 +99,16 @@ def _rows(folder: Path) -> list[str]:
     return [*lines, ""]
 
 
-def _replicated(folder: Path, first: Path) -> list[str]:
-    """Each comparison's verdict in the first population (`first`'s significance.csv) and in
-    this one, and whether it holds in both."""
-    paths = [first / "significance.csv", folder / "significance.csv"]
+def verdicts_beside(first: Path, second: Path, names: tuple[str, str]) -> list[str]:
+    """A Markdown table: each comparison of the study `second` (its significance.csv), its
+    verdict in `first` (the same study elsewhere: another population, another machine's
+    regeneration) and in `second`, and whether it holds in both; `names` head their columns."""
+    paths = [first / "significance.csv", second / "significance.csv"]
     if not all(path.exists() for path in paths):
         return []
     one, two = (pd.read_csv(path).set_index(["a", "b"]) for path in paths)
     lines = [
-        f"| comparison | population 1 ({first.name}) | population 2 | holds in both |",
+        f"| comparison | {names[0]} | {names[1]} | holds in both |",
         "|---|---|---|---|",
     ]
     for (a, b), row in two.iterrows():
@@ -118,10 +123,14 @@ def _replicated(folder: Path, first: Path) -> list[str]:
             if after == "undecided"
             else "yes"
         )
-        lines.append(
-            f"| {row['a_label']} − {row['b_label']} | {before or 'not run'} | {after} | {holds} |"
-        )
+        cells = [_said(one.loc[(a, b)]) if before is not None else "not run", _said(row)]
+        lines.append(f"| {row['a_label']} − {row['b_label']} | {' | '.join(cells)} | {holds} |")
     return [*lines, ""]
+
+
+def _said(row: pd.Series) -> str:
+    """A comparison's verdict with its mean difference (points), where it was compared."""
+    return f"{row['verdict']} ({row['mean_points']:+.2f})" if row["n"] else row["verdict"]
 
 
 def _verdicts(folder: Path) -> list[str]:
