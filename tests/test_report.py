@@ -411,19 +411,20 @@ def test_a_regeneration_against_another_compares_rows_unpaired_and_verdicts_side
     +2.00 [+0.27, +3.73], "differs"), then each compared pair's verdict in both trees."""
     from ikd.report.compare import write_comparison
 
-    def tree(name: str, acc: float, verdict: str, mean: float) -> Path:
+    def tree(name: str, acc: float, verdict: str, mean: float, *more: dict) -> Path:
         folder = tmp_path / name / "table3_methods"
         folder.mkdir(parents=True)
         rows = [("identitykd", acc, 1.0, 4), ("baseline", 91.0, math.nan, 1)]
         table = pd.DataFrame(rows, columns=["variant", "acc_mean", "acc_std", "n"])
         table.to_csv(folder / "table.csv", index=False)
         pair = {"a": "identitykd", "b": "baseline", "a_label": "IdentityKD", "b_label": "Baseline"}
-        pd.DataFrame([{**pair, "n": 4, "mean_points": mean, "verdict": verdict}]).to_csv(
-            folder / "significance.csv", index=False
-        )
+        pairs = [{**pair, "n": 4, "mean_points": mean, "verdict": verdict}, *more]
+        pd.DataFrame(pairs).to_csv(folder / "significance.csv", index=False)
         return folder.parent
 
-    there = tree("xeon", 88.0, "equivalent within ±1 point", -0.48)
+    only_there = {"a": "identitykd", "b": "mkd", "a_label": "IdentityKD", "b_label": "MKD"}
+    only_there |= {"n": 4, "mean_points": 0.59, "verdict": "undecided"}
+    there = tree("xeon", 88.0, "equivalent within ±1 point", -0.48, only_there)
     here = tree("epyc", 90.0, "worse", -1.17)
     text = write_comparison(here, there, "EPYC against Xeon")
     assert "| table3_methods | identitykd | 90.00 ± 1.00 (n=4) | 88.00 ± 1.00 (n=4) " in text
@@ -431,8 +432,8 @@ def test_a_regeneration_against_another_compares_rows_unpaired_and_verdicts_side
     assert "| table3_methods | baseline | 91.00 (n=1) | 91.00 (n=1) | +0.00 | too few seeds" in text
     assert "| comparison | xeon | epyc | holds in both |" in text
     assert (
-        "| IdentityKD − Baseline | equivalent within ±1 point (-0.48) | worse (-1.17) | no |"
-        in text
+        "| IdentityKD − Baseline | equivalent within ±1 point (-0.48) | worse (-1.17) | no |\n"
+        "| IdentityKD − MKD | undecided (+0.59) | not run | — |\n" in text
     )
     assert (here / "comparison.md").read_text() == text
     assert pd.read_csv(here / "comparison.csv")["verdict"].tolist() == [

@@ -100,31 +100,39 @@ def _rows(folder: Path) -> list[str]:
 
 
 def verdicts_beside(first: Path, second: Path, names: tuple[str, str]) -> list[str]:
-    """A Markdown table: each comparison of the study `second` (its significance.csv), its
-    verdict in `first` (the same study elsewhere: another population, another machine's
-    regeneration) and in `second`, and whether it holds in both; `names` head their columns."""
+    """A Markdown table: each comparison of the study `second` (its significance.csv) and of
+    `first` (the same study elsewhere: another population, another machine's regeneration), its
+    verdict in each ("not run" where one lacks it) and whether it holds in both; `names` head
+    their columns. No table where neither compares a pair."""
     paths = [first / "significance.csv", second / "significance.csv"]
     if not all(path.exists() for path in paths):
         return []
-    one, two = (pd.read_csv(path).set_index(["a", "b"]) for path in paths)
+    one, two = (
+        pd.read_csv(path).drop_duplicates(["a", "b"], keep="last").set_index(["a", "b"])
+        for path in paths
+    )
+    pairs = [*two.index, *(pair for pair in one.index if pair not in two.index)]
+    if not pairs:
+        return []
     lines = [
         f"| comparison | {names[0]} | {names[1]} | holds in both |",
         "|---|---|---|---|",
     ]
-    for (a, b), row in two.iterrows():
-        before = one["verdict"].get((a, b))
-        after = row["verdict"]
+    for pair in pairs:
+        rows = [frame.loc[pair] if pair in frame.index else None for frame in (one, two)]
+        verdicts = [row["verdict"] for row in rows if row is not None]
         holds = (
             "—"
-            if before is None or "not compared" in f"{before} {after}"
+            if len(verdicts) < 2 or "not compared" in " ".join(verdicts)
             else "no"
-            if before != after
+            if verdicts[0] != verdicts[1]
             else "undecided in both"
-            if after == "undecided"
+            if verdicts[0] == "undecided"
             else "yes"
         )
-        cells = [_said(one.loc[(a, b)]) if before is not None else "not run", _said(row)]
-        lines.append(f"| {row['a_label']} − {row['b_label']} | {' | '.join(cells)} | {holds} |")
+        label = next(row for row in reversed(rows) if row is not None)
+        cells = " | ".join("not run" if row is None else _said(row) for row in rows)
+        lines.append(f"| {label['a_label']} − {label['b_label']} | {cells} | {holds} |")
     return [*lines, ""]
 
 
