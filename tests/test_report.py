@@ -276,8 +276,10 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
     assert "| **all** | | **0.04 h** | **0.09** | 1 | 1 | | | | 1 (2) | 4 | | |" in overview
     assert "Dataset builds: feedbeef 437 s (first read by out)." in overview
     # `ikd run`'s estimates of the time left, each against what the stages took from there
+    # (t1 recorded no CPU share, as before 2026-12-07; t2 timed a busy machine)
     entries = [{"at": "t1", "cpu": "C", "left_s": {"out": 3600, "x": 1800}, "spent_s": {"out": 0}},
-               {"at": "t2", "cpu": "D", "left_s": {"out": 1800}, "spent_s": {"out": 2000}}]  # fmt: skip
+               {"at": "t2", "cpu": "D", "left_s": {"out": 1800}, "spent_s": {"out": 2000},
+                "cpu_share": 0.49}]  # fmt: skip
     (tmp_path / "estimates.json").write_text(json.dumps(entries))
     overview = write_overview(tmp_path, studies=("out",)).read_text()
     assert (
@@ -287,7 +289,10 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
     entries.append({"at": "t3", "cpu": "D", "left_s": {}, "spent_s": {"out": 5000}})
     (tmp_path / "estimates.json").write_text(json.dumps(entries))
     overview = write_overview(tmp_path, studies=("out",)).read_text()
-    assert "| t1 | C | 1.50 h | 1.39 h | 0.93 |\n| t2 | D | 0.50 h | 0.83 h | 1.67 |\n" in overview
+    assert (
+        "| t1 | C | — | 1.50 h | 1.39 h | 0.93 |\n| t2 | D | 49% (busy) | 0.50 h | 0.83 h | 1.67 |\n"
+        in overview
+    )
     (tmp_path / "idle").mkdir()  # a study without runs: its runs.csv has no header
     (tmp_path / "idle" / "study.json").write_text("{}")
     (tmp_path / "idle" / "runs.csv").write_text("\n")

@@ -26,6 +26,8 @@ QUESTIONS = {
 # a study that repeats another on a second population → the study it repeats
 REPLICATES = {"table3_population2": "table3_methods"}
 ESTIMATES = "estimates.json"  # in a results root: `ikd run`'s estimates (ikd.tune.regenerate)
+# the CPU share of an estimate's timings under which another process kept the machine busy
+BUSY = 0.75
 
 
 def write_overview(
@@ -330,17 +332,22 @@ def estimate_lines(results: Path) -> list[str]:
     lines = [
         "Each `ikd run`'s estimate of the time left against the stage time the regeneration "
         "then took to its end (estimates.json), wherever it was interrupted and resumed — on "
-        "the machines of the starts after it, whose CPUs are listed too:",
+        "the machines of the starts after it, whose CPUs are listed too. The CPU share is "
+        "what the estimate's timings had of their threads' CPU: under "
+        f"{BUSY:.0%} another process kept the machine busy, and the estimate runs high:",
         "",
-        "| `ikd run` at | CPU | estimated left | took from there | took / estimated |",
-        "|---|---|---|---|---|",
+        "| `ikd run` at | CPU | CPU share while timing | estimated left | took from there "
+        "| took / estimated |",
+        "|---|---|---|---|---|---|",
     ]
     for entry in starts:
         estimated = sum(entry["left_s"].values())
         took = end - sum(entry["spent_s"].values())
+        share = entry.get("cpu_share")  # not recorded before 2026-12-07
+        timed = "—" if share is None else f"{share:.0%}" + (" (busy)" if share < BUSY else "")
         lines.append(
-            f"| {entry['at']} | {entry['cpu']} | {estimated / 3600:.2f} h | {took / 3600:.2f} h "
-            f"| {took / estimated:.2f} |"
+            f"| {entry['at']} | {entry['cpu']} | {timed} | {estimated / 3600:.2f} h "
+            f"| {took / 3600:.2f} h | {took / estimated:.2f} |"
         )
     return [*lines, ""]
 

@@ -21,7 +21,7 @@ from typing import Any
 from ikd.config import Config, apply_overrides, load_config
 from ikd.data.dataset import BuiltDataset, dataset_folder, finished_manifest
 from ikd.provenance import hardware
-from ikd.report.overview import ESTIMATES, write_overview
+from ikd.report.overview import BUSY, ESTIMATES, write_overview
 from ikd.storage import Location, StorageError, read_json, staged, write_json
 from ikd.study import load_study
 from ikd.train.runs import same_teacher
@@ -194,11 +194,13 @@ def builds_left(runs: list[StudyRun], pending: set[str]) -> dict[str, float]:
     }
 
 
-def estimate(runs: list[StudyRun], train_windows: int) -> tuple[dict[str, float], str]:
-    """(seconds per study, a line saying how they come): the runs left (`work_left`), their
-    expected epochs at this machine's present speed per student (`epoch_seconds`), RUN_OVERHEAD
-    per run, and the datasets still to build (`builds_left`) by a study with runs left (one
-    with none is up to date and reads no dataset)."""
+def estimate(runs: list[StudyRun], train_windows: int) -> tuple[dict[str, float], str, float]:
+    """(seconds per study, a line saying how they come, the least CPU share of the timings):
+    the runs left (`work_left`), their expected epochs at this machine's present speed per
+    student (`epoch_seconds`), RUN_OVERHEAD per run, and the datasets still to build
+    (`builds_left`) by a study with runs left (one with none is up to date and reads no
+    dataset). Timed while another process kept the cores busy (a CPU share under BUSY), the
+    line says the estimate runs high."""
     left = [run.work_left() for run in runs]
     counts = [sum(n for entries in left for kind, _, n, _ in entries if kind == k) for k in STAGE_KINDS]  # fmt: skip
     epochs = [
@@ -206,10 +208,12 @@ def estimate(runs: list[StudyRun], train_windows: int) -> tuple[dict[str, float]
     ]
     students = {s: sum(e.get(s, 0.0) for e in epochs) for s in {s for e in epochs for s in e}}
     config = runs[0].config
-    seconds = {
+    timed = {
         student: epoch_seconds(apply_overrides(config, {"train.student": student}), train_windows)
         for student in sorted(students, key=lambda name: -students[name])
     }
+    seconds = {student: value for student, (value, _) in timed.items()}
+    share = min((value for _, value in timed.values()), default=1.0)
     pending = {run.study.name for run, entries in zip(runs, left, strict=True) if entries}
     builds = builds_left(runs, pending)
     per_study = {
@@ -225,20 +229,23 @@ def estimate(runs: list[StudyRun], train_windows: int) -> tuple[dict[str, float]
         "stops); per epoch here now "
         + (", ".join(f"{s} ~{v:.0f} s" for s, v in seconds.items()) or "—")
         + (f"; {len(builds)} dataset(s) to build, ~{_duration(sum(builds.values()))}" if builds else "")
+        + (f" (timed while this process had {share:.0%} of its threads' CPU: another process is "
+           "busy here, and the estimate runs high)" if share < BUSY else "")
         + f" — about {_duration(total)} ("
         + ", ".join(f"{name} {_duration(value)}" for name, value in per_study.items() if value)
         + "; this machine's speed varies from day to day)"
     )  # fmt: skip
-    return per_study, line
+    return per_study, line, share
 
 
 def record_estimate(
-    results_root: Location, runs: list[StudyRun], left: Mapping[str, float]
+    results_root: Location, runs: list[StudyRun], left: Mapping[str, float], share: float = 1.0
 ) -> None:
     """Add to the results root's estimates.json (`ESTIMATES`) the seconds `ikd run` expects each
     study still to take (`left`: none once the regeneration has ended) and the stage seconds each
     had spent then (study.json's), so each estimate can be set against what the regeneration then
-    took, wherever it was interrupted and resumed (`ikd.report.overview.estimate_lines`)."""
+    took, wherever it was interrupted and resumed (`ikd.report.overview.estimate_lines`), and
+    the CPU share its timings had (`epoch_seconds`; 1 for the entry that ends it)."""
     path = results_root / ESTIMATES
     spent = {
         run.study.name: round(
@@ -251,13 +258,17 @@ def record_estimate(
         "cpu": hardware()["cpu"],
         "left_s": {name: round(seconds, 1) for name, seconds in left.items() if seconds},
         "spent_s": spent,
+        "cpu_share": round(share, 2),
     }
     write_json(path, [*(read_json(path) or []), entry])
 
 
-def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> float:
+def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> tuple[float, float]:
     """Seconds per training epoch of the configured student here and now: a few timed Adam
-    steps on a batch of random spectrograms, scaled to the epoch (+15 % for evaluating val)."""
+    steps on a batch of random spectrograms, scaled to the epoch (+15 % for evaluating val);
+    and the share of its threads' CPU this process had meanwhile (near 1 alone: torch's threads
+    spin between operations; about 1/2 beside one other torch process on the same cores, which
+    slows both many times: benchmarks/README.md, "A machine busy with other torch work")."""
     import torch
 
     from ikd.models.students import backbone
@@ -270,15 +281,17 @@ def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> float:
     size = config.dsp.image_size
     batch = torch.randn(config.train.batch_size, 3, size, size)
     batch = batch.contiguous(memory_format=torch.channels_last)  # as training holds them
-    times = []
+    times, cpu = [], []
     for _ in range(steps + 1):  # the first step warms up
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         optimizer.zero_grad()
         net(batch).float().mean().backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     step = sorted(times[1:])[len(times[1:]) // 2]
-    return 1.15 * step * math.ceil(train_windows / config.train.batch_size)
+    share = sum(cpu[1:]) / (sum(times[1:]) * torch.get_num_threads())
+    return 1.15 * step * math.ceil(train_windows / config.train.batch_size), share
 
 
 def regenerate(
@@ -293,13 +306,13 @@ def regenerate(
     """Run every study's stages in ORDER (each resumable), saying first how long it will take
     (`only_estimate`: only that)."""
     runs = study_runs(preset, overrides, results_root, quick)
-    expected, line = estimate(runs, train_windows)
-    log.info("%s preset: %s", preset, line)
+    expected, line, share = estimate(runs, train_windows)
+    (log.warning if share < BUSY else log.info)("%s preset: %s", preset, line)
     if only_estimate:
         return runs
     work = any(expected.values())  # a finished tree is read, not written: not one byte
     if work:
-        record_estimate(results_root, runs, expected)
+        record_estimate(results_root, runs, expected, share)
     start = time.perf_counter()
     for index, run in enumerate(runs, 1):
         log.info("study %d/%d: %s (%s)", index, len(runs), run.study.name, run.study.artefact)
