@@ -42,7 +42,9 @@ median of `--steps` after a warm-up, `--rounds` rounds interleaved.
 libgomp's OMP_WAIT_POLICY unset (its threads spin at each barrier before they sleep) and PASSIVE
 (they sleep at once); alone, and beside a second process that runs the same steps with torch's
 defaults all along (a machine busy with other torch work: two thread teams on the cores).
-Median of `--steps` after a warm-up, `--rounds` rounds of the four cases interleaved.
+Median of `--steps` after a warm-up, `--rounds` rounds of the four cases interleaved; and the
+share of its threads' CPU the timed process had over its steps, as `ikd run`'s estimate measures
+it to say whether another process kept the machine busy.
 """
 
 import argparse
@@ -291,14 +293,16 @@ if collapsed:
                 parameter.mul_(1e-6)
 batch = torch.rand(128, 3, 32, 32).contiguous(memory_format=torch.channels_last)
 optimizer = torch.optim.Adam(net.parameters(), lr=1e-4, fused=True)
-times = []
+times, cpu = [], []
 for _ in range(steps + 1):
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     optimizer.zero_grad()
     net(batch).mean().backward()
     optimizer.step()
     times.append(time.perf_counter() - start)
-print(json.dumps(statistics.median(times[1:])))
+    cpu.append(time.process_time() - start_cpu)
+share = sum(cpu[1:]) / (sum(times[1:]) * threads)  # as ikd run's estimate measures it
+print(json.dumps([statistics.median(times[1:]), share]))
 """
 
 
@@ -315,7 +319,7 @@ def subnormal(count: int, rounds: int, threads: int) -> None:
             args = [student, str(int(collapsed)), str(int(flush)), str(count), str(threads)]
             done = subprocess.run([sys.executable, "-c", SUBNORMAL_STEP, *args], check=True,
                                   capture_output=True, text=True)  # fmt: skip
-            times[(student, collapsed, flush)].append(json.loads(done.stdout))
+            times[(student, collapsed, flush)].append(json.loads(done.stdout)[0])
     print("| student | weights | step, subnormals computed (s) | flushed to 0 (s) | ratio |")
     print("|---|---|---|---|---|")
     for student, collapsed_states in states.items():
@@ -334,6 +338,7 @@ def busy(count: int, rounds: int, threads: int) -> None:
     plain = {name: value for name, value in os.environ.items() if name != "OMP_WAIT_POLICY"}
     cases = [(policy, beside) for beside in (False, True) for policy in ("", "PASSIVE")]
     times: dict[tuple, list[float]] = {case: [] for case in cases}
+    shares: dict[tuple, list[float]] = {case: [] for case in cases}
     for _ in range(rounds):
         for policy, beside in cases:
             other = None
@@ -349,12 +354,17 @@ def busy(count: int, rounds: int, threads: int) -> None:
                 if other is not None:
                     other.kill()
                     other.wait()
-            times[(policy, beside)].append(json.loads(done.stdout))
-    print("| machine | OMP_WAIT_POLICY unset (s) | PASSIVE (s) | ratio |\n|---|---|---|---|")
+            step_time, share = json.loads(done.stdout)
+            times[(policy, beside)].append(step_time)
+            shares[(policy, beside)].append(share)
+    print("| machine | OMP_WAIT_POLICY unset (s) | PASSIVE (s) | ratio | CPU share, unset "
+          "| CPU share, PASSIVE |\n|---|---|---|---|---|---|")  # fmt: skip
     for beside in (False, True):
         spin, passive = (statistics.median(times[(p, beside)]) for p in ("", "PASSIVE"))
+        held = (statistics.median(shares[(p, beside)]) for p in ("", "PASSIVE"))
         machine = "beside another torch process" if beside else "alone"
-        print(f"| {machine} | {spin:.3f} | {passive:.3f} | {passive / spin:.2f}× |")
+        print(f"| {machine} | {spin:.3f} | {passive:.3f} | {passive / spin:.2f}× | "
+              + " | ".join(f"{share:.0%}" for share in held) + " |")  # fmt: skip
 
 
 def main() -> None:
