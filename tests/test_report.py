@@ -293,6 +293,10 @@ def test_a_table_renders_mean_std_paper_column_walks_and_significance(tmp_path):
         "| t1 | C | — | 1.50 h | 1.39 h | 0.93 |\n| t2 | D | 49% (busy) | 0.50 h | 0.83 h | 1.67 |\n"
         in overview
     )
+    entries[1]["cpu_share"] = 0.98  # a quiet machine's timings
+    (tmp_path / "estimates.json").write_text(json.dumps(entries))
+    overview = write_overview(tmp_path, studies=("out",)).read_text()
+    assert "| t2 | D | 98% | 0.50 h | 0.83 h | 1.67 |\n" in overview
     (tmp_path / "idle").mkdir()  # a study without runs: its runs.csv has no header
     (tmp_path / "idle" / "study.json").write_text("{}")
     (tmp_path / "idle" / "runs.csv").write_text("\n")

@@ -329,6 +329,16 @@ def test_a_dataset_is_built_once_by_its_first_pending_reader_timed_by_any_finish
     assert regenerate.builds_left(runs, {"a", "c"}) == {"a": 0.0, "c": 0.0}
 
 
+def test_the_estimate_says_when_its_timings_had_less_than_their_cpu():
+    """Timed with under 75 % of its threads' CPU (43–50 % beside another torch process on 2
+    cores, 86–100 % alone: benchmarks/README.md), `ikd run`'s estimate line says the machine may
+    be busy; timed quietly, or not at all (nothing left), it says nothing of it."""
+    from ikd.tune.regenerate import busy_note
+
+    assert busy_note(None) == busy_note(0.98) == busy_note(0.75) == ""
+    assert busy_note(0.49).startswith(" (timed while this process had 49% of its threads' CPU")
+
+
 def test_studies_compared_with_another_pair_every_seed_of_it():
     """A study compared with another's rows (a "<study>/<variant>" pair, or a second population
     of it) runs the same seeds, full and test budget: no comparison loses seeds to a mismatch."""

@@ -194,13 +194,16 @@ def builds_left(runs: list[StudyRun], pending: set[str]) -> dict[str, float]:
     }
 
 
-def estimate(runs: list[StudyRun], train_windows: int) -> tuple[dict[str, float], str, float]:
-    """(seconds per study, a line saying how they come, the least CPU share of the timings):
+def estimate(
+    runs: list[StudyRun], train_windows: int
+) -> tuple[dict[str, float], str, float | None]:
+    """(seconds per study, a line saying how they come, the least CPU share of the timings,
+    None where nothing was timed):
     the runs left (`work_left`), their expected epochs at this machine's present speed per
     student (`epoch_seconds`), RUN_OVERHEAD per run, and the datasets still to build
     (`builds_left`) by a study with runs left (one with none is up to date and reads no
-    dataset). Timed while another process kept the cores busy (a CPU share under BUSY), the
-    line says the estimate runs high."""
+    dataset). Timed with a CPU share under BUSY, the line says another process may have kept
+    the cores busy (`busy_note`)."""
     left = [run.work_left() for run in runs]
     counts = [sum(n for entries in left for kind, _, n, _ in entries if kind == k) for k in STAGE_KINDS]  # fmt: skip
     epochs = [
@@ -213,7 +216,7 @@ def estimate(runs: list[StudyRun], train_windows: int) -> tuple[dict[str, float]
         for student in sorted(students, key=lambda name: -students[name])
     }
     seconds = {student: value for student, (value, _) in timed.items()}
-    share = min((value for _, value in timed.values()), default=1.0)
+    share = min((value for _, value in timed.values()), default=None)
     pending = {run.study.name for run, entries in zip(runs, left, strict=True) if entries}
     builds = builds_left(runs, pending)
     per_study = {
@@ -228,9 +231,8 @@ def estimate(runs: list[StudyRun], train_windows: int) -> tuple[dict[str, float]
         + f", {config.train.epochs} epochs each (a tuning trial fewer: ASHA's expected early "
         "stops); per epoch here now "
         + (", ".join(f"{s} ~{v:.0f} s" for s, v in seconds.items()) or "—")
+        + busy_note(share)
         + (f"; {len(builds)} dataset(s) to build, ~{_duration(sum(builds.values()))}" if builds else "")
-        + (f" (timed while this process had {share:.0%} of its threads' CPU: another process is "
-           "busy here, and the estimate runs high)" if share < BUSY else "")
         + f" — about {_duration(total)} ("
         + ", ".join(f"{name} {_duration(value)}" for name, value in per_study.items() if value)
         + "; this machine's speed varies from day to day)"
@@ -238,14 +240,29 @@ def estimate(runs: list[StudyRun], train_windows: int) -> tuple[dict[str, float]
     return per_study, line, share
 
 
+def busy_note(share: float | None) -> str:
+    """What the estimate line adds where its timings had under BUSY of their CPU (measured on 2
+    cores: 100 % alone, 86 % with OMP_WAIT_POLICY=PASSIVE, 43–50 % beside one other torch
+    process; benchmarks/README.md, "The estimate on a busy machine")."""
+    if share is None or share >= BUSY:
+        return ""
+    return (
+        f" (timed while this process had {share:.0%} of its threads' CPU: another process may "
+        "be busy on these cores, and then the estimate runs high)"
+    )
+
+
 def record_estimate(
-    results_root: Location, runs: list[StudyRun], left: Mapping[str, float], share: float = 1.0
+    results_root: Location,
+    runs: list[StudyRun],
+    left: Mapping[str, float],
+    share: float | None = None,
 ) -> None:
     """Add to the results root's estimates.json (`ESTIMATES`) the seconds `ikd run` expects each
     study still to take (`left`: none once the regeneration has ended) and the stage seconds each
     had spent then (study.json's), so each estimate can be set against what the regeneration then
     took, wherever it was interrupted and resumed (`ikd.report.overview.estimate_lines`), and
-    the CPU share its timings had (`epoch_seconds`; 1 for the entry that ends it)."""
+    the CPU share its timings had where it timed any (`epoch_seconds`)."""
     path = results_root / ESTIMATES
     spent = {
         run.study.name: round(
@@ -258,7 +275,7 @@ def record_estimate(
         "cpu": hardware()["cpu"],
         "left_s": {name: round(seconds, 1) for name, seconds in left.items() if seconds},
         "spent_s": spent,
-        "cpu_share": round(share, 2),
+        **({} if share is None else {"cpu_share": round(share, 2)}),
     }
     write_json(path, [*(read_json(path) or []), entry])
 
@@ -266,9 +283,11 @@ def record_estimate(
 def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> tuple[float, float]:
     """Seconds per training epoch of the configured student here and now: a few timed Adam
     steps on a batch of random spectrograms, scaled to the epoch (+15 % for evaluating val);
-    and the share of its threads' CPU this process had meanwhile (near 1 alone: torch's threads
-    spin between operations; about 1/2 beside one other torch process on the same cores, which
-    slows both many times: benchmarks/README.md, "A machine busy with other torch work")."""
+    and the share of its threads' CPU this process had meanwhile, its threads counted up to the
+    CPUs it may use (near 1 alone: torch's threads spin between operations; about 1/2 beside one
+    other torch process on the same cores, which slows both many times: benchmarks/README.md,
+    "A machine busy with other torch work"). The process's other threads (Ray's, in a driver)
+    count too, which errs towards a quiet reading; a container's CPU quota is not read."""
     import torch
 
     from ikd.models.students import backbone
@@ -290,7 +309,8 @@ def epoch_seconds(config: Config, train_windows: int, steps: int = 3) -> tuple[f
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     step = sorted(times[1:])[len(times[1:]) // 2]
-    share = sum(cpu[1:]) / (sum(times[1:]) * torch.get_num_threads())
+    threads = min(torch.get_num_threads(), hardware()["cpus"] or 1)
+    share = sum(cpu[1:]) / (sum(times[1:]) * threads)
     return 1.15 * step * math.ceil(train_windows / config.train.batch_size), share
 
 
@@ -307,7 +327,7 @@ def regenerate(
     (`only_estimate`: only that)."""
     runs = study_runs(preset, overrides, results_root, quick)
     expected, line, share = estimate(runs, train_windows)
-    (log.warning if share < BUSY else log.info)("%s preset: %s", preset, line)
+    (log.warning if busy_note(share) else log.info)("%s preset: %s", preset, line)
     if only_estimate:
         return runs
     work = any(expected.values())  # a finished tree is read, not written: not one byte
