@@ -113,7 +113,7 @@ def write_comparison(
             f"| {_interval(row)} | {row['verdict']} |"
         )
     lines += ["", ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + "."]
-    studies_here = sorted({*frame["study"]}, key=list(frame["study"]).index)
+    studies_here = frame["study"].unique()  # in the table's order
     compared = {s: verdicts_beside(reference / s, ours / s, (there, here)) for s in studies_here}
     if any(compared.values()):
         lines += [
